@@ -1,0 +1,17 @@
+"""Shared fixtures. napari's own pytest plugin provides ``make_napari_viewer``."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip GUI tests with a clear reason when no display is available (run `make test`)."""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    skip = pytest.mark.skip(reason="no display: GUI tests run under Xvfb via `make test`")
+    for item in items:
+        if "gui" in item.keywords:
+            item.add_marker(skip)
