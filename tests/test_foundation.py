@@ -69,10 +69,11 @@ def test_wheel_carries_manifest_and_napari_finds_plugin(tmp_path: Path) -> None:
     """A plain (non-editable) wheel holds napari.yaml in the package; npe2 finds the plugin."""
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels),
+         str(ROOT)],
         check=True,
     )
-    (wheel,) = wheels.glob("ccount-*.whl")
+    (wheel,) = wheels.glob("napari_ccount-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         manifest = zf.read("napari_ccount/napari.yaml").decode()

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.gui
 
 
 def test_viewer_screenshot_shows_the_image(make_napari_viewer) -> None:
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     yy, xx = np.mgrid[0:128, 0:256]
     image = np.where((xx - 128) ** 2 / 90**2 + (yy - 64) ** 2 / 40**2 < 1, 1.0, 0.0)
     viewer.add_image(image.astype(np.float32), colormap="gray", contrast_limits=(0, 1))
