@@ -1,0 +1,22 @@
+"""Molecular dynamics of ion Coulomb crystals in a linear Paul trap (CCMD conventions).
+
+Public API: species (:class:`Species`, :data:`SPECIES`, :func:`get_species`,
+:func:`register_species`), the trap (:class:`TrapSettings`) and the simulation
+(:class:`IonGroup`, :class:`SimulationSettings`, :class:`SimulationResult`, :func:`simulate`).
+"""
+
+from ccount_core.physics.constants import SPECIES, Species, get_species, register_species
+from ccount_core.physics.simulate import IonGroup, SimulationResult, SimulationSettings, simulate
+from ccount_core.physics.trap import TrapSettings
+
+__all__ = [
+    "SPECIES",
+    "IonGroup",
+    "SimulationResult",
+    "SimulationSettings",
+    "Species",
+    "TrapSettings",
+    "get_species",
+    "register_species",
+    "simulate",
+]

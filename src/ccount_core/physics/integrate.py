@@ -1,0 +1,306 @@
+"""Velocity-Verlet Langevin integration (BAOAB splitting) in the RF or pseudopotential trap.
+
+One step of length dt (Leimkuhler & Matthews' BAOAB, which is velocity Verlet with an exact
+Ornstein-Uhlenbeck velocity update in the middle):
+
+    B: v += a(x, t) dt/2      A: x += v dt/2      O: v ← c v + √((1 − c²) k_B T / m) ξ
+    A: x += v dt/2            t += dt             B: v += a(x, t) dt/2
+
+with c = exp(−γ dt). The O step is the exact solution of dv = −γ v dt + √(2γ k_B T / m) dW over
+dt, so the temperature it imposes does not depend on the step. It acts along the cooling-laser
+axis n on laser-cooled ions (rate γ_cool) and, optionally, isotropically on every ion (rate
+γ_iso, a weak coupling to a bath at the same temperature). a(x, t) is the Coulomb acceleration
+plus the trap's: a_d = −(k0_d + kc_d cos(Ω t)) x_d per axis d (see forces.add_trap_accel).
+
+The random numbers are drawn outside Numba from a numpy Generator and passed in per chunk of
+steps, so a run is reproducible bit for bit for a given seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from ccount_core.physics.constants import COULOMB_K, K_B
+from ccount_core.physics.forces import add_trap_accel, coulomb_accel, pair_chunks
+
+
+@nb.njit(cache=True)
+def _accel(pos, t, omega, k0, kc, com, charge, kcoul, bounds, buf, acc, kx, ky):
+    """Total acceleration (3, N) at time t into acc; kx, ky are (N,) scratch."""
+    coulomb_accel(pos, com, charge, kcoul, bounds, buf, acc)
+    cs = math.cos(omega * t)
+    n = pos.shape[1]
+    for i in range(n):
+        kx[i] = k0[0, i] + kc[0, i] * cs
+        ky[i] = k0[1, i] + kc[1, i] * cs
+    add_trap_accel(pos, acc, kx, ky, k0[2])
+
+
+@nb.njit(cache=True)
+def _baoab_steps(
+    pos,
+    vel,
+    acc,
+    t0,
+    dt,
+    nsteps,
+    omega,
+    k0,
+    kc,
+    com,
+    charge,
+    kcoul,
+    bounds,
+    buf,
+    axis,
+    c_ax,
+    s_ax,
+    noise_ax,
+    c_iso,
+    s_iso,
+    noise_iso,
+    max_step,
+    sample_every,
+    next_sample,
+    samples,
+    sample_start,
+    rmax,
+    zmax,
+):
+    """Advance nsteps BAOAB steps in place (see module docstring).
+
+    pos, vel, acc: (3, N) m, m/s, m/s² (acc must hold a(pos, t0) on entry and holds the
+    acceleration at the end). k0, kc: (3, N) s⁻² trap coefficients (kc[2] unused).
+    axis: (3,) unit cooling axis; c_ax, s_ax: (N,) OU factor and noise amplitude (m/s) along
+    it; noise_ax: (nsteps, N) standard normals. c_iso, s_iso, noise_iso (nsteps, 3, N): the
+    isotropic bath (noise_iso may have length 0 when unused). max_step (m): cap on one drift.
+    Every sample_every steps (first after next_sample steps) positions go to
+    samples[sample_start + k] (S, 3, N) while there is room.
+    Returns (steps done, samples written, next_sample, escaped ion index or −1).
+    """
+    n = pos.shape[1]
+    half = 0.5 * dt
+    kx = np.empty(n)
+    ky = np.empty(n)
+    use_iso = noise_iso.shape[0] > 0
+    written = 0
+    t = t0
+    for step in range(nsteps):
+        for d in range(3):
+            for i in range(n):
+                vel[d, i] += half * acc[d, i]
+        # A (with an optional cap on the displacement, used while relaxing a rough start)
+        for i in range(n):
+            v2 = vel[0, i] ** 2 + vel[1, i] ** 2 + vel[2, i] ** 2
+            lim = max_step / dt
+            if v2 > lim * lim:
+                f = lim / math.sqrt(v2)
+                vel[0, i] *= f
+                vel[1, i] *= f
+                vel[2, i] *= f
+            for d in range(3):
+                pos[d, i] += half * vel[d, i]
+        # O
+        for i in range(n):
+            if c_ax[i] < 1.0:
+                vp = vel[0, i] * axis[0] + vel[1, i] * axis[1] + vel[2, i] * axis[2]
+                dv = (c_ax[i] - 1.0) * vp + s_ax[i] * noise_ax[step, i]
+                for d in range(3):
+                    vel[d, i] += dv * axis[d]
+            if use_iso:
+                for d in range(3):
+                    vel[d, i] = c_iso[i] * vel[d, i] + s_iso[i] * noise_iso[step, d, i]
+        # A
+        for d in range(3):
+            for i in range(n):
+                pos[d, i] += half * vel[d, i]
+        t = t0 + (step + 1) * dt
+        _accel(pos, t, omega, k0, kc, com, charge, kcoul, bounds, buf, acc, kx, ky)
+        for d in range(3):
+            for i in range(n):
+                vel[d, i] += half * acc[d, i]
+        for i in range(n):
+            r2 = pos[0, i] ** 2 + pos[1, i] ** 2
+            if not (r2 < rmax * rmax and abs(pos[2, i]) < zmax):
+                return step + 1, written, next_sample, i
+        next_sample -= 1
+        if next_sample == 0:
+            next_sample = sample_every
+            k = sample_start + written
+            if k < samples.shape[0]:
+                for d in range(3):
+                    for i in range(n):
+                        samples[k, d, i] = pos[d, i]
+                written += 1
+    return nsteps, written, next_sample, -1
+
+
+@dataclass
+class IonSystem:
+    """The mutable state and per-ion constants of one run (all SI; arrays (3, N) or (N,)).
+
+    k0/kc hold the trap in the chosen field: RF (kc ≠ 0) or pseudopotential (kc = 0).
+    """
+
+    pos: np.ndarray
+    vel: np.ndarray
+    mass: np.ndarray
+    charge: np.ndarray
+    mathieu_a: np.ndarray
+    mathieu_q: np.ndarray
+    omega: float
+    t: float = 0.0
+
+    def __post_init__(self) -> None:
+        n = self.pos.shape[1]
+        self.com = self.charge / self.mass
+        self.acc = np.zeros((3, n))
+        # Chunks are fixed by N, not by the thread count: results do not depend on threads.
+        self.bounds = pair_chunks(n, 16 if n >= 64 else 1)
+        self.buf = np.zeros((len(self.bounds) - 1, 3, n))
+
+    @property
+    def n(self) -> int:
+        return self.pos.shape[1]
+
+    def trap_coefficients(self, rf: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(k0, kc), (3, N) s⁻² each, for the full RF field or the pseudopotential."""
+        w2 = 0.25 * self.omega**2
+        a, q = self.mathieu_a, self.mathieu_q
+        k0 = np.empty((3, self.n))
+        kc = np.zeros((3, self.n))
+        if rf:
+            k0[0] = k0[1] = w2 * a
+            kc[0] = -2.0 * w2 * q
+            kc[1] = 2.0 * w2 * q
+        else:
+            k0[0] = k0[1] = w2 * (a + 0.5 * q * q)
+        k0[2] = -2.0 * w2 * a
+        return k0, kc
+
+
+@dataclass(frozen=True)
+class Thermostat:
+    """Langevin bath at ``temperature`` (K): rate ``cooling_rate`` (1/s) along the unit vector
+    ``axis`` on the ions where ``cooled`` (N,) bool is true, and ``isotropic_rate`` (1/s) on
+    every ion along all axes."""
+
+    temperature: float
+    cooling_rate: float
+    axis: tuple[float, float, float]
+    cooled: np.ndarray
+    isotropic_rate: float = 0.0
+
+
+def run_steps(
+    system: IonSystem,
+    dt: float,
+    nsteps: int,
+    rf: bool,
+    bath: Thermostat,
+    rng: np.random.Generator,
+    bounds_rz: tuple[float, float],
+    samples: np.ndarray | None = None,
+    sample_every: int = 0,
+    max_step: float = math.inf,
+    chunk: int = 256,
+    on_chunk=None,
+) -> int:
+    """Advance ``system`` by ``nsteps`` steps of ``dt`` seconds in the RF field (``rf``) or the
+    pseudopotential. Positions are stored into ``samples`` (S, 3, N) every ``sample_every``
+    steps (the last sample falls on the last step). Returns the number of samples written.
+
+    Raises ``EscapeError`` when an ion leaves the cylinder |r| < bounds_rz[0], |z| < bounds_rz[1]
+    (m) or its position stops being finite. ``on_chunk(steps_done)`` is called after each chunk.
+    """
+    n = system.n
+    k0, kc = system.trap_coefficients(rf)
+    c = math.exp(-bath.cooling_rate * dt)
+    kt = K_B * bath.temperature
+    c_ax = np.where(bath.cooled, c, 1.0)
+    s_ax = np.where(bath.cooled, np.sqrt((1.0 - c * c) * kt / system.mass), 0.0)
+    axis = np.asarray(bath.axis, dtype=np.float64)
+    axis = axis / np.linalg.norm(axis)
+    use_iso = bath.isotropic_rate > 0
+    ci = math.exp(-bath.isotropic_rate * dt)
+    c_iso = np.full(n, ci)
+    s_iso = np.sqrt((1.0 - ci * ci) * kt / system.mass)
+    if samples is None:
+        samples = np.empty((0, 3, n))
+        sample_every = nsteps + 1
+    k_s = samples.shape[0]
+    next_sample = nsteps - (k_s - 1) * sample_every if k_s else nsteps + 1
+    if k_s and next_sample < 1:
+        raise ValueError("samples do not fit into nsteps")
+    _accel(
+        system.pos,
+        system.t,
+        system.omega,
+        k0,
+        kc,
+        system.com,
+        system.charge,
+        COULOMB_K,
+        system.bounds,
+        system.buf,
+        system.acc,
+        np.empty(n),
+        np.empty(n),
+    )
+    written = 0
+    done = 0
+    while done < nsteps:
+        m = min(chunk, nsteps - done)
+        noise_ax = rng.standard_normal((m, n))
+        noise_iso = rng.standard_normal((m, 3, n)) if use_iso else np.empty((0, 3, n))
+        steps, w, next_sample, escaped = _baoab_steps(
+            system.pos,
+            system.vel,
+            system.acc,
+            system.t,
+            dt,
+            m,
+            system.omega,
+            k0,
+            kc,
+            system.com,
+            system.charge,
+            COULOMB_K,
+            system.bounds,
+            system.buf,
+            axis,
+            c_ax,
+            s_ax,
+            noise_ax,
+            c_iso,
+            s_iso,
+            noise_iso,
+            max_step,
+            sample_every,
+            next_sample,
+            samples,
+            written,
+            bounds_rz[0],
+            bounds_rz[1],
+        )
+        system.t += steps * dt
+        written += w
+        done += steps
+        if escaped >= 0:
+            raise EscapeError(int(escaped), system.t)
+        if on_chunk is not None:
+            on_chunk(done)
+    return written
+
+
+class EscapeError(RuntimeError):
+    """An ion left the trap (or its position became NaN) during integration."""
+
+    def __init__(self, ion: int, time: float) -> None:
+        super().__init__(f"ion {ion} left the trap at t = {time * 1e6:.3g} µs")
+        self.ion = ion
+        self.time = time
