@@ -1,0 +1,439 @@
+"""Find the outline of a Coulomb crystal in a fluorescence frame.
+
+Conventions (shared with :mod:`ccount_core.preprocess`):
+
+- A frame is a 2-D array ``(rows, cols)``; pixel ``(r, c)`` has its centre at coordinate
+  ``(r, c)``; row 0 is the top of the displayed image.
+- :class:`Ellipse` is in the frame's pixels. ``angle_deg`` is the direction of the semi-major
+  axis measured from the +column direction (pointing right), positive **counter-clockwise as
+  displayed** (row 0 at the top), in ``(-90, 90]``. The unit vector along the major axis is
+  ``(d_row, d_col) = (-sin(angle), cos(angle))``; ``angle_deg = 0`` is a horizontal crystal,
+  ``90`` a vertical one.
+- The fitted ellipse passes through the **outermost shell of ion centres** (the ring of ions at
+  the crystal's edge), so that f = 1 on that shell in the paper's outer-layer enhancement
+  (eq. 2-3). The ions' spots reach a spot radius beyond it; masks add a margin.
+
+Algorithm (:func:`fit_ellipse`): block-average the frame to about 128 px on the long side,
+3 x 3 median (hot pixels), subtract a robust plane fitted to the border (background
+gradient), Gaussian smoothing, threshold at half the Otsu level, keep the largest connected
+region, fill its holes (hollow dark cores) and take its second moments: a coarse ellipse.
+Then refine on the frame (block-averaged to about 40 px per semi-minor axis, 5-point
+median): in 36 angular sectors of the coarse ellipse, average the intensity in bins of
+normalised radius and take the outermost bright peak (the outer shell's ring), fit an
+ellipse to those points by least squares (Halir-Flusser direct fit) and drop outliers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+
+from ccount_core.errors import InputError
+
+__all__ = ["Ellipse", "as_float_frame", "fit_ellipse", "median5"]
+
+_SMALL_SIDE = 128  # px: the coarse search works on a frame block-averaged to about this size
+_N_SECTORS = 36
+_RHO_MIN, _RHO_MAX, _N_BINS = 0.55, 1.35, 64  # normalised-radius range and bins of the profiles
+_MIN_SIDE = 16  # px: smaller frames are refused
+
+
+@dataclass(frozen=True)
+class Ellipse:
+    """An ellipse in a frame's pixel coordinates.
+
+    Attributes:
+        center_row, center_col: centre (px; pixel centres at integer coordinates).
+        semi_major, semi_minor: semi-axes (px), ``semi_major >= semi_minor > 0``.
+        angle_deg: direction of the semi-major axis (deg) from the +column direction,
+            counter-clockwise as displayed (row 0 on top), in ``(-90, 90]``.
+        quality: 0..1, how well the outline was determined (1 for a user-drawn ellipse).
+    """
+
+    center_row: float
+    center_col: float
+    semi_major: float
+    semi_minor: float
+    angle_deg: float
+    quality: float = 1.0
+
+    def __post_init__(self) -> None:
+        vals = (self.center_row, self.center_col, self.semi_major, self.semi_minor,
+                self.angle_deg, self.quality)
+        if not all(math.isfinite(float(v)) for v in vals):
+            raise InputError(f"ellipse: all fields must be finite numbers, got {self}")
+        if not self.semi_minor > 0:
+            raise InputError(f"ellipse: semi-axes must be > 0 px, got {self.semi_minor}")
+        if self.semi_major < self.semi_minor:
+            raise InputError("ellipse: semi_major must be >= semi_minor "
+                             f"({self.semi_major} < {self.semi_minor})")
+        if not 0.0 <= self.quality <= 1.0:
+            raise InputError(f"ellipse: quality must be in [0, 1], got {self.quality}")
+
+    @classmethod
+    def from_axes(cls, center_row: float, center_col: float, semi_axis_1: float,
+                  semi_axis_2: float, angle_1_deg: float, quality: float = 1.0) -> Ellipse:
+        """Build from two semi-axes in any order; ``angle_1_deg`` is the direction of axis 1."""
+        a1, a2 = float(semi_axis_1), float(semi_axis_2)
+        ang = float(angle_1_deg)
+        if a2 > a1:
+            a1, a2, ang = a2, a1, ang + 90.0
+        return cls(float(center_row), float(center_col), a1, a2, _wrap_angle(ang),
+                   float(np.clip(quality, 0.0, 1.0)))
+
+    @property
+    def major_direction(self) -> tuple[float, float]:
+        """Unit vector ``(d_row, d_col)`` along the semi-major axis."""
+        t = math.radians(self.angle_deg)
+        return (-math.sin(t), math.cos(t))
+
+    def normalized_radius2(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """f = (u/a)^2 + (v/b)^2 at pixel coordinates (eq. 3 of the paper): 1 on the ellipse."""
+        dr, dc = self.major_direction
+        y = np.asarray(rows, dtype=np.float64) - self.center_row
+        x = np.asarray(cols, dtype=np.float64) - self.center_col
+        u = y * dr + x * dc  # along the major axis
+        v = -y * dc + x * dr  # along the minor axis
+        return (u / self.semi_major) ** 2 + (v / self.semi_minor) ** 2
+
+    def half_extent(self) -> tuple[float, float]:
+        """Half-height and half-width (px) of the ellipse's axis-aligned bounding box."""
+        dr, dc = self.major_direction
+        a, b = self.semi_major, self.semi_minor
+        return (math.hypot(a * dr, b * dc), math.hypot(a * dc, b * dr))
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dict (JSON-ready)."""
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Ellipse:
+        """Inverse of :meth:`to_dict`."""
+        try:
+            return cls(**{k: float(data[k]) for k in
+                          ("center_row", "center_col", "semi_major", "semi_minor", "angle_deg")},
+                       quality=float(data.get("quality", 1.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"ellipse: cannot read {data!r} ({exc})") from None
+
+
+def _wrap_angle(deg: float) -> float:
+    """Map an axis direction (deg, defined modulo 180) into (-90, 90]."""
+    w = math.fmod(deg, 180.0)
+    if w <= -90.0:
+        w += 180.0
+    elif w > 90.0:
+        w -= 180.0
+    return w
+
+
+# ----------------------------------------------------------------------------------- checks
+
+def as_float_frame(frame: object, name: str = "frame") -> np.ndarray:
+    """Check one frame and return it as a C-contiguous float32 ``(rows, cols)`` array.
+
+    Raises :class:`InputError` (one line naming ``name``) for: not 2-D, RGB/RGBA, a
+    non-numeric or boolean dtype, a frame smaller than 16 px, NaN/inf, a constant frame.
+    Any integer type is accepted (converted through float64, so uint32/int64 neither overflow
+    nor wrap).
+    """
+    arr = np.asarray(frame)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        raise InputError(f"{name}: shape {arr.shape} looks like an RGB/RGBA image; "
+                         "convert it to one greyscale channel first")
+    if arr.ndim != 2:
+        raise InputError(f"{name}: expected a 2-D (rows, cols) image, got shape {arr.shape}")
+    _check_dtype(arr.dtype, name)
+    if min(arr.shape) < _MIN_SIDE:
+        raise InputError(f"{name}: image {arr.shape} is too small (need >= {_MIN_SIDE} px a side)")
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize >= 4:
+        arr = arr.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    finite = np.isfinite(out)
+    if not finite.all():
+        n_bad = int(out.size - np.count_nonzero(finite))
+        raise InputError(f"{name}: {n_bad} pixel(s) are NaN or infinite (or exceed float32)")
+    lo, hi = float(out.min()), float(out.max())
+    if hi - lo <= 1e-6 * max(abs(lo), abs(hi), 1e-30):
+        raise InputError(f"{name}: constant image (every pixel = {lo:g}); no crystal to find")
+    return out
+
+
+def _check_dtype(dtype: np.dtype, name: str) -> None:
+    if dtype.kind == "b":
+        raise InputError(f"{name}: boolean images are not fluorescence images (dtype bool)")
+    if dtype.kind not in "iuf":
+        raise InputError(f"{name}: pixel type {dtype} is not a real number type")
+
+
+# ----------------------------------------------------------------------------- filtering
+
+def median5(img: np.ndarray) -> np.ndarray:
+    """5-point cross median (footprint [[0,1,0],[1,1,1],[0,1,0]]), edges replicated.
+
+    Vectorised: pair the four neighbours, the median of five is the median of the centre and
+    the middle two of the four (a 6-comparison network). ``img`` is 2-D; returns float32.
+    """
+    p = np.pad(np.asarray(img, dtype=np.float32), 1, mode="edge")
+    c = p[1:-1, 1:-1]
+    n, s, w, e = p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]
+    x = np.maximum(np.minimum(n, s), np.minimum(w, e))
+    y = np.minimum(np.maximum(n, s), np.maximum(w, e))
+    lo = np.minimum(x, y)
+    hi = np.maximum(x, y)
+    return np.maximum(lo, np.minimum(hi, c))
+
+
+def _border_ring(shape: tuple[int, int], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the pixels within ``width`` of the frame's edge."""
+    ring = np.zeros(shape, dtype=bool)
+    ring[:width, :] = ring[-width:, :] = True
+    ring[:, :width] = ring[:, -width:] = True
+    return np.nonzero(ring)
+
+
+def _fit_border_plane(img: np.ndarray, width: int) -> np.ndarray:
+    """Robust plane ``(p0, p_row, p_col)`` through the border ring (3σ clipping, 3 rounds)."""
+    rr, cc = _border_ring(img.shape, width)
+    z = img[rr, cc].astype(np.float64)
+    design = np.column_stack([np.ones_like(z), rr, cc])
+    keep = np.ones(z.size, dtype=bool)
+    p = np.zeros(3)
+    for _ in range(3):
+        dk = design[keep]
+        p = np.linalg.solve(dk.T @ dk, dk.T @ z[keep])
+        res = z - design @ p
+        sigma = 1.4826 * float(np.median(np.abs(res[keep])))
+        new_keep = np.abs(res) <= 3.0 * sigma + 1e-12
+        if new_keep.sum() < 10 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return p
+
+
+# -------------------------------------------------------------------------------- fitting
+
+def fit_ellipse(frame: np.ndarray) -> Ellipse:
+    """Find the crystal's outer-shell ellipse in one frame.
+
+    Args:
+        frame: ``(rows, cols)`` image, any real dtype (counts, arbitrary units).
+
+    Returns:
+        :class:`Ellipse` in the frame's pixels; ``quality`` is the fraction of 36 angular
+        sectors in which the outer shell was found and agrees with the fit, reduced by the
+        RMS distance of those points from the ellipse (relative to 3 % of the semi-minor
+        axis); a crystal found only coarsely (no shell ring) gets at most 0.3.
+
+    Raises:
+        InputError: bad frame (see :func:`as_float_frame`), no crystal found, or the crystal
+            touches the image border.
+    """
+    img = as_float_frame(frame, "frame")
+    return _fit(img)
+
+
+def _fit(img: np.ndarray) -> Ellipse:
+    coarse, plane = _coarse(img)
+    return _refine(img, coarse, plane)
+
+
+def _coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
+    """Coarse ellipse from the thresholded, hole-filled largest region of a small copy."""
+    h, w = img.shape
+    d = max(1, round(max(h, w) / _SMALL_SIDE))
+    hs, ws = h // d, w // d
+    small = img[: hs * d, : ws * d].reshape(hs, d, ws, d).mean(axis=(1, 3), dtype=np.float32)
+    small = median5(small)
+    bw = max(2, min(hs, ws) // 32)
+    p = _fit_border_plane(small, bw)
+    rr = np.arange(hs, dtype=np.float32)[:, None]
+    cc = np.arange(ws, dtype=np.float32)[None, :]
+    small = small - (np.float32(p[0]) + np.float32(p[1]) * rr + np.float32(p[2]) * cc)
+    smooth = ndi.gaussian_filter(small, sigma=1.5, mode="nearest", truncate=3.0)
+    ring = smooth[_border_ring(smooth.shape, bw)]
+    noise = 1.4826 * float(np.median(np.abs(ring - np.median(ring))))
+    peak = float(np.percentile(smooth, 99.9))
+    if not peak > 8.0 * noise or peak <= 0.0:
+        raise InputError("frame: no crystal found (nothing stands out of the background noise)")
+    t = max(0.5 * float(threshold_otsu(smooth)), 4.0 * noise)
+    labels, n = ndi.label(smooth > t)
+    if n == 0:
+        raise InputError("frame: no crystal found (no region above the threshold)")
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    region = labels == int(np.argmax(sizes))
+    if sizes.max() < 12:
+        raise InputError("frame: no crystal found (the brightest region is only a few pixels)")
+    if region[0, :].any() or region[-1, :].any() or region[:, 0].any() or region[:, -1].any():
+        raise InputError("frame: the crystal touches the image border; it must lie wholly "
+                         "inside the frame (crop less or centre the crystal)")
+    region = ndi.binary_fill_holes(region)
+    r, c = np.nonzero(region)
+    r0, c0 = r.mean(), c.mean()
+    cov = np.cov(np.vstack([r - r0, c - c0])) + np.eye(2) / 12.0  # + pixel size
+    evals, evecs = np.linalg.eigh(cov)
+    dr, dc = evecs[:, 1]
+    angle = math.degrees(math.atan2(-dr, dc))
+    a, b = 2.0 * math.sqrt(evals[1]), 2.0 * math.sqrt(max(evals[0], 1e-6))
+    off = (d - 1) / 2.0
+    ell = Ellipse.from_axes(r0 * d + off, c0 * d + off, a * d, b * d, angle, 0.3)
+    # The plane in full-resolution coordinates: small (i, j) <-> full (i*d + off, j*d + off).
+    plane = np.array([p[0] - (p[1] + p[2]) * off / d, p[1] / d, p[2] / d])
+    return ell, plane
+
+
+def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
+    """Fit the outer shell: outermost ring peak in angular sectors, then a direct LSQ fit."""
+    h, w = img.shape
+    hr, hc = coarse.half_extent()
+    r_lo = max(0, int(coarse.center_row - _RHO_MAX * hr) - 1)
+    r_hi = min(h, int(coarse.center_row + _RHO_MAX * hr) + 2)
+    c_lo = max(0, int(coarse.center_col - _RHO_MAX * hc) - 1)
+    c_hi = min(w, int(coarse.center_col + _RHO_MAX * hc) + 2)
+    # Large crystals: 2 x 2 (or more) block means first; ~40 px per semi-minor axis suffice.
+    k = max(1, int(coarse.semi_minor // 40))
+    r_hi -= (r_hi - r_lo) % k
+    c_hi -= (c_hi - c_lo) % k
+    sub = img[r_lo:r_hi, c_lo:c_hi]
+    if k > 1:
+        nr, nc = (r_hi - r_lo) // k, (c_hi - c_lo) // k
+        sub = sub.reshape(nr, k, nc, k).mean(axis=(1, 3), dtype=np.float32)
+    sub = median5(sub)
+    rows = (r_lo + (k - 1) / 2 + k * np.arange(sub.shape[0], dtype=np.float32))[:, None]
+    cols = (c_lo + (k - 1) / 2 + k * np.arange(sub.shape[1], dtype=np.float32))[None, :]
+    sub = sub - (np.float32(plane[0]) + np.float32(plane[1]) * rows + np.float32(plane[2]) * cols)
+
+    dr, dc = coarse.major_direction
+    y = rows - np.float32(coarse.center_row)
+    x = cols - np.float32(coarse.center_col)
+    u = (y * np.float32(dr) + x * np.float32(dc)) / np.float32(coarse.semi_major)
+    v = (-y * np.float32(dc) + x * np.float32(dr)) / np.float32(coarse.semi_minor)
+    rho = np.sqrt(u * u + v * v)
+    theta = np.arctan2(v, u)
+    sector = ((theta + np.pi) * (_N_SECTORS / (2 * np.pi))).astype(np.intp) % _N_SECTORS
+    rbin = ((rho - _RHO_MIN) * (_N_BINS / (_RHO_MAX - _RHO_MIN))).astype(np.intp)
+    ok = (rho >= _RHO_MIN) & (rbin < _N_BINS)
+    idx = (sector * _N_BINS + rbin)[ok]
+    vals = sub[ok].astype(np.float64)
+    n_cells = _N_SECTORS * _N_BINS
+    sums = np.bincount(idx, weights=vals, minlength=n_cells).reshape(_N_SECTORS, _N_BINS)
+    counts = np.bincount(idx, minlength=n_cells).reshape(_N_SECTORS, _N_BINS)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prof = sums / counts
+    prof = np.where(counts > 0, prof, 0.0)
+    # Light smoothing along the radius: [1, 2, 1] / 4.
+    prof = np.pad(prof, ((0, 0), (1, 1)), mode="edge")
+    prof = 0.25 * prof[:, :-2] + 0.5 * prof[:, 1:-1] + 0.25 * prof[:, 2:]
+
+    bin_w = (_RHO_MAX - _RHO_MIN) / _N_BINS
+    max_climb = round(0.15 / bin_w)
+    pts_r: list[float] = []
+    pts_c: list[float] = []
+    for s in range(_N_SECTORS):
+        p = prof[s]
+        above = np.nonzero(p >= 0.25 * p.max())[0]
+        if p.max() <= 0 or above.size == 0:
+            continue
+        k = int(above[-1])
+        k0 = k
+        while k > 0 and p[k - 1] >= p[k]:
+            k -= 1
+        if k0 - k > max_climb or k == 0 or k == _N_BINS - 1:
+            continue
+        den = p[k - 1] - 2 * p[k] + p[k + 1]
+        frac = 0.5 * (p[k - 1] - p[k + 1]) / den if den < 0 else 0.0
+        rho_k = _RHO_MIN + (k + 0.5 + float(np.clip(frac, -0.5, 0.5))) * bin_w
+        th = -np.pi + (s + 0.5) * (2 * np.pi / _N_SECTORS)
+        uu, vv = rho_k * math.cos(th) * coarse.semi_major, rho_k * math.sin(th) * coarse.semi_minor
+        pts_r.append(coarse.center_row + uu * dr - vv * dc)
+        pts_c.append(coarse.center_col + uu * dc + vv * dr)
+
+    if len(pts_r) < 12:
+        return coarse
+    pr, pc = np.asarray(pts_r), np.asarray(pts_c)
+    keep = np.ones(pr.size, dtype=bool)
+    ell = None
+    rms = 0.0
+    for _ in range(3):
+        ell = _direct_fit(pr[keep], pc[keep])
+        if ell is None:
+            return coarse
+        res = _radial_residual(ell, pr, pc)
+        mad = 1.4826 * float(np.median(np.abs(res[keep])))
+        new_keep = np.abs(res) <= max(3.0 * mad, 1.0)
+        rms = float(np.sqrt(np.mean(res[keep] ** 2)))
+        if new_keep.sum() < 10 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    assert ell is not None
+    quality = keep.sum() / _N_SECTORS / (1.0 + (rms / (0.03 * ell.semi_minor)) ** 2)
+    ratio = (ell.semi_major * ell.semi_minor) / (coarse.semi_major * coarse.semi_minor)
+    if not 0.3 < ratio < 1.5:  # the shell should lie just inside the coarse outline
+        return coarse
+    _check_inside(ell, h, w)
+    return Ellipse(ell.center_row, ell.center_col, ell.semi_major, ell.semi_minor,
+                   ell.angle_deg, float(np.clip(quality, 0.0, 1.0)))
+
+
+def _check_inside(ell: Ellipse, h: int, w: int) -> None:
+    hr, hc = ell.half_extent()
+    if (ell.center_row - hr < 0 or ell.center_row + hr > h - 1
+            or ell.center_col - hc < 0 or ell.center_col + hc > w - 1):
+        raise InputError("frame: the crystal touches the image border; it must lie wholly "
+                         "inside the frame (crop less or centre the crystal)")
+
+
+def _radial_residual(ell: Ellipse, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Approximate signed distance (px) of points from the ellipse, along the centre ray."""
+    f = ell.normalized_radius2(rows, cols)
+    dist = np.hypot(rows - ell.center_row, cols - ell.center_col)
+    rho = np.sqrt(np.maximum(f, 1e-12))
+    return dist * (1.0 - 1.0 / rho)
+
+
+def _direct_fit(rows: np.ndarray, cols: np.ndarray) -> Ellipse | None:
+    """Least-squares ellipse through points (Halir & Flusser 1998 direct fit)."""
+    r0, c0 = rows.mean(), cols.mean()
+    scale = max(rows.std(), cols.std(), 1e-9)
+    x = (cols - c0) / scale
+    y = (rows - r0) / scale
+    d1 = np.column_stack([x * x, x * y, y * y])
+    d2 = np.column_stack([x, y, np.ones_like(x)])
+    s1, s2, s3 = d1.T @ d1, d1.T @ d2, d2.T @ d2
+    try:
+        t = -np.linalg.solve(s3, s2.T)
+    except np.linalg.LinAlgError:
+        return None
+    m = s1 + s2 @ t
+    m = np.array([m[2] / 2.0, -m[1], m[0] / 2.0])
+    _, evecs = np.linalg.eig(m)
+    evecs = np.real(evecs)
+    cond = 4 * evecs[0] * evecs[2] - evecs[1] ** 2
+    good = np.nonzero(cond > 0)[0]
+    if good.size == 0:
+        return None
+    a1 = evecs[:, good[0]]
+    coef = np.concatenate([a1, t @ a1])  # A x^2 + B xy + C y^2 + D x + E y + F = 0
+    A, B, C, D, E, F = coef
+    q = np.array([[A, B / 2], [B / 2, C]])
+    try:
+        centre = np.linalg.solve(2 * q, [-D, -E])
+    except np.linalg.LinAlgError:
+        return None
+    f0 = F + 0.5 * (D * centre[0] + E * centre[1])
+    qe, qv = np.linalg.eigh(q)
+    axes2 = -f0 / qe
+    if not np.all(axes2 > 0):
+        return None
+    axes = np.sqrt(axes2) * scale
+    # Eigenvector of the smaller eigenvalue is the major axis, in (x=col, y=row).
+    vx, vy = qv[:, 0] if axes[0] >= axes[1] else qv[:, 1]
+    angle = math.degrees(math.atan2(-vy, vx))
+    return Ellipse.from_axes(r0 + centre[1] * scale, c0 + centre[0] * scale,
+                             float(axes.max()), float(axes.min()), angle, 1.0)
