@@ -1,0 +1,176 @@
+"""Crystal lengths and widths from ccount's simulator against CCMD's (issue point 9).
+
+Picks a stratified spread of rows of shared/reference/ccmd_crystal_geometry.csv (pure Ca+,
+up to 600 ions: every η × ion-number band, V_RF and V_end drawn at random with a fixed seed),
+simulates each with ccount's default SimulationSettings, renders at CCMD's imaging settings
+(1 px/µm, blur 5 µm, dof 50 µm, 640 × 480, trap axis along the long side) and measures the
+crystal exactly as the reference table was measured (ccount_core.geometry).
+
+Rows are appended to a results CSV as they finish, so a killed run resumes where it stopped.
+``--report`` writes the markdown table (docs/CCMD_COMPARISON.md) from the results.
+
+    nice -n 0 .venv/bin/python benchmarks/ccmd_geometry.py --rows 48
+    .venv/bin/python benchmarks/ccmd_geometry.py --rows 48 --report docs/CCMD_COMPARISON.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference" / "ccmd_crystal_geometry.csv"
+RESULTS = Path.home() / ".cache" / "ccount" / "ccmd_geometry_results.csv"
+FIELDS = ["row", "eta", "vrf", "vend", "n_ca", "length_um", "width_um", "sim_length_um",
+          "sim_width_um", "dev_length", "dev_width", "seconds"]
+N_BANDS = ((50, 150), (200, 300), (350, 450), (500, 600))
+
+
+def pick_rows(reference: Path, n_rows: int, seed: int = 0) -> list[dict[str, float]]:
+    """A stratified spread of reference rows: equal shares per (η, ion-number band)."""
+    with reference.open() as fh:
+        table = [
+            {k: float(v) for k, v in row.items()} | {"row": i}
+            for i, row in enumerate(csv.DictReader(fh))
+        ]
+    rng = np.random.default_rng(seed)
+    strata = [
+        [r for r in table if r["eta"] == eta and lo <= r["n_ca"] <= hi]
+        for eta in sorted({r["eta"] for r in table})
+        for lo, hi in N_BANDS
+    ]
+    per = int(np.ceil(n_rows / len(strata)))
+    chosen = [[s[i] for i in rng.choice(len(s), size=per, replace=False)] for s in strata]
+    # Interleave the strata so that a partial run already covers the whole range.
+    ordered = [c[k] for k in range(per) for c in chosen]
+    return ordered[:n_rows]
+
+
+def measure_row(row: dict[str, float]) -> dict[str, float]:
+    """Simulate, render and measure one reference row."""
+    from ccount_core.geometry import measure_crystal_size
+    from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings, simulate
+    from ccount_core.render import ImagingSettings
+
+    t0 = time.perf_counter()
+    trap = TrapSettings.from_lab_units(v_rf=row["vrf"], v_end=row["vend"], eta=row["eta"])
+    result = simulate(trap, [IonGroup("Ca+", int(row["n_ca"]))],
+                      SimulationSettings(seed=int(row["row"])), ImagingSettings())
+    size = measure_crystal_size(result.image)
+    return row | {
+        "sim_length_um": size.length_um,
+        "sim_width_um": size.width_um,
+        "dev_length": size.length_um / row["length_um"] - 1.0,
+        "dev_width": size.width_um / row["width_um"] - 1.0,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def load_results(path: Path) -> dict[int, dict[str, float]]:
+    if not path.exists():
+        return {}
+    with path.open() as fh:
+        return {int(float(r["row"])): {k: float(v) for k, v in r.items()}
+                for r in csv.DictReader(fh)}
+
+
+def append_result(path: Path, result: dict[str, float]) -> None:
+    """Append one row (header first); a line is written in one call, so a kill loses at
+    most the row being simulated."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    line = ",".join(f"{result[k]:.6g}" if k != "row" else str(int(result[k])) for k in FIELDS)
+    with path.open("a") as fh:
+        if new:
+            fh.write(",".join(FIELDS) + "\n")
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def summary(results: list[dict[str, float]]) -> tuple[float, float]:
+    """Median absolute relative deviation of length and of width."""
+    dl = np.median([abs(r["dev_length"]) for r in results])
+    dw = np.median([abs(r["dev_width"]) for r in results])
+    return float(dl), float(dw)
+
+
+def write_report(results: list[dict[str, float]], path: Path, command: str) -> None:
+    dl, dw = summary(results)
+    bias_l = float(np.median([r["dev_length"] for r in results]))
+    bias_w = float(np.median([r["dev_width"] for r in results]))
+    lines = [
+        "# Simulator against CCMD: crystal length and width",
+        "",
+        "ccount's simulator (default `SimulationSettings`, pure Ca+) rendered at CCMD's imaging",
+        "settings (1 px/µm, blur 5 µm, dof 50 µm, 640 × 480, trap axis along the long side) and",
+        "measured exactly as the reference table was (`ccount_core.geometry.measure_crystal_size`:",
+        "8-bit image, pixels > 5, outline = mask minus its erosion, 1.65 σ outlier cut, least-",
+        "squares axis-aligned ellipse), against CCMD's lengths and widths in",
+        "`shared/reference/ccmd_crystal_geometry.csv`.",
+        "",
+        f"- rows: {len(results)} (stratified over η × ion-number bands 50-600, V_RF and V_end"
+        " drawn with a fixed seed)",
+        f"- **median |relative deviation|: length {100 * dl:.1f} %, width {100 * dw:.1f} %**"
+        " (goal < 5 % each)",
+        f"- median signed deviation (ccount − CCMD): length {100 * bias_l:+.1f} %, width"
+        f" {100 * bias_w:+.1f} %",
+        f"- command: `{command}`",
+        f"- machine: dev-2c (2-core x86-64, 24 GB, no GPU, shared with other jobs);"
+        f" {platform.python_implementation()} {platform.python_version()};"
+        f" date {time.strftime('%Y-%m-%d')}",
+        "",
+        "| row | η | V_RF (V) | V_end (V) | Ca+ | CCMD L (µm) | ccount L (µm) | ΔL | "
+        "CCMD W (µm) | ccount W (µm) | ΔW | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(results, key=lambda r: (r["eta"], r["n_ca"], r["vrf"], r["vend"])):
+        lines.append(
+            f"| {int(r['row'])} | {r['eta']:g} | {r['vrf']:g} | {r['vend']:g} | {int(r['n_ca'])}"
+            f" | {r['length_um']:.1f} | {r['sim_length_um']:.1f} | {100 * r['dev_length']:+.1f} %"
+            f" | {r['width_um']:.1f} | {r['sim_width_um']:.1f} | {100 * r['dev_width']:+.1f} %"
+            f" | {r['seconds']:.0f} |"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=48, help="number of reference rows")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="results CSV (resumed)")
+    parser.add_argument("--reference", type=Path, default=REFERENCE)
+    parser.add_argument("--report", type=Path, help="write the markdown table here and stop")
+    args = parser.parse_args()
+
+    rows = pick_rows(args.reference, args.rows)
+    done = load_results(args.results)
+    if args.report:
+        results = [done[int(r["row"])] for r in rows if int(r["row"]) in done]
+        command = f"nice -n 0 .venv/bin/python benchmarks/ccmd_geometry.py --rows {args.rows}"
+        write_report(results, args.report, command)
+        dl, dw = summary(results)
+        print(f"{len(results)} rows: median |dev| length {100 * dl:.2f} %, width {100 * dw:.2f} %")
+        return
+    for i, row in enumerate(rows):
+        if int(row["row"]) in done:
+            continue
+        result = measure_row(row)
+        append_result(args.results, result)
+        print(
+            f"[{i + 1}/{len(rows)}] eta {row['eta']:g} vrf {row['vrf']:g} vend {row['vend']:g}"
+            f" n {int(row['n_ca'])}: L {result['sim_length_um']:.1f}/{row['length_um']:.1f}"
+            f" ({100 * result['dev_length']:+.1f} %), W {result['sim_width_um']:.1f}/"
+            f"{row['width_um']:.1f} ({100 * result['dev_width']:+.1f} %) in"
+            f" {result['seconds']:.0f} s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
