@@ -1,15 +1,21 @@
-"""Numba kernels for the forces of equation 1: Coulomb, trap (RF and pseudopotential).
+"""Numba kernels: Coulomb, trap (RF and pseudopotential) forces and the BAOAB step loop.
 
 Arrays are structure-of-arrays: positions ``pos`` and accelerations ``acc`` are (3, N)
-float64 in m and m/s². Per-ion constants (from :func:`ion_constants`) are (N,) float64.
+float64 in m and m/s². Per-ion constants are (N,) float64.
 
 The Coulomb sum visits each pair once (Newton's third law): rows i < j are split into
 ``chunks`` with about equal numbers of pairs; each chunk adds its reaction forces into its own
 buffer, and the buffers are summed in a fixed order. The result is therefore bit-for-bit the
 same for any number of threads.
+
+All kernels that call one another live in this one module on purpose: Numba's on-disk cache
+(``cache=True``) checks only the source file of the function it loads, so a kernel cached in
+one module that calls a kernel in another could run stale machine code after an edit.
 """
 
 from __future__ import annotations
+
+import math
 
 import numba as nb
 import numpy as np
@@ -98,14 +104,125 @@ def coulomb_energy(pos, charge, kc):
     return kc * e
 
 
-@nb.njit(parallel=True, fastmath=True, cache=True)
+@nb.njit(fastmath=True, cache=True)
 def add_trap_accel(pos, acc, kx, ky, kz):
     """Add a static harmonic trap: acc[d, i] -= k_d[i] * pos[d, i] (k in s⁻², (N,) each).
 
     With kx = ky = ω_r², kz = ω_z² this is the pseudopotential; the RF field at one instant
     is the same form with kx = (Ω²/4)(a − 2q cos Ωt), ky = (Ω²/4)(a + 2q cos Ωt)."""
     n = pos.shape[1]
-    for i in nb.prange(n):
+    for i in range(n):
         acc[0, i] -= kx[i] * pos[0, i]
         acc[1, i] -= ky[i] * pos[1, i]
         acc[2, i] -= kz[i] * pos[2, i]
+
+
+@nb.njit(cache=True)
+def accel(pos, t, omega, k0, kc, com, charge, kcoul, bounds, buf, acc, kx, ky):
+    """Total acceleration (3, N) at time t into acc; kx, ky are (N,) scratch."""
+    coulomb_accel(pos, com, charge, kcoul, bounds, buf, acc)
+    cs = math.cos(omega * t)
+    n = pos.shape[1]
+    for i in range(n):
+        kx[i] = k0[0, i] + kc[0, i] * cs
+        ky[i] = k0[1, i] + kc[1, i] * cs
+    add_trap_accel(pos, acc, kx, ky, k0[2])
+
+
+@nb.njit(cache=True)
+def baoab_steps(
+    pos,
+    vel,
+    acc,
+    t0,
+    dt,
+    nsteps,
+    omega,
+    k0,
+    kc,
+    com,
+    charge,
+    kcoul,
+    bounds,
+    buf,
+    axis,
+    c_ax,
+    s_ax,
+    noise_ax,
+    c_iso,
+    s_iso,
+    noise_iso,
+    max_step,
+    sample_every,
+    next_sample,
+    samples,
+    sample_start,
+    rmax,
+    zmax,
+):
+    """Advance nsteps BAOAB steps in place (see module docstring).
+
+    pos, vel, acc: (3, N) m, m/s, m/s² (acc must hold a(pos, t0) on entry and holds the
+    acceleration at the end). k0, kc: (3, N) s⁻² trap coefficients (kc[2] unused).
+    axis: (3,) unit cooling axis; c_ax, s_ax: (N,) OU factor and noise amplitude (m/s) along
+    it; noise_ax: (nsteps, N) standard normals. c_iso, s_iso, noise_iso (nsteps, 3, N): the
+    isotropic bath (noise_iso may have length 0 when unused). max_step (m): cap on one drift.
+    Every sample_every steps (first after next_sample steps) positions go to
+    samples[sample_start + k] (S, 3, N) while there is room.
+    Returns (steps done, samples written, next_sample, escaped ion index or −1).
+    """
+    n = pos.shape[1]
+    half = 0.5 * dt
+    kx = np.empty(n)
+    ky = np.empty(n)
+    use_iso = noise_iso.shape[0] > 0
+    written = 0
+    t = t0
+    for step in range(nsteps):
+        for d in range(3):
+            for i in range(n):
+                vel[d, i] += half * acc[d, i]
+        # A (with an optional cap on the displacement, used while relaxing a rough start)
+        for i in range(n):
+            v2 = vel[0, i] ** 2 + vel[1, i] ** 2 + vel[2, i] ** 2
+            lim = max_step / dt
+            if v2 > lim * lim:
+                f = lim / math.sqrt(v2)
+                vel[0, i] *= f
+                vel[1, i] *= f
+                vel[2, i] *= f
+            for d in range(3):
+                pos[d, i] += half * vel[d, i]
+        # O
+        for i in range(n):
+            if c_ax[i] < 1.0:
+                vp = vel[0, i] * axis[0] + vel[1, i] * axis[1] + vel[2, i] * axis[2]
+                dv = (c_ax[i] - 1.0) * vp + s_ax[i] * noise_ax[step, i]
+                for d in range(3):
+                    vel[d, i] += dv * axis[d]
+            if use_iso:
+                for d in range(3):
+                    vel[d, i] = c_iso[i] * vel[d, i] + s_iso[i] * noise_iso[step, d, i]
+        # A
+        for d in range(3):
+            for i in range(n):
+                pos[d, i] += half * vel[d, i]
+        t = t0 + (step + 1) * dt
+        accel(pos, t, omega, k0, kc, com, charge, kcoul, bounds, buf, acc, kx, ky)
+        for d in range(3):
+            for i in range(n):
+                vel[d, i] += half * acc[d, i]
+        for i in range(n):
+            r2 = pos[0, i] ** 2 + pos[1, i] ** 2
+            if not (r2 < rmax * rmax and abs(pos[2, i]) < zmax):
+                return step + 1, written, next_sample, i
+        next_sample -= 1
+        if next_sample == 0:
+            next_sample = sample_every
+            k = sample_start + written
+            if k < samples.shape[0]:
+                for d in range(3):
+                    for i in range(n):
+                        samples[k, d, i] = pos[d, i]
+                written += 1
+    return nsteps, written, next_sample, -1

@@ -10,7 +10,8 @@ with c = exp(−γ dt). The O step is the exact solution of dv = −γ v dt + �
 dt, so the temperature it imposes does not depend on the step. It acts along the cooling-laser
 axis n on laser-cooled ions (rate γ_cool) and, optionally, isotropically on every ion (rate
 γ_iso, a weak coupling to a bath at the same temperature). a(x, t) is the Coulomb acceleration
-plus the trap's: a_d = −(k0_d + kc_d cos(Ω t)) x_d per axis d (see forces.add_trap_accel).
+plus the trap's: a_d = −(k0_d + kc_d cos(Ω t)) x_d per axis d. The step loop itself is the
+Numba kernel :func:`ccount_core.physics.forces.baoab_steps`; this module drives it.
 
 The random numbers are drawn outside Numba from a numpy Generator and passed in per chunk of
 steps, so a run is reproducible bit for bit for a given seed.
@@ -21,122 +22,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
 
 from ccount_core.physics.constants import COULOMB_K, K_B
-from ccount_core.physics.forces import add_trap_accel, coulomb_accel, pair_chunks
-
-
-@nb.njit(cache=True)
-def _accel(pos, t, omega, k0, kc, com, charge, kcoul, bounds, buf, acc, kx, ky):
-    """Total acceleration (3, N) at time t into acc; kx, ky are (N,) scratch."""
-    coulomb_accel(pos, com, charge, kcoul, bounds, buf, acc)
-    cs = math.cos(omega * t)
-    n = pos.shape[1]
-    for i in range(n):
-        kx[i] = k0[0, i] + kc[0, i] * cs
-        ky[i] = k0[1, i] + kc[1, i] * cs
-    add_trap_accel(pos, acc, kx, ky, k0[2])
-
-
-@nb.njit(cache=True)
-def _baoab_steps(
-    pos,
-    vel,
-    acc,
-    t0,
-    dt,
-    nsteps,
-    omega,
-    k0,
-    kc,
-    com,
-    charge,
-    kcoul,
-    bounds,
-    buf,
-    axis,
-    c_ax,
-    s_ax,
-    noise_ax,
-    c_iso,
-    s_iso,
-    noise_iso,
-    max_step,
-    sample_every,
-    next_sample,
-    samples,
-    sample_start,
-    rmax,
-    zmax,
-):
-    """Advance nsteps BAOAB steps in place (see module docstring).
-
-    pos, vel, acc: (3, N) m, m/s, m/s² (acc must hold a(pos, t0) on entry and holds the
-    acceleration at the end). k0, kc: (3, N) s⁻² trap coefficients (kc[2] unused).
-    axis: (3,) unit cooling axis; c_ax, s_ax: (N,) OU factor and noise amplitude (m/s) along
-    it; noise_ax: (nsteps, N) standard normals. c_iso, s_iso, noise_iso (nsteps, 3, N): the
-    isotropic bath (noise_iso may have length 0 when unused). max_step (m): cap on one drift.
-    Every sample_every steps (first after next_sample steps) positions go to
-    samples[sample_start + k] (S, 3, N) while there is room.
-    Returns (steps done, samples written, next_sample, escaped ion index or −1).
-    """
-    n = pos.shape[1]
-    half = 0.5 * dt
-    kx = np.empty(n)
-    ky = np.empty(n)
-    use_iso = noise_iso.shape[0] > 0
-    written = 0
-    t = t0
-    for step in range(nsteps):
-        for d in range(3):
-            for i in range(n):
-                vel[d, i] += half * acc[d, i]
-        # A (with an optional cap on the displacement, used while relaxing a rough start)
-        for i in range(n):
-            v2 = vel[0, i] ** 2 + vel[1, i] ** 2 + vel[2, i] ** 2
-            lim = max_step / dt
-            if v2 > lim * lim:
-                f = lim / math.sqrt(v2)
-                vel[0, i] *= f
-                vel[1, i] *= f
-                vel[2, i] *= f
-            for d in range(3):
-                pos[d, i] += half * vel[d, i]
-        # O
-        for i in range(n):
-            if c_ax[i] < 1.0:
-                vp = vel[0, i] * axis[0] + vel[1, i] * axis[1] + vel[2, i] * axis[2]
-                dv = (c_ax[i] - 1.0) * vp + s_ax[i] * noise_ax[step, i]
-                for d in range(3):
-                    vel[d, i] += dv * axis[d]
-            if use_iso:
-                for d in range(3):
-                    vel[d, i] = c_iso[i] * vel[d, i] + s_iso[i] * noise_iso[step, d, i]
-        # A
-        for d in range(3):
-            for i in range(n):
-                pos[d, i] += half * vel[d, i]
-        t = t0 + (step + 1) * dt
-        _accel(pos, t, omega, k0, kc, com, charge, kcoul, bounds, buf, acc, kx, ky)
-        for d in range(3):
-            for i in range(n):
-                vel[d, i] += half * acc[d, i]
-        for i in range(n):
-            r2 = pos[0, i] ** 2 + pos[1, i] ** 2
-            if not (r2 < rmax * rmax and abs(pos[2, i]) < zmax):
-                return step + 1, written, next_sample, i
-        next_sample -= 1
-        if next_sample == 0:
-            next_sample = sample_every
-            k = sample_start + written
-            if k < samples.shape[0]:
-                for d in range(3):
-                    for i in range(n):
-                        samples[k, d, i] = pos[d, i]
-                written += 1
-    return nsteps, written, next_sample, -1
+from ccount_core.physics.forces import accel, baoab_steps, pair_chunks
 
 
 @dataclass
@@ -236,7 +125,7 @@ def run_steps(
     next_sample = nsteps - (k_s - 1) * sample_every if k_s else nsteps + 1
     if k_s and next_sample < 1:
         raise ValueError("samples do not fit into nsteps")
-    _accel(
+    accel(
         system.pos,
         system.t,
         system.omega,
@@ -257,7 +146,7 @@ def run_steps(
         m = min(chunk, nsteps - done)
         noise_ax = rng.standard_normal((m, n))
         noise_iso = rng.standard_normal((m, 3, n)) if use_iso else np.empty((0, 3, n))
-        steps, w, next_sample, escaped = _baoab_steps(
+        steps, w, next_sample, escaped = baoab_steps(
             system.pos,
             system.vel,
             system.acc,
