@@ -1,0 +1,1 @@
+"""Dock widgets: prepare, count, overlay."""

@@ -1,0 +1,95 @@
+"""Pieces the three widgets share: the image-layer picker and layer calibration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox
+
+from ccount_core.errors import InputError
+
+
+class LayerPicker(ComboBox):
+    """A combo box of the viewer's layers that refreshes when layers come and go.
+
+    Every layer is listed so that picking a wrong one gives a clear error rather than silence;
+    :meth:`image_layer` checks it is a grey image.
+    """
+
+    def __init__(self, viewer: napari.Viewer, label: str = "image", tooltip: str = "") -> None:
+        self._viewer = viewer
+        super().__init__(label=label, choices=self._choices, tooltip=tooltip, nullable=True)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                      viewer.layers.events.moved):
+            event.connect(lambda _e=None: self.reset_choices())
+        self.reset_choices()
+        self._select_default()
+
+    def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        viewer = getattr(self, "_viewer", None)
+        if viewer is None:
+            return []
+        return [(layer.name, layer) for layer in viewer.layers]
+
+    def _select_default(self) -> None:
+        images = [ly for ly in self._viewer.layers if isinstance(ly, napari.layers.Image)]
+        if images:
+            self.value = images[-1]
+
+    def reset_choices(self, *_: Any) -> None:
+        super().reset_choices()
+        if self.value is None:
+            self._select_default()
+
+    def image_layer(self) -> napari.layers.Image:
+        """The chosen layer, checked: an Image layer of grey frames; else InputError."""
+        layer = self.value
+        if layer is None:
+            raise InputError(f"{self.label}: choose an image layer first")
+        if not isinstance(layer, napari.layers.Image):
+            raise InputError(f"{self.label}: layer '{layer.name}' is a "
+                             f"{type(layer).__name__} layer, not an image")
+        if layer.rgb:
+            raise InputError(f"{self.label}: layer '{layer.name}' is RGB; ccount needs grey "
+                             "fluorescence images")
+        if layer.ndim not in (2, 3):
+            raise InputError(f"{self.label}: layer '{layer.name}' has {layer.ndim} dimensions; "
+                             "expected (frames, rows, cols) or (rows, cols)")
+        return layer
+
+
+def layer_stack(layer: napari.layers.Image) -> Any:
+    """The layer's data as ``(frames, rows, cols)`` (numpy or dask, not computed)."""
+    data = layer.data
+    return data[None] if data.ndim == 2 else data
+
+
+def current_frame_index(viewer: napari.Viewer, layer: napari.layers.Image) -> int:
+    """Index of the frame the viewer shows for ``layer`` (0 for a single image)."""
+    if layer.ndim == 2:
+        return 0
+    world = viewer.dims.point
+    data_pt = layer.world_to_data(world[-layer.ndim:] if len(world) >= layer.ndim else world)
+    n = layer.data.shape[0]
+    return int(np.clip(round(float(data_pt[0])), 0, n - 1))
+
+
+def layer_meta(layer: napari.layers.Image) -> dict[str, Any]:
+    """``layer.metadata["ccount"]``, created when missing."""
+    return layer.metadata.setdefault("ccount", {})
+
+
+def pixel_size_um(layer: napari.layers.Image) -> float | None:
+    """Camera pixel size in µm from the layer's metadata, or its scale when that is not 1."""
+    px = layer_meta(layer).get("pixel_size_um")
+    if px:
+        return float(px)
+    sy, sx = (float(v) for v in layer.scale[-2:])
+    return sx if sx != 1.0 and abs(sx - sy) < 1e-9 * max(sx, 1.0) else None
+
+
+def frame_interval_s(layer: napari.layers.Image) -> float | None:
+    value = layer_meta(layer).get("frame_interval_s")
+    return float(value) if value else None

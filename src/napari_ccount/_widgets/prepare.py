@@ -1,0 +1,405 @@
+"""Preparation widget: fit the crystal's ellipse, let the user edit it, preview and prepare.
+
+The fitted :class:`~ccount_core.preprocess.Ellipse` is drawn as an editable ellipse in a
+Shapes layer ("crystal ellipse") on the image's pixel grid; the widget reads the edited shape
+back. The preprocessing parameters are built from :class:`PreprocessConfig`'s fields, with
+units and tooltips from its docstring. The prepared stack is a new Image layer computed lazily
+(one frame when napari shows it), placed to the right of the recording.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from typing import Any
+
+import dask.array as da
+import napari
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+    Widget,
+)
+
+from ccount_core.errors import InputError
+from napari_ccount._widgets._common import (
+    LayerPicker,
+    current_frame_index,
+    layer_meta,
+    layer_stack,
+    pixel_size_um,
+)
+from napari_ccount._workers import Job, notify_error, start_job
+
+ELLIPSE_LAYER = "crystal ellipse"
+GAP_PX = 20  # gap between the recording and the prepared images placed to its right
+_UNIT_SUFFIXES = {"_um": "µm", "_px": "px", "_deg": "°", "_s": "s", "_v": "V", "_mhz": "MHz",
+                  "_frac": "fraction", "_percent": "%"}
+
+
+# --- ellipse <-> napari shape ---------------------------------------------------------------
+
+
+def ellipse_to_corners(ellipse: Any) -> np.ndarray:
+    """The 4 corners ``(4, 2)`` (row, col; px) of the ellipse's rotated bounding box."""
+    t = math.radians(ellipse.angle_deg)
+    u = np.array([-math.sin(t), math.cos(t)])  # along the major axis (row, col)
+    v = np.array([math.cos(t), math.sin(t)])  # along the minor axis
+    c = np.array([ellipse.center_row, ellipse.center_col])
+    a, b = ellipse.semi_major, ellipse.semi_minor
+    return np.array([c - a * u - b * v, c + a * u - b * v, c + a * u + b * v, c - a * u + b * v])
+
+
+def corners_to_ellipse(corners: np.ndarray) -> Any:
+    """The :class:`Ellipse` inscribed in a (possibly rotated) box of 4 corners (row, col; px)."""
+    from ccount_core.preprocess import Ellipse
+
+    pts = np.asarray(corners, dtype=float)[:, -2:]
+    if pts.shape != (4, 2):
+        raise InputError(f"ellipse shape: expected 4 corner points, got {pts.shape[0]}")
+    centre = pts.mean(axis=0)
+    e1, e2 = pts[1] - pts[0], pts[2] - pts[1]
+    angle1 = math.degrees(math.atan2(-e1[0], e1[1]))
+    return Ellipse.from_axes(centre[0], centre[1], np.hypot(*e1) / 2, np.hypot(*e2) / 2,
+                             angle1, quality=1.0)
+
+
+# --- configuration form ---------------------------------------------------------------------
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """``name: text`` entries of the class docstring's Attributes section (joined lines)."""
+    doc = cls.__doc__ or ""
+    out: dict[str, str] = {}
+    current = None
+    for line in doc.splitlines():
+        m = re.match(r"^\s{4,8}([a-z_][a-z0-9_, ]*):\s*(.*)$", line)
+        if m:
+            names = [n.strip() for n in m.group(1).split(",")]
+            current = names
+            for n in names:
+                out[n] = m.group(2).strip()
+        elif current and line.strip() and line.startswith(" " * 10):
+            for n in current:
+                out[n] += " " + line.strip()
+        else:
+            current = None
+    return out
+
+
+def _unit(name: str, doc: str) -> str:
+    for suffix, unit in _UNIT_SUFFIXES.items():
+        if name.endswith(suffix):
+            return unit
+    m = re.search(r",\s*(µm|px|pixels|deg|degrees|s|V|MHz|%)\.?\s*$", doc)
+    return m.group(1) if m else ""
+
+
+def config_widgets(cls: type, config: Any) -> dict[str, Widget]:
+    """One magicgui widget per scalar field of the dataclass ``config`` (units in the label)."""
+    docs = _field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    widgets: dict[str, Widget] = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(config, f.name)
+        doc = f.metadata.get("help") or docs.get(f.name, "")
+        unit = f.metadata.get("unit") or _unit(f.name, doc)
+        base = f.name
+        for suffix in _UNIT_SUFFIXES:
+            base = base.removesuffix(suffix)
+        label = base.replace("_", " ") + (f" ({unit})" if unit else "")
+        hint = hints.get(f.name)
+        kw = {"label": label, "tooltip": doc or f.name, "name": f.name}
+        if isinstance(value, bool):
+            w: Widget = CheckBox(value=value, **kw)
+        elif isinstance(value, int) and hint is not float:
+            w = SpinBox(value=value, min=-(2**31), max=2**31 - 1, **kw)
+        elif isinstance(value, float):
+            w = FloatSpinBox(value=value, min=-1e9, max=1e9, step=0.1, **kw)
+            w.native.setDecimals(4)
+        elif isinstance(value, str) and typing.get_origin(hint) is typing.Literal:
+            w = ComboBox(value=value, choices=list(typing.get_args(hint)), **kw)
+        elif isinstance(value, str):
+            w = LineEdit(value=value, **kw)
+        elif isinstance(value, tuple) and all(isinstance(v, int | float) for v in value):
+            w = LineEdit(value=", ".join(str(v) for v in value), **kw)
+            w.tooltip = f"{kw['tooltip']} (comma-separated)"
+        else:
+            continue  # not a scalar: kept from the default configuration
+        widgets[f.name] = w
+    return widgets
+
+
+def read_config(cls: type, base: Any, widgets: dict[str, Widget]) -> Any:
+    """A new config from ``base`` with the widgets' values (the core validates them)."""
+    changes: dict[str, Any] = {}
+    for name, w in widgets.items():
+        old = getattr(base, name)
+        if isinstance(old, tuple):
+            try:
+                parts = [p for p in str(w.value).replace(";", ",").split(",") if p.strip()]
+                changes[name] = tuple(type(o)(float(p)) for o, p in
+                                      zip(old, parts, strict=True))
+            except ValueError as exc:
+                raise InputError(f"{name}: expected {len(old)} comma-separated numbers, "
+                                 f"got {w.value!r}") from exc
+        else:
+            changes[name] = w.value
+    return dataclasses.replace(base, **changes)
+
+
+# --- the core calls, run in workers -----------------------------------------------------------
+
+
+def fit_frame(frame: Any, progress: Any = None) -> Any:
+    """Fit the crystal's ellipse in one frame ``(rows, cols)``; returns an Ellipse."""
+    from ccount_core.preprocess import fit_ellipse
+
+    if progress is not None:
+        progress(0, 1)
+    ellipse = fit_ellipse(np.asarray(frame))
+    if progress is not None:
+        progress(1, 1)
+    return ellipse
+
+
+def preview_frame(frame: Any, config: Any, ellipse: Any, pixel_um: float | None,
+                  progress: Any = None) -> tuple[np.ndarray, Any]:
+    """Prepare one frame ``(rows, cols)`` with ``config``; returns (prepared image, ellipse)."""
+    from ccount_core.preprocess import prepare_frame
+
+    if progress is not None:
+        progress(0, 1)
+    out = prepare_frame(np.asarray(frame), config, ellipse=ellipse,
+                        camera_pixel_size_um=pixel_um)
+    if progress is not None:
+        progress(1, 1)
+    return out
+
+
+def lazy_prepared(stack: Any, config: Any, ellipse: Any | None,
+                  pixel_um: float | None) -> tuple[da.Array, np.ndarray]:
+    """The prepared stack as a lazy dask array (:func:`prepare_stack` on dask) and its frame 0.
+
+    ``ellipse`` None fits every frame's own ellipse; otherwise it is used for every frame.
+    Frames are prepared when napari shows them; frame 0 is prepared here for contrast limits.
+    """
+    from ccount_core.preprocess import prepare_stack
+
+    src = stack if isinstance(stack, da.Array) else da.from_array(stack)
+    src = src.rechunk((1, *src.shape[1:]))
+    out = prepare_stack(src, config, ellipses=ellipse, camera_pixel_size_um=pixel_um)
+    return out.images, np.asarray(out.images[0])
+
+
+# --- the widget -----------------------------------------------------------------------------
+
+
+class PrepareWidget(Container):
+    """Fit and edit the crystal ellipse, set the preprocessing, preview, prepare lazily."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(labels=True)
+        from ccount_core.preprocess import PreprocessConfig
+
+        self.viewer = napari_viewer
+        self.config_cls = PreprocessConfig
+        self.base_config = PreprocessConfig()
+        self.layer_picker = LayerPicker(napari_viewer, tooltip="the recorded image stack")
+        self.fit_button = PushButton(text="Fit ellipse on current frame")
+        self.per_frame = CheckBox(
+            value=False, label="fit every frame",
+            tooltip="fit each frame's own ellipse when preparing the stack; off: use the "
+            "drawn (edited) ellipse for every frame")
+        self.config_fields = config_widgets(PreprocessConfig, self.base_config)
+        self.preview_button = PushButton(text="Preview current frame")
+        self.prepare_button = PushButton(text="Prepare stack (lazy layer)")
+        self.status = Label(label="status", value="")
+        self.extend([self.layer_picker, self.fit_button, self.per_frame,
+                     Label(value="preprocessing (hover for help)"),
+                     *self.config_fields.values(),
+                     self.preview_button, self.prepare_button, self.status])
+        self.fit_button.changed.connect(self.fit)
+        self.preview_button.changed.connect(self.preview)
+        self.prepare_button.changed.connect(self.prepare)
+        self.job: Job | None = None
+        self.ellipse_layer: napari.layers.Shapes | None = None
+        self.fitted: Any = None
+        self.preview_layer: napari.layers.Image | None = None
+        self.prepared_layer: napari.layers.Image | None = None
+
+    # --- inputs -------------------------------------------------------------------------
+
+    def config(self) -> Any:
+        """The PreprocessConfig the fields describe (InputError when a value is invalid)."""
+        return read_config(self.config_cls, self.base_config, self.config_fields)
+
+    def ellipse(self) -> Any | None:
+        """The ellipse drawn in the "crystal ellipse" layer (after the user's edits), or None."""
+        layer = self.ellipse_layer
+        if layer is None or layer not in self.viewer.layers or len(layer.data) == 0:
+            return None
+        shapes = [d for d, t in zip(layer.data, layer.shape_type, strict=True)
+                  if t == "ellipse"]
+        if not shapes:
+            raise InputError(f"layer '{layer.name}': draw one ellipse around the crystal")
+        return corners_to_ellipse(shapes[-1])
+
+    def _current(self) -> tuple[napari.layers.Image, int, np.ndarray]:
+        layer = self.layer_picker.image_layer()
+        index = current_frame_index(self.viewer, layer)
+        return layer, index, np.asarray(layer_stack(layer)[index])
+
+    def _busy(self) -> bool:
+        return self.job is not None and not self.job.done
+
+    # --- actions ------------------------------------------------------------------------
+
+    def fit(self) -> Job | None:
+        """Fit the ellipse on the frame shown (worker) and draw it as an editable shape."""
+        if self._busy():
+            return None
+        try:
+            layer, index, frame = self._current()
+        except InputError as exc:
+            notify_error(exc, "fit ellipse")
+            return None
+        self.status.value = f"fitting frame {index}…"
+        self.job = start_job(fit_frame, frame, desc="fit ellipse",
+                             on_done=lambda ell: self._show_ellipse(layer, ell))
+        return self.job
+
+    def _show_ellipse(self, image: napari.layers.Image, ellipse: Any) -> None:
+        self.fitted = ellipse
+        corners = ellipse_to_corners(ellipse)
+        scale, translate = tuple(image.scale[-2:]), tuple(image.translate[-2:])
+        layer = self.ellipse_layer
+        if layer is None or layer not in self.viewer.layers:
+            layer = self.viewer.add_shapes(
+                [corners], shape_type="ellipse", name=ELLIPSE_LAYER, edge_color="yellow",
+                face_color="transparent", edge_width=2 * float(scale[-1]), scale=scale,
+                translate=translate, opacity=0.9,
+            )
+            self.ellipse_layer = layer
+        else:
+            layer.data = []
+            layer.scale, layer.translate = scale, translate
+            layer.add([corners], shape_type="ellipse", edge_color="yellow",
+                      face_color="transparent")
+        layer.metadata["ccount"] = {"fitted": ellipse.to_dict(), "image": image.name}
+        layer.mode = "select"
+        layer.selected_data = {len(layer.data) - 1}
+        self.viewer.layers.selection.active = layer
+        layer_meta(image)["ellipse"] = ellipse.to_dict()
+        self.fit_button.text = "Re-fit ellipse on current frame"
+        self.status.value = (f"ellipse: centre ({ellipse.center_row:.1f}, "
+                             f"{ellipse.center_col:.1f}) px, {ellipse.semi_major:.1f} × "
+                             f"{ellipse.semi_minor:.1f} px, {ellipse.angle_deg:.1f}°, "
+                             f"quality {ellipse.quality:.2f}")
+
+    def preview(self) -> Job | None:
+        """Prepare the frame shown with the drawn ellipse (worker); show it beside the image."""
+        if self._busy():
+            return None
+        try:
+            layer, index, frame = self._current()
+            cfg, ellipse = self.config(), self.ellipse()
+        except InputError as exc:
+            notify_error(exc, "preview")
+            return None
+        self.status.value = f"preparing frame {index}…"
+        self.job = start_job(preview_frame, frame, cfg, ellipse, pixel_size_um(layer),
+                             desc="prepare frame",
+                             on_done=lambda out: self._show_preview(layer, index, cfg, out))
+        return self.job
+
+    def _placement(self, image: napari.layers.Image, cfg: Any) -> tuple[tuple[float, float],
+                                                                      tuple[float, float]]:
+        """Scale and translate (world, 2-D) that put a prepared image right of ``image``.
+
+        A prepared pixel is ``cfg.model_pixel_size_um`` (the camera's pixel when that is
+        unknown, as the pipeline then does not resample), so both show at their true size.
+        """
+        sy, sx = (float(v) for v in image.scale[-2:])
+        ty, tx = (float(v) for v in image.translate[-2:])
+        camera = pixel_size_um(image)
+        zoom = cfg.model_pixel_size_um / camera if camera else 1.0
+        width = image.data.shape[-1] * sx
+        return (sy * zoom, sx * zoom), (ty, tx + width + GAP_PX * sx)
+
+    def _show_preview(self, image: napari.layers.Image, index: int, cfg: Any,
+                      out: Any) -> None:
+        prepared, ellipse = out
+        scale, translate = self._placement(image, cfg)
+        meta = {"ccount": {"prepared_from": image.name, "frame": index,
+                           "config": cfg.to_dict(),
+                           "ellipse": None if ellipse is None else ellipse.to_dict()}}
+        if self.preview_layer is None or self.preview_layer not in self.viewer.layers:
+            self.preview_layer = self.viewer.add_image(
+                np.asarray(prepared, np.float32), name="prepared preview", colormap="gray",
+                scale=scale, translate=translate, metadata=meta)
+        else:
+            self.preview_layer.data = np.asarray(prepared, np.float32)
+            self.preview_layer.scale, self.preview_layer.translate = scale, translate
+            self.preview_layer.metadata = meta
+            self.preview_layer.reset_contrast_limits()
+        self.status.value = f"preview of frame {index}: {prepared.shape[0]}×{prepared.shape[1]} px"
+
+    def prepare(self) -> Job | None:
+        """Add the prepared stack as a lazily computed Image layer (frame 0 checked in a worker)."""
+        if self._busy():
+            return None
+        try:
+            layer = self.layer_picker.image_layer()
+            cfg = self.config()
+            ellipse = None if self.per_frame.value else self.ellipse()
+            if ellipse is None and not self.per_frame.value:
+                raise InputError("ellipse: fit or draw the crystal ellipse first "
+                                 "(or tick 'fit every frame')")
+        except InputError as exc:
+            notify_error(exc, "prepare")
+            return None
+        stack = layer_stack(layer)
+        self.status.value = "preparing (lazy)…"
+        self.job = start_job(_lazy_job, stack, cfg, ellipse, pixel_size_um(layer),
+                             desc="prepare stack",
+                             on_done=lambda data: self._show_prepared(layer, cfg, ellipse, data))
+        return self.job
+
+    def _show_prepared(self, image: napari.layers.Image, cfg: Any, ellipse: Any,
+                       out: tuple[da.Array, tuple[float, float]]) -> None:
+        data, limits = out
+        scale, translate = self._placement(image, cfg)
+        meta = {"ccount": {"prepared_from": image.name, "config": cfg.to_dict(),
+                           "ellipse": None if ellipse is None else ellipse.to_dict(),
+                           "frame_interval_s": layer_meta(image).get("frame_interval_s")}}
+        name = f"{image.name} prepared"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.prepared_layer = self.viewer.add_image(
+            data, name=name, colormap="gray", scale=(float(image.scale[0]), *scale),
+            translate=(float(image.translate[0]), *translate), metadata=meta,
+            contrast_limits=limits)
+        self.status.value = (f"prepared stack: {data.shape[0]} frames of "
+                             f"{data.shape[1]}×{data.shape[2]} px, computed as shown")
+
+
+def _lazy_job(stack: Any, cfg: Any, ellipse: Any, pixel_um: float | None,
+              progress: Any = None) -> tuple[da.Array, tuple[float, float]]:
+    """The lazy prepared stack and contrast limits from its frame 0 (prepared here, once)."""
+    if progress is not None:
+        progress(0, 1)
+    data, first = lazy_prepared(stack, cfg, ellipse, pixel_um)
+    if progress is not None:
+        progress(1, 1)
+    lo, hi = float(first.min()), float(first.max())
+    return data, (lo, hi if hi > lo else lo + 1.0)

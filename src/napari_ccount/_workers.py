@@ -1,0 +1,112 @@
+"""Run core jobs in napari worker threads with a napari progress bar, cancel and one-line errors.
+
+Core jobs take ``progress(done, total)``; :func:`start_job` passes them a callback that forwards
+to a napari progress bar in the GUI thread through a Qt signal, and that raises
+:class:`Cancelled` once the user asked to cancel, so the job stops at its next progress call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+
+from ccount_core.errors import CcountError
+
+
+class Cancelled(Exception):
+    """Raised inside a job's progress callback after the user pressed Cancel."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A one-line message: the InputError text as it is, anything else with its type."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, CcountError) else f"{type(exc).__name__}: {text}"
+
+
+def notify_error(exc: BaseException, what: str = "ccount") -> None:
+    """Show ``exc`` as a one-line napari error notification."""
+    show_error(f"{what}: {one_line(exc)}")
+
+
+class _Bridge(QObject):
+    """Lives in the GUI thread; a signal emitted from the worker arrives there queued."""
+
+    progressed = Signal(int, int)
+
+
+class Job:
+    """A running core job: its worker, progress bar and cancel flag."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        desc: str,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] | None = None,
+        on_finish: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.desc = desc
+        self.cancel_event = threading.Event()
+        self.cancelled = False
+        self.error: BaseException | None = None
+        self.result: Any = None
+        self.done = False
+        self._bar = napari_progress(total=0, desc=desc)
+        self._bridge = _Bridge()
+        self._bridge.progressed.connect(self._on_progress)
+        self._on_done, self._on_error, self._on_finish = on_done, on_error, on_finish
+        kwargs["progress"] = self._callback
+        connect = {"returned": self._returned, "errored": self._errored,
+                   "finished": self._finished}
+        self.worker = create_worker(func, *args, _start_thread=False, _connect=connect, **kwargs)
+
+    def start(self) -> Job:
+        self.worker.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next progress report."""
+        self.cancel_event.set()
+
+    def _callback(self, done: int, total: int) -> None:  # called in the worker thread
+        if self.cancel_event.is_set():
+            raise Cancelled(self.desc)
+        self._bridge.progressed.emit(int(done), int(total))
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if self._bar.total != total:
+            self._bar.total = total
+        self._bar.update(max(0, done - self._bar.n))
+
+    def _returned(self, result: Any) -> None:
+        self.result = result
+        self._on_done(result)
+
+    def _errored(self, exc: BaseException) -> None:
+        if isinstance(exc, Cancelled):
+            self.cancelled = True
+            show_info(f"{self.desc}: cancelled")
+            return
+        self.error = exc
+        notify_error(exc, self.desc)
+        if self._on_error is not None:
+            self._on_error(exc)
+
+    def _finished(self) -> None:
+        self._bar.close()
+        self.done = True
+        if self._on_finish is not None:
+            self._on_finish()
+
+
+def start_job(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+    """Start ``func(*args, progress=..., **kwargs)`` in a worker; see :class:`Job`."""
+    return Job(func, *args, **kwargs).start()
