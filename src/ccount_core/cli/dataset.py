@@ -1,0 +1,83 @@
+"""``ccount dataset generate | info | show``: make, summarise and look at training sets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``ccount dataset`` and its three subcommands."""
+    parser = subparsers.add_parser(
+        "dataset", help="generate, summarise or view a simulated training set",
+        description="Generate a simulated training set from a spec into a Zarr store "
+                    "(resumable), print its summary, or draw a contact sheet.",
+    )
+    sub = parser.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+
+    gen = sub.add_parser(
+        "generate", help="run a spec into a Zarr store (rerun the same command to resume)",
+        description="Run every sample of SPEC (YAML or TOML) on a dask cluster and write it to "
+                    "OUT. Rerunning the same command finishes an interrupted store.",
+    )
+    gen.add_argument("spec", help="data-set spec, .yaml/.yml or .toml (see docs/DATASET.md)")
+    gen.add_argument("-o", "--output", required=True, help="output store, e.g. train.zarr")
+    gen.add_argument("--workers", type=int, default=None,
+                     help="local worker processes (default: every core)")
+    gen.add_argument("--scheduler", default=None,
+                     help="address of a running dask scheduler, e.g. tcp://10.0.0.5:8786")
+    gen.add_argument("--flush-seconds", type=float, default=30.0,
+                     help="longest time a finished image waits in memory (default 30)")
+    gen.set_defaults(func=_generate)
+
+    info = sub.add_parser("info", help="counts per split and parameter ranges of a store")
+    info.add_argument("store", help="a store made by `ccount dataset generate`")
+    info.set_defaults(func=_info)
+
+    show = sub.add_parser("show", help="contact sheet PNG of random samples with labels")
+    show.add_argument("store", help="a store made by `ccount dataset generate`")
+    show.add_argument("-o", "--output", required=True, help="PNG file to write")
+    show.add_argument("-n", type=int, default=16, help="number of samples (default 16)")
+    show.add_argument("--split", default="all",
+                      choices=["all", "train", "validation", "test"], help="rows to draw from")
+    show.add_argument("--seed", type=int, default=0, help="seed of the random choice")
+    show.set_defaults(func=_show)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ccount_core.dataset import generate
+    from ccount_core.errors import InputError
+    from ccount_core.progress import tqdm_progress
+
+    if args.flush_seconds < 0:
+        raise InputError(f"--flush-seconds must be >= 0, got {args.flush_seconds}")
+    with tqdm_progress("images", unit="img") as bar:
+        summary = generate(args.spec, args.output, workers=args.workers,
+                           scheduler=args.scheduler, progress=bar,
+                           flush_seconds=args.flush_seconds)
+    new = summary.done_after - summary.done_before
+    print(f"{summary.path}: {summary.done_after}/{summary.n_rows} images done "
+          f"({new} new, {summary.seconds:.1f} s)")
+    if summary.failed_runs:
+        print(f"ccount: error: {summary.failed_runs} MD run(s) failed and stay to do; first: "
+              f"{summary.first_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from ccount_core.dataset import open_dataset
+    from ccount_core.dataset.report import describe
+
+    print(describe(open_dataset(args.store)))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from ccount_core.dataset import open_dataset
+    from ccount_core.dataset.report import contact_sheet
+
+    path = contact_sheet(open_dataset(args.store), args.output, n=args.n, split=args.split,
+                         seed=args.seed)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,486 @@
+"""The data-set store: one Zarr v3 group holding images, a parameter table and the spec.
+
+Layout (``OUT.zarr``; see docs/DATASET.md)::
+
+    zarr.json            attributes["ccount_dataset"]: format, spec, spec_sha256, label_names,
+                         label_columns, split_names, renders, image_shape, images_dtype, ...
+    images               (n, rows, cols) float32 or uint16; shards of (chunk, rows, cols)
+                         holding one inner chunk per image (zstd), so a training read of one
+                         image decompresses one image and a store of 700k images is ~22k files
+    table/<column>       one 1-D array of length n per column (see ``TABLE_COLUMNS``)
+
+Row ``i`` is render ``i % n_renders`` of MD run ``i // n_renders``. All parameter columns are
+written when the store is created; ``images``, ``simulator_version``, ``md_seconds``,
+``render_seconds`` and finally ``done`` are written as samples complete. Zarr's local store
+writes every file to a temporary name and renames it, so a killed writer leaves each chunk
+either old or new; ``done`` is written only after the image, so a row is either done and
+complete, or not done and recomputed on the next run.
+
+A second writer is refused by :class:`StoreLock` (an ``fcntl`` lock on ``OUT.zarr.lock``, which
+the kernel releases when the holder dies, so a killed run never leaves a stale lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.codecs
+
+from ccount_core.dataset.spec import (
+    SPLIT_CODES,
+    SPLIT_NAMES,
+    Plan,
+    first_difference,
+    spec_digest,
+    split_of,
+    stable_hash,
+)
+from ccount_core.errors import CcountError, InputError
+
+FORMAT = "ccount-dataset"
+FORMAT_VERSION = 1
+ATTRS_KEY = "ccount_dataset"
+TABLE_CHUNK = 65536
+TABLE_COLUMNS: dict[str, tuple[str, str]] = {
+    # name: (dtype, meaning and unit); species columns "n_<species>" (int32) come after md_index
+    "md_index": ("int64", "index of the MD run the image was rendered from"),
+    "render_index": ("int32", "index of the render variant within the MD run"),
+    "key_hash": ("uint64", "first 8 bytes of sha256 of the run's canonical key"),
+    "split": ("int8", "0 train, 1 validation, 2 test (key_hash % 7: 0 validation, 1 test)"),
+    "v_rf": ("float64", "RF amplitude, V (CCMD's convention)"),
+    "v_end": ("float64", "endcap voltage, V"),
+    "eta": ("float64", "endcap geometry factor η, dimensionless"),
+    "seed": ("int64", "MD seed"),
+    "focal_offset_um": ("float64", "focal-plane offset along the imaging axis, µm"),
+    "blur_um": ("float64", "in-focus blur radius w0, µm"),
+    "dof_um": ("float64", "depth of field, µm"),
+    "rotation_deg": ("float64", "crystal rotation in the image, degrees"),
+    "pixel_size_um": ("float64", "pixel size in the object plane, µm"),
+    "noise_draw": ("int32", "index of the camera-noise draw"),
+    "simulator_version": ("str", "ccount version that computed the row ('' until done)"),
+    "md_seconds": ("float32", "wall time of the row's MD run (shared by its renders), s"),
+    "render_seconds": ("float32", "wall time of rendering this image, s"),
+    "done": ("bool", "True once the image is written"),
+}
+_RENDER_COLUMNS = ("focal_offset_um", "blur_um", "dof_um", "rotation_deg", "pixel_size_um",
+                   "noise_draw")
+
+
+class StoreLockedError(CcountError):
+    """Another process is writing the store."""
+
+
+def count_column(species: str) -> str:
+    """Table column holding the ion number of ``species``, e.g. ``n_Ca+``."""
+    return f"n_{species}"
+
+
+# ----------------------------------------------------------------------------------- lock
+
+
+class StoreLock:
+    """Exclusive writer lock ``<store>.lock``, held with ``fcntl.flock`` for the writer's life.
+
+    The file names the holder (pid, host, start time) for the refusal message. The kernel drops
+    the lock when its holder exits or is killed, so a crashed run never blocks the next one.
+    Where the file system has no ``flock`` (some network mounts), the file is created with
+    ``O_EXCL`` instead and a stale lock is detected by its pid when the host is this one.
+    """
+
+    def __init__(self, store_path: str | Path) -> None:
+        self.path = Path(f"{Path(store_path)}.lock")
+        self._fd: int | None = None
+        self._excl = False
+
+    def acquire(self) -> StoreLock:
+        """Take the lock or raise StoreLockedError naming the holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise StoreLockedError(self._busy_message()) from None
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+                    return self._acquire_excl()
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:  # the previous holder removed the file after we opened it: retry
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, self._info().encode())
+            self._fd = fd
+            return self
+        raise StoreLockedError(f"{self.path}: could not take the lock")
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock."""
+        if self._fd is None and not self._excl:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._excl = None, False
+
+    def __enter__(self) -> StoreLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _info(self) -> str:
+        since = time.strftime("%FT%TZ", time.gmtime())
+        return f"pid={os.getpid()} host={socket.gethostname()} since={since}\n"
+
+    def _holder(self) -> dict[str, str]:
+        try:
+            text = self.path.read_text()
+        except OSError:
+            return {}
+        return dict(part.split("=", 1) for part in text.split() if "=" in part)
+
+    def _busy_message(self) -> str:
+        h = self._holder()
+        who = f"pid {h.get('pid', '?')} on {h.get('host', '?')} since {h.get('since', '?')}"
+        return (f"{self.path.with_suffix('')} is being written by another run ({who}); "
+                "wait for it to finish or stop it, then run again")
+
+    def _acquire_excl(self) -> StoreLock:
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                h = self._holder()
+                if h.get("host") == socket.gethostname() and not _pid_alive(int(h.get("pid", 0))):
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()  # stale: its writer is gone
+                    continue
+                raise StoreLockedError(self._busy_message() + f" (or delete {self.path} if "
+                                       "that run is gone)") from None
+            os.write(fd, self._info().encode())
+            os.close(fd)
+            self._excl = True
+            return self
+        raise StoreLockedError(f"{self.path}: could not take the lock")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ----------------------------------------------------------------------------------- create
+
+
+def create_store(path: str | Path, plan: Plan) -> zarr.Group:
+    """Make a new store for ``plan`` (all parameter columns filled, nothing done).
+
+    The store is built under a temporary name beside ``path`` and renamed into place, so a
+    killed creation leaves no half-made store at ``path``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
+    try:
+        _build(tmp, plan)
+        os.rename(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return zarr.open_group(str(path), mode="r+")
+
+
+def _build(path: Path, plan: Plan) -> None:
+    n, r = plan.n_rows, plan.n_renders
+    rows, cols = plan.image_shape
+    store_cfg = plan.spec["store"]
+    chunk = max(1, min(store_cfg["chunk"], n))
+    root = zarr.open_group(str(path), mode="w-")
+    root.create_array(
+        "images", shape=(n, rows, cols), dtype=store_cfg["dtype"], chunks=(1, rows, cols),
+        shards=(chunk, rows, cols), fill_value=0,
+        compressors=zarr.codecs.ZstdCodec(level=store_cfg["compression_level"]),
+    )
+    md_index = np.repeat(np.arange(len(plan.points), dtype=np.int64), r)
+    key_hash = np.array([stable_hash(k) for k in plan.keys], dtype=np.uint64)
+    split_code = np.array([SPLIT_CODES[split_of(int(h))] for h in key_hash], dtype=np.int8)
+    cols_data: dict[str, np.ndarray] = {
+        "md_index": md_index,
+        "render_index": np.tile(np.arange(r, dtype=np.int32), len(plan.points)),
+        "key_hash": np.repeat(key_hash, r),
+        "split": np.repeat(split_code, r),
+    }
+    for s, name in enumerate(plan.label_names):
+        cols_data[count_column(name)] = np.repeat(
+            np.array([p.counts[s][1] for p in plan.points], dtype=np.int32), r)
+    for name in ("v_rf", "v_end", "eta", "seed"):
+        dtype = TABLE_COLUMNS[name][0]
+        cols_data[name] = np.repeat(np.array([getattr(p, name) for p in plan.points],
+                                             dtype=dtype), r)
+    for name in _RENDER_COLUMNS:
+        dtype = TABLE_COLUMNS[name][0]
+        cols_data[name] = np.tile(np.array([v[name] for v in plan.renders], dtype=dtype),
+                                  len(plan.points))
+    table = root.create_group("table")
+    tchunk = max(1, min(TABLE_CHUNK, n))
+    for name, data in cols_data.items():
+        table.create_array(name, shape=(n,), dtype=data.dtype, chunks=(tchunk,))[:] = data
+    table.create_array("simulator_version", shape=(n,), dtype=str, chunks=(tchunk,))
+    for name in ("md_seconds", "render_seconds"):
+        table.create_array(name, shape=(n,), dtype="float32", chunks=(tchunk,), fill_value=0)
+    table.create_array("done", shape=(n,), dtype=bool, chunks=(tchunk,), fill_value=False)
+    from ccount_core import __version__
+
+    root.attrs[ATTRS_KEY] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": plan.spec,
+        "spec_sha256": spec_digest(plan.spec),
+        "label_names": list(plan.label_names),
+        "label_columns": [count_column(s) for s in plan.label_names],
+        "split_names": list(SPLIT_NAMES),
+        "renders": list(plan.renders),
+        "n_md_runs": len(plan.points),
+        "n_renders": r,
+        "duplicates_dropped": plan.duplicates,
+        "image_shape": [rows, cols],
+        "images_dtype": store_cfg["dtype"],
+        "image_units": "camera counts" if plan.spec["imaging"].get("camera") else
+                       "ion exposures (an in-focus ion integrates to 1)",
+        "columns": {k: v[1] for k, v in TABLE_COLUMNS.items()},
+        "created_by": f"ccount {__version__}",
+        "created_utc": time.strftime("%FT%TZ", time.gmtime()),
+    }
+
+
+def open_for_writing(path: str | Path, plan: Plan) -> zarr.Group:
+    """Open the store at ``path`` for ``plan``, creating it when missing.
+
+    An existing store must have been made from an equal spec, else an InputError names the
+    first differing key. Leftover temporary files of a killed writer are removed.
+    """
+    path = Path(path)
+    if not path.exists():
+        return create_store(path, plan)
+    attrs = _read_attrs(path)
+    diff = first_difference(attrs["spec"], plan.spec)
+    if diff is not None:
+        raise InputError(f"{path} was made from a different spec ({diff} differs); "
+                         "use a new output path or the original spec")
+    for tmp in path.rglob("*.partial"):
+        tmp.unlink(missing_ok=True)
+    return zarr.open_group(str(path), mode="r+")
+
+
+def _read_attrs(path: Path) -> dict[str, Any]:
+    if not (path / "zarr.json").is_file():
+        raise InputError(f"{path}: not a ccount data-set store (no zarr.json)")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as exc:  # zarr raises several types for foreign or broken stores
+        raise InputError(f"{path}: not a readable Zarr group ({type(exc).__name__})") from None
+    attrs = group.attrs.get(ATTRS_KEY)
+    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT:
+        raise InputError(f"{path}: not a ccount data-set store")
+    if attrs.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{path}: store format version {attrs.get('format_version')} is not "
+                         f"{FORMAT_VERSION}")
+    return attrs
+
+
+# ----------------------------------------------------------------------------------- writing
+
+
+@dataclass
+class _Pending:
+    images: np.ndarray  # (R, rows, cols)
+    md_seconds: float
+    render_seconds: np.ndarray  # (R,)
+    version: str
+
+
+@dataclass
+class StoreWriter:
+    """Buffers finished MD runs and writes them in shard-sized blocks, image first, then ``done``.
+
+    A shard is written as soon as all its rows are finished; everything buffered is written at
+    least every ``flush_seconds`` (0: after every run) and by :meth:`flush`.
+    """
+
+    group: zarr.Group
+    n_renders: int
+    flush_seconds: float = 30.0
+    _pending: dict[int, _Pending] = field(default_factory=dict)
+    _last_flush: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.images = self.group["images"]
+        self.table = self.group["table"]
+        self.shard = int(self.images.shards[0]) if self.images.shards else self.images.chunks[0]
+        self.done = np.asarray(self.table["done"][:], dtype=bool)
+        self.dtype = np.dtype(self.images.dtype)
+
+    def add(self, md_index: int, images: np.ndarray, md_seconds: float,
+            render_seconds: Sequence[float], version: str) -> None:
+        """Queue the ``(R, rows, cols)`` images of one MD run; writes what is due."""
+        self._pending[md_index] = _Pending(np.asarray(images), float(md_seconds),
+                                           np.asarray(render_seconds, np.float32), version)
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+        else:
+            self._flush_full_shards()
+
+    def flush(self) -> None:
+        """Write everything buffered."""
+        self._write(sorted(self._pending))
+        self._last_flush = time.monotonic()
+
+    def _flush_full_shards(self) -> None:
+        r = self.n_renders
+        covered = self.done.copy()
+        for m in self._pending:
+            covered[m * r:(m + 1) * r] = True
+        n = covered.size
+        ready: set[int] = set()
+        for m in self._pending:
+            for s in {m * r // self.shard, ((m + 1) * r - 1) // self.shard}:
+                if covered[s * self.shard:min(n, (s + 1) * self.shard)].all():
+                    ready.add(s)
+        if ready:
+            runs = [m for m in self._pending
+                    if any(m * r // self.shard <= s <= ((m + 1) * r - 1) // self.shard
+                           for s in ready)]
+            self._write(sorted(runs))
+
+    def _write(self, md_indices: list[int]) -> None:
+        if not md_indices:
+            return
+        r = self.n_renders
+        for a, b in _runs(md_indices):  # consecutive MD runs → one region write each
+            items = [self._pending[m] for m in range(a, b)]
+            block = np.concatenate([p.images for p in items])
+            self.images[a * r:b * r] = self._convert(block)
+        for a, b in _runs(md_indices):
+            items = [self._pending[m] for m in range(a, b)]
+            sl = slice(a * r, b * r)
+            self.table["simulator_version"][sl] = np.repeat([p.version for p in items], r)
+            self.table["md_seconds"][sl] = np.repeat([p.md_seconds for p in items], r
+                                                     ).astype(np.float32)
+            self.table["render_seconds"][sl] = np.concatenate([p.render_seconds for p in items])
+        for a, b in _runs(md_indices):  # last: mark done only once images and times are in
+            self.table["done"][a * r:b * r] = True
+            self.done[a * r:b * r] = True
+        for m in md_indices:
+            del self._pending[m]
+
+    def _convert(self, block: np.ndarray) -> np.ndarray:
+        if self.dtype == np.uint16:
+            return np.clip(np.rint(block), 0, 65535).astype(np.uint16)
+        return block.astype(np.float32, copy=False)
+
+
+def _runs(sorted_ints: list[int]) -> Iterator[tuple[int, int]]:
+    """Maximal runs of consecutive integers as half-open (start, stop) pairs."""
+    start = prev = sorted_ints[0]
+    for x in sorted_ints[1:]:
+        if x != prev + 1:
+            yield start, prev + 1
+            start = x
+        prev = x
+    yield start, prev + 1
+
+
+# ----------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data-set store opened for reading (:func:`open_dataset`).
+
+    ``images``: the Zarr array ``(n, rows, cols)`` (float32, or uint16 counts), read lazily;
+    ``table``: every column as a numpy array of length n; ``label_names``: the species whose
+    ion numbers are the labels, the counted (laser-cooled) species first; ``attrs``: the
+    store's metadata (spec, renders, ...). Rows that are not done hold zeros: select rows with
+    :meth:`indices`, which returns only finished ones.
+    """
+
+    path: Path
+    images: zarr.Array
+    table: dict[str, np.ndarray]
+    label_names: tuple[str, ...]
+    attrs: dict[str, Any]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``(n, k)`` float32 ion numbers per species, columns in ``label_names`` order."""
+        cols = [self.table[count_column(s)] for s in self.label_names]
+        return np.stack(cols, axis=1).astype(np.float32)
+
+    @property
+    def done(self) -> np.ndarray:
+        """``(n,)`` bool: rows whose image is written."""
+        return self.table["done"]
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The normalised spec the store was made from."""
+        return self.attrs["spec"]
+
+    @property
+    def complete(self) -> bool:
+        """True when every row is done."""
+        return bool(self.done.all())
+
+    def indices(self, split: str = "all") -> np.ndarray:
+        """Sorted int64 row indices of finished rows in ``split`` (train, validation, test, all)."""
+        if split == "all":
+            mask = self.done
+        elif split in SPLIT_CODES:
+            mask = self.done & (self.table["split"] == SPLIT_CODES[split])
+        else:
+            raise InputError(f"split must be one of all, {', '.join(SPLIT_NAMES)}; got {split!r}")
+        return np.flatnonzero(mask).astype(np.int64)
+
+
+def open_dataset(path: str | Path) -> Dataset:
+    """Open a store written by ``ccount dataset generate``; it needs no other file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"dataset: no such store: {path}")
+    attrs = _read_attrs(path)
+    group = zarr.open_group(str(path), mode="r")
+    table_group = group["table"]
+    table = {name: np.asarray(arr[:]) for name, arr in table_group.arrays()}
+    if "simulator_version" in table:
+        table["simulator_version"] = np.array(table["simulator_version"].tolist(), dtype=str)
+    return Dataset(path, group["images"], table, tuple(attrs["label_names"]), attrs)
