@@ -28,7 +28,7 @@ def _one_ion(x: float, y: float, z: float) -> np.ndarray:
 
 
 def test_in_focus_ion_is_a_gaussian_of_ccmd_width_at_its_pixel() -> None:
-    imaging = ImagingSettings.from_lab_units(shape=(101, 121))
+    imaging = ImagingSettings.from_lab_units(shape=(101, 121), view_azimuth_deg=0.0)
     # The trap centre is the image centre, pixel coordinate ((rows-1)/2, (cols-1)/2) =
     # (50, 60); positions snap to the pixel they fall in (CCMD bins at one pixel).
     img = render(_one_ion(10.2 * UM, 0.2 * UM, 20.3 * UM), [True], imaging)
@@ -48,9 +48,12 @@ def test_in_focus_ion_is_a_gaussian_of_ccmd_width_at_its_pixel() -> None:
 @pytest.mark.parametrize("depth_um", [-80.0, 37.0, 120.0])
 def test_defocus_blur_grows_as_ccmd_specifies(depth_um: float) -> None:
     blur, dof = 4.0, 40.0
-    imaging = ImagingSettings.from_lab_units(shape=(161, 161), blur_um=blur, dof_um=dof)
+    imaging = ImagingSettings.from_lab_units(
+        shape=(161, 161), blur_um=blur, dof_um=dof, view_azimuth_deg=0.0
+    )
     flux = ImagingSettings.from_lab_units(
-        shape=(161, 161), blur_um=blur, dof_um=dof, defocus_weighting="flux"
+        shape=(161, 161), blur_um=blur, dof_um=dof, defocus_weighting="flux",
+        view_azimuth_deg=0.0,
     )
     ion = _one_ion(0.5 * UM, (depth_um + 0.5) * UM, 0.5 * UM)
     delta = abs(math.floor(depth_um + 0.5) + 0.5)  # slice-centre distance, µm
@@ -64,7 +67,9 @@ def test_defocus_blur_grows_as_ccmd_specifies(depth_um: float) -> None:
 
 
 def test_focal_offset_moves_the_sharp_plane() -> None:
-    imaging = ImagingSettings.from_lab_units(shape=(81, 81), focal_offset_um=30.0)
+    imaging = ImagingSettings.from_lab_units(
+        shape=(81, 81), focal_offset_um=30.0, view_azimuth_deg=0.0
+    )
     sharp = render(_one_ion(0.5 * UM, 30.2 * UM, 0.5 * UM), [True], imaging)
     soft = render(_one_ion(0.5 * UM, 0.2 * UM, 0.5 * UM), [True], imaging)
     assert sharp.max() > 2 * soft.max()
@@ -94,13 +99,34 @@ def test_samples_are_time_averaged() -> None:
 
 @pytest.mark.parametrize("angle", [90.0, 30.0, -15.0])
 def test_rotation_turns_the_crystal_counter_clockwise(angle: float) -> None:
-    imaging = ImagingSettings.from_lab_units(shape=(201, 201), rotation_deg=angle)
+    imaging = ImagingSettings.from_lab_units(
+        shape=(201, 201), rotation_deg=angle, view_azimuth_deg=0.0
+    )
     # An ion on the trap axis, 60 µm to the right of the centre when unrotated.
     _, mr, mc, _, _ = _moments(render(_one_ion(0.0, 0.2 * UM, 60 * UM), [True], imaging))
     t = math.radians(angle)
     # Counter-clockwise on screen (row 0 at the top): up is towards smaller rows.
     assert mc - 100 == pytest.approx(60 * math.cos(t), abs=0.8)
     assert mr - 100 == pytest.approx(-60 * math.sin(t), abs=0.8)
+
+
+def test_default_view_is_ccmds_45_degrees_between_the_electrodes() -> None:
+    """CCMD images along (x + y)/√2 with rows along (x − y)/√2."""
+    ccmd = ImagingSettings.from_lab_units(shape=(101, 101), blur_um=1.0, dof_um=1e4)
+    # An ion on the x axis: row offset x/√2, and in focus only because dof is huge.
+    _, mr, _, _, _ = _moments(render(_one_ion(40 * UM, 0.0, 0.0), [True], ccmd))
+    assert mr - 50 == pytest.approx(40 / math.sqrt(2), abs=0.6)
+    # An ion on the line of sight (x = y) projects onto the axis row and is defocused.
+    along = _one_ion(30 * UM, 30 * UM, 0.0)
+    _, mr, _, _, _ = _moments(render(along, [True], ccmd))
+    assert mr == pytest.approx(50, abs=0.6)
+    sharp = ImagingSettings.from_lab_units(shape=(101, 101))
+    soft = render(along, [True], sharp)
+    _, _, _, vr_soft, _ = _moments(soft)
+    depth = 30 * math.sqrt(2)
+    assert math.sqrt(vr_soft) == pytest.approx(
+        5 / math.sqrt(2) * (1 + (math.floor(depth) + 0.5) / 50), rel=0.01
+    )
 
 
 def test_trap_axis_is_horizontal_and_centred() -> None:

@@ -12,10 +12,12 @@ the slices are summed. Conventions follow CCMD's ``Microscope_image`` (softleygr
   fraction ∝ 1/σ² of its light; ``defocus_weighting="ccmd"`` (default) reproduces this,
   relative to the in-focus width, and ``"flux"`` conserves each ion's light instead.
 
-The trap axis ``z`` runs along the image columns (horizontal), the radial ``x`` along the rows,
-the trap centre at the image centre; ``rotation_deg`` turns the crystal counter-clockwise as
-displayed (row 0 at the top). Without a camera the image is in "ion exposures": an in-focus ion
-adds 1 in total, spread over its spot. With a :class:`CameraModel` it is in camera counts.
+The trap axis ``z`` runs along the image columns (horizontal), the radial direction
+(x − y)/√2 along the rows (CCMD's view along (x + y)/√2; ``view_azimuth_deg`` = 0 looks
+along y with x along the rows), the trap centre at the image centre; ``rotation_deg`` turns
+the crystal counter-clockwise as displayed (row 0 at the top). Without a camera the image is
+in "ion exposures": an in-focus ion adds 1 in total, spread over its spot.
+With a :class:`CameraModel` it is in camera counts.
 """
 
 from __future__ import annotations
@@ -142,6 +144,10 @@ class ImagingSettings:
         depth_of_field: CCMD's dof: σ doubles at this distance from the focal plane, m.
         focal_offset: position of the focal plane along the imaging axis y, m.
         rotation_deg: counter-clockwise turn of the crystal in the displayed image, degrees.
+        view_azimuth_deg: direction of the line of sight around the trap axis, degrees from
+            y towards x: 45 (default) is CCMD's view, along (x + y)/√2 between the RF
+            electrode planes (image rows along (x − y)/√2); 0 looks along y (rows along x).
+            It matters in the RF field, where micromotion runs along x and y.
         camera: camera model, or None for the noise-free image in ion exposures.
         defocus_weighting: ``"ccmd"`` (slice light ∝ (σ_focus/σ)², as CCMD) or ``"flux"``.
     """
@@ -152,6 +158,7 @@ class ImagingSettings:
     depth_of_field: float = 50e-6
     focal_offset: float = 0.0
     rotation_deg: float = 0.0
+    view_azimuth_deg: float = 45.0
     camera: CameraModel | None = None
     defocus_weighting: DefocusWeighting = "ccmd"
 
@@ -159,7 +166,7 @@ class ImagingSettings:
         _check_positive("pixel size", self.pixel_size)
         _check_positive("blur", self.blur)
         _check_positive("depth of field", self.depth_of_field)
-        for name in ("focal_offset", "rotation_deg"):
+        for name in ("focal_offset", "rotation_deg", "view_azimuth_deg"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value)):
                 raise InputError(f"{name} must be a finite number, got {value!r}")
@@ -185,6 +192,7 @@ class ImagingSettings:
         dof_um: float = 50.0,
         focal_offset_um: float = 0.0,
         rotation_deg: float = 0.0,
+        view_azimuth_deg: float = 45.0,
         camera: CameraModel | None = None,
         defocus_weighting: DefocusWeighting = "ccmd",
     ) -> ImagingSettings:
@@ -202,6 +210,7 @@ class ImagingSettings:
             depth_of_field=dof_um * 1e-6,
             focal_offset=focal_offset_um * 1e-6,
             rotation_deg=rotation_deg,
+            view_azimuth_deg=view_azimuth_deg,
             camera=camera,
             defocus_weighting=defocus_weighting,
         )
@@ -215,6 +224,7 @@ class ImagingSettings:
             "dof_um": self.depth_of_field * 1e6,
             "focal_offset_um": self.focal_offset * 1e6,
             "rotation_deg": self.rotation_deg,
+            "view_azimuth_deg": self.view_azimuth_deg,
             "camera": None if self.camera is None else self.camera.to_dict(),
             "defocus_weighting": self.defocus_weighting,
         }
@@ -226,7 +236,7 @@ class ImagingSettings:
         camera = data.pop("camera", None)
         allowed = {
             "pixel_size_um", "shape", "blur_um", "dof_um", "focal_offset_um", "rotation_deg",
-            "defocus_weighting",
+            "view_azimuth_deg", "defocus_weighting",
         }
         unknown = set(data) - allowed
         if unknown:
@@ -297,7 +307,11 @@ def _render_light(points: np.ndarray, n_samples: int, imaging: ImagingSettings) 
         return image
     p = imaging.pixel_size
     theta = math.radians(imaging.rotation_deg)
-    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    phi = math.radians(imaging.view_azimuth_deg)
+    # Radial plane turned to the camera: x along the image rows, y along the line of sight.
+    x = points[:, 0] * math.cos(phi) - points[:, 1] * math.sin(phi)
+    y = points[:, 0] * math.sin(phi) + points[:, 1] * math.cos(phi)
+    z = points[:, 2]
     # Image-plane coordinates: u to the right (columns), v downwards (rows). A point on the
     # +z axis turned counter-clockwise on screen moves up, i.e. to smaller v.
     u = z * math.cos(theta) + x * math.sin(theta)
