@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from ccount_core.physics.constants import COULOMB_K, K_B
@@ -98,6 +99,7 @@ def run_steps(
     max_step: float = math.inf,
     chunk: int = 256,
     on_chunk=None,
+    threads: int = 1,
 ) -> int:
     """Advance ``system`` by ``nsteps`` steps of ``dt`` seconds in the RF field (``rf``) or the
     pseudopotential. Positions are stored into ``samples`` (S, 3, N) every ``sample_every``
@@ -105,7 +107,32 @@ def run_steps(
 
     Raises ``EscapeError`` when an ion leaves the cylinder |r| < bounds_rz[0], |z| < bounds_rz[1]
     (m) or its position stops being finite. ``on_chunk(steps_done)`` is called after each chunk.
+    ``threads``: Numba threads for the Coulomb sum (the result does not depend on it).
     """
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        return _run_steps(
+            system,
+            dt,
+            nsteps,
+            rf,
+            bath,
+            rng,
+            bounds_rz,
+            samples,
+            sample_every,
+            max_step,
+            chunk,
+            on_chunk,
+        )
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _run_steps(
+    system, dt, nsteps, rf, bath, rng, bounds_rz, samples, sample_every, max_step, chunk, on_chunk
+) -> int:
     n = system.n
     k0, kc = system.trap_coefficients(rf)
     c = math.exp(-bath.cooling_rate * dt)
