@@ -28,13 +28,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numba as nb
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.filters import threshold_otsu
 
 from ccount_core.errors import InputError
 
-__all__ = ["Ellipse", "as_float_frame", "fit_ellipse", "median5"]
+__all__ = ["Ellipse", "as_float_frame", "block_mean", "fit_ellipse", "median5"]
 
 _SMALL_SIDE = 128  # px: the coarse search works on a frame block-averaged to about this size
 _N_SECTORS = 36
@@ -189,6 +189,96 @@ def median5(img: np.ndarray) -> np.ndarray:
     return np.maximum(lo, np.minimum(hi, c))
 
 
+def block_mean(img: np.ndarray, k: int) -> np.ndarray:
+    """Mean of ``k x k`` blocks of a float32 2-D image (edge remainder dropped)."""
+    if k == 1:
+        return img
+    return _block_mean(np.ascontiguousarray(img, dtype=np.float32), k)
+
+
+@nb.njit(cache=True, nogil=True)
+def _block_mean(img: np.ndarray, k: int) -> np.ndarray:  # pragma: no cover - numba
+    h, w = img.shape[0] // k, img.shape[1] // k
+    out = np.zeros((h, w), dtype=np.float32)
+    for i in range(h):
+        for di in range(k):
+            row = img[i * k + di]
+            for j in range(w):
+                acc = np.float32(0.0)
+                for dj in range(k):
+                    acc += row[j * k + dj]
+                out[i, j] += acc
+    out *= np.float32(1.0 / (k * k))
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _sector_profile(sub, row0, col0, k, plane, cr, cc, dr, dc, a, b, n_sec, rho_min, rho_max,
+                    n_bins):  # pragma: no cover - numba
+    """Sum and count of background-subtracted intensity per (angular sector, radius bin)."""
+    sums = np.zeros((n_sec, n_bins))
+    counts = np.zeros((n_sec, n_bins))
+    scale = n_bins / (rho_max - rho_min)
+    two_pi = 2.0 * np.pi
+    for i in range(sub.shape[0]):
+        r = row0 + k * i
+        y = r - cr
+        for j in range(sub.shape[1]):
+            c = col0 + k * j
+            x = c - cc
+            u = (y * dr + x * dc) / a
+            v = (-y * dc + x * dr) / b
+            rho = np.sqrt(u * u + v * v)
+            if rho < rho_min:
+                continue
+            rb = int((rho - rho_min) * scale)
+            if rb >= n_bins:
+                continue
+            s = int((np.arctan2(v, u) + np.pi) * (n_sec / two_pi)) % n_sec
+            sums[s, rb] += sub[i, j] - (plane[0] + plane[1] * r + plane[2] * c)
+            counts[s, rb] += 1.0
+    return sums, counts
+
+
+@nb.njit(cache=True, nogil=True)
+def _outer_peaks(prof, frac, max_climb):  # pragma: no cover - numba
+    """Per row of ``prof``: the (sub-bin) index of the outermost peak reaching ``frac`` of
+    the row's maximum, or NaN when there is none within ``max_climb`` bins of the edge."""
+    n_rows, n = prof.shape
+    out = np.full(n_rows, np.nan)
+    for s in range(n_rows):
+        p = prof[s]
+        pmax = p.max()
+        if pmax <= 0:
+            continue
+        k = n - 1
+        while k > 0 and p[k] < frac * pmax:
+            k -= 1
+        k0 = k
+        while k > 0 and p[k - 1] >= p[k]:
+            k -= 1
+        if k0 - k > max_climb or k == 0 or k == n - 1:
+            continue
+        den = p[k - 1] - 2 * p[k] + p[k + 1]
+        d = 0.5 * (p[k - 1] - p[k + 1]) / den if den < 0 else 0.0
+        out[s] = k + min(max(d, -0.5), 0.5)
+    return out
+
+
+def _otsu(img: np.ndarray, n_bins: int = 256) -> float:
+    """Otsu's threshold of the values of ``img`` (maximum between-class variance)."""
+    lo, hi = float(img.min()), float(img.max())
+    hist = np.bincount(((img - lo) * ((n_bins - 1) / (hi - lo))).astype(np.intp).ravel(),
+                       minlength=n_bins).astype(np.float64)
+    centres = lo + (np.arange(n_bins) + 0.5) * (hi - lo) / (n_bins - 1)
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        between = (m0[-1] * w0 / w0[-1] - m0) ** 2 / (w0 * w1)
+    return float(centres[int(np.nanargmax(between[:-1]))])
+
+
 def _border_ring(shape: tuple[int, int], width: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the pixels within ``width`` of the frame's edge."""
     ring = np.zeros(shape, dtype=bool)
@@ -248,8 +338,7 @@ def _coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
     h, w = img.shape
     d = max(1, round(max(h, w) / _SMALL_SIDE))
     hs, ws = h // d, w // d
-    small = img[: hs * d, : ws * d].reshape(hs, d, ws, d).mean(axis=(1, 3), dtype=np.float32)
-    small = median5(small)
+    small = median5(block_mean(img, d))
     bw = max(2, min(hs, ws) // 32)
     p = _fit_border_plane(small, bw)
     rr = np.arange(hs, dtype=np.float32)[:, None]
@@ -261,7 +350,7 @@ def _coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
     peak = float(np.percentile(smooth, 99.9))
     if not peak > 8.0 * noise or peak <= 0.0:
         raise InputError("frame: no crystal found (nothing stands out of the background noise)")
-    t = max(0.5 * float(threshold_otsu(smooth)), 4.0 * noise)
+    t = max(0.5 * _otsu(smooth), 4.0 * noise)
     labels, n = ndi.label(smooth > t)
     if n == 0:
         raise InputError("frame: no crystal found (no region above the threshold)")
@@ -300,30 +389,12 @@ def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
     k = max(1, int(coarse.semi_minor // 40))
     r_hi -= (r_hi - r_lo) % k
     c_hi -= (c_hi - c_lo) % k
-    sub = img[r_lo:r_hi, c_lo:c_hi]
-    if k > 1:
-        nr, nc = (r_hi - r_lo) // k, (c_hi - c_lo) // k
-        sub = sub.reshape(nr, k, nc, k).mean(axis=(1, 3), dtype=np.float32)
-    sub = median5(sub)
-    rows = (r_lo + (k - 1) / 2 + k * np.arange(sub.shape[0], dtype=np.float32))[:, None]
-    cols = (c_lo + (k - 1) / 2 + k * np.arange(sub.shape[1], dtype=np.float32))[None, :]
-    sub = sub - (np.float32(plane[0]) + np.float32(plane[1]) * rows + np.float32(plane[2]) * cols)
-
+    sub = median5(block_mean(img[r_lo:r_hi, c_lo:c_hi], k))
     dr, dc = coarse.major_direction
-    y = rows - np.float32(coarse.center_row)
-    x = cols - np.float32(coarse.center_col)
-    u = (y * np.float32(dr) + x * np.float32(dc)) / np.float32(coarse.semi_major)
-    v = (-y * np.float32(dc) + x * np.float32(dr)) / np.float32(coarse.semi_minor)
-    rho = np.sqrt(u * u + v * v)
-    theta = np.arctan2(v, u)
-    sector = ((theta + np.pi) * (_N_SECTORS / (2 * np.pi))).astype(np.intp) % _N_SECTORS
-    rbin = ((rho - _RHO_MIN) * (_N_BINS / (_RHO_MAX - _RHO_MIN))).astype(np.intp)
-    ok = (rho >= _RHO_MIN) & (rbin < _N_BINS)
-    idx = (sector * _N_BINS + rbin)[ok]
-    vals = sub[ok].astype(np.float64)
-    n_cells = _N_SECTORS * _N_BINS
-    sums = np.bincount(idx, weights=vals, minlength=n_cells).reshape(_N_SECTORS, _N_BINS)
-    counts = np.bincount(idx, minlength=n_cells).reshape(_N_SECTORS, _N_BINS)
+    sums, counts = _sector_profile(
+        sub, r_lo + (k - 1) / 2, c_lo + (k - 1) / 2, float(k), np.asarray(plane, np.float64),
+        coarse.center_row, coarse.center_col, dr, dc, coarse.semi_major, coarse.semi_minor,
+        _N_SECTORS, _RHO_MIN, _RHO_MAX, _N_BINS)
     with np.errstate(invalid="ignore", divide="ignore"):
         prof = sums / counts
     prof = np.where(counts > 0, prof, 0.0)
@@ -332,31 +403,17 @@ def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
     prof = 0.25 * prof[:, :-2] + 0.5 * prof[:, 1:-1] + 0.25 * prof[:, 2:]
 
     bin_w = (_RHO_MAX - _RHO_MIN) / _N_BINS
-    max_climb = round(0.15 / bin_w)
-    pts_r: list[float] = []
-    pts_c: list[float] = []
-    for s in range(_N_SECTORS):
-        p = prof[s]
-        above = np.nonzero(p >= 0.25 * p.max())[0]
-        if p.max() <= 0 or above.size == 0:
-            continue
-        k = int(above[-1])
-        k0 = k
-        while k > 0 and p[k - 1] >= p[k]:
-            k -= 1
-        if k0 - k > max_climb or k == 0 or k == _N_BINS - 1:
-            continue
-        den = p[k - 1] - 2 * p[k] + p[k + 1]
-        frac = 0.5 * (p[k - 1] - p[k + 1]) / den if den < 0 else 0.0
-        rho_k = _RHO_MIN + (k + 0.5 + float(np.clip(frac, -0.5, 0.5))) * bin_w
-        th = -np.pi + (s + 0.5) * (2 * np.pi / _N_SECTORS)
-        uu, vv = rho_k * math.cos(th) * coarse.semi_major, rho_k * math.sin(th) * coarse.semi_minor
-        pts_r.append(coarse.center_row + uu * dr - vv * dc)
-        pts_c.append(coarse.center_col + uu * dc + vv * dr)
-
-    if len(pts_r) < 12:
+    peak_bin = _outer_peaks(prof, 0.25, round(0.15 / bin_w))
+    ok = np.isfinite(peak_bin)
+    rho_k = _RHO_MIN + (peak_bin[ok] + 0.5) * bin_w
+    th = -np.pi + (np.nonzero(ok)[0] + 0.5) * (2 * np.pi / _N_SECTORS)
+    uu = rho_k * np.cos(th) * coarse.semi_major
+    vv = rho_k * np.sin(th) * coarse.semi_minor
+    pts_r = coarse.center_row + uu * dr - vv * dc
+    pts_c = coarse.center_col + uu * dc + vv * dr
+    if pts_r.size < 12:
         return coarse
-    pr, pc = np.asarray(pts_r), np.asarray(pts_c)
+    pr, pc = pts_r, pts_c
     keep = np.ones(pr.size, dtype=bool)
     ell = None
     rms = 0.0

@@ -38,10 +38,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numba as nb
 import numpy as np
 from scipy import ndimage as ndi
 
-from ccount_core.ellipse import Ellipse, _check_dtype, _fit, as_float_frame, fit_ellipse, median5
+from ccount_core.ellipse import (
+    Ellipse,
+    _check_dtype,
+    _fit,
+    as_float_frame,
+    block_mean,
+    fit_ellipse,
+    median5,
+)
 from ccount_core.errors import InputError
 from ccount_core.progress import ProgressCallback, report
 
@@ -281,26 +290,54 @@ def frame_transform(ellipse: Ellipse, cfg: PreprocessConfig,
 
 # -------------------------------------------------------------------------------- the steps
 
-def resample(img: np.ndarray, tf: FrameTransform, output_shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resampling of ``img`` onto the output grid of ``tf``.
+def resample(img: np.ndarray, tf: FrameTransform, output_shape: tuple[int, int],
+             background: np.ndarray | None = None) -> np.ndarray:
+    """Bilinear resampling of ``img`` onto the output grid of ``tf``, minus a background.
 
     When shrinking (zoom < 1) the input is first averaged in k x k blocks, k = floor(1/zoom),
-    against aliasing (area averaging). Returns ``output_shape`` float32, NaN where the
-    output lies outside the input frame.
+    against aliasing (area averaging). ``background``: plane ``(p0, p_row, p_col)`` in input
+    pixels to subtract (None = 0). Returns ``output_shape`` float32 with negative values
+    and everything outside the input frame set to 0.
     """
     matrix = tf.matrix
     center = np.asarray(tf.input_center)
+    p = np.zeros(3) if background is None else np.asarray(background, dtype=np.float64)
     k = int(1.0 / tf.zoom + 1e-6) if tf.zoom < 1.0 else 1
     if k > 1:
-        h, w = (img.shape[0] // k) * k, (img.shape[1] // k) * k
-        img = img[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3), dtype=np.float32)
+        img = block_mean(img, k)
         # Block i has its centre at input coordinate k*i + (k-1)/2.
         matrix = matrix / k
         center = (center - (k - 1) / 2.0) / k
+        p = np.array([p[0] + (p[1] + p[2]) * (k - 1) / 2.0, p[1] * k, p[2] * k])
     offset = center - matrix @ np.asarray(tf.output_center)
-    return ndi.affine_transform(img, matrix, offset=offset, output_shape=output_shape,
-                                order=1, mode="constant", cval=np.nan, prefilter=False,
-                                output=np.float32)
+    # The plane in output coordinates (exact: a plane stays a plane under an affine map).
+    g = matrix.T @ p[1:]
+    g0 = p[0] + p[1:] @ offset
+    return _warp(np.ascontiguousarray(img, dtype=np.float32), matrix, offset,
+                 output_shape[0], output_shape[1], np.array([g0, g[0], g[1]]))
+
+
+@nb.njit(cache=True, nogil=True)
+def _warp(img, matrix, offset, out_h, out_w, bg):  # pragma: no cover - numba
+    """out[i, j] = max(0, bilinear(img, matrix @ (i, j) + offset) - bg plane), 0 outside."""
+    h, w = img.shape
+    out = np.zeros((out_h, out_w), dtype=np.float32)
+    for i in range(out_h):
+        for j in range(out_w):
+            r = matrix[0, 0] * i + matrix[0, 1] * j + offset[0]
+            c = matrix[1, 0] * i + matrix[1, 1] * j + offset[1]
+            if r < 0.0 or c < 0.0 or r > h - 1 or c > w - 1:
+                continue
+            r0 = min(int(r), h - 2)
+            c0 = min(int(c), w - 2)
+            fr = r - r0
+            fc = c - c0
+            v = ((1 - fr) * ((1 - fc) * img[r0, c0] + fc * img[r0, c0 + 1])
+                 + fr * ((1 - fc) * img[r0 + 1, c0] + fc * img[r0 + 1, c0 + 1]))
+            v -= bg[0] + bg[1] * i + bg[2] * j
+            if v > 0.0:
+                out[i, j] = v
+    return out
 
 
 def background_plane(img: np.ndarray, ellipse: Ellipse, method: BackgroundMethod,
@@ -325,11 +362,12 @@ def background_plane(img: np.ndarray, ellipse: Ellipse, method: BackgroundMethod
         return np.array([float(np.median(z)), 0.0, 0.0])
     rr, cc = np.broadcast_arrays(rows, cols)
     design = np.column_stack([np.ones(z.size), rr[outside], cc[outside]])
-    p, *_ = np.linalg.lstsq(design, z, rcond=None)
+    p = np.linalg.solve(design.T @ design, design.T @ z)
     res = z - design @ p
     keep = np.abs(res) <= 3.0 * 1.4826 * np.median(np.abs(res)) + 1e-12
     if keep.sum() >= 50:
-        p, *_ = np.linalg.lstsq(design[keep], z[keep], rcond=None)
+        dk = design[keep]
+        p = np.linalg.solve(dk.T @ dk, dk.T @ z[keep])
     return p
 
 
@@ -346,13 +384,42 @@ def median_filter(img: np.ndarray, size: int, shape: MedianShape) -> np.ndarray:
     return ndi.median_filter(img, footprint=fp, mode="nearest")
 
 
-def _output_f(ell: Ellipse, shape: tuple[int, int], grow_px: float = 0.0) -> np.ndarray:
-    """f of eq. 3 on the output grid for ``ell`` with both semi-axes grown by ``grow_px``."""
-    grown = Ellipse(ell.center_row, ell.center_col, ell.semi_major + grow_px,
-                    ell.semi_minor + grow_px, ell.angle_deg)
-    rows = np.arange(shape[0], dtype=np.float64)[:, None]
-    cols = np.arange(shape[1], dtype=np.float64)[None, :]
-    return grown.normalized_radius2(rows, cols)
+def mask_and_enhance(img: np.ndarray, ell: Ellipse, mask_grow_px: float | None,
+                     amplitude: float) -> tuple[float, int]:
+    """In place: zero outside ``ell`` grown by ``mask_grow_px`` (None = no mask), then
+    I = I0 (1 + A f²) with f of eq. 3 for ``ell``. Returns (sum, count) of the positive pixels.
+    """
+    dr, dc = ell.major_direction
+    grow = -1.0 if mask_grow_px is None else float(mask_grow_px)
+    total, count = _mask_enhance(img, ell.center_row, ell.center_col, dr, dc, ell.semi_major,
+                                 ell.semi_minor, grow, float(amplitude))
+    return float(total), int(count)
+
+
+@nb.njit(cache=True, nogil=True)
+def _mask_enhance(img, cr, cc, dr, dc, a, b, grow, amp):  # pragma: no cover - numba
+    ia2, ib2 = 1.0 / (a * a), 1.0 / (b * b)
+    ma2 = 1.0 / ((a + grow) ** 2) if grow >= 0 else 0.0
+    mb2 = 1.0 / ((b + grow) ** 2) if grow >= 0 else 0.0
+    total = 0.0
+    count = 0
+    for i in range(img.shape[0]):
+        y = i - cr
+        for j in range(img.shape[1]):
+            x = j - cc
+            u = y * dr + x * dc
+            v = -y * dc + x * dr
+            if grow >= 0 and u * u * ma2 + v * v * mb2 > 1.0:
+                img[i, j] = 0.0
+                continue
+            if amp > 0:
+                f = u * u * ia2 + v * v * ib2
+                img[i, j] *= 1.0 + amp * f * f
+            val = img[i, j]
+            if val > 0:
+                total += val
+                count += 1
+    return total, count
 
 
 # ------------------------------------------------------------------------------ the pipeline
@@ -391,33 +458,20 @@ def prepare_frame(frame: np.ndarray, cfg: PreprocessConfig, ellipse: Ellipse | N
 def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessConfig
             ) -> np.ndarray:
     """Steps 2-7 of the module docstring for a checked float32 frame."""
-    h, w = cfg.output_shape
-    out = resample(img, tf, cfg.output_shape)
     margin_px = cfg.mask_margin_um / cfg.model_pixel_size_um if cfg.mask else 0.0
+    bg = None
     if cfg.background != "none":
-        p = background_plane(img, ell, cfg.background, margin_px / tf.zoom)
-        # The plane in output coordinates (exact: a plane stays a plane under an affine map).
-        g = tf.matrix.T @ p[1:]
-        c0 = p[0] + p[1:] @ np.asarray(tf.input_center) - g @ np.asarray(tf.output_center)
-        bg = (np.float32(c0) + np.float32(g[0]) * np.arange(h, dtype=np.float32)[:, None]
-              + np.float32(g[1]) * np.arange(w, dtype=np.float32)[None, :])
-        out -= bg
-    np.fmax(out, 0.0, out=out)  # negatives and NaN (outside the camera frame) -> 0
+        bg = background_plane(img, ell, cfg.background, margin_px / tf.zoom)
+    out = resample(img, tf, cfg.output_shape, bg)
     out = median_filter(out, cfg.median_size, cfg.median_shape)
-    f = None
-    if cfg.mask:
-        f = _output_f(tf.output_ellipse, cfg.output_shape, margin_px)
-        out[f > 1.0] = 0.0
-    if cfg.enhance_amplitude > 0:
-        f = _output_f(tf.output_ellipse, cfg.output_shape)
-        out *= (1.0 + cfg.enhance_amplitude * f * f).astype(np.float32)
+    total, count = mask_and_enhance(out, tf.output_ellipse, margin_px if cfg.mask else None,
+                                    cfg.enhance_amplitude)
     if cfg.normalize:
-        nz = out[out > 0]
-        if nz.size == 0:
+        if count == 0:
             raise InputError("frame: no signal left inside the crystal's ellipse after "
                              "background subtraction; check the ellipse")
-        out *= np.float32(cfg.brightness_density / float(nz.mean(dtype=np.float64)))
-    return np.ascontiguousarray(out, dtype=np.float32)
+        out *= np.float32(cfg.brightness_density * count / total)
+    return out
 
 
 # ---------------------------------------------------------------------------------- stacks
