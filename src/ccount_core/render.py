@@ -217,12 +217,15 @@ class ImagingSettings:
 
     def to_lab_units(self) -> dict[str, Any]:
         """Plain-JSON form in µm (the inverse of ``from_lab_units(**d)`` via :meth:`from_dict`)."""
+        def um(value: float) -> float:  # 12 significant digits: no conversion noise
+            return float(f"{value * 1e6:.12g}")
+
         return {
-            "pixel_size_um": self.pixel_size * 1e6,
+            "pixel_size_um": um(self.pixel_size),
             "shape": list(self.shape),
-            "blur_um": self.blur * 1e6,
-            "dof_um": self.depth_of_field * 1e6,
-            "focal_offset_um": self.focal_offset * 1e6,
+            "blur_um": um(self.blur),
+            "dof_um": um(self.depth_of_field),
+            "focal_offset_um": um(self.focal_offset),
             "rotation_deg": self.rotation_deg,
             "view_azimuth_deg": self.view_azimuth_deg,
             "camera": None if self.camera is None else self.camera.to_dict(),

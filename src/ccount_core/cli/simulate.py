@@ -1,0 +1,224 @@
+"""``ccount simulate``: one Coulomb crystal → a float32 TIFF whose metadata holds every input.
+
+    ccount simulate -o crystal.tif --ions "Ca+:300,CaF+:50" --v-rf 200 --v-end 2.3375
+    ccount simulate -o crystal.tif --trap-info trap.info          # a CCMD input file
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from ccount_core.errors import InputError
+
+# Trap and ion flags: None means "not given", so that --trap-info can refuse them.
+_TRAP_FLAGS = ("ions", "v_rf", "v_end", "eta", "rf_mhz", "r0_um", "z0_um")
+_DEFAULTS = {"ions": "Ca+:300", "v_rf": 200.0, "v_end": 2.3375, "eta": 0.244, "rf_mhz": 3.85,
+             "r0_um": 3500.0, "z0_um": 2750.0}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "simulate",
+        help="simulate one ion Coulomb crystal and write its fluorescence image (TIFF)",
+        description="Simulate an ion Coulomb crystal (molecular dynamics, CCMD conventions) "
+        "and write its rendered fluorescence image as a float32 TIFF whose metadata (JSON "
+        "ImageDescription) holds every parameter. Lab units: V, MHz, µm, mK.",
+    )
+    p.add_argument("-o", "--output", required=True, type=Path, help="output TIFF file")
+    p.add_argument("--positions", type=Path, help="also write final ion positions (CSV, µm)")
+    p.add_argument("--trap-info", type=Path,
+                   help="CCMD trap.info file: trap, ions, seed and image settings from it")
+    g = p.add_argument_group("trap and ions (defaults: the paper's trap, 300 Ca+)")
+    g.add_argument("--ions", help='ion numbers per species, e.g. "Ca+:300,CaF+:50"')
+    g.add_argument("--v-rf", type=float, help="RF amplitude as CCMD's q uses it, V (200)")
+    g.add_argument("--v-end", type=float, help="end-cap voltage, V (2.3375)")
+    g.add_argument("--eta", type=float, help="end-cap geometric factor η (0.244)")
+    g.add_argument("--rf-mhz", type=float, help="RF frequency, MHz (3.85)")
+    g.add_argument("--r0-um", type=float, help="trap radius r0, µm (3500)")
+    g.add_argument("--z0-um", type=float, help="end-cap half-distance z0, µm (2750)")
+    s = p.add_argument_group("simulation")
+    s.add_argument("--temperature-mk", type=float, help="bath temperature, mK (default 10)")
+    s.add_argument("--seed", type=int, help="random seed (default 0, or the trap.info seed)")
+    s.add_argument("--mode", choices=("rf", "pseudo"), default="rf",
+                   help="full RF field with micromotion, or the pseudopotential (rf)")
+    s.add_argument("--gather-periods", type=int, help="RF periods of image gathering")
+    s.add_argument("--samples", type=int, help="position snapshots for the image")
+    i = p.add_argument_group("imaging (defaults: CCMD's)")
+    i.add_argument("--pixel-um", type=float, help="pixel size in the object plane, µm (1)")
+    i.add_argument("--rows", type=int, help="image rows (480)")
+    i.add_argument("--cols", type=int, help="image columns, along the trap axis (640)")
+    i.add_argument("--blur-um", type=float, help="blur radius (1/e) in focus, µm (5)")
+    i.add_argument("--dof-um", type=float, help="depth of field, µm (50)")
+    i.add_argument("--focal-offset-um", type=float, default=0.0,
+                   help="focal plane offset along the line of sight, µm (0)")
+    i.add_argument("--rotation-deg", type=float, default=0.0,
+                   help="counter-clockwise turn of the crystal in the image, degrees (0)")
+    i.add_argument("--view-azimuth-deg", type=float, default=45.0,
+                   help="line of sight around the trap axis from y towards x, degrees "
+                   "(45 = CCMD's view)")
+    c = p.add_argument_group("camera (off unless --camera)")
+    c.add_argument("--camera", action="store_true",
+                   help="render camera counts with noise instead of the noise-free image")
+    c.add_argument("--photons-per-ion", type=float, default=200.0,
+                   help="detected photons per in-focus ion per exposure (200)")
+    c.add_argument("--background", type=float, default=2.0,
+                   help="background photons per pixel (2)")
+    c.add_argument("--em-gain", type=float, default=1.0, help="EMCCD gain, 1 = none (1)")
+    c.add_argument("--read-noise", type=float, default=2.0, help="read noise, e- rms (2)")
+    c.add_argument("--offset", type=float, default=100.0, help="bias, counts (100)")
+    c.add_argument("--bit-depth", type=int, default=16, help="ADC bits (16)")
+    p.set_defaults(func=run)
+
+
+def parse_ions(text: str) -> list[tuple[str, int]]:
+    """``"Ca+:300,CaF+:50"`` → ``[("Ca+", 300), ("CaF+", 50)]``; InputError when malformed."""
+    out: list[tuple[str, int]] = []
+    for part in text.split(","):
+        name, sep, number = part.strip().rpartition(":")
+        if not sep or not name.strip():
+            raise InputError(f"--ions: expected SPECIES:NUMBER, got {part.strip()!r}")
+        try:
+            count = int(number)
+        except ValueError:
+            raise InputError(
+                f"--ions: number of {name.strip()} must be an integer, got {number!r}"
+            ) from None
+        if count < 0:
+            raise InputError(f"--ions: number of {name.strip()} must not be negative ({count})")
+        out.append((name.strip(), count))
+    return out
+
+
+def _settings(args: argparse.Namespace) -> tuple[Any, list[Any], Any, Any, dict[str, Any]]:
+    """Trap, ion groups, simulation and imaging settings from the flags (checked)."""
+    from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings
+    from ccount_core.render import CameraModel, ImagingSettings
+
+    sim_kwargs: dict[str, Any] = {"mode": args.mode}
+    if args.temperature_mk is not None:
+        sim_kwargs["temperature"] = args.temperature_mk * 1e-3
+    for name in ("gather_periods", "samples"):
+        if getattr(args, name) is not None:
+            sim_kwargs[name] = getattr(args, name)
+    extra: dict[str, Any] = {}
+    if args.trap_info is not None:
+        given = [f"--{f.replace('_', '-')}" for f in _TRAP_FLAGS if getattr(args, f) is not None]
+        if given:
+            raise InputError(f"--trap-info: cannot be combined with {', '.join(given)}")
+        from ccount_core.ccmd_config import load_trap_info
+
+        cfg = load_trap_info(args.trap_info)
+        trap, groups = cfg.trap, list(cfg.ions)
+        sim = dataclasses.replace(cfg.simulation, **sim_kwargs)
+        base_imaging = cfg.imaging
+        extra["trap_info"] = str(args.trap_info)
+    else:
+        vals = {f: getattr(args, f) if getattr(args, f) is not None else _DEFAULTS[f]
+                for f in _TRAP_FLAGS}
+        trap = TrapSettings.from_lab_units(
+            v_rf=vals["v_rf"], v_end=vals["v_end"], eta=vals["eta"], r0_um=vals["r0_um"],
+            z0_um=vals["z0_um"], rf_mhz=vals["rf_mhz"],
+        )
+        groups = [IonGroup(name, count) for name, count in parse_ions(vals["ions"])]
+        sim = SimulationSettings(**sim_kwargs)
+        base_imaging = ImagingSettings()
+    if args.seed is not None:
+        sim = dataclasses.replace(sim, seed=args.seed)
+    camera = None
+    if args.camera:
+        camera = CameraModel(
+            photons_per_ion=args.photons_per_ion, background=args.background,
+            em_gain=args.em_gain, read_noise=args.read_noise, offset=args.offset,
+            bit_depth=args.bit_depth,
+        )
+    lab = base_imaging.to_lab_units()
+    imaging = ImagingSettings.from_lab_units(
+        pixel_size_um=args.pixel_um if args.pixel_um is not None else lab["pixel_size_um"],
+        shape=(args.rows if args.rows is not None else lab["shape"][0],
+               args.cols if args.cols is not None else lab["shape"][1]),
+        blur_um=args.blur_um if args.blur_um is not None else lab["blur_um"],
+        dof_um=args.dof_um if args.dof_um is not None else lab["dof_um"],
+        focal_offset_um=args.focal_offset_um,
+        rotation_deg=args.rotation_deg,
+        view_azimuth_deg=args.view_azimuth_deg,
+        camera=camera,
+    )
+    return trap, groups, sim, imaging, extra
+
+
+def metadata(trap: Any, groups: list[Any], sim: Any, imaging: Any, info: dict[str, Any],
+             extra: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter of a run, in lab units, as plain JSON."""
+    from ccount_core import __version__
+
+    sim_dict = json.loads(json.dumps(dataclasses.asdict(sim), default=str))
+    if "temperature" in sim_dict:  # K → mK at the interface
+        sim_dict["temperature_mk"] = sim_dict.pop("temperature") * 1e3
+    return {
+        "software": "ccount simulate",
+        "ccount_version": __version__,
+        "ions": {g.species.name: g.count for g in groups},
+        "species": [
+            {"name": g.species.name, "mass_u": g.species.mass_u, "charge": g.species.charge,
+             "laser_cooled": g.species.laser_cooled}
+            for g in groups
+        ],
+        "trap": {"v_rf_V": trap.v_rf, "v_end_V": trap.v_end, "eta": trap.eta,
+                 "r0_um": _tidy(trap.r0 * 1e6), "z0_um": _tidy(trap.z0 * 1e6),
+                 "rf_mhz": _tidy(trap.rf_frequency * 1e-6)},
+        "simulation": sim_dict,
+        "imaging": imaging.to_lab_units(),
+        "run": json.loads(json.dumps(info, default=float)),
+        **extra,
+    }
+
+
+def _tidy(value: float) -> float:
+    """Drop the float noise of a unit conversion (12 significant digits)."""
+    return float(f"{value:.12g}")
+
+
+def write_positions(path: Path, result: Any) -> None:
+    """Final positions as CSV (species, x_um, y_um, z_um), written atomically."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".csv", dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("species,x_um,y_um,z_um\n")
+            for k, (x, y, z) in zip(result.species_index, result.positions * 1e6, strict=True):
+                fh.write(f"{result.species[k].name},{x:.4f},{y:.4f},{z:.4f}\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ccount_core.io import write_tiff
+    from ccount_core.physics import simulate
+    from ccount_core.physics.simulate import validate
+    from ccount_core.progress import tqdm_progress
+
+    if args.output.suffix.lower() not in (".tif", ".tiff"):
+        raise InputError(f"--output: must end in .tif or .tiff, got {args.output.name!r}")
+    trap, groups, sim, imaging, extra = _settings(args)
+    validate(trap, groups)  # every check before the progress bar and the long run
+    with tqdm_progress("simulate", unit="step") as progress:
+        result = simulate(trap, groups, sim, imaging, progress=progress)
+    meta = metadata(trap, groups, sim, imaging, result.info, extra)
+    write_tiff(args.output, result.image, pixel_size_um=imaging.pixel_size * 1e6, metadata=meta)
+    if args.positions is not None:
+        write_positions(args.positions, result)
+    counts = ", ".join(f"{n} {s}" for s, n in meta["ions"].items())
+    print(f"wrote {args.output} ({counts}; {result.info['timings']['total_s']:.1f} s)",
+          file=sys.stderr)
+    return 0

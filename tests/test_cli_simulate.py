@@ -1,0 +1,93 @@
+"""``ccount simulate``: TIFF + metadata, trap.info input, positions CSV, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from ccount_core.cli import main
+from ccount_core.cli.simulate import parse_ions
+from ccount_core.errors import InputError
+
+FAST = ["--gather-periods", "20", "--samples", "20", "--rows", "120", "--cols", "200"]
+
+
+def _meta(path: Path) -> tuple[np.ndarray, dict]:
+    with tifffile.TiffFile(path) as tif:
+        return tif.pages[0].asarray(), json.loads(tif.pages[0].description)
+
+
+def test_simulate_writes_float_tiff_with_every_parameter(tmp_path: Path) -> None:
+    out, pos = tmp_path / "c.tif", tmp_path / "c.csv"
+    rc = main(["simulate", "-o", str(out), "--ions", "Ca+:30,ND3+:6", "--v-rf", "220",
+               "--v-end", "3.0", "--eta", "0.2", "--temperature-mk", "5", "--seed", "3",
+               "--mode", "pseudo", "--positions", str(pos), "--rotation-deg", "4", *FAST])
+    assert rc == 0
+    image, meta = _meta(out)
+    assert image.dtype == np.float32 and image.shape == (120, 200)
+    assert image.max() > 0
+    assert meta["ions"] == {"Ca+": 30, "ND3+": 6}
+    assert meta["trap"]["v_rf_V"] == 220.0 and meta["trap"]["eta"] == 0.2
+    assert meta["trap"]["r0_um"] == 3500.0 and meta["trap"]["rf_mhz"] == 3.85
+    assert meta["simulation"]["temperature_mk"] == pytest.approx(5.0)
+    assert meta["simulation"]["seed"] == 3 and meta["simulation"]["mode"] == "pseudo"
+    assert meta["imaging"]["rotation_deg"] == 4.0 and meta["imaging"]["blur_um"] == 5.0
+    assert meta["pixel_size_um"] == 1.0
+    assert meta["ccount_version"]
+    lines = pos.read_text().splitlines()
+    assert lines[0] == "species,x_um,y_um,z_um" and len(lines) == 37
+    assert sum(line.startswith("ND3+,") for line in lines) == 6
+
+
+def test_simulate_reads_a_ccmd_trap_info(tmp_path: Path) -> None:
+    info = tmp_path / "trap.info"
+    text = (files("ccount_core.data") / "example_trap.info").read_text()
+    info.write_text(text.replace("Ca      120", "Ca      40").replace("ND3     20", "ND3     5"))
+    out = tmp_path / "c.tif"
+    assert main(["simulate", "-o", str(out), "--trap-info", str(info), "--mode", "pseudo",
+                 *FAST]) == 0
+    _, meta = _meta(out)
+    assert meta["ions"] == {"Ca+": 40, "ND3+": 5}
+    assert meta["simulation"]["seed"] == 213
+    assert meta["trap"]["v_end_V"] == 2.3375
+    assert meta["trap_info"] == str(info)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--ions", "Ca+:-3"], "--ions: number of Ca+ must not be negative"),
+        (["--ions", "Ca+=3"], "--ions: expected SPECIES:NUMBER"),
+        (["--ions", "Unobtainium+:3"], "unknown species"),
+        (["--v-rf", "2000"], "v_rf:"),
+        (["--blur-um", "-1"], "blur"),
+        (["--trap-info", "x.info", "--v-end", "2"], "--trap-info: cannot be combined"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               argv: list[str], message: str) -> None:
+    assert main(["simulate", "-o", str(tmp_path / "x.tif"), *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("ccount: error: ") and message in err[-1]
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_console_script_reports_bad_output_name(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("ccount")
+    out = subprocess.run([str(exe), "simulate", "-o", str(tmp_path / "x.png")],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.strip() == "ccount: error: --output: must end in .tif or .tiff, got 'x.png'"
+
+
+def test_parse_ions() -> None:
+    assert parse_ions("Ca+:300, CaF+:50") == [("Ca+", 300), ("CaF+", 50)]
+    with pytest.raises(InputError, match="integer"):
+        parse_ions("Ca+:3.5")
