@@ -93,7 +93,7 @@ class Plan:
     @property
     def image_shape(self) -> tuple[int, int]:
         """(rows, cols) of every image."""
-        rows, cols = self.spec["imaging"]["shape"]
+        rows, cols = self.renders[0]["shape"]
         return int(rows), int(cols)
 
 
@@ -146,6 +146,9 @@ def normalise_spec(data: Any) -> dict[str, Any]:
     spec["simulation"] = dict(_mapping(data.get("simulation", {}), "simulation"))
     spec["imaging"] = _imaging(data.get("imaging", {}))
     spec["renders"] = _renders(data.get("renders", {}))
+    if spec["renders"]["noise_draws"] > 1 and not spec["imaging"].get("camera"):
+        raise InputError("renders.noise_draws > 1 needs imaging.camera (without a camera the "
+                         "image has no noise to draw)")
     spec["parameters"] = _parameters(params, sampling)
     spec["store"] = _store(data.get("store", {}))
     split = _mapping(data.get("split", {}), "split")
@@ -187,16 +190,24 @@ def _species(raw: Any, sampling: str) -> dict[str, Any]:
 
 
 def _imaging(raw: Any) -> dict[str, Any]:
+    """The imaging section as written (checked by ``ImagingSettings.from_dict``).
+
+    It is kept as written rather than filled with the renderer's defaults, so that a store
+    made before the renderer gained a setting still matches its spec on resume.
+    """
+    im = dict(_mapping(raw, "imaging"))
+    resolve_imaging(im, "imaging")
+    return im
+
+
+def resolve_imaging(imaging: Mapping[str, Any], where: str = "imaging") -> dict[str, Any]:
+    """Imaging settings in lab units with the renderer's defaults filled in."""
     from ccount_core.render import ImagingSettings
 
-    im = dict(_mapping(raw, "imaging"))
     try:
-        settings = ImagingSettings.from_dict(im)
-    except InputError as exc:
-        raise InputError(f"imaging: {exc}") from None
-    except TypeError as exc:
-        raise InputError(f"imaging: {exc}") from None
-    return settings.to_lab_units()
+        return ImagingSettings.from_dict(dict(imaging)).to_lab_units()
+    except (InputError, TypeError) as exc:
+        raise InputError(f"{where}: {' '.join(str(exc).split())}") from None
 
 
 def _renders(raw: Any) -> dict[str, Any]:
@@ -378,16 +389,17 @@ def _counts(cooled: str, dark: Mapping[str, Any], values: Mapping[str, Any]
 
 
 def _render_variants(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Imaging of each image of an MD run: the spec's imaging with the render axes applied,
+    resolved to full lab-unit settings, plus ``noise_draw``."""
     base = spec["imaging"]
     r = spec["renders"]
     axes = [(k, r[k]) for k in _RENDER_AXES if k in r]
     out = []
     for combo in itertools.product(*(v for _, v in axes)):
+        variant = resolve_imaging({**base, **dict(zip((k for k, _ in axes), combo, strict=True))},
+                                  "renders")
         for draw in range(r["noise_draws"]):
-            variant = dict(base)
-            variant.update(dict(zip((k for k, _ in axes), combo, strict=True)))
-            variant["noise_draw"] = draw
-            out.append(variant)
+            out.append({**variant, "noise_draw": draw})
     return out
 
 

@@ -272,7 +272,7 @@ def _build(path: Path, plan: Plan) -> None:
         "duplicates_dropped": plan.duplicates,
         "image_shape": [rows, cols],
         "images_dtype": store_cfg["dtype"],
-        "image_units": "camera counts" if plan.spec["imaging"].get("camera") else
+        "image_units": "camera counts" if plan.renders[0].get("camera") else
                        "ion exposures (an in-focus ion integrates to 1)",
         "columns": {k: v[1] for k, v in TABLE_COLUMNS.items()},
         "created_by": f"ccount {__version__}",

@@ -1,0 +1,274 @@
+"""The data-set store and sweep with a stand-in simulator (fast; the real one: test_dataset_cli).
+
+The stand-in writes what it was asked into the image, so the tests check that every row holds
+the image of its own parameters: pixel (0, 0) = fluorescing ions, (0, 1) = focal offset,
+(0, 2) = V_RF, (0, 3) = seed, (0, 4) = a camera-noise draw.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+
+from ccount_core.dataset import (
+    StoreLock,
+    StoreLockedError,
+    generate,
+    normalise_spec,
+    open_dataset,
+    plan,
+)
+from ccount_core.dataset.report import contact_sheet, describe
+from ccount_core.dataset.store import StoreWriter, create_store
+from ccount_core.errors import InputError
+
+CALLS: list[tuple[int, int]] = []
+FAIL_SEEDS: set[int] = set()
+_LOCK = threading.Lock()
+
+
+def fake_simulate(trap: Mapping[str, Any], ions: Sequence[tuple[str, int]],
+                  simulation: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if seed in FAIL_SEEDS:
+        raise RuntimeError(f"crystal left the trap (seed {seed})")
+    with _LOCK:
+        CALLS.append((ions[0][1], seed))
+    n = sum(c for _, c in ions)
+    samples = np.zeros((2, n, 3))
+    samples[..., 0] = trap["v_rf"]
+    samples[..., 1] = seed
+    fluorescing = np.zeros(n, bool)
+    fluorescing[: ions[0][1]] = True
+    return samples, fluorescing
+
+
+def fake_render(samples: np.ndarray, fluorescing: np.ndarray, imaging: Mapping[str, Any],
+                rng: np.random.Generator) -> np.ndarray:
+    image = np.zeros(imaging["shape"], np.float32)
+    image[0, :5] = (fluorescing.sum(), imaging["focal_offset_um"], samples[0, 0, 0],
+                    samples[0, 0, 1], rng.random())
+    image[1:, :] = 1.0
+    return image
+
+
+def spec(**over: Any) -> dict[str, Any]:
+    s = {
+        "name": "t",
+        "imaging": {"shape": [12, 16]},
+        "species": {"dark": {"ND3+": {"number": [0, 4]}}},
+        "parameters": {"n_ions": [5, 6, 7], "v_rf": [190, 210], "v_end": [2.0],
+                       "eta": 0.244, "seeds": [1, 2]},
+        "renders": {"focal_offset_um": [0, 15]},
+        "store": {"chunk": 8},
+    }
+    s.update(over)
+    return s
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                           dashboard_address=None)
+    with Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def run(s: dict, out: Path, client: Any, **kw: Any):
+    return generate(s, out, client=client, simulate_fn=fake_simulate, render_fn=fake_render,
+                    **kw)
+
+
+def check_rows(ds) -> None:
+    """Every done row holds the image of its own parameters."""
+    idx = ds.indices("all")
+    t = ds.table
+    first = np.asarray(ds.images.get_orthogonal_selection((idx, 0, slice(0, 4))))
+    np.testing.assert_array_equal(first[:, 0], t["n_Ca+"][idx])
+    np.testing.assert_array_equal(first[:, 1], t["focal_offset_um"][idx])
+    np.testing.assert_array_equal(first[:, 2], t["v_rf"][idx])
+    np.testing.assert_array_equal(first[:, 3], t["seed"][idx])
+
+
+def test_generate_writes_every_sample_once_with_its_parameters(tmp_path: Path,
+                                                               client: Any) -> None:
+    CALLS.clear()
+    progress: list[tuple[int, int]] = []
+    out = tmp_path / "d.zarr"
+    summary = run(spec(), out, client, flush_seconds=0,
+                  progress=lambda d, t: progress.append((d, t)))
+    assert summary.n_rows == 48 and summary.done_after == 48 and summary.failed_runs == 0
+    assert len(CALLS) == 24  # one MD run per parameter point, rendered twice
+    assert progress[-1] == (48, 48)
+    ds = open_dataset(out)
+    assert len(ds) == 48 and ds.complete and ds.images.shape == (48, 12, 16)
+    assert ds.images.dtype == np.float32 and ds.label_names == ("Ca+", "ND3+")
+    check_rows(ds)
+    labels = ds.labels
+    assert labels.shape == (48, 2) and labels.dtype == np.float32
+    assert set(labels[:, 1]) == {0.0, 4.0} and set(labels[:, 0]) == {5.0, 6.0, 7.0}
+    # the split partitions the rows; all renders of an MD run share one split
+    parts = [ds.indices(s) for s in ("train", "validation", "test")]
+    assert sorted(np.concatenate(parts).tolist()) == list(range(48))
+    split = ds.table["split"].reshape(24, 2)
+    assert np.all(split[:, 0] == split[:, 1])
+    # every (parameters, render) combination appears exactly once
+    t = ds.table
+    combos = set(zip(t["n_Ca+"], t["n_ND3+"], t["v_rf"], t["seed"], t["focal_offset_um"],
+                     strict=True))
+    assert len(combos) == 48
+    assert set(t["simulator_version"]) == {ds.attrs["created_by"].split()[1]}
+    # the spec, label names and render settings travel with the store
+    assert ds.spec == normalise_spec(spec())
+    assert [r["focal_offset_um"] for r in ds.attrs["renders"]] == [0.0, 15.0]
+    # the images are sharded for training reads: one inner chunk per image
+    assert ds.images.chunks == (1, 12, 16) and ds.images.shards == (8, 12, 16)
+    with pytest.raises(InputError, match="split"):
+        ds.indices("holdout")
+
+
+def test_resume_runs_only_what_is_missing(tmp_path: Path, client: Any) -> None:
+    out = tmp_path / "d.zarr"
+    FAIL_SEEDS.add(2)
+    try:
+        CALLS.clear()
+        first = run(spec(), out, client, flush_seconds=0)
+    finally:
+        FAIL_SEEDS.clear()
+    assert first.failed_runs == 12 and first.done_after == 24
+    assert "seed 2" in first.first_error
+    ds = open_dataset(out)
+    assert not ds.complete and set(ds.table["seed"][ds.done]) == {1}
+    assert len(ds.indices("all")) == 24
+    check_rows(ds)
+    before = np.asarray(ds.images[:])
+    CALLS.clear()
+    second = run(spec(), out, client, flush_seconds=0)
+    assert second.done_before == 24 and second.done_after == 48 and second.failed_runs == 0
+    assert sorted(s for _, s in CALLS) == [2] * 12  # nothing done twice
+    ds = open_dataset(out)
+    assert ds.complete
+    check_rows(ds)
+    kept = np.asarray(ds.images[:])[before[:, 1, 0] == 1]
+    np.testing.assert_array_equal(kept, before[before[:, 1, 0] == 1])
+    CALLS.clear()
+    third = run(spec(), out, client)
+    assert third.done_before == 48 and CALLS == []
+
+
+def test_noise_draws_differ_and_are_reproducible(tmp_path: Path, client: Any) -> None:
+    s = spec(imaging={"shape": [12, 16], "camera": {"photons_per_ion": 50}},
+             renders={"noise_draws": 3}, species={})
+    run(s, tmp_path / "a.zarr", client)
+    run(s, tmp_path / "b.zarr", client)
+    a, b = open_dataset(tmp_path / "a.zarr"), open_dataset(tmp_path / "b.zarr")
+    assert a.attrs["image_units"] == "camera counts"
+    noise_a = np.asarray(a.images[:, 0, 4]).reshape(-1, 3)
+    assert len(np.unique(noise_a)) == noise_a.size  # every draw its own
+    np.testing.assert_array_equal(noise_a, np.asarray(b.images[:, 0, 4]).reshape(-1, 3))
+    np.testing.assert_array_equal(a.table["noise_draw"], np.tile([0, 1, 2], 12))
+
+
+def test_uint16_store(tmp_path: Path, client: Any) -> None:
+    run(spec(store={"chunk": 4, "dtype": "uint16"}), tmp_path / "u.zarr", client)
+    ds = open_dataset(tmp_path / "u.zarr")
+    assert ds.images.dtype == np.uint16
+    check_rows(ds)
+
+
+def test_a_different_spec_is_refused_naming_the_key(tmp_path: Path, client: Any) -> None:
+    out = tmp_path / "d.zarr"
+    run(spec(), out, client)
+    other = spec()
+    other["parameters"] = {**other["parameters"], "v_rf": [190, 220]}
+    with pytest.raises(InputError, match=r"parameters\.v_rf\.values differs"):
+        run(other, out, client)
+    (tmp_path / "foreign.zarr").mkdir()
+    zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w")
+    with pytest.raises(InputError, match="not a ccount data-set store"):
+        run(spec(), tmp_path / "foreign.zarr", client)
+    with pytest.raises(InputError, match="no such store"):
+        open_dataset(tmp_path / "missing.zarr")
+
+
+def test_a_second_writer_is_refused(tmp_path: Path, client: Any) -> None:
+    out = tmp_path / "d.zarr"
+    with StoreLock(out):
+        with pytest.raises(StoreLockedError, match=f"pid {os.getpid()}"):
+            run(spec(), out, client)
+        with pytest.raises(StoreLockedError):
+            StoreLock(out).acquire()
+    assert not Path(f"{out}.lock").exists()
+    assert run(spec(), out, client).done_after == 48
+
+
+def test_lock_of_a_killed_writer_does_not_block(tmp_path: Path) -> None:
+    out = tmp_path / "d.zarr"
+    code = textwrap.dedent(f"""
+        import os, signal
+        from ccount_core.dataset import StoreLock
+        StoreLock({str(out)!r}).acquire()
+        print("locked", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL and "locked" in proc.stdout
+    assert Path(f"{out}.lock").exists()  # left behind by the killed writer ...
+    with StoreLock(out):  # ... and not in the way
+        pass
+
+
+def test_writer_writes_whole_shards_as_they_complete(tmp_path: Path) -> None:
+    p = plan(normalise_spec(spec(store={"chunk": 4, "order": "grid"})))  # 24 runs x 2 renders
+    group = create_store(tmp_path / "w.zarr", p)
+    writer = StoreWriter(group, p.n_renders, flush_seconds=1e9)
+    img = np.ones((2, 12, 16), np.float32)
+    writer.add(1, img, 1.0, [0.1, 0.2], "v")  # rows 2-3 of shard 0 (rows 0-3)
+    writer.add(3, img, 1.0, [0.1, 0.2], "v")  # rows 6-7 of shard 1
+    assert not np.asarray(group["table/done"][:]).any()  # no shard complete yet
+    writer.add(0, img * 2, 1.5, [0.1, 0.2], "v")  # completes shard 0
+    done = np.asarray(group["table/done"][:])
+    assert done[:4].all() and not done[4:].any()
+    assert np.asarray(group["images"][:4, 0, 0]).tolist() == [2, 2, 1, 1]
+    assert np.asarray(group["table/md_seconds"][:4]).tolist() == [1.5, 1.5, 1.0, 1.0]
+    writer.flush()  # writes the partial shard 1 too
+    done = np.asarray(group["table/done"][:])
+    assert done[6:8].all() and done.sum() == 6
+
+
+def test_info_and_contact_sheet(tmp_path: Path, client: Any) -> None:
+    import matplotlib.image
+
+    out = tmp_path / "d.zarr"
+    FAIL_SEEDS.add(2)
+    try:
+        run(spec(), out, client)
+    finally:
+        FAIL_SEEDS.clear()
+    ds = open_dataset(out)
+    text = describe(ds)
+    assert "done       24 of 48 (incomplete" in text
+    t = ds.table
+    for name, code in (("train", 0), ("validation", 1), ("test", 2)):
+        planned = int((t["split"] == code).sum())
+        done = int(((t["split"] == code) & t["done"]).sum())
+        assert f"  {name:<10} {planned:>7} {done:>8}" in text
+    assert "n_Ca+            5 .. 7" in text and "seed             1 .. 1" in text
+    png = contact_sheet(ds, tmp_path / "sheet.png", n=6, seed=1)
+    sheet = matplotlib.image.imread(png)
+    assert sheet.ndim == 3 and sheet.shape[0] > 100 and sheet.shape[1] > 100
+    with pytest.raises(InputError, match="png"):
+        contact_sheet(ds, tmp_path / "sheet.jpg")
