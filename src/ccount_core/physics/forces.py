@@ -104,29 +104,44 @@ def coulomb_energy(pos, charge, kc):
     return kc * e
 
 
-@nb.njit(fastmath=True, cache=True)
-def add_trap_accel(pos, acc, kx, ky, kz):
-    """Add a static harmonic trap: acc[d, i] -= k_d[i] * pos[d, i] (k in s⁻², (N,) each).
-
-    With kx = ky = ω_r², kz = ω_z² this is the pseudopotential; the RF field at one instant
-    is the same form with kx = (Ω²/4)(a − 2q cos Ωt), ky = (Ω²/4)(a + 2q cos Ωt)."""
-    n = pos.shape[1]
-    for i in range(n):
-        acc[0, i] -= kx[i] * pos[0, i]
-        acc[1, i] -= ky[i] * pos[1, i]
-        acc[2, i] -= kz[i] * pos[2, i]
+@nb.njit(cache=True)
+def _trap_kick(pos, vel, h, t, omega, k0, kc):
+    """v += h · a_trap(x, t): a_d = −(k0_d + kc_d cos Ω t) x_d (k0, kc: (3, N) s⁻²)."""
+    cs = math.cos(omega * t)
+    for i in range(pos.shape[1]):
+        vel[0, i] -= h * (k0[0, i] + kc[0, i] * cs) * pos[0, i]
+        vel[1, i] -= h * (k0[1, i] + kc[1, i] * cs) * pos[1, i]
+        vel[2, i] -= h * k0[2, i] * pos[2, i]
 
 
 @nb.njit(cache=True)
-def accel(pos, t, omega, k0, kc, com, charge, kcoul, bounds, buf, acc, kx, ky):
-    """Total acceleration (3, N) at time t into acc; kx, ky are (N,) scratch."""
-    coulomb_accel(pos, com, charge, kcoul, bounds, buf, acc)
-    cs = math.cos(omega * t)
-    n = pos.shape[1]
-    for i in range(n):
-        kx[i] = k0[0, i] + kc[0, i] * cs
-        ky[i] = k0[1, i] + kc[1, i] * cs
-    add_trap_accel(pos, acc, kx, ky, k0[2])
+def _drift(pos, vel, h, max_step):
+    """x += h v, with |v| capped at max_step / h (m) first."""
+    lim = max_step / h
+    for i in range(pos.shape[1]):
+        v2 = vel[0, i] ** 2 + vel[1, i] ** 2 + vel[2, i] ** 2
+        if v2 > lim * lim:
+            f = lim / math.sqrt(v2)
+            vel[0, i] *= f
+            vel[1, i] *= f
+            vel[2, i] *= f
+        pos[0, i] += h * vel[0, i]
+        pos[1, i] += h * vel[1, i]
+        pos[2, i] += h * vel[2, i]
+
+
+@nb.njit(cache=True)
+def _ou(vel, axis, c_ax, s_ax, noise_ax, c_iso, s_iso, noise_iso, use_iso):
+    """Exact Ornstein-Uhlenbeck velocity update along ``axis`` and (optionally) isotropic."""
+    for i in range(vel.shape[1]):
+        if c_ax[i] < 1.0:
+            vp = vel[0, i] * axis[0] + vel[1, i] * axis[1] + vel[2, i] * axis[2]
+            dv = (c_ax[i] - 1.0) * vp + s_ax[i] * noise_ax[i]
+            for d in range(3):
+                vel[d, i] += dv * axis[d]
+        if use_iso:
+            for d in range(3):
+                vel[d, i] = c_iso[i] * vel[d, i] + s_iso[i] * noise_iso[d, i]
 
 
 @nb.njit(cache=True)
@@ -137,6 +152,7 @@ def baoab_steps(
     t0,
     dt,
     nsteps,
+    substeps,
     omega,
     k0,
     kc,
@@ -160,58 +176,43 @@ def baoab_steps(
     rmax,
     zmax,
 ):
-    """Advance nsteps BAOAB steps in place (see module docstring).
+    """Advance nsteps outer steps of dt (s) in place (see integrate's module docstring).
 
-    pos, vel, acc: (3, N) m, m/s, m/s² (acc must hold a(pos, t0) on entry and holds the
-    acceleration at the end). k0, kc: (3, N) s⁻² trap coefficients (kc[2] unused).
+    pos, vel, acc: (3, N) m, m/s and the Coulomb acceleration m/s² (must hold a_C(pos) on
+    entry; holds it at the end). The trap force is integrated with ``substeps`` (odd)
+    velocity-Verlet sub-steps per outer step; the O step (exact Ornstein-Uhlenbeck over dt)
+    sits in the middle of the middle sub-step. k0, kc: (3, N) s⁻² trap coefficients.
     axis: (3,) unit cooling axis; c_ax, s_ax: (N,) OU factor and noise amplitude (m/s) along
     it; noise_ax: (nsteps, N) standard normals. c_iso, s_iso, noise_iso (nsteps, 3, N): the
-    isotropic bath (noise_iso may have length 0 when unused). max_step (m): cap on one drift.
+    isotropic bath, used when c_iso < 1 (noise_iso may then be (1, 3, N) zeros).
+    max_step (m): cap on one drift.
     Every sample_every steps (first after next_sample steps) positions go to
     samples[sample_start + k] (S, 3, N) while there is room.
     Returns (steps done, samples written, next_sample, escaped ion index or −1).
     """
     n = pos.shape[1]
-    half = 0.5 * dt
-    kx = np.empty(n)
-    ky = np.empty(n)
-    use_iso = noise_iso.shape[0] > 0
+    h = dt / substeps
+    mid = substeps // 2
+    use_iso = c_iso[0] < 1.0
     written = 0
-    t = t0
     for step in range(nsteps):
+        t = t0 + step * dt
         for d in range(3):
             for i in range(n):
-                vel[d, i] += half * acc[d, i]
-        # A (with an optional cap on the displacement, used while relaxing a rough start)
-        for i in range(n):
-            v2 = vel[0, i] ** 2 + vel[1, i] ** 2 + vel[2, i] ** 2
-            lim = max_step / dt
-            if v2 > lim * lim:
-                f = lim / math.sqrt(v2)
-                vel[0, i] *= f
-                vel[1, i] *= f
-                vel[2, i] *= f
-            for d in range(3):
-                pos[d, i] += half * vel[d, i]
-        # O
-        for i in range(n):
-            if c_ax[i] < 1.0:
-                vp = vel[0, i] * axis[0] + vel[1, i] * axis[1] + vel[2, i] * axis[2]
-                dv = (c_ax[i] - 1.0) * vp + s_ax[i] * noise_ax[step, i]
-                for d in range(3):
-                    vel[d, i] += dv * axis[d]
-            if use_iso:
-                for d in range(3):
-                    vel[d, i] = c_iso[i] * vel[d, i] + s_iso[i] * noise_iso[step, d, i]
-        # A
+                vel[d, i] += 0.5 * dt * acc[d, i]
+        for k in range(substeps):
+            ts = t + k * h
+            _trap_kick(pos, vel, 0.5 * h, ts, omega, k0, kc)
+            _drift(pos, vel, 0.5 * h, max_step)
+            if k == mid:
+                ni = noise_iso[step if use_iso else 0]
+                _ou(vel, axis, c_ax, s_ax, noise_ax[step], c_iso, s_iso, ni, use_iso)
+            _drift(pos, vel, 0.5 * h, max_step)
+            _trap_kick(pos, vel, 0.5 * h, ts + h, omega, k0, kc)
+        coulomb_accel(pos, com, charge, kcoul, bounds, buf, acc)
         for d in range(3):
             for i in range(n):
-                pos[d, i] += half * vel[d, i]
-        t = t0 + (step + 1) * dt
-        accel(pos, t, omega, k0, kc, com, charge, kcoul, bounds, buf, acc, kx, ky)
-        for d in range(3):
-            for i in range(n):
-                vel[d, i] += half * acc[d, i]
+                vel[d, i] += 0.5 * dt * acc[d, i]
         for i in range(n):
             r2 = pos[0, i] ** 2 + pos[1, i] ** 2
             if not (r2 < rmax * rmax and abs(pos[2, i]) < zmax):

@@ -72,7 +72,8 @@ class SimulationSettings:
         only sympathetically, through the Coulomb force).
     seed: random seed; equal inputs and seed give bit-for-bit equal results on one machine.
     mode: "rf" (time-dependent RF field, micromotion included) or "pseudo" (pseudopotential).
-    steps_per_period: integration steps per RF period in the RF field.
+    steps_per_period: outer (Coulomb) steps per RF period in the RF field.
+    trap_substeps: odd number of trap-force sub-steps per outer step (multiple time step).
     relax_steps: damped steps in the pseudopotential from the lattice start.
     equilibrate_periods, gather_periods: durations in RF periods (1/f_RF) of the phases.
     samples: number S of position snapshots kept over the gathering phase.
@@ -86,7 +87,8 @@ class SimulationSettings:
     isotropic_rate: float = 0.0
     seed: int = 0
     mode: Literal["rf", "pseudo"] = "rf"
-    steps_per_period: int = 20
+    steps_per_period: int = 10
+    trap_substeps: int = 9
     relax_steps: int = 400
     equilibrate_periods: int = 100
     gather_periods: int = 200
@@ -116,6 +118,7 @@ class SimulationSettings:
             "gather_periods",
             "samples",
             "threads",
+            "trap_substeps",
         ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
@@ -124,6 +127,8 @@ class SimulationSettings:
             raise InputError(
                 f"simulation steps_per_period: must be at least 8, got {self.steps_per_period}"
             )
+        if self.trap_substeps % 2 == 0:
+            raise InputError(f"simulation trap_substeps: must be odd, got {self.trap_substeps}")
         if self.samples < 1 or self.gather_periods < 1:
             raise InputError("simulation samples, gather_periods: must be at least 1")
         if self.samples > self.gather_periods * self.steps_per_period:
@@ -315,6 +320,7 @@ def simulate(
     bounds = (trap.r0, trap.z0)
     done_before = 0
 
+    sub = settings.trap_substeps if rf else 1
     threads = settings.threads or (1 if n < PARALLEL_MIN_IONS else 1 << 30)
 
     def tick(done: int) -> None:
@@ -355,7 +361,18 @@ def simulate(
             settings.isotropic_rate,
         )
         t0 = time.perf_counter()
-        run_steps(system, dt, steps_eq, rf, bath, rng, bounds, on_chunk=tick, threads=threads)
+        run_steps(
+            system,
+            dt,
+            steps_eq,
+            rf,
+            bath,
+            rng,
+            bounds,
+            on_chunk=tick,
+            threads=threads,
+            substeps=sub,
+        )
         done_before += steps_eq
         timings["equilibrate_s"] = time.perf_counter() - t0
 
@@ -381,6 +398,7 @@ def simulate(
             sample_every=every,
             on_chunk=tick,
             threads=threads,
+            substeps=sub,
         )
         timings["gather_s"] = time.perf_counter() - t0
     except EscapeError as err:

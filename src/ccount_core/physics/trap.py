@@ -27,6 +27,37 @@ from ccount_core.errors import InputError
 from ccount_core.physics.constants import E_CHARGE, EPSILON_0, Species
 
 
+def mathieu_beta(a: float, q: float, depth: int = 12) -> float:
+    """Characteristic exponent β of x'' + (a − 2q cos 2ξ) x = 0 in the first stability region
+    (secular angular frequency β Ω / 2), from the continued fraction
+
+        β² = a + q² / ((β+2)² − a − q² / ((β+4)² − a − …)) + (same with β−2, β−4, …),
+
+    solved by fixed-point iteration from the lowest-order β² = a + q²/2."""
+    if q == 0:
+        return math.sqrt(a) if a > 0 else math.nan
+    b2 = a + 0.5 * q * q
+    if b2 <= 0:
+        return math.nan
+    beta = math.sqrt(b2)
+    for _ in range(200):
+
+        def tail(sign: int, beta: float = beta) -> float:
+            acc = 0.0
+            for k in range(depth, 0, -1):
+                acc = q * q / ((beta + sign * 2 * k) ** 2 - a - acc)
+            return acc
+
+        new = a + tail(+1) + tail(-1)
+        if new <= 0:
+            return math.nan
+        new_beta = math.sqrt(new)
+        if abs(new_beta - beta) < 1e-15:
+            break
+        beta = new_beta
+    return beta
+
+
 def _check_finite(name: str, value: float, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InputError(f"trap {name}: must be a finite number, got {value!r}")
@@ -103,6 +134,12 @@ class TrapSettings:
         """Secular frequencies (f_r, f_z) in Hz, lowest-order pseudopotential."""
         wr, wz = self.angular_frequencies(species)
         return wr / (2.0 * math.pi), wz / (2.0 * math.pi)
+
+    def radial_frequency_exact(self, species: Species) -> float:
+        """Radial secular frequency in Hz from the exact Mathieu exponent β (Ω β / 4π); the
+        lowest-order :meth:`secular_frequencies` is low by about q²/30 relative (0.5% at q 0.13)."""
+        a, q = self.mathieu(species)
+        return self.rf_frequency * mathieu_beta(a, q) / 2.0
 
     def uniform_density(self, species: Species) -> float:
         """Ion number density n0 (m⁻³) of a large cold crystal of ``species`` alone in the
