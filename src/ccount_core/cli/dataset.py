@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 
@@ -51,9 +52,17 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.flush_seconds < 0:
         raise InputError(f"--flush-seconds must be >= 0, got {args.flush_seconds}")
-    with tqdm_progress("images", unit="img") as bar:
+    with contextlib.ExitStack() as stack:
+        bar = None
+
+        def progress(done: int, total: int) -> None:  # the bar opens once the checks passed
+            nonlocal bar
+            if bar is None:
+                bar = stack.enter_context(tqdm_progress("images", unit="img"))
+            bar(done, total)
+
         summary = generate(args.spec, args.output, workers=args.workers,
-                           scheduler=args.scheduler, progress=bar,
+                           scheduler=args.scheduler, progress=progress,
                            flush_seconds=args.flush_seconds)
     new = summary.done_after - summary.done_before
     print(f"{summary.path}: {summary.done_after}/{summary.n_rows} images done "

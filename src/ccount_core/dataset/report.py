@@ -94,7 +94,8 @@ def contact_sheet(ds: Dataset, path: str | Path, n: int = 16, split: str = "all"
         ax.imshow(img, cmap="gray", vmin=float(img.min()), vmax=hi)
         counts = " ".join(f"{int(c)} {s}" for s, c in zip(ds.label_names, labels[i], strict=True)
                           if c > 0 or s == ds.label_names[0])
-        ax.set_title(f"#{i} {counts}\n{t['v_rf'][i]:g} V, {t['v_end'][i]:g} V, "
+        focus = f", focus {t['focal_offset_um'][i]:g} µm" if t["focal_offset_um"][i] else ""
+        ax.set_title(f"#{i} {counts}{focus}\n{t['v_rf'][i]:g} V, {t['v_end'][i]:g} V, "
                      f"η {t['eta'][i]:g}, {SPLIT_NAMES[t['split'][i]]}", fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
