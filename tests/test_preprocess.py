@@ -22,10 +22,16 @@ from ccount_core.preprocess import (
     Ellipse,
     PreparedStack,
     PreprocessConfig,
+    apply_mask,
+    background_plane,
+    enhance_outer_layer,
     fit_ellipse,
     frame_transform,
+    median_filter,
+    normalize_brightness,
     prepare_frame,
     prepare_stack,
+    resample,
 )
 from test_preprocess_synthetic import synthetic_crystal
 
@@ -86,8 +92,9 @@ def test_fit_ellipse_large_frame_and_integer_types() -> None:
 def test_quality_low_without_a_shell_ring() -> None:
     # A smooth filled blob (no ion shells): found coarsely, flagged by a low quality.
     rr, cc = np.mgrid[0:200, 0:200]
-    blob = ndi.gaussian_filter(((rr - 100) / 60.0) ** 2 + ((cc - 100) / 35.0) ** 2 < 1, 4.0)
-    fit = fit_ellipse(blob.astype(np.float32) * 100 + 5)
+    inside = ((rr - 100) / 60.0) ** 2 + ((cc - 100) / 35.0) ** 2 < 1
+    blob = ndi.gaussian_filter(inside.astype(np.float64), 4.0)
+    fit = fit_ellipse(blob * 100 + 5)
     assert fit.quality <= 0.3
     assert abs(fit.center_row - 100) < 1 and abs(fit.center_col - 100) < 1
 
@@ -162,6 +169,26 @@ def test_outer_layer_enhancement_follows_eq_2_3() -> None:
     ratio = out1[sel] / out0[sel]
     assert np.allclose(ratio, 1 + 1.5 * f[sel] ** 2, rtol=0.06, atol=0.06)
     assert ratio.max() > 2.2  # the outer layer really is brightened (~1 + A at f = 1)
+
+
+def test_pipeline_is_the_composition_of_the_step_functions() -> None:
+    img, _ = synthetic_crystal(snr=3.0, angle_deg=-7.0, gradient=0.4, hot_pixels=30)
+    cfg = PreprocessConfig(model_pixel_size_um=2.0, enhance_amplitude=0.8, mask_margin_um=4.0,
+                           brightness_density=3.0)
+    prepared, ell = prepare_frame(img, cfg, camera_pixel_size_um=1.0)
+    assert ell == fit_ellipse(img)
+    tf = frame_transform(ell, cfg, 1.0)
+    assert tf.zoom == 0.5
+    margin_px = 4.0 / 2.0
+    out = resample(img, tf, cfg.output_shape,
+                   background_plane(img, ell, "plane", margin_px / tf.zoom))
+    out = median_filter(out, 3, "cross")
+    out = apply_mask(out, tf.output_ellipse, margin_px)
+    out = enhance_outer_layer(out, tf.output_ellipse, 0.8)
+    out = normalize_brightness(out, 3.0)
+    assert np.allclose(prepared, out, rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError, match="non-zero"):
+        normalize_brightness(np.zeros((5, 5)), 1.0)
 
 
 def test_median_is_five_point_cross() -> None:

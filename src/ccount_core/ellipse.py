@@ -154,10 +154,11 @@ def as_float_frame(frame: object, name: str = "frame") -> np.ndarray:
         arr = arr.astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=np.float32)
-    finite = np.isfinite(out)
-    if not finite.all():
-        n_bad = int(out.size - np.count_nonzero(finite))
-        raise InputError(f"{name}: {n_bad} pixel(s) are NaN or infinite (or exceed float32)")
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(out)
+        if not finite.all():
+            n_bad = int(out.size - np.count_nonzero(finite))
+            raise InputError(f"{name}: {n_bad} pixel(s) are NaN or infinite (or exceed float32)")
     lo, hi = float(out.min()), float(out.max())
     if hi - lo <= 1e-6 * max(abs(lo), abs(hi), 1e-30):
         raise InputError(f"{name}: constant image (every pixel = {lo:g}); no crystal to find")
@@ -243,7 +244,8 @@ def _sector_profile(sub, row0, col0, k, plane, cr, cc, dr, dc, a, b, n_sec, rho_
 @nb.njit(cache=True, nogil=True)
 def _outer_peaks(prof, frac, max_climb):  # pragma: no cover - numba
     """Per row of ``prof``: the (sub-bin) index of the outermost peak reaching ``frac`` of
-    the row's maximum, or NaN when there is none within ``max_climb`` bins of the edge."""
+    the row's maximum with a dip (< 95 %) within ``max_climb`` bins inside it; NaN when
+    there is none within ``max_climb`` bins of the edge."""
     n_rows, n = prof.shape
     out = np.full(n_rows, np.nan)
     for s in range(n_rows):
@@ -259,6 +261,8 @@ def _outer_peaks(prof, frac, max_climb):  # pragma: no cover - numba
             k -= 1
         if k0 - k > max_climb or k == 0 or k == n - 1:
             continue
+        if p[max(k - max_climb, 0):k].min() > 0.95 * p[k]:
+            continue  # no dip inside: a flat edge, not a ring of ions
         den = p[k - 1] - 2 * p[k] + p[k + 1]
         d = 0.5 * (p[k - 1] - p[k + 1]) / den if den < 0 else 0.0
         out[s] = k + min(max(d, -0.5), 0.5)
@@ -317,7 +321,7 @@ def fit_ellipse(frame: np.ndarray) -> Ellipse:
     Returns:
         :class:`Ellipse` in the frame's pixels; ``quality`` is the fraction of 36 angular
         sectors in which the outer shell was found and agrees with the fit, reduced by the
-        RMS distance of those points from the ellipse (relative to 3 % of the semi-minor
+        RMS distance of those points from the ellipse (relative to 10 % of the semi-minor
         axis); a crystal found only coarsely (no shell ring) gets at most 0.3.
 
     Raises:
@@ -429,7 +433,7 @@ def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
             break
         keep = new_keep
     assert ell is not None
-    quality = keep.sum() / _N_SECTORS / (1.0 + (rms / (0.03 * ell.semi_minor)) ** 2)
+    quality = keep.sum() / _N_SECTORS / (1.0 + (rms / (0.1 * ell.semi_minor)) ** 2)
     ratio = (ell.semi_major * ell.semi_minor) / (coarse.semi_major * coarse.semi_minor)
     if not 0.3 < ratio < 1.5:  # the shell should lie just inside the coarse outline
         return coarse

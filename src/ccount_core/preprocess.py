@@ -4,7 +4,10 @@ Training, ``ccount count`` and the napari widgets all call :func:`prepare_frame`
 :func:`prepare_stack` with a saved :class:`PreprocessConfig`, so a model never sees images
 prepared differently from its training set.
 
-Steps, in this order (each optional through the config):
+Steps, in this order (each optional through the config; each is also a public function:
+:func:`fit_ellipse`, :func:`frame_transform`, :func:`background_plane`, :func:`resample`,
+:func:`median_filter`, :func:`apply_mask`, :func:`enhance_outer_layer`,
+:func:`normalize_brightness`; the pipeline fuses the last three in :func:`mask_and_enhance`):
 
 1. check the frame and find the crystal's ellipse (:func:`fit_ellipse`, or the caller's);
 2. one affine resampling of the frame to the output grid: rotate the trap axis to
@@ -60,10 +63,17 @@ __all__ = [
     "FrameTransform",
     "PreparedStack",
     "PreprocessConfig",
+    "apply_mask",
+    "background_plane",
+    "enhance_outer_layer",
     "fit_ellipse",
     "frame_transform",
+    "mask_and_enhance",
+    "median_filter",
+    "normalize_brightness",
     "prepare_frame",
     "prepare_stack",
+    "resample",
 ]
 
 #: Bumped whenever the pipeline's arithmetic changes; recorded by ``to_dict``.
@@ -106,7 +116,7 @@ class PreprocessConfig:
     rotate: bool = True
     rotation_deg: float | None = None
     mask: bool = True
-    mask_margin_um: float = 6.0
+    mask_margin_um: float = 10.0
     median_size: int = 3
     median_shape: MedianShape = "cross"
     enhance_amplitude: float = 0.0
@@ -420,6 +430,30 @@ def _mask_enhance(img, cr, cc, dr, dc, a, b, grow, amp):  # pragma: no cover - n
                 total += val
                 count += 1
     return total, count
+
+
+def apply_mask(img: np.ndarray, ellipse: Ellipse, grow_px: float = 0.0) -> np.ndarray:
+    """Copy of ``img`` (2-D) with every pixel outside ``ellipse`` grown by ``grow_px`` set to 0."""
+    out = np.array(img, dtype=np.float32)
+    mask_and_enhance(out, ellipse, grow_px, 0.0)
+    return out
+
+
+def enhance_outer_layer(img: np.ndarray, ellipse: Ellipse, amplitude: float) -> np.ndarray:
+    """Eq. 2-3: I = I0 + A·I0·f², f = 1 on ``ellipse`` (pixels of ``img``); returns a copy."""
+    out = np.array(img, dtype=np.float32)
+    mask_and_enhance(out, ellipse, None, amplitude)
+    return out
+
+
+def normalize_brightness(img: np.ndarray, target: float) -> np.ndarray:
+    """Copy of ``img`` scaled so (sum of non-zero pixels) / (their number) == ``target``."""
+    out = np.array(img, dtype=np.float32)
+    nz = out[out != 0]
+    if nz.size == 0 or nz.sum(dtype=np.float64) == 0:
+        raise InputError("frame: no non-zero pixels to normalise")
+    out *= np.float32(target * nz.size / nz.sum(dtype=np.float64))
+    return out
 
 
 # ------------------------------------------------------------------------------ the pipeline
