@@ -377,6 +377,23 @@ def test_dask_stack_is_lazy_frame_by_frame_and_matches_numpy() -> None:
     assert out.ellipses == ref.ellipses
 
 
+def test_dask_compute_prepares_each_frame_once() -> None:
+    stack, _ = _stack(3)
+    stack[1] = 0.0
+    loads: list[int] = []
+
+    def load(i: int) -> np.ndarray:
+        loads.append(i)
+        return stack[i]
+
+    lazy = da.stack([da.from_delayed(dask.delayed(load)(i), shape=stack.shape[1:],
+                                     dtype=stack.dtype) for i in range(3)])
+    done = prepare_stack(lazy, PreprocessConfig()).compute(scheduler="threads")
+    assert isinstance(done.images, np.ndarray)
+    assert done.bad_frames.keys() == {1} and done.ellipses[1] is None
+    assert sorted(loads) == [0, 1, 2]  # each frame read once
+
+
 def test_dask_stack_ellipses_without_computing_images() -> None:
     stack, truths = _stack(3)
     out = prepare_stack(da.from_array(stack, chunks=(2, -1, -1)), PreprocessConfig(),

@@ -536,7 +536,8 @@ class PreparedStack:
         bad_frames: ``{frame index: reason}`` for frames that could not be prepared.
 
     For dask input, ``ellipses`` and ``bad_frames`` are filled as frames are computed;
-    reading them computes (one frame at a time) whatever frames are still missing.
+    reading them computes (one frame at a time) whatever frames are still missing. To get
+    images, ellipses and bad frames in one pass, call :meth:`compute` first.
     """
 
     def __init__(self, images: Any, n_frames: int,
@@ -552,6 +553,15 @@ class PreparedStack:
             for i in range(self._n):
                 if i not in self._results:
                     self._results[i] = self._fill(i)
+
+    def compute(self, **dask_kwargs: Any) -> PreparedStack:
+        """A numpy-backed result: computes a lazy ``images`` once (filling the ellipses and
+        bad frames on the way); ``dask_kwargs`` go to ``dask.compute`` (e.g. scheduler)."""
+        if isinstance(self.images, np.ndarray):
+            return self
+        images = np.asarray(self.images.compute(**dask_kwargs), dtype=np.float32)
+        self._complete()  # frames computed elsewhere (a distributed cluster) are redone here
+        return PreparedStack(images, self._n, dict(self._results))
 
     @property
     def ellipses(self) -> list[Ellipse | None]:
