@@ -1,8 +1,9 @@
 """npe2 reader: image stacks as lazy napari Image layers (via :func:`ccount_core.io.open_stack`).
 
 The layer's scale is the pixel size in µm when the file gives it (frame axis: 1 per frame);
-``metadata["ccount"]`` holds ``pixel_size_um``, ``frame_interval_s``, ``source`` and the
-file's format, which the widgets read back.
+``metadata["ccount"]`` holds ``pixel_size_um``, ``frame_interval_s``, ``source``, the
+file's format and ``file_metadata`` (our JSON description: e.g. the trap and imaging settings
+of a ``ccount simulate`` TIFF), which the widgets read back.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def stack_layer_data(stack: Stack, name: str | None = None,
             "frame_interval_s": stack.frame_interval_s,
             "source": stack.source,
             "format": stack.metadata.get("format"),
+            "file_metadata": stack.metadata.get("description", {}),
             **(extra or {}),
         }
     }
@@ -70,6 +72,4 @@ def stack_layer_data(stack: Stack, name: str | None = None,
         "colormap": "gray",
         "axis_labels": ("frame", "y", "x"),
     }
-    if px:
-        kwargs["units"] = ("pixel", "µm", "µm")
     return stack.data, kwargs, "image"
