@@ -25,6 +25,7 @@ ellipse to those points by least squares (Halir-Flusser direct fit) and drop out
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -283,12 +284,16 @@ def _otsu(img: np.ndarray, n_bins: int = 256) -> float:
     return float(centres[int(np.nanargmax(between[:-1]))])
 
 
+@functools.lru_cache(maxsize=16)
 def _border_ring(shape: tuple[int, int], width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the pixels within ``width`` of the frame's edge."""
+    """Row and column indices of the pixels within ``width`` of the frame's edge (cached,
+    read-only)."""
     ring = np.zeros(shape, dtype=bool)
     ring[:width, :] = ring[-width:, :] = True
     ring[:, :width] = ring[:, -width:] = True
-    return np.nonzero(ring)
+    rr, cc = np.nonzero(ring)
+    rr.flags.writeable = cc.flags.writeable = False
+    return rr, cc
 
 
 def _fit_border_plane(img: np.ndarray, width: int) -> np.ndarray:
@@ -360,14 +365,17 @@ def _coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
         raise InputError("frame: no crystal found (no region above the threshold)")
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    region = labels == int(np.argmax(sizes))
+    best = int(np.argmax(sizes))
     if sizes.max() < 12:
         raise InputError("frame: no crystal found (the brightest region is only a few pixels)")
-    if region[0, :].any() or region[-1, :].any() or region[:, 0].any() or region[:, -1].any():
+    rs, cs = ndi.find_objects(labels, max_label=best)[best - 1]
+    if rs.start == 0 or cs.start == 0 or rs.stop == hs or cs.stop == ws:
         raise InputError("frame: the crystal touches the image border; it must lie wholly "
                          "inside the frame (crop less or centre the crystal)")
-    region = ndi.binary_fill_holes(region)
+    region = ndi.binary_fill_holes(labels[rs, cs] == best)
     r, c = np.nonzero(region)
+    r = r + rs.start
+    c = c + cs.start
     r0, c0 = r.mean(), c.mean()
     cov = np.cov(np.vstack([r - r0, c - c0])) + np.eye(2) / 12.0  # + pixel size
     evals, evecs = np.linalg.eigh(cov)
