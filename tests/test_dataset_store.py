@@ -236,10 +236,10 @@ def test_writer_writes_whole_shards_as_they_complete(tmp_path: Path) -> None:
     group = create_store(tmp_path / "w.zarr", p)
     writer = StoreWriter(group, p.n_renders, flush_seconds=1e9)
     img = np.ones((2, 12, 16), np.float32)
-    writer.add(1, img, 1.0, [0.1, 0.2], "v")  # rows 2-3 of shard 0 (rows 0-3)
-    writer.add(3, img, 1.0, [0.1, 0.2], "v")  # rows 6-7 of shard 1
+    writer.add(1, img, 1.0, [0.1, 0.2], [0.6, 0.7], "v")  # rows 2-3 of shard 0 (rows 0-3)
+    writer.add(3, img, 1.0, [0.1, 0.2], [0.6, 0.7], "v")  # rows 6-7 of shard 1
     assert not np.asarray(group["table/done"][:]).any()  # no shard complete yet
-    writer.add(0, img * 2, 1.5, [0.1, 0.2], "v")  # completes shard 0
+    writer.add(0, img * 2, 1.5, [0.1, 0.2], [0.6, 0.7], "v")  # completes shard 0
     done = np.asarray(group["table/done"][:])
     assert done[:4].all() and not done[4:].any()
     assert np.asarray(group["images"][:4, 0, 0]).tolist() == [2, 2, 1, 1]

@@ -48,7 +48,8 @@ def describe(ds: Dataset) -> str:
         md = t["md_seconds"][done][t["render_index"][done] == 0]
         versions = sorted(set(t["simulator_version"][done].tolist()))
         lines.append(f"time       MD {md.sum():.1f} s in {md.size} runs "
-                     f"(mean {md.mean():.2f} s), rendering {t['render_seconds'][done].sum():.1f} s")
+                     f"(mean {md.mean():.2f} s), rendering {t['render_seconds'][done].sum():.1f} s,"
+                     f" CPU {t['cpu_seconds'][done].sum():.1f} s")
         lines.append(f"simulator  {', '.join(versions)}")
     if a.get("duplicates_dropped"):
         lines.append(f"note       {a['duplicates_dropped']} repeated MD points were dropped")

@@ -10,8 +10,8 @@ Layout (``OUT.zarr``; see docs/DATASET.md)::
     table/<column>       one 1-D array of length n per column (see ``TABLE_COLUMNS``)
 
 Row ``i`` is render ``i % n_renders`` of MD run ``i // n_renders``. All parameter columns are
-written when the store is created; ``images``, ``simulator_version``, ``md_seconds``,
-``render_seconds`` and finally ``done`` are written as samples complete. Zarr's local store
+written when the store is created; ``images``, ``simulator_version``, the timings and finally
+``done`` are written as samples complete. Zarr's local store
 writes every file to a temporary name and renames it, so a killed writer leaves each chunk
 either old or new; ``done`` is written only after the image, so a row is either done and
 complete, or not done and recomputed on the next run.
@@ -73,6 +73,8 @@ TABLE_COLUMNS: dict[str, tuple[str, str]] = {
     "simulator_version": ("str", "ccount version that computed the row ('' until done)"),
     "md_seconds": ("float32", "wall time of the row's MD run (shared by its renders), s"),
     "render_seconds": ("float32", "wall time of rendering this image, s"),
+    "cpu_seconds": ("float32", "worker CPU time of this image: its share of the MD run's CPU "
+                               "time plus its rendering, s"),
     "done": ("bool", "True once the image is written"),
 }
 _RENDER_COLUMNS = ("focal_offset_um", "blur_um", "dof_um", "rotation_deg", "pixel_size_um",
@@ -253,7 +255,7 @@ def _build(path: Path, plan: Plan) -> None:
     for name, data in cols_data.items():
         table.create_array(name, shape=(n,), dtype=data.dtype, chunks=(tchunk,))[:] = data
     table.create_array("simulator_version", shape=(n,), dtype=str, chunks=(tchunk,))
-    for name in ("md_seconds", "render_seconds"):
+    for name in ("md_seconds", "render_seconds", "cpu_seconds"):
         table.create_array(name, shape=(n,), dtype="float32", chunks=(tchunk,), fill_value=0)
     table.create_array("done", shape=(n,), dtype=bool, chunks=(tchunk,), fill_value=False)
     from ccount_core import __version__
@@ -323,6 +325,7 @@ class _Pending:
     images: np.ndarray  # (R, rows, cols)
     md_seconds: float
     render_seconds: np.ndarray  # (R,)
+    cpu_seconds: np.ndarray  # (R,)
     version: str
 
 
@@ -348,10 +351,11 @@ class StoreWriter:
         self.dtype = np.dtype(self.images.dtype)
 
     def add(self, md_index: int, images: np.ndarray, md_seconds: float,
-            render_seconds: Sequence[float], version: str) -> None:
-        """Queue the ``(R, rows, cols)`` images of one MD run; writes what is due."""
+            render_seconds: Sequence[float], cpu_seconds: Sequence[float], version: str) -> None:
+        """Queue the ``(R, rows, cols)`` images of one MD run (times in s); writes what is due."""
         self._pending[md_index] = _Pending(np.asarray(images), float(md_seconds),
-                                           np.asarray(render_seconds, np.float32), version)
+                                           np.asarray(render_seconds, np.float32),
+                                           np.asarray(cpu_seconds, np.float32), version)
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
         else:
@@ -394,6 +398,7 @@ class StoreWriter:
             self.table["md_seconds"][sl] = np.repeat([p.md_seconds for p in items], r
                                                      ).astype(np.float32)
             self.table["render_seconds"][sl] = np.concatenate([p.render_seconds for p in items])
+            self.table["cpu_seconds"][sl] = np.concatenate([p.cpu_seconds for p in items])
         for a, b in _runs(md_indices):  # last: mark done only once images and times are in
             self.table["done"][a * r:b * r] = True
             self.done[a * r:b * r] = True

@@ -53,12 +53,14 @@ class MdTask:
 
 @dataclass(frozen=True)
 class MdOutput:
-    """A finished MD run: ``images`` ``(R, rows, cols)`` float32 and wall times in s."""
+    """A finished MD run: ``images`` ``(R, rows, cols)`` float32; wall and CPU times in s
+    (``cpu_seconds``: per image, its 1/R share of the MD CPU time plus its rendering)."""
 
     md_index: int
     images: np.ndarray
     md_seconds: float
     render_seconds: tuple[float, ...]
+    cpu_seconds: tuple[float, ...]
     version: str
 
 
@@ -124,17 +126,20 @@ def run_task(task: MdTask) -> MdOutput:
 
     simulate_fn = task.simulate_fn or simulate_real
     render_fn = task.render_fn or render_real
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     samples, fluorescing = simulate_fn(task.trap, task.ions, task.simulation, task.seed)
     md_seconds = time.perf_counter() - t0
-    images, seconds = [], []
+    md_cpu = (time.process_time() - c0) / len(task.renders)
+    images, seconds, cpu = [], [], []
     for r, imaging in enumerate(task.renders):
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         rng = np.random.default_rng([task.noise_key, r])
         settings = {k: v for k, v in imaging.items() if k != "noise_draw"}
         images.append(np.asarray(render_fn(samples, fluorescing, settings, rng), np.float32))
         seconds.append(time.perf_counter() - t1)
-    return MdOutput(task.md_index, np.stack(images), md_seconds, tuple(seconds), __version__)
+        cpu.append(md_cpu + time.process_time() - c1)
+    return MdOutput(task.md_index, np.stack(images), md_seconds, tuple(seconds), tuple(cpu),
+                    __version__)
 
 
 def make_task(p: Plan, md_index: int, simulate_fn: SimulateFn | None = None,
@@ -285,7 +290,7 @@ def _run(p: Plan, todo: list[int], writer: StoreWriter, workers: int | None,
             else:
                 successes += 1
                 writer.add(res.md_index, res.images, res.md_seconds, res.render_seconds,
-                           res.version)
+                           res.cpu_seconds, res.version)
             fut.release()
             done += p.n_renders
             report(progress, done, total)
