@@ -6,7 +6,7 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox
+from magicgui.widgets import ComboBox, Container, Label
 
 from ccount_core.errors import InputError
 
@@ -58,6 +58,21 @@ class LayerPicker(ComboBox):
             raise InputError(f"{self.label}: layer '{layer.name}' has {layer.ndim} dimensions; "
                              "expected (frames, rows, cols) or (rows, cols)")
         return layer
+
+
+DOCK_WIDTH = 440  # px: the widest a widget's dock grows, so the canvas keeps its room
+
+
+def status_label() -> Label:
+    """A word-wrapped status line (long messages wrap instead of widening the dock)."""
+    label = Label(label="status", value="")
+    label.native.setWordWrap(True)
+    return label
+
+
+def fit_dock(widget: Container) -> None:
+    """Keep a dock widget narrow enough for the canvas."""
+    widget.native.setMaximumWidth(DOCK_WIDTH)
 
 
 def layer_stack(layer: napari.layers.Image) -> Any:

@@ -20,13 +20,15 @@ from ccount_core.errors import InputError
 from napari_ccount._widgets._common import (
     LayerPicker,
     current_frame_index,
+    fit_dock,
     layer_meta,
     layer_stack,
     pixel_size_um,
+    status_label,
 )
 from napari_ccount._workers import Job, notify_error, start_job
 
-OVERLAY_NAME = "simulated crystal"
+OVERLAY_NAME = "simulated crystal overlay"
 
 
 def _trap_defaults() -> dict[str, float]:
@@ -139,11 +141,14 @@ class OverlayWidget(Container):
                              "pseudopotential (faster)")
         self.seed = SpinBox(label="seed", value=1, min=0, max=2**31 - 1)
         self.run_button = PushButton(text="Simulate and overlay")
-        self.status = Label(label="status", value="")
+        self.status = status_label()
         self.extend([self.layer_picker, self.n_ca, self.use_count, self.dark_species,
                      self.n_dark, self.v_rf, self.v_end, self.eta, self.r0, self.z0, self.rf,
                      self.blur, self.dof, self.pixel, self.mode, self.seed, self.run_button,
                      self.status])
+        fit_dock(self)
+        self.layer_picker.changed.connect(self.fill_from_metadata)
+        self.fill_from_metadata()
         self.use_count.changed.connect(self.use_counted_number)
         self.run_button.changed.connect(self.run)
         self.job: Job | None = None
@@ -153,6 +158,28 @@ class OverlayWidget(Container):
         return {"v_rf": float(self.v_rf.value), "v_end": float(self.v_end.value),
                 "eta": float(self.eta.value), "r0_um": float(self.r0.value),
                 "z0_um": float(self.z0.value), "rf_mhz": float(self.rf.value)}
+
+    def fill_from_metadata(self, *_: Any) -> bool:
+        """Take trap and optics settings from the layer's file metadata when it has them.
+
+        ``ccount simulate`` TIFFs and the sample data record ``trap`` (V_rf_V, v_end_V, eta,
+        r0_um, z0_um, rf_mhz) and ``imaging`` (blur_um, dof_um); returns True when any was set.
+        """
+        layer = self.layer_picker.value
+        if not isinstance(layer, napari.layers.Image):
+            return False
+        meta = layer.metadata.get("ccount", {}).get("file_metadata") or {}
+        fields = {("trap", "v_rf_V"): self.v_rf, ("trap", "v_end_V"): self.v_end,
+                  ("trap", "eta"): self.eta, ("trap", "r0_um"): self.r0,
+                  ("trap", "z0_um"): self.z0, ("trap", "rf_mhz"): self.rf,
+                  ("imaging", "blur_um"): self.blur, ("imaging", "dof_um"): self.dof}
+        found = False
+        for (group, key), widget in fields.items():
+            value = (meta.get(group) or {}).get(key)
+            if isinstance(value, int | float):
+                widget.value = float(value)
+                found = True
+        return found
 
     def use_counted_number(self) -> None:
         """Fill the Ca+ number from the counts stored on the layer (frame shown)."""

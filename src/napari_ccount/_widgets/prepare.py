@@ -34,9 +34,11 @@ from ccount_core.errors import InputError
 from napari_ccount._widgets._common import (
     LayerPicker,
     current_frame_index,
+    fit_dock,
     layer_meta,
     layer_stack,
     pixel_size_um,
+    status_label,
 )
 from napari_ccount._workers import Job, notify_error, start_job
 
@@ -223,11 +225,12 @@ class PrepareWidget(Container):
         self.config_fields = config_widgets(PreprocessConfig, self.base_config)
         self.preview_button = PushButton(text="Preview current frame")
         self.prepare_button = PushButton(text="Prepare stack (lazy layer)")
-        self.status = Label(label="status", value="")
+        self.status = status_label()
         self.extend([self.layer_picker, self.fit_button, self.per_frame,
                      Label(value="preprocessing (hover for help)"),
                      *self.config_fields.values(),
                      self.preview_button, self.prepare_button, self.status])
+        fit_dock(self)
         self.fit_button.changed.connect(self.fit)
         self.preview_button.changed.connect(self.preview)
         self.prepare_button.changed.connect(self.prepare)
