@@ -57,7 +57,8 @@ def test_fit_edit_preview_and_lazy_prepare(make_napari_viewer, qtbot, errors) ->
     assert fitted == fit_ellipse(frame)
     np.testing.assert_allclose([fitted.center_row, fitted.center_col],
                                _crystal_centroid(frame), atol=3.0)
-    assert abs(fitted.angle_deg) < 5.0  # the sample's trap axis is horizontal
+    tilt = image.metadata["ccount"]["file_metadata"]["imaging"]["rotation_deg"]
+    assert fitted.angle_deg == pytest.approx(tilt, abs=1.5)  # the camera's tilt of the trap axis
     shapes = viewer.layers[ELLIPSE_LAYER]
     assert list(shapes.shape_type) == ["ellipse"]
     np.testing.assert_allclose(shapes.scale, image.scale[-2:])
