@@ -11,6 +11,7 @@ Rows are appended to a results CSV as they finish, so a killed run resumes where
 
     nice -n 0 .venv/bin/python benchmarks/ccmd_geometry.py --rows 48
     .venv/bin/python benchmarks/ccmd_geometry.py --rows 48 --report docs/CCMD_COMPARISON.md
+    .venv/bin/python benchmarks/ccmd_geometry.py --time-render   # render() cost alone
 """
 
 from __future__ import annotations
@@ -140,13 +141,35 @@ def write_report(results: list[dict[str, float]], path: Path, command: str) -> N
     path.write_text("\n".join(lines) + "\n")
 
 
+def time_render(n_ions: int = 300, repeats: int = 5) -> None:
+    """Best-of wall time of render() for one simulated crystal at CCMD's settings."""
+    from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings, simulate
+    from ccount_core.render import ImagingSettings, render
+
+    trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375, eta=0.244)
+    result = simulate(trap, [IonGroup("Ca+", n_ions)], SimulationSettings(seed=0))
+    imaging = ImagingSettings()
+    s, n = result.samples.shape[:2]
+    best = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        render(result.samples, result.fluorescing, imaging)
+        best.append(time.perf_counter() - t0)
+    print(f"render: {n} ions x {s} samples = {n * s} points, 640 x 480: "
+          f"best {min(best) * 1e3:.0f} ms, median {np.median(best) * 1e3:.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=48, help="number of reference rows")
     parser.add_argument("--results", type=Path, default=RESULTS, help="results CSV (resumed)")
     parser.add_argument("--reference", type=Path, default=REFERENCE)
     parser.add_argument("--report", type=Path, help="write the markdown table here and stop")
+    parser.add_argument("--time-render", action="store_true", help="time render() and stop")
     args = parser.parse_args()
+    if args.time_render:
+        time_render()
+        return
 
     rows = pick_rows(args.reference, args.rows)
     done = load_results(args.results)

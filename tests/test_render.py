@@ -225,3 +225,27 @@ def test_bad_samples_are_input_errors() -> None:
         render(np.full((1, 1, 3), np.nan), [True], imaging)
     with pytest.raises(InputError, match="em_gain"):
         CameraModel(em_gain=0.5)
+
+
+def test_matches_a_direct_slice_by_slice_rendering() -> None:
+    """The blur cascade equals blurring every slice on its own with its σ and summing."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(11)
+    n, s = 60, 5
+    pos = rng.normal(size=(s, n, 3)) * np.array([25 * UM, 25 * UM, 60 * UM])
+    imaging = ImagingSettings.from_lab_units(shape=(100, 180), view_azimuth_deg=0.0,
+                                             focal_offset_um=7.0)
+    fast = render(pos, np.ones(n, bool), imaging).astype(np.float64)
+    pad = 80  # light from ions outside the frame spills in: render those too
+    big = np.zeros((100 + 2 * pad, 180 + 2 * pad))
+    pts = pos.reshape(-1, 3) / UM
+    for x, y, z in pts:
+        r, c = int(np.floor(x + 50)) + pad, int(np.floor(z + 90)) + pad
+        delta = abs(np.floor(y - 7.0) + 0.5)
+        sigma = 5 / math.sqrt(2) * (1 + delta / 50)
+        spot = np.zeros_like(big)
+        spot[r, c] = (5 / math.sqrt(2) / sigma) ** 2 / s
+        big += gaussian_filter(spot, sigma, mode="constant", truncate=6.0)
+    ref = big[pad:-pad, pad:-pad]
+    assert np.abs(fast - ref).max() < 2e-3 * ref.max()

@@ -329,29 +329,34 @@ def _render_light(points: np.ndarray, n_samples: int, imaging: ImagingSettings) 
     prow, pcol = rows + 2 * pad, cols + 2 * pad
     inside = (row >= 0) & (row < prow) & (col >= 0) & (col < pcol)
     row, col, key = row[inside], col[inside], key[inside]
-    canvas = np.zeros((prow, pcol), np.float64)
     if key.size == 0:
         return image
-    sigma_focus = imaging.sigma_px(0.0)
-    order = np.argsort(key, kind="stable")
-    row, col, key = row[order], col[order], key[order]
+    # One region holds every slice's light: the points' bounding box plus the widest blur.
+    r0, r1 = max(int(row.min()) - pad, 0), min(int(row.max()) + pad + 1, prow)
+    c0, c1 = max(int(col.min()) - pad, 0), min(int(col.max()) + pad + 1, pcol)
+    h, w = r1 - r0, c1 - c0
+    flat = (row - r0) * w + (col - c0)
+    order = np.argsort(-key, kind="stable")  # most defocused slices first
+    flat, key = flat[order], key[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     ends = np.r_[starts[1:], key.size]
-    weight_per_sample = 1.0 / n_samples
+    sigma_focus = imaging.sigma_px(0.0)
+    # Gaussian blurs compose (σ² add), so Σ_k G(σ_k) h_k is built as a cascade from the widest
+    # slice inwards: acc ← G(√(σ_prev² − σ_k²)) acc + h_k, then one final G(σ_min). Each step
+    # is a blur of about one pixel instead of a full-width blur per slice.
+    acc = np.zeros((h, w), np.float64)
+    prev = None
     for a, b in zip(starts, ends, strict=True):
         sigma = float(sigma_key[key[a]])
-        r, c = row[a:b], col[a:b]
-        margin = math.ceil(_TRUNCATE * sigma) + 1
-        r0, r1 = max(r.min() - margin, 0), min(r.max() + margin + 1, prow)
-        c0, c1 = max(c.min() - margin, 0), min(c.max() + margin + 1, pcol)
-        h, w = r1 - r0, c1 - c0
-        hist = np.bincount((r - r0) * w + (c - c0), minlength=h * w).reshape(h, w)
-        scale = weight_per_sample
+        if prev is not None:
+            acc = gaussian_filter(acc, math.sqrt(prev**2 - sigma**2), mode="constant",
+                                  truncate=_TRUNCATE)
+        scale = 1.0 / n_samples
         if imaging.defocus_weighting == "ccmd":
             scale *= (sigma_focus / sigma) ** 2
-        blurred = gaussian_filter(
-            hist.astype(np.float64), sigma, mode="constant", truncate=_TRUNCATE
-        )
-        canvas[r0:r1, c0:c1] += scale * blurred
+        acc += scale * np.bincount(flat[a:b], minlength=h * w).reshape(h, w)
+        prev = sigma
+    canvas = np.zeros((prow, pcol), np.float64)
+    canvas[r0:r1, c0:c1] = gaussian_filter(acc, prev, mode="constant", truncate=_TRUNCATE)
     image[:] = canvas[pad : pad + rows, pad : pad + cols]
     return image
