@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import dask
 import dask.array as da
@@ -225,6 +226,37 @@ def test_rotation_makes_trap_axis_vertical_and_round_trips(a_t: float, a_r: floa
     assert err < 0.08
     pts = np.array([[10.0, 20.0], [200.0, 31.5]])
     assert np.allclose(tf.to_input(tf.to_output(pts)), pts)
+
+
+@pytest.mark.parametrize("angle", [0.0, 20.0])
+def test_rotation_is_a_clockwise_turn_not_a_mirror(angle: float) -> None:
+    """The frame turns clockwise (as displayed) by 90° + trap-axis angle: right -> down."""
+    img, truth = synthetic_crystal(angle_deg=angle, offset=0.0, center=(128.0, 128.0))
+    # A bright marker 60 px from the centre along the trap axis, 30 px across it (to the
+    # left of the axis when looking along it, i.e. counter-clockwise of it).
+    t = math.radians(angle)
+    along, across = np.array([-math.sin(t), math.cos(t)]), np.array([-math.cos(t), -math.sin(t)])
+    r, c = np.array([128.0, 128.0]) + 60 * along + 30 * across
+    img[round(r) - 1 : round(r) + 2, round(c) - 1 : round(c) + 2] += 50 * img.max()
+    cfg = replace(GEOMETRY_ONLY, median_size=0)
+    out, _ = prepare_frame(img, cfg, ellipse=truth)
+    pr, pc = np.unravel_index(np.argmax(out), out.shape)
+    # Turned clockwise: along the trap axis -> down (+rows), counter-clockwise of it -> right.
+    assert abs(pr - (159.5 + 60)) <= 1.5 and abs(pc - (159.5 + 30)) <= 1.5
+
+
+def test_given_rotation_angle_and_no_rotation() -> None:
+    img, _ = synthetic_crystal(angle_deg=12.0, offset=0.0)
+    auto, ell = prepare_frame(img, GEOMETRY_ONLY)
+    fixed, _ = prepare_frame(img, replace(GEOMETRY_ONLY, rotation_deg=12.0), ellipse=ell)
+    assert np.abs(auto - fixed).max() < 0.05 * auto.max()  # fitted angle within ~0.3 deg
+    cfg = replace(GEOMETRY_ONLY, rotate=False)
+    kept, _ = prepare_frame(img, cfg, ellipse=ell)
+    assert abs(angle_diff(fit_ellipse(kept).angle_deg, 12.0)) < 1.0
+    assert frame_transform(ell, cfg).output_ellipse.angle_deg == pytest.approx(ell.angle_deg)
+    # A list of frames is accepted as a stack.
+    out = prepare_stack([img, img], cfg, ellipses=ell)
+    assert np.array_equal(out.images[1], kept)
 
 
 def test_resampling_keeps_physical_scale_and_stretch_fills() -> None:

@@ -11,10 +11,12 @@ Steps, in this order (each optional through the config; each is also a public fu
 
 1. check the frame and find the crystal's ellipse (:func:`fit_ellipse`, or the caller's);
 2. one affine resampling of the frame to the output grid: rotate the trap axis to
-   **vertical** (along rows), scale by ``camera_pixel_size_um / model_pixel_size_um`` (block
-   averaging first when shrinking, against aliasing), and crop/pad so the crystal centre is the
-   output centre; bilinear interpolation, zero outside the camera frame; the physical scale
-   is kept unless ``stretch_to_fit``;
+   **vertical** (along rows; the frame turns clockwise as displayed by 90° + the trap-axis
+   angle, so a horizontal trap axis pointing right ends up pointing down), scale by
+   ``camera_pixel_size_um / model_pixel_size_um`` (block averaging first when shrinking,
+   against aliasing), and crop/pad so the crystal centre is the output centre; bilinear
+   interpolation, zero outside the camera frame; the physical scale is kept unless
+   ``stretch_to_fit``;
 3. background subtraction (a constant or a plane fitted to the pixels outside the crystal),
    negative values set to zero;
 4. median filter (5-point cross by default);
@@ -632,6 +634,8 @@ def prepare_stack(stack: Any, cfg: PreprocessConfig,
         InputError: the stack as a whole is unusable (not 3-D, RGB, non-numeric dtype,
             no frames) or an argument is bad.
     """
+    if not _is_dask(stack) and not isinstance(stack, np.ndarray):
+        stack = np.asarray(stack)
     n, _, _ = _check_stack(stack)
     if camera_pixel_size_um is not None:
         _positive("camera_pixel_size_um", camera_pixel_size_um)
