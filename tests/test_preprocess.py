@@ -254,6 +254,12 @@ def test_given_rotation_angle_and_no_rotation() -> None:
     kept, _ = prepare_frame(img, cfg, ellipse=ell)
     assert abs(angle_diff(fit_ellipse(kept).angle_deg, 12.0)) < 1.0
     assert frame_transform(ell, cfg).output_ellipse.angle_deg == pytest.approx(ell.angle_deg)
+    # A round crystal's angle is noise: the camera's orientation is kept (trap axis 0 deg).
+    round_ell = Ellipse(128.0, 128.0, 50.0, 49.0, 37.0)
+    assert frame_transform(round_ell, PreprocessConfig()).trap_axis_deg == 0.0
+    # An oblate crystal tilted 10 deg: its minor axis is the trap axis.
+    oblate = Ellipse(128.0, 128.0, 70.0, 40.0, -80.0)
+    assert frame_transform(oblate, PreprocessConfig()).trap_axis_deg == pytest.approx(10.0)
     # A list of frames is accepted as a stack.
     out = prepare_stack([img, img], cfg, ellipses=ell)
     assert np.array_equal(out.images[1], kept)

@@ -29,7 +29,9 @@ Steps, in this order (each optional through the config; each is also a public fu
 Coordinates and the angle convention are those of :mod:`ccount_core.ellipse`: pixel centres
 at integer ``(row, col)``, angles from the +column direction, counter-clockwise as displayed.
 Input frames show the trap axis roughly horizontal: the trap axis is taken to be the
-ellipse axis nearer the horizontal (so oblate crystals, wider than long, are handled).
+ellipse axis nearer the horizontal (so oblate crystals, wider than long, are handled), and
+exactly horizontal for a round crystal (axis ratio < ``ROUND_RATIO``), whose fitted angle
+means nothing.
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ __all__ = [
 
 #: Bumped whenever the pipeline's arithmetic changes; recorded by ``to_dict``.
 PIPELINE_VERSION = 1
+#: Crystals with semi_major / semi_minor below this count as round: the ellipse's angle is
+#: not used and the trap axis is taken as horizontal in the input.
+ROUND_RATIO = 1.05
 
 BackgroundMethod = Literal["none", "constant", "plane"]
 MedianShape = Literal["cross", "square"]
@@ -97,7 +102,8 @@ class PreprocessConfig:
             negative values are set to 0.
         rotate: turn the trap axis to vertical.
         rotation_deg: trap-axis direction in the input frame (deg, counter-clockwise from
-            +col as displayed); ``None`` = from the ellipse (its axis nearer the horizontal).
+            +col as displayed); ``None`` = from the ellipse (its axis nearer the horizontal;
+            0 for a round crystal).
         mask: set everything outside the (grown) ellipse to 0.
         mask_margin_um: growth of both semi-axes of the mask beyond the outer shell (µm),
             so the outer ions' spots are kept.
@@ -266,6 +272,8 @@ def frame_transform(ellipse: Ellipse, cfg: PreprocessConfig,
     # Trap axis: the ellipse axis nearer the horizontal, or the configured angle.
     if cfg.rotation_deg is not None:
         trap = cfg.rotation_deg
+    elif ellipse.semi_major < ROUND_RATIO * ellipse.semi_minor:
+        trap = 0.0  # a round crystal's fitted angle is noise: keep the camera's orientation
     else:
         trap = ellipse.angle_deg if abs(ellipse.angle_deg) <= 45.0 else (
             ellipse.angle_deg - math.copysign(90.0, ellipse.angle_deg))
