@@ -139,7 +139,7 @@ def _ou(vel, axis, c_ax, s_ax, noise_ax, c_iso, s_iso, noise_iso, use_iso):
             dv = (c_ax[i] - 1.0) * vp + s_ax[i] * noise_ax[i]
             for d in range(3):
                 vel[d, i] += dv * axis[d]
-        if use_iso:
+        if use_iso and c_iso[i] < 1.0:
             for d in range(3):
                 vel[d, i] = c_iso[i] * vel[d, i] + s_iso[i] * noise_iso[d, i]
 
@@ -168,6 +168,7 @@ def baoab_steps(
     c_iso,
     s_iso,
     noise_iso,
+    use_iso,
     max_step,
     sample_every,
     next_sample,
@@ -184,7 +185,7 @@ def baoab_steps(
     sits in the middle of the middle sub-step. k0, kc: (3, N) s⁻² trap coefficients.
     axis: (3,) unit cooling axis; c_ax, s_ax: (N,) OU factor and noise amplitude (m/s) along
     it; noise_ax: (nsteps, N) standard normals. c_iso, s_iso, noise_iso (nsteps, 3, N): the
-    isotropic bath, used when c_iso < 1 (noise_iso may then be (1, 3, N) zeros).
+    isotropic bath, used when use_iso (else noise_iso may be (1, 3, N) zeros).
     max_step (m): cap on one drift.
     Every sample_every steps (first after next_sample steps) positions go to
     samples[sample_start + k] (S, 3, N) while there is room.
@@ -193,7 +194,6 @@ def baoab_steps(
     n = pos.shape[1]
     h = dt / substeps
     mid = substeps // 2
-    use_iso = c_iso[0] < 1.0
     written = 0
     for step in range(nsteps):
         t = t0 + step * dt
@@ -227,3 +227,61 @@ def baoab_steps(
                         samples[k, d, i] = pos[d, i]
                 written += 1
     return nsteps, written, next_sample, -1
+
+
+@nb.njit(cache=True)
+def _static_accel(pos, k0, com, charge, kcoul, bounds, buf, acc):
+    """Coulomb plus static harmonic (pseudopotential) acceleration, (3, N) m/s²."""
+    coulomb_accel(pos, com, charge, kcoul, bounds, buf, acc)
+    for d in range(3):
+        for i in range(pos.shape[1]):
+            acc[d, i] -= k0[d, i] * pos[d, i]
+
+
+@nb.njit(cache=True)
+def fire_relax(
+    pos, k0, com, charge, kcoul, bounds, buf, acc, dt0, dt_max, max_iter, atol, max_step
+):
+    """Relax pos (3, N) m in place to a local minimum of the pseudopotential + Coulomb energy
+    with FIRE (Bitzek et al., PRL 97, 170201, 2006) on the mass-weighted dynamics.
+
+    k0: (3, N) s⁻² static trap; dt0, dt_max: s; stops when the rms acceleration is below
+    atol (m/s²) or after max_iter iterations; max_step (m) caps one ion's move per iteration.
+    Returns the number of iterations used."""
+    n = pos.shape[1]
+    vel = np.zeros((3, n))
+    dt = dt0
+    alpha = 0.1
+    npos = 0
+    _static_accel(pos, k0, com, charge, kcoul, bounds, buf, acc)
+    for it in range(max_iter):
+        p = 0.0
+        v2 = 0.0
+        a2 = 0.0
+        for d in range(3):
+            for i in range(n):
+                p += acc[d, i] * vel[d, i]
+                v2 += vel[d, i] ** 2
+                a2 += acc[d, i] ** 2
+        if math.sqrt(a2 / n) < atol:
+            return it
+        if p > 0.0:
+            f = alpha * math.sqrt(v2 / a2)
+            for d in range(3):
+                for i in range(n):
+                    vel[d, i] = (1.0 - alpha) * vel[d, i] + f * acc[d, i]
+            if npos > 5:
+                dt = min(dt * 1.1, dt_max)
+                alpha *= 0.99
+            npos += 1
+        else:
+            vel[:] = 0.0
+            dt *= 0.5
+            alpha = 0.1
+            npos = 0
+        for d in range(3):
+            for i in range(n):
+                vel[d, i] += dt * acc[d, i]
+        _drift(pos, vel, dt, max_step)
+        _static_accel(pos, k0, com, charge, kcoul, bounds, buf, acc)
+    return max_iter

@@ -12,7 +12,7 @@ Ornstein-Uhlenbeck velocity update in the middle; RESPA for the two time scales)
 O: v ← c v + √((1 − c²) k_B T / m) ξ with c = exp(−γ dt), the exact solution of
 dv = −γ v dt + √(2γ k_B T / m) dW over dt, so the temperature it imposes does not depend on the
 step. It acts along the cooling-laser axis n on laser-cooled ions (rate γ_cool) and,
-optionally, isotropically on every ion (rate γ_iso). The trap acceleration is
+optionally, isotropically (rate γ_iso) on the ions a mask selects. The trap acceleration is
 a_d = −(k0_d + kc_d cos Ω t) x_d per axis d; it costs O(N), so sub-stepping it is nearly free
 and removes the Verlet phase error of the RF motion (0.5% in ω_r at 20 steps per RF period
 without sub-steps). The step loop is the Numba kernel
@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from ccount_core.physics.constants import COULOMB_K, K_B
-from ccount_core.physics.forces import baoab_steps, coulomb_accel, pair_chunks
+from ccount_core.physics.forces import baoab_steps, coulomb_accel, fire_relax, pair_chunks
 
 
 @dataclass
@@ -81,14 +81,15 @@ class IonSystem:
 @dataclass(frozen=True)
 class Thermostat:
     """Langevin bath at ``temperature`` (K): rate ``cooling_rate`` (1/s) along the unit vector
-    ``axis`` on the ions where ``cooled`` (N,) bool is true, and ``isotropic_rate`` (1/s) on
-    every ion along all axes."""
+    ``axis`` on the ions where ``cooled`` (N,) bool is true, and ``isotropic_rate`` (1/s)
+    along all axes on the ions where ``isotropic`` (N,) bool is true (None: every ion)."""
 
     temperature: float
     cooling_rate: float
     axis: tuple[float, float, float]
     cooled: np.ndarray
     isotropic_rate: float = 0.0
+    isotropic: np.ndarray | None = None
 
 
 def run_steps(
@@ -165,8 +166,9 @@ def _run_steps(
     axis = axis / np.linalg.norm(axis)
     use_iso = bath.isotropic_rate > 0
     ci = math.exp(-bath.isotropic_rate * dt)
-    c_iso = np.full(n, ci)
-    s_iso = np.sqrt((1.0 - ci * ci) * kt / system.mass)
+    iso = np.ones(n, dtype=bool) if bath.isotropic is None else bath.isotropic
+    c_iso = np.where(iso, ci, 1.0)
+    s_iso = np.where(iso, np.sqrt((1.0 - ci * ci) * kt / system.mass), 0.0)
     if samples is None:
         samples = np.zeros((1, 3, n))
         sample_every = nsteps + 1
@@ -206,6 +208,7 @@ def _run_steps(
             c_iso,
             s_iso,
             noise_iso,
+            use_iso,
             max_step,
             sample_every,
             next_sample,
@@ -231,3 +234,42 @@ class EscapeError(RuntimeError):
         super().__init__(f"ion {ion} left the trap at t = {time * 1e6:.3g} µs")
         self.ion = ion
         self.time = time
+
+
+def relax(
+    system: IonSystem,
+    max_iter: int,
+    omega_max: float,
+    atol: float,
+    max_step: float,
+    threads: int = 1,
+) -> int:
+    """Relax ``system.pos`` to a local minimum of the pseudopotential + Coulomb energy (FIRE,
+    steps from 0.3/ω_max up to 1/ω_max s, ω_max the highest collective angular frequency).
+    Stops when the rms acceleration is below ``atol`` (m/s²); ``max_step`` (m) caps an ion's
+    move per iteration. Returns the iterations used; velocities are left at zero."""
+    k0, _ = system.trap_coefficients(rf=False)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        used = fire_relax(
+            system.pos,
+            k0,
+            system.com,
+            system.charge,
+            COULOMB_K,
+            system.bounds,
+            system.buf,
+            system.acc,
+            0.3 / omega_max,
+            1.0 / omega_max,
+            max_iter,
+            atol,
+            max_step,
+        )
+    finally:
+        numba.set_num_threads(previous)
+    system.vel[:] = 0.0
+    if not np.isfinite(system.pos).all():
+        raise EscapeError(int(np.argmin(np.isfinite(system.pos).all(axis=0))), system.t)
+    return int(used)

@@ -4,7 +4,7 @@ Scheme (docs/PHYSICS.md explains why the image converges):
 1. start: ions on a jittered cubic lattice filling the uniform-density spheroid the
    pseudopotential predicts (density n0, aspect ratio from the trap frequencies), lighter
    (more tightly confined) species nearer the axis;
-2. relax: damped dynamics in the pseudopotential with large steps (T = 0);
+2. relax: FIRE minimisation in the pseudopotential (T = 0) to a local energy minimum;
 3. equilibrate: Langevin dynamics at the set temperature, in the full RF field (mode "rf") or
    the pseudopotential (mode "pseudo"), starting with the micromotion already in phase;
 4. gather: the same dynamics, keeping ``samples`` snapshots of all positions spread evenly over
@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import numba
 import numpy as np
 
 from ccount_core.errors import InputError
 from ccount_core.physics.constants import K_B, Species, get_species
-from ccount_core.physics.integrate import EscapeError, IonSystem, Thermostat, run_steps
+from ccount_core.physics.integrate import EscapeError, IonSystem, Thermostat, relax, run_steps
 from ccount_core.physics.trap import TrapSettings
 from ccount_core.progress import ProgressCallback, report
 
@@ -31,9 +32,6 @@ if TYPE_CHECKING:  # render is imported lazily at run time
     from ccount_core.render import ImagingSettings
 
 MAX_IONS = 20_000
-PARALLEL_MIN_IONS = 500
-"""Below this many ions one thread is faster than waking the others (and far faster on a
-busy machine)."""
 
 
 @dataclass(frozen=True)
@@ -68,32 +66,38 @@ class SimulationSettings:
     cooling_rate: 1/s, damping rate γ of the laser-cooling force m γ v·n along ``cooling_axis``
         on laser-cooled ions (CCMD's β: γ = β (1 + 1/m_u) / 2 × π f_RF, see docs/PHYSICS.md).
     cooling_axis: (3,) direction of the cooling laser (trap axis z by default).
-    isotropic_rate: 1/s, optional weak bath on every ion, all axes (0: dark ions are cooled
-        only sympathetically, through the Coulomb force).
+    isotropic_rate: 1/s, a weaker bath at the same temperature on the laser-cooled ions
+        along all axes (the radial part of real cooling beams, which are never exactly on
+        axis). It stops the crystal spinning up about the trap axis in the RF field, which
+        axial cooling alone cannot (docs/PHYSICS.md). Dark ions are cooled only
+        sympathetically, through the Coulomb force.
     seed: random seed; equal inputs and seed give bit-for-bit equal results on one machine.
     mode: "rf" (time-dependent RF field, micromotion included) or "pseudo" (pseudopotential).
     steps_per_period: outer (Coulomb) steps per RF period in the RF field.
     trap_substeps: odd number of trap-force sub-steps per outer step (multiple time step).
-    relax_steps: damped steps in the pseudopotential from the lattice start.
+    relax_steps: most FIRE iterations in the pseudopotential from the lattice start (it stops
+        earlier when the rms acceleration is below 1e-4 ω_z² a_WS).
     equilibrate_periods, gather_periods: durations in RF periods (1/f_RF) of the phases.
     samples: number S of position snapshots kept over the gathering phase.
-    threads: Numba threads for the Coulomb sum; 0 picks 1 below ``PARALLEL_MIN_IONS`` ions
-        and all of Numba's threads above (results are identical for any thread count).
+    threads: Numba threads for the Coulomb sum, 0 for all of Numba's threads (results are
+        identical for any count). One thread is the default: a batch of crystals uses the
+        cores better as one process per core, and on a busy machine a parallel region stalls
+        every step waiting for a descheduled thread (docs/BENCHMARKS.md).
     """
 
     temperature: float = 0.01
     cooling_rate: float = 1.0e6
     cooling_axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
-    isotropic_rate: float = 0.0
+    isotropic_rate: float = 2.0e5
     seed: int = 0
     mode: Literal["rf", "pseudo"] = "rf"
     steps_per_period: int = 10
     trap_substeps: int = 9
-    relax_steps: int = 400
+    relax_steps: int = 3000
     equilibrate_periods: int = 100
     gather_periods: int = 200
     samples: int = 200
-    threads: int = 0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         _positive("temperature", self.temperature, allow_zero=True)
@@ -311,7 +315,6 @@ def simulate(
     )
     t_rf = 1.0 / trap.rf_frequency
     dt_rf = t_rf / settings.steps_per_period
-    dt_relax = 0.5 / w_plasma
     rf = settings.mode == "rf"
     dt = dt_rf if rf else min(0.25 / w_plasma, t_rf)
     steps_eq = max(1, round(settings.equilibrate_periods * t_rf / dt))
@@ -321,27 +324,24 @@ def simulate(
     done_before = 0
 
     sub = settings.trap_substeps if rf else 1
-    threads = settings.threads or (1 if n < PARALLEL_MIN_IONS else 1 << 30)
+    threads = settings.threads or numba.config.NUMBA_NUM_THREADS
 
     def tick(done: int) -> None:
         report(progress, done_before + done, total)
 
     try:
-        # 2. relax at T = 0 in the pseudopotential, every ion damped on all axes
+        # 2. relax at T = 0 in the pseudopotential to a local minimum
+        spacing = (4.0 / 3.0 * math.pi / trap.uniform_density(species[index[0]])) ** (1 / 3)
+        w_z_min = min(trap.angular_frequencies(g.species)[1] for g in present)
+        relax_used = 0
         if settings.relax_steps:
-            relax = Thermostat(0.0, 0.0, settings.cooling_axis, cooled, isotropic_rate=w_plasma)
-            spacing = (4.0 / 3.0 * math.pi / trap.uniform_density(species[index[0]])) ** (1 / 3)
-            run_steps(
+            relax_used = relax(
                 system,
-                dt_relax,
                 settings.relax_steps,
-                False,
-                relax,
-                rng,
-                bounds,
-                max_step=0.05 * spacing,
-                on_chunk=tick,
-                threads=threads,
+                w_plasma,
+                1e-4 * w_z_min**2 * spacing,
+                0.05 * spacing,
+                threads,
             )
         done_before += settings.relax_steps
         timings["relax_s"] = time.perf_counter() - t_start
@@ -359,6 +359,7 @@ def simulate(
             settings.cooling_axis,
             cooled,
             settings.isotropic_rate,
+            cooled,
         )
         t0 = time.perf_counter()
         run_steps(
@@ -421,8 +422,7 @@ def simulate(
     timings["total_s"] = time.perf_counter() - t_start
     info = {
         "dt_s": dt,
-        "relax_dt_s": dt_relax,
-        "steps": {"relax": settings.relax_steps, "equilibrate": steps_eq, "gather": steps_gather},
+        "steps": {"relax": relax_used, "equilibrate": steps_eq, "gather": steps_gather},
         "sample_every": every,
         "rf_periods": (steps_eq + steps_gather) * dt / t_rf,
         "timings": timings,
