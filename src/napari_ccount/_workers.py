@@ -59,6 +59,7 @@ class Job:
         self.error: BaseException | None = None
         self.result: Any = None
         self.done = False
+        self.last_progress: tuple[int, int] | None = None
         self._bar = napari_progress(total=0, desc=desc)
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
@@ -82,13 +83,18 @@ class Job:
         self._bridge.progressed.emit(int(done), int(total))
 
     def _on_progress(self, done: int, total: int) -> None:
+        self.last_progress = (done, total)
         if self._bar.total != total:
             self._bar.total = total
         self._bar.update(max(0, done - self._bar.n))
 
     def _returned(self, result: Any) -> None:
         self.result = result
-        self._on_done(result)
+        try:
+            self._on_done(result)
+        except Exception as exc:  # e.g. the layer was deleted while the job ran
+            self.error = exc
+            notify_error(exc, self.desc)
 
     def _errored(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):
