@@ -342,21 +342,24 @@ def _warp(img, matrix, offset, out_h, out_w, bg):  # pragma: no cover - numba
     """out[i, j] = max(0, bilinear(img, matrix @ (i, j) + offset) - bg plane), 0 outside."""
     h, w = img.shape
     out = np.zeros((out_h, out_w), dtype=np.float32)
+    m00, m01, m10, m11 = matrix[0, 0], matrix[0, 1], matrix[1, 0], matrix[1, 1]
     for i in range(out_h):
+        r = m00 * i + offset[0]
+        c = m10 * i + offset[1]
+        b = bg[0] + bg[1] * i
         for j in range(out_w):
-            r = matrix[0, 0] * i + matrix[0, 1] * j + offset[0]
-            c = matrix[1, 0] * i + matrix[1, 1] * j + offset[1]
-            if r < 0.0 or c < 0.0 or r > h - 1 or c > w - 1:
-                continue
-            r0 = min(int(r), h - 2)
-            c0 = min(int(c), w - 2)
-            fr = r - r0
-            fc = c - c0
-            v = ((1 - fr) * ((1 - fc) * img[r0, c0] + fc * img[r0, c0 + 1])
-                 + fr * ((1 - fc) * img[r0 + 1, c0] + fc * img[r0 + 1, c0 + 1]))
-            v -= bg[0] + bg[1] * i + bg[2] * j
-            if v > 0.0:
-                out[i, j] = v
+            if r >= 0.0 and c >= 0.0 and r <= h - 1 and c <= w - 1:
+                r0 = min(int(r), h - 2)
+                c0 = min(int(c), w - 2)
+                fr = r - r0
+                fc = c - c0
+                v = ((1 - fr) * ((1 - fc) * img[r0, c0] + fc * img[r0, c0 + 1])
+                     + fr * ((1 - fc) * img[r0 + 1, c0] + fc * img[r0 + 1, c0 + 1])) - b
+                if v > 0.0:
+                    out[i, j] = v
+            r += m01
+            c += m11
+            b += bg[2]
     return out
 
 
@@ -364,24 +367,24 @@ def background_plane(img: np.ndarray, ellipse: Ellipse, method: BackgroundMethod
                      margin_px: float) -> np.ndarray:
     """Background ``(p0, p_row, p_col)`` (intensity, per input px) from the pixels outside.
 
-    Uses every 4th row and column outside the ellipse grown by 25 % plus ``margin_px``;
+    Uses a grid of pixels (every ``max(2, min(rows, cols) // 64)``-th row and column)
+    outside the ellipse grown by 25 % plus ``margin_px``;
     ``"constant"`` gives their median, ``"plane"`` a least-squares plane with one round of
     3σ clipping. Falls back to the frame's 5th percentile when fewer than 50 pixels remain.
     """
     if method == "none":
         return np.zeros(3)
-    rows = np.arange(0, img.shape[0], 4)[:, None]
-    cols = np.arange(0, img.shape[1], 4)[None, :]
-    grown = Ellipse(ellipse.center_row, ellipse.center_col, 1.25 * ellipse.semi_major + margin_px,
-                    1.25 * ellipse.semi_minor + margin_px, ellipse.angle_deg)
-    outside = grown.normalized_radius2(rows, cols) > 1.0
-    z = img[::4, ::4][outside].astype(np.float64)
+    dr, dc = ellipse.major_direction
+    step = max(2, min(img.shape) // 64)
+    z, rr, cc = _outside_samples(np.ascontiguousarray(img, dtype=np.float32), step,
+                                 ellipse.center_row, ellipse.center_col, dr, dc,
+                                 1.25 * ellipse.semi_major + margin_px,
+                                 1.25 * ellipse.semi_minor + margin_px)
     if z.size < 50:
         return np.array([float(np.percentile(img, 5)), 0.0, 0.0])
     if method == "constant":
         return np.array([float(np.median(z)), 0.0, 0.0])
-    rr, cc = np.broadcast_arrays(rows, cols)
-    design = np.column_stack([np.ones(z.size), rr[outside], cc[outside]])
+    design = np.column_stack([np.ones(z.size), rr, cc])
     p = np.linalg.solve(design.T @ design, design.T @ z)
     res = z - design @ p
     keep = np.abs(res) <= 3.0 * 1.4826 * np.median(np.abs(res)) + 1e-12
@@ -389,6 +392,25 @@ def background_plane(img: np.ndarray, ellipse: Ellipse, method: BackgroundMethod
         dk = design[keep]
         p = np.linalg.solve(dk.T @ dk, dk.T @ z[keep])
     return p
+
+
+@nb.njit(cache=True, nogil=True)
+def _outside_samples(img, step, cr, cc, dr, dc, a, b):  # pragma: no cover - numba
+    """Values, rows and columns of every ``step``-th pixel outside an ellipse (float64)."""
+    h, w = img.shape
+    size = ((h + step - 1) // step) * ((w + step - 1) // step)
+    z, rows, cols = np.empty(size), np.empty(size), np.empty(size)
+    n = 0
+    for i in range(0, h, step):
+        y = i - cr
+        for j in range(0, w, step):
+            x = j - cc
+            u = (y * dr + x * dc) / a
+            v = (-y * dc + x * dr) / b
+            if u * u + v * v > 1.0:
+                z[n], rows[n], cols[n] = img[i, j], i, j
+                n += 1
+    return z[:n], rows[:n], cols[:n]
 
 
 def median_filter(img: np.ndarray, size: int, shape: MedianShape) -> np.ndarray:
