@@ -9,6 +9,12 @@ extrapolates the wall time of a 10,000-image set with N uniform over the paper's
 
     .venv/bin/python benchmarks/bench_dataset.py            # full table (a few minutes)
     .venv/bin/python benchmarks/bench_dataset.py --quick    # N = 30, 350 only
+    .venv/bin/python benchmarks/bench_dataset.py --mix 60   # 60 random runs of the 10k-set mix
+
+``--mix K`` measures the target set directly instead: K MD runs drawn at random (N 30..350,
+V_RF 170..300 V, V_end 1.5..3.5 V, η 0.240..0.355, the paper's ranges) with 4 renders each
+(focal offsets 0, ±15, 30 µm), through ``generate`` with its default LocalCluster (all cores,
+cluster start included), and scales the wall and CPU time to 10,000 images.
 """
 
 from __future__ import annotations
@@ -45,7 +51,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=8, help="MD runs per case (4 or 8)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--mix", type=int, default=0, metavar="K",
+                    help="measure K random MD runs of the 10k-set mix instead")
     args = ap.parse_args()
+    if args.mix:
+        mix(args.mix)
+        return
     if args.quick:
         args.n_ions, args.repeat = [30, 350], 1
     from distributed import Client, LocalCluster
@@ -102,6 +113,31 @@ def main() -> None:
             cpu_h = 10_000 * float(np.mean(np.interp(grid, ns, cpu))) / 3600
             print(f"  workers={w}, {r} render(s)/MD run: measured wall {wall_h:.2f} h; "
                   f"CPU {cpu_h:.2f} core-h = {cpu_h / w:.2f} h on {w} dedicated core(s)")
+
+
+def mix(k: int, renders: int = 4) -> None:
+    """Generate K random MD runs of the paper's ranges x ``renders`` images; scale to 10k."""
+    spec = {
+        "name": "bench-mix", "seed": 1,
+        "parameters": {"sampling": "random", "n_samples": k,
+                       "n_ions": {"min": 30, "max": 350}, "v_rf": {"min": 170, "max": 300},
+                       "v_end": {"min": 1.5, "max": 3.5}, "eta": {"min": 0.24, "max": 0.355},
+                       "seeds": [1]},
+        "renders": {"focal_offset_um": [0.0, 15.0, -15.0, 30.0][:renders]},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="bench_dataset_mix_"))
+    try:
+        s = generate(spec, tmp / "mix.zarr")
+        ds = open_dataset(tmp / "mix.zarr")
+        cpu = float(ds.table["cpu_seconds"].sum())
+        n = ds.table["n_Ca+"][::renders]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{s.n_rows} images ({k} MD runs, N {n.min()}..{n.max()}, mean {n.mean():.0f}) in "
+          f"{s.seconds:.1f} s wall = {s.n_rows / s.seconds:.2f} img/s; worker CPU {cpu:.1f} s "
+          f"= {cpu / s.n_rows:.3f} s/img")
+    print(f"10,000 images: {10_000 / (s.n_rows / s.seconds) / 3600:.2f} h at the measured rate; "
+          f"{10_000 * cpu / s.n_rows / 3600:.2f} core-h of CPU")
 
 
 if __name__ == "__main__":

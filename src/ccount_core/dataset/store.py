@@ -206,9 +206,12 @@ def create_store(path: str | Path, plan: Plan) -> zarr.Group:
     """Make a new store for ``plan`` (all parameter columns filled, nothing done).
 
     The store is built under a temporary name beside ``path`` and renamed into place, so a
-    killed creation leaves no half-made store at ``path``.
+    killed creation leaves no half-made store at ``path``. Call it holding :class:`StoreLock`
+    (leftovers of killed creations are removed).
     """
     path = Path(path)
+    for old in path.parent.glob(f".{path.name}.creating-*"):  # left by a killed creation
+        shutil.rmtree(old, ignore_errors=True)
     tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
     try:
         _build(tmp, plan)
@@ -485,7 +488,11 @@ def open_dataset(path: str | Path) -> Dataset:
     attrs = _read_attrs(path)
     group = zarr.open_group(str(path), mode="r")
     table_group = group["table"]
-    table = {name: np.asarray(arr[:]) for name, arr in table_group.arrays()}
+    arrays = dict(table_group.arrays())
+    order = [c for c in attrs.get("columns", {}) if c in arrays]
+    order[4:4] = [c for c in attrs["label_columns"] if c in arrays]  # after split
+    order += sorted(set(arrays) - set(order))
+    table = {name: np.asarray(arrays[name][:]) for name in order}
     if "simulator_version" in table:
         table["simulator_version"] = np.array(table["simulator_version"].tolist(), dtype=str)
     return Dataset(path, group["images"], table, tuple(attrs["label_names"]), attrs)

@@ -267,7 +267,6 @@ def _run(p: Plan, todo: list[int], writer: StoreWriter, workers: int | None,
     done = 0
     report(progress, 0, total)
     with _client(workers, scheduler, client) as c:
-        n_workers = max(1, sum(c.nthreads().values()))
         queue = iter(todo)
         owner: dict[str, int] = {}
 
@@ -276,7 +275,11 @@ def _run(p: Plan, todo: list[int], writer: StoreWriter, workers: int | None,
             owner[fut.key] = m
             return fut
 
-        pending = as_completed([submit(m) for m in _take(queue, 2 * n_workers + 2)])
+        def window() -> int:  # a few tasks per worker; workers of a remote cluster may come later
+            return 2 * max(1, sum(c.nthreads().values())) + 2
+
+        size, checked = window(), time.monotonic()
+        pending = as_completed([submit(m) for m in _take(queue, size)])
         successes = 0
         for fut in pending:
             m = owner.pop(fut.key)
@@ -284,7 +287,7 @@ def _run(p: Plan, todo: list[int], writer: StoreWriter, workers: int | None,
                 res: MdOutput = fut.result()
             except Exception as exc:
                 failures.append(f"MD run {m} ({p.keys[m]}): {' '.join(str(exc).split())}")
-                if successes == 0 and len(failures) >= 2 * n_workers + 2:
+                if successes == 0 and len(failures) >= size:
                     raise RuntimeError(f"every MD run failed so far; first: {failures[0]}"
                                        ) from exc
             else:
@@ -294,7 +297,9 @@ def _run(p: Plan, todo: list[int], writer: StoreWriter, workers: int | None,
             fut.release()
             done += p.n_renders
             report(progress, done, total)
-            for m2 in _take(queue, 1):
+            if time.monotonic() - checked > 5.0:
+                size, checked = window(), time.monotonic()
+            for m2 in _take(queue, max(0, size - len(owner))):
                 pending.add(submit(m2))
 
 
