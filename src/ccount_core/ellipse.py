@@ -21,6 +21,14 @@ Then refine on the frame (block-averaged to about 40 px per semi-minor axis, 5-p
 median): in 36 angular sectors of the coarse ellipse, average the intensity in bins of
 normalised radius and take the outermost bright peak (the outer shell's ring), fit an
 ellipse to those points by least squares (Halir-Flusser direct fit) and drop outliers.
+
+Accuracy (tests): on synthetic shell crystals with noise SNR 3, hot pixels, gradients, hollow
+cores, dim outer shells, uneven brightness and flattened shapes, centre < 1 px, semi-axes
+< 2 %, angle < 1°. On the project's CCMD-like renders (blur 5 µm, depth of field 50 µm) the
+semi-axes come out 1-5 % inside the outer-shell ellipsoid of the ion positions (a shell seen
+in projection peaks slightly inside its limb) and the centre within ~1.5 px along the axis
+(ragged tips). Without a visible shell ring (very large blur or depth of field) the fit falls
+back to the thresholded outline, several per cent larger, with ``quality`` <= 0.3.
 """
 
 from __future__ import annotations
