@@ -38,6 +38,7 @@ class _Bridge(QObject):
     """Lives in the GUI thread; a signal emitted from the worker arrives there queued."""
 
     progressed = Signal(int, int)
+    partial = Signal(object)
 
 
 class Job:
@@ -51,6 +52,7 @@ class Job:
         on_done: Callable[[Any], None],
         on_error: Callable[[BaseException], None] | None = None,
         on_finish: Callable[[], None] | None = None,
+        on_partial: tuple[str, Callable[[Any], None]] | None = None,
         **kwargs: Any,
     ) -> None:
         self.desc = desc
@@ -65,6 +67,12 @@ class Job:
         self._bridge.progressed.connect(self._on_progress)
         self._on_done, self._on_error, self._on_finish = on_done, on_error, on_finish
         kwargs["progress"] = self._callback
+        if on_partial is not None:
+            # (keyword, handler): the job calls kwargs[keyword](value) in its thread; the
+            # handler gets each value in the GUI thread (e.g. rows as they are counted).
+            keyword, handler = on_partial
+            self._bridge.partial.connect(handler)
+            kwargs[keyword] = self._bridge.partial.emit
         connect = {"returned": self._returned, "errored": self._errored,
                    "finished": self._finished}
         self.worker = create_worker(func, *args, _start_thread=False, _connect=connect, **kwargs)

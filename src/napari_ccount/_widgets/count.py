@@ -1,0 +1,298 @@
+"""Counting widget: the model counts Ca+ ions in every frame of an image layer, in a worker.
+
+Results: a docked table (one row per frame), a docked N(t) plot with its ±σ band, the rows in
+``layer.metadata["ccount"]["counts"]``, the current frame's count on the canvas and a CSV export.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
+
+from ccount_core.errors import InputError
+from napari_ccount._plot import CountPlot
+from napari_ccount._widgets._common import (
+    LayerPicker,
+    current_frame_index,
+    fit_dock,
+    frame_interval_s,
+    layer_meta,
+    layer_stack,
+    pixel_size_um,
+    status_label,
+)
+from napari_ccount._workers import Job, notify_error, start_job
+
+DEFAULT_MODEL = "default model"
+MODEL_FILE = "model file…"
+TABLE_COLUMNS = ("frame", "time (s)", "Ca⁺ count", "± (1σ)", "ellipse", "warning")
+
+
+def run_count(
+    stack: Any,
+    model_path: str | None,
+    batch_size: int,
+    tta: int,
+    pixel_size_um: float | None,
+    frame_interval_s: float | None,
+    on_rows: Any = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Count every frame of ``stack`` ``(frames, rows, cols)`` with the core; runs in a worker.
+
+    ``model_path`` None is the default model; ``tta`` test-time views give the uncertainty.
+    Returns ``{"rows": [core row dicts], "device": str, "model": str}`` (rows as
+    :func:`ccount_core.count.count_stack` gives them: frame, time_s, count, uncertainty (ions),
+    ellipse_*, warning); ``on_rows`` gets each batch's rows as soon as they are known.
+    """
+    from ccount_core.count import count_stack
+    from ccount_core.model import default_model_path, load_model
+
+    path = Path(model_path) if model_path else default_model_path()
+    net, card = load_model(path)
+    device = str(next(net.parameters()).device)
+    rows = count_stack(stack, (net, card), pixel_size_um, frame_interval_s=frame_interval_s,
+                       batch_size=batch_size, tta=tta, on_rows=on_rows, progress=progress)
+    return {"rows": [_plain(r) for r in rows], "device": device, "model": str(path)}
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A core row with plain Python values (JSON-able for layer metadata)."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+class CountWidget(Container):
+    """Choose an image layer and a model; count in a worker; table, plot, CSV, canvas text."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.layer_picker = LayerPicker(
+            napari_viewer, tooltip="the recorded (raw) image stack; the model applies the "
+            "preprocessing saved in its card")
+        self.model_choice = ComboBox(label="model", choices=[DEFAULT_MODEL, MODEL_FILE],
+                                     value=DEFAULT_MODEL,
+                                     tooltip="the model shipped with ccount, or a .safetensors "
+                                     "file with its JSON card beside it")
+        self.model_file = FileEdit(label="model file", filter="*.safetensors", visible=False,
+                                   tooltip="weights (.safetensors) with the model card (.json)")
+        self.tta = SpinBox(label="test-time views", value=4, min=0, max=32,
+                           tooltip="extra, mildly changed views of each frame (rotation, shift, "
+                           "size, flips): the count is their mean and the uncertainty their "
+                           "standard deviation (ions); 0 = one view, no uncertainty")
+        self.batch = SpinBox(label="batch size", value=8, min=1, max=256,
+                             tooltip="frames per batch (rows appear and Cancel acts per batch)")
+        self.device_label = Label(label="device", value="chosen by the core")
+        self.run_button = PushButton(text="Count ions")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.export_button = PushButton(text="Export CSV…", enabled=False)
+        self.status = status_label()
+        self.extend([self.layer_picker, self.model_choice, self.model_file, self.tta,
+                     self.batch, self.device_label, self.run_button, self.cancel_button,
+                     self.export_button, self.status])
+        fit_dock(self)
+        self.model_choice.changed.connect(self._on_model_choice)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.export_button.changed.connect(self._export_dialog)
+
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.cellClicked.connect(self._go_to_row)
+        self.plot = CountPlot()
+        self._docks: list[Any] = []
+        self.job: Job | None = None
+        self.rows: list[dict[str, Any]] = []
+        self.counted_layer: napari.layers.Image | None = None
+        napari_viewer.dims.events.current_step.connect(self._on_step)
+
+    # --- running ------------------------------------------------------------------------
+
+    def _on_model_choice(self, value: str) -> None:
+        self.model_file.visible = value == MODEL_FILE
+
+    def _model_path(self) -> str | None:
+        if self.model_choice.value == DEFAULT_MODEL:
+            return None
+        path = Path(self.model_file.value)
+        if not path.is_file() or path.suffix != ".safetensors":
+            raise InputError(f"model file: {path} is not a .safetensors model file")
+        if not path.with_suffix(".json").is_file():
+            raise InputError(f"model file: the model card {path.with_suffix('.json').name} "
+                             "is missing beside the weights")
+        return str(path)
+
+    def run(self) -> Job | None:
+        """Start counting the chosen layer; returns the job (None when the input is bad)."""
+        if self.job is not None and not self.job.done:
+            show_info("ccount: a count is already running")
+            return None
+        try:
+            layer = self.layer_picker.image_layer()
+            source = layer_meta(layer).get("prepared_from")
+            if source is not None:
+                raise InputError(f"image: layer '{layer.name}' is already prepared; choose the "
+                                 f"recording '{source}' (the model applies its own preparation)")
+            model_path = self._model_path()
+            stack = layer_stack(layer)
+        except InputError as exc:
+            notify_error(exc, "count")
+            return None
+        self.counted_layer = layer
+        self.rows = []
+        self._fill_table()
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.export_button.enabled = False
+        self.status.value = f"counting {stack.shape[0]} frames…"
+        self.job = start_job(
+            run_count, stack, model_path, int(self.batch.value), int(self.tta.value),
+            pixel_size_um(layer), frame_interval_s(layer), desc="count ions",
+            on_done=self._on_done, on_finish=self._on_finish,
+            on_partial=("on_rows", self._on_rows),
+            on_error=lambda exc: setattr(self.status, "value", "failed"),
+        )
+        return self.job
+
+    def cancel(self) -> None:
+        if self.job is not None and not self.job.done:
+            self.job.cancel()
+            self.status.value = "cancelling after this batch…"
+
+    def _on_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Rows of one batch, as soon as they are counted: into the table and plot."""
+        self.rows.extend(_plain(r) for r in rows)
+        self._show()
+
+    def _on_finish(self) -> None:
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        if self.job is not None and self.job.cancelled:
+            self.status.value = f"cancelled: {len(self.rows)} frames counted"
+            self._store()
+
+    def _on_done(self, result: dict[str, Any]) -> None:
+        self.rows = result["rows"]
+        self.device_label.value = result["device"]
+        self.status.value = f"{len(self.rows)} frames counted on {result['device']}"
+        self._store(result["model"])
+        self._show()
+
+    def _store(self, model: str | None = None) -> None:
+        """Keep the rows on the counted layer (``metadata["ccount"]["counts"]``)."""
+        layer = self.counted_layer
+        if layer is None or not self.rows:
+            return
+        meta = layer_meta(layer)
+        meta["counts"] = list(self.rows)
+        if model is not None:
+            meta["count_model"] = model
+        self.export_button.enabled = True
+
+    # --- showing ------------------------------------------------------------------------
+
+    def _show(self) -> None:
+        layer = self.counted_layer
+        if layer is None:
+            return
+        self._fill_table()
+        if not self._docks:
+            self._docks = [
+                self.viewer.window.add_dock_widget(self.table, name="ccount counts",
+                                                   area="right", tabify=False),
+                self.viewer.window.add_dock_widget(self.plot, name="ccount N(t)",
+                                                   area="bottom"),
+            ]
+        interval = frame_interval_s(layer)
+        frames = np.array([r["frame"] for r in self.rows], float)
+        self.plot.set_data(frames * interval if interval else frames,
+                           [_num(r["count"]) for r in self.rows],
+                           [_num(r["uncertainty"]) for r in self.rows],
+                           time_label="time (s)" if interval else "frame", title=layer.name)
+        self._on_step()
+
+    def _fill_table(self) -> None:
+        self.table.setRowCount(len(self.rows))
+        for i, row in enumerate(self.rows):
+            ell = ""
+            if row.get("ellipse_center_row") is not None:
+                ell = (f"({row['ellipse_center_row']:.0f}, {row['ellipse_center_col']:.0f}) "
+                       f"{row['ellipse_semi_major']:.0f}×{row['ellipse_semi_minor']:.0f} px "
+                       f"{row['ellipse_angle_deg']:.1f}°")
+            time = row.get("time_s")
+            cells = (str(row["frame"]), "" if time is None else f"{time:.1f}",
+                     f"{_num(row['count']):.1f}", f"{_num(row['uncertainty']):.1f}", ell,
+                     row.get("warning") or "")
+            for j, text in enumerate(cells):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def _go_to_row(self, row: int, _col: int = 0) -> None:
+        layer = self.counted_layer
+        if layer is None or layer.ndim != 3 or row >= len(self.rows):
+            return
+        step = list(self.viewer.dims.current_step)
+        step[self.viewer.dims.ndim - layer.ndim] = self.rows[row]["frame"]
+        self.viewer.dims.current_step = tuple(step)
+
+    def _on_step(self, _event: Any = None) -> None:
+        layer = self.counted_layer
+        if layer is None or not self.rows or layer not in self.viewer.layers:
+            return
+        frame = current_frame_index(self.viewer, layer)
+        row = next((r for r in self.rows if r["frame"] == frame), None)
+        overlay = self.viewer.text_overlay
+        overlay.visible = True
+        if row is None or row["count"] is None:
+            overlay.text = f"frame {frame}: not counted"
+            return
+        sigma = _num(row["uncertainty"])
+        pm = f" ± {sigma:.0f}" if math.isfinite(sigma) else ""
+        overlay.text = f"frame {frame}: N(Ca⁺) = {row['count']:.0f}{pm}"
+        interval = frame_interval_s(layer)
+        self.plot.set_current(frame * interval if interval else frame)
+        self.table.selectRow(self.rows.index(row))
+
+    # --- export -------------------------------------------------------------------------
+
+    def _export_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(None, "Export counts", "counts.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+
+    def export_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the rows (the core's columns) to ``path`` through a temporary file."""
+        from ccount_core.count import COLUMNS
+
+        target = Path(path)
+        extra = sorted({k for r in self.rows for k in r} - set(COLUMNS))
+        fd, tmp = tempfile.mkstemp(suffix=".csv", dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *extra])
+                writer.writeheader()
+                writer.writerows({k: ("" if v is None else v) for k, v in r.items()}
+                                 for r in self.rows)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        show_info(f"ccount: {len(self.rows)} counts written to {target}")
+        return target
