@@ -465,9 +465,15 @@ def test_bad_frames_get_a_clear_one_line_error(frame: np.ndarray, message: str) 
 
 
 def test_no_crystal_and_border_crystal_are_refused() -> None:
-    noise = np.random.default_rng(0).normal(100.0, 5.0, (128, 128))
+    rng = np.random.default_rng(0)
+    noise = rng.normal(100.0, 5.0, (128, 128))
     with pytest.raises(InputError, match="no crystal"):
         fit_ellipse(noise)
+    # Many hot pixels (0.5 %) on noise and a gradient are not a crystal either.
+    hot = rng.normal(100.0, 10.0, (256, 256)) + np.linspace(0, 50, 256)[None, :]
+    hot.ravel()[rng.choice(hot.size, 330, replace=False)] = 30000.0
+    with pytest.raises(InputError, match="no crystal"):
+        fit_ellipse(hot)
     cut, _ = synthetic_crystal(center=(20.0, 128.0), snr=5.0)
     with pytest.raises(InputError, match="border"):
         prepare_frame(cut, PreprocessConfig())

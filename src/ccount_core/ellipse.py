@@ -13,12 +13,12 @@ Conventions (shared with :mod:`ccount_core.preprocess`):
   the crystal's edge), so that f = 1 on that shell in the paper's outer-layer enhancement
   (eq. 2-3). The ions' spots reach a spot radius beyond it; masks add a margin.
 
-Algorithm (:func:`fit_ellipse`): block-average the frame to about 128 px on the long side,
-3 x 3 median (hot pixels), subtract a robust plane fitted to the border (background
-gradient), Gaussian smoothing, threshold at half the Otsu level, keep the largest connected
-region, fill its holes (hollow dark cores) and take its second moments: a coarse ellipse.
-Then refine on the frame (block-averaged to about 40 px per semi-minor axis, 5-point
-median): in 36 angular sectors of the coarse ellipse, average the intensity in bins of
+Algorithm (:func:`fit_ellipse`): 5-point median (hot pixels), block-average the frame to
+about 128 px on the long side, 5-point median again, subtract a robust plane fitted to the
+border (background gradient), Gaussian smoothing, threshold at half the Otsu level, keep the
+largest connected region, fill its holes (hollow dark cores) and take its second moments:
+a coarse ellipse. Then refine on the frame (block-averaged to about 40 px per semi-minor
+axis, 5-point median): in 36 angular sectors of the coarse ellipse, average the intensity in bins of
 normalised radius and take the outermost bright peak (the outer shell's ring), fit an
 ellipse to those points by least squares (Halir-Flusser direct fit) and drop outliers.
 
@@ -363,7 +363,7 @@ def _coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
     h, w = img.shape
     d = max(1, round(max(h, w) / _SMALL_SIDE))
     hs, ws = h // d, w // d
-    small = median5(block_mean(img, d))
+    small = median5(block_mean(median5(img), d))  # hot pixels out before averaging
     bw = max(2, min(hs, ws) // 32)
     p = _fit_border_plane(small, bw)
     rr = np.arange(hs, dtype=np.float32)[:, None]
