@@ -148,3 +148,17 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
     # a row finished before the kill and one finished after hold their own images
     after = sorted(set(range(32)) - set(killed_done))
     assert_rows_match_fresh_runs(store, spec, [killed_done[0], after[-1]])
+
+
+def test_mixed_crystal_only_the_cooled_species_fluoresces() -> None:
+    from ccount_core.dataset.sweep import simulate_real
+
+    trap = {"v_rf": 200.0, "v_end": 2.5, "eta": 0.244, "r0_um": 3500.0, "z0_um": 2750.0,
+            "rf_mhz": 3.85}
+    samples, fluorescing = simulate_real(
+        trap, [("Ca+", 24), ("ND3+", 8)],
+        {"relax_steps": 200, "equilibrate_periods": 40, "gather_periods": 40, "samples": 20}, 3)
+    assert samples.shape == (20, 32, 3) and fluorescing.sum() == 24
+    # light ND3+ (20 u) sits closer to the axis than Ca+ (40 u): the hollow-core crystal
+    radial = np.hypot(samples[..., 0], samples[..., 1]).mean(axis=0)
+    assert radial[~fluorescing].mean() < 0.7 * radial[fluorescing].mean()
