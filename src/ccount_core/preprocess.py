@@ -31,7 +31,8 @@ at integer ``(row, col)``, angles from the +column direction, counter-clockwise 
 Input frames show the trap axis roughly horizontal: the trap axis is taken to be the
 ellipse axis nearer the horizontal (so oblate crystals, wider than long, are handled), and
 exactly horizontal for a round crystal (axis ratio < ``ROUND_RATIO``), whose fitted angle
-means nothing.
+means nothing. A camera that shows the trap axis more than 45° from horizontal needs
+``PreprocessConfig.rotation_deg``.
 """
 
 from __future__ import annotations
@@ -115,7 +116,12 @@ class PreprocessConfig:
         brightness_density: target (sum of non-zero pixels)/(number of non-zero pixels),
             in output intensity units.
         stretch_to_fit: scale the crystal to fill the output (loses the physical scale,
-            which carries information about the ion number; off by default).
+            which carries information about the ion number, and ignores
+            ``camera_pixel_size_um``; off by default).
+
+    Equal configs compare equal and prepare equal frames identically. ``hash()`` follows
+    Python's per-process string hashing; :meth:`fingerprint` is the stable identifier to
+    store or compare across processes and machines.
     """
 
     model_pixel_size_um: float = 3.0
