@@ -131,3 +131,49 @@ def test_no_ions_is_refused() -> None:
     trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.0)
     with pytest.raises(InputError, match="at least 1"):
         simulate(trap, [IonGroup("Ca+", 0)], FAST)
+
+
+def test_ccmd_cooling_and_heating_mapping_reproduces_ccmd_update_rules() -> None:
+    """Run CCMD's velocity updates (RespaIntegrator::evolve with LaserCooledIon's kick, heat
+    and velocity_scale, in CCMD's scaled units) for many free ions and compare the axial
+    temperature and damping rate with the closed forms used for the mapping."""
+    from ccount_core.physics import ccmd_cooling_rate, ccmd_heating_temperature
+    from ccount_core.physics.constants import AMU, K_B
+
+    beta, recoil, m, spp, respa = 0.8, 1e-3, 40.0, 20, 10
+    dt = np.pi / spp
+    d = dt / respa
+    rng = np.random.default_rng(0)
+    v = np.zeros(5000)
+    v2 = []
+    for step in range(600):
+        v += np.sqrt(recoil) * rng.standard_normal(v.size) * (dt / 2) / m  # heat(dt/2)
+        for _ in range(respa):
+            for _ in range(2):  # kick(d/2): radiation pressure ±0.015 and friction
+                v += np.where(rng.random(v.size) < 0.5, 0.015, -0.015) * (d / 2) / m
+                v -= beta * v * (d / 2)
+            v += beta * v * (d / 2)  # velocity_scale(d/2): undo one friction kick ...
+            v /= 1.0 + (d / 2) * beta / m  # ... then Tuckerman-Berne eq. 3.7
+        v += np.sqrt(recoil) * rng.standard_normal(v.size) * (dt / 2) / m  # heat(dt/2)
+        if step >= 100:
+            v2.append(np.mean(v * v))
+    f = 3.85e6
+    tau = 1 / (np.pi * f)
+    length = (1.602176634e-19**2 / (np.pi * 8.8541878128e-12 * AMU * (2 * np.pi * f) ** 2)) ** (
+        1 / 3
+    )
+    t_sim = m * AMU * np.mean(v2) * (length / tau) ** 2 / K_B
+    t_formula = ccmd_heating_temperature(recoil, beta, m, spp, respa, f)
+    assert t_sim == pytest.approx(t_formula, rel=0.03)
+    # free decay of one velocity without kicks at CCMD's default 50 RESPA sub-steps: the rate
+    # is the mapped γ (the closed form is the small-sub-step limit)
+    respa = 50
+    d = dt / respa
+    u = 1.0
+    for _ in range(200):
+        for _ in range(respa):
+            u -= 2 * beta * u * (d / 2)
+            u += beta * u * (d / 2)
+            u /= 1.0 + (d / 2) * beta / m
+    rate = -np.log(u) / (200 * dt) / tau
+    assert rate == pytest.approx(ccmd_cooling_rate(beta, m, f), rel=0.01)

@@ -196,9 +196,11 @@ def _extents(samples: np.ndarray) -> np.ndarray:
 
 
 def test_fast_scheme_matches_a_long_full_rf_reference() -> None:
-    """Default scheme (pseudopotential relax, short RF equilibration and gathering, 10
-    Coulomb steps per RF period) against a run entirely in the RF field with 4x finer
-    Coulomb steps and 8x longer equilibration and gathering: sizes within 1.5%."""
+    """Default scheme (FIRE relaxation in the pseudopotential, short RF equilibration and
+    gathering, 10 Coulomb steps per RF period) against a run entirely in the RF field from the
+    lattice start with 4x finer Coulomb steps and 8x longer equilibration and gathering: rms
+    sizes within 1%; the half-length, which also depends on which of the near-degenerate
+    structures each run lands in (the end ions), within 3%."""
     trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375)
     ions = [IonGroup("Ca+", 60)]
     fast = simulate(trap, ions, SimulationSettings(seed=5))
@@ -215,7 +217,9 @@ def test_fast_scheme_matches_a_long_full_rf_reference() -> None:
             samples=800,
         ),
     )
-    assert _extents(fast.samples) == pytest.approx(_extents(ref.samples), rel=0.015)
+    got, want = _extents(fast.samples), _extents(ref.samples)
+    assert got[:3] == pytest.approx(want[:3], rel=0.01)
+    assert got[3] == pytest.approx(want[3], rel=0.03)
 
 
 def test_escape_during_the_run_is_an_input_error() -> None:

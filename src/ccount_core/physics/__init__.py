@@ -6,7 +6,14 @@ Public API: species (:class:`Species`, :data:`SPECIES`, :func:`get_species`,
 """
 
 from ccount_core.physics.constants import SPECIES, Species, get_species, register_species
-from ccount_core.physics.simulate import IonGroup, SimulationResult, SimulationSettings, simulate
+from ccount_core.physics.simulate import (
+    IonGroup,
+    SimulationResult,
+    SimulationSettings,
+    ccmd_cooling_rate,
+    ccmd_heating_temperature,
+    simulate,
+)
 from ccount_core.physics.trap import TrapSettings
 
 __all__ = [
@@ -16,6 +23,8 @@ __all__ = [
     "SimulationSettings",
     "Species",
     "TrapSettings",
+    "ccmd_cooling_rate",
+    "ccmd_heating_temperature",
     "get_species",
     "register_species",
     "simulate",

@@ -88,7 +88,7 @@ class SimulationSettings:
     temperature: float = 0.01
     cooling_rate: float = 1.0e6
     cooling_axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
-    isotropic_rate: float = 2.0e5
+    isotropic_rate: float = 5.0e5
     seed: int = 0
     mode: Literal["rf", "pseudo"] = "rf"
     steps_per_period: int = 10
@@ -140,6 +140,50 @@ class SimulationSettings:
                 f"simulation samples: {self.samples} exceeds the number of gathering steps "
                 f"({self.gather_periods * self.steps_per_period})"
             )
+
+
+def ccmd_cooling_rate(beta: float, mass_u: float, rf_frequency: float = 3.85e6) -> float:
+    """Damping rate γ (1/s) equivalent to CCMD's laser-cooling ``beta`` for an ion of mass
+    ``mass_u`` (u) at RF frequency ``rf_frequency`` (Hz).
+
+    CCMD (``LaserCooledIon``) applies the friction −m β v_z in its scaled time unit
+    τ = 1/(π f_RF) and its Tuckerman-Berne velocity correction divides v_z by 1 + (dt/2) β/m_u,
+    so per unit τ the net rate is β (1 + 1/m_u) / 2: γ = β (1 + 1/m_u) / 2 · π f_RF."""
+    _positive("beta", beta, allow_zero=True)
+    _positive("mass_u", mass_u)
+    _positive("rf_frequency", rf_frequency)
+    return 0.5 * beta * (1.0 + 1.0 / mass_u) * math.pi * rf_frequency
+
+
+def ccmd_heating_temperature(
+    recoil: float,
+    beta: float,
+    mass_u: float,
+    steps_per_period: int = 20,
+    respa_steps: int = 50,
+    rf_frequency: float = 3.85e6,
+) -> float:
+    """Axial temperature (K) at which CCMD's random kicks balance its friction: the bath
+    temperature a Langevin thermostat needs to reproduce CCMD's ``recoil`` heating for these
+    CCMD step settings (CCMD's value grows with the step; ours does not).
+
+    CCMD kicks every velocity component by √recoil · ξ · (dt/2) / m_u twice per step
+    (dt = π / steps_per_period in units of τ = 1/(π f_RF)) and pushes ±0.015 (dt'/2)/m_u along
+    z twice per RESPA sub-step dt' = dt / respa_steps: velocity diffusion per unit τ
+    D_z = recoil dt / (2 m_u²) + 1.125e-4 dt' / m_u². With friction rate γ_τ = β (1 + 1/m_u)/2
+    the balance m ⟨v_z²⟩ = k_B T gives T = m_u u (L/τ)² D_z / (2 γ_τ k_B), where
+    L = (e² / (π ε0 u Ω²))^(1/3) is CCMD's length unit (docs/PHYSICS.md)."""
+    from ccount_core.physics.constants import AMU, E_CHARGE, EPSILON_0
+
+    for name, v in (("recoil", recoil), ("beta", beta), ("mass_u", mass_u)):
+        _positive(name, v, allow_zero=name == "recoil")
+    omega = 2.0 * math.pi * rf_frequency
+    length = (E_CHARGE**2 / (math.pi * EPSILON_0 * AMU * omega**2)) ** (1.0 / 3.0)
+    tau = 1.0 / (math.pi * rf_frequency)
+    dt = math.pi / steps_per_period
+    d_z = recoil * dt / (2 * mass_u**2) + 1.125e-4 * (dt / respa_steps) / mass_u**2
+    gamma_tau = 0.5 * beta * (1.0 + 1.0 / mass_u)
+    return mass_u * AMU * (length / tau) ** 2 * d_z / (2.0 * gamma_tau * K_B)
 
 
 @dataclass(frozen=True, eq=False)
