@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import subprocess
 import sys
 from dataclasses import replace
@@ -413,6 +414,15 @@ def test_dask_stack_is_lazy_frame_by_frame_and_matches_numpy() -> None:
     assert np.array_equal(full, ref.images)
     assert out.bad_frames.keys() == ref.bad_frames.keys() == {3}
     assert out.ellipses == ref.ellipses
+
+
+def test_lazy_images_survive_pickling_for_distributed_schedulers() -> None:
+    stack, _ = _stack(2)
+    out = prepare_stack(da.from_array(stack, chunks=(1, -1, -1)), PreprocessConfig(),
+                        progress=lambda d, t: None)
+    copy = pickle.loads(pickle.dumps(out.images))
+    assert np.array_equal(copy.compute(scheduler="synchronous"),
+                          prepare_stack(stack, PreprocessConfig()).images)
 
 
 def test_dask_compute_prepares_each_frame_once() -> None:

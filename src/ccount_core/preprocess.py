@@ -38,6 +38,7 @@ means nothing. A camera that shows the trap axis more than 45° from horizontal 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -696,30 +697,49 @@ def _is_dask(x: Any) -> bool:
     return mod.startswith("dask.") and hasattr(x, "map_blocks")
 
 
+class _FrameJob:
+    """The per-frame task of a lazy stack: prepares one ``(1, rows, cols)`` block and records
+    its ellipse and bad-frame reason. Picklable (for distributed schedulers); a pickled copy
+    records into its own, empty results and reports no progress."""
+
+    def __init__(self, cfg: PreprocessConfig, ells: list[Ellipse | None], cam: float | None,
+                 n: int, progress: ProgressCallback | None):
+        self.cfg, self.ells, self.cam, self.n, self.progress = cfg, ells, cam, n, progress
+        self.results: dict[int, tuple[Ellipse | None, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "results": {}, "progress": None, "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __call__(self, block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        i = int(block_info[0]["chunk-location"][0]) if block_info else 0
+        img, ell, reason = _frame_result(np.asarray(block)[0], self.cfg, self.ells[i], self.cam)
+        with self._lock:
+            self.results[i] = (ell, reason)
+            done = len(self.results)
+        report(self.progress, done, self.n)
+        if img is None:
+            img = np.zeros(self.cfg.output_shape, np.float32)
+        return img[None]
+
+    def fill(self, stack: Any, i: int) -> tuple[Ellipse | None, str | None]:
+        """Ellipse and reason of frame ``i`` of ``stack``, computed now."""
+        _, ell, reason = _frame_result(np.asarray(stack[i]), self.cfg, self.ells[i], self.cam)
+        return ell, reason
+
+
 def _prepare_dask(stack: Any, cfg: PreprocessConfig, ells: list[Ellipse | None],
                   cam: float | None, progress: ProgressCallback | None) -> PreparedStack:
     import dask.array as da
 
     n = int(stack.shape[0])
     h, w = cfg.output_shape
-    results: dict[int, tuple[Ellipse | None, str | None]] = {}
-    lock = threading.Lock()
-
-    def one(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
-        i = int(block_info[0]["chunk-location"][0]) if block_info else 0
-        img, ell, reason = _frame_result(np.asarray(block)[0], cfg, ells[i], cam)
-        with lock:
-            results[i] = (ell, reason)
-            done = len(results)
-        report(progress, done, n)
-        return (np.zeros((h, w), np.float32) if img is None else img)[None]
-
+    job = _FrameJob(cfg, ells, cam, n, progress)
     frames = stack.rechunk((1, -1, -1))
-    images = da.map_blocks(one, frames, dtype=np.float32, chunks=((1,) * n, (h,), (w,)),
+    images = da.map_blocks(job, frames, dtype=np.float32, chunks=((1,) * n, (h,), (w,)),
                            meta=np.empty((0, 0, 0), np.float32))
-
-    def fill(i: int) -> tuple[Ellipse | None, str | None]:
-        _, ell, reason = _frame_result(np.asarray(stack[i]), cfg, ells[i], cam)
-        return ell, reason
-
-    return PreparedStack(images, n, results, fill)
+    return PreparedStack(images, n, job.results, functools.partial(job.fill, stack))
