@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_ccount._widgets._common import text_overlay
 from napari_ccount._widgets.count import MODEL_FILE, CountWidget, run_count
 
 pytestmark = pytest.mark.gui
@@ -97,13 +98,13 @@ def test_count_series_fills_table_plot_metadata_and_csv(series, model_file, qtbo
 
     # The canvas shows the count of the frame on screen; a table click goes to its frame.
     viewer.dims.set_current_step(0, n_frames - 1)
-    assert viewer.text_overlay.visible
+    assert text_overlay(viewer).visible
     last = rows[-1]
-    assert viewer.text_overlay.text == (f"frame {n_frames - 1}: N(Ca⁺) = {last['count']:.0f} "
+    assert text_overlay(viewer).text == (f"frame {n_frames - 1}: N(Ca⁺) = {last['count']:.0f} "
                                         f"± {last['uncertainty']:.0f}")
     widget._go_to_row(1)
     assert viewer.dims.current_step[0] == 1
-    assert viewer.text_overlay.text.startswith(f"frame 1: N(Ca⁺) = {rows[1]['count']:.0f}")
+    assert text_overlay(viewer).text.startswith(f"frame 1: N(Ca⁺) = {rows[1]['count']:.0f}")
 
     out = widget.export_csv(tmp_path / "counts.csv")
     with out.open() as fh:

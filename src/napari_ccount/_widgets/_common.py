@@ -75,6 +75,12 @@ def fit_dock(widget: Container) -> None:
     widget.native.setMaximumWidth(DOCK_WIDTH)
 
 
+def text_overlay(viewer: napari.Viewer) -> Any:
+    """The canvas text overlay (``viewer.canvas.overlays["text"]`` from napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.overlays["text"] if canvas is not None else viewer.text_overlay
+
+
 def layer_stack(layer: napari.layers.Image) -> Any:
     """The layer's data as ``(frames, rows, cols)`` (numpy or dask, not computed)."""
     data = layer.data

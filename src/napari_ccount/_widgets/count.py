@@ -30,6 +30,7 @@ from napari_ccount._widgets._common import (
     layer_stack,
     pixel_size_um,
     status_label,
+    text_overlay,
 )
 from napari_ccount._workers import Job, notify_error, start_job
 
@@ -256,8 +257,11 @@ class CountWidget(Container):
             return
         frame = current_frame_index(self.viewer, layer)
         row = next((r for r in self.rows if r["frame"] == frame), None)
-        overlay = self.viewer.text_overlay
-        overlay.visible = True
+        overlay = text_overlay(self.viewer)
+        if not overlay.visible:
+            overlay.visible = True
+            overlay.position = "top_left"
+            overlay.font_size = 14
         if row is None or row["count"] is None:
             overlay.text = f"frame {frame}: not counted"
             return
