@@ -343,6 +343,14 @@ def test_bad_config_names_the_field(kwargs: dict, field: str) -> None:
         PreprocessConfig(**kwargs)
 
 
+def test_config_argument_must_be_a_config() -> None:
+    img, _ = synthetic_crystal()
+    with pytest.raises(InputError, match="cfg"):
+        prepare_frame(img, {"output_shape": (320, 192)})  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="cfg"):
+        prepare_stack(img[None], None)  # type: ignore[arg-type]
+
+
 def test_config_from_dict_refuses_unknown_and_newer() -> None:
     d = PreprocessConfig().to_dict()
     with pytest.raises(InputError, match="unknown field"):

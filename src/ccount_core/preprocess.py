@@ -185,7 +185,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        """Inverse of :meth:`to_dict`; unknown keys or a newer pipeline version are refused."""
+        """Inverse of :meth:`to_dict`; unknown keys or another pipeline version are refused."""
         if not isinstance(data, dict):
             raise InputError(f"preprocess config: expected a mapping, got {type(data).__name__}")
         d = dict(data)
@@ -222,6 +222,11 @@ class PreprocessConfig:
 def _is_number(x: object) -> bool:
     return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) \
         and math.isfinite(float(x))
+
+
+def _check_cfg(cfg: object) -> None:
+    if not isinstance(cfg, PreprocessConfig):
+        raise InputError(f"cfg: expected a PreprocessConfig, got {type(cfg).__name__}")
 
 
 def _positive(name: str, x: object) -> None:
@@ -518,6 +523,7 @@ def prepare_frame(frame: np.ndarray, cfg: PreprocessConfig, ellipse: Ellipse | N
         InputError: bad frame, no crystal, crystal touching the border or not fitting the
             output (one line naming the problem).
     """
+    _check_cfg(cfg)
     if camera_pixel_size_um is not None:
         _positive("camera_pixel_size_um", camera_pixel_size_um)
     if ellipse is not None and not isinstance(ellipse, Ellipse):
@@ -673,6 +679,7 @@ def prepare_stack(stack: Any, cfg: PreprocessConfig,
     """
     if not _is_dask(stack) and not isinstance(stack, np.ndarray):
         stack = np.asarray(stack)
+    _check_cfg(cfg)
     n, _, _ = _check_stack(stack)
     if camera_pixel_size_um is not None:
         _positive("camera_pixel_size_um", camera_pixel_size_um)
