@@ -10,6 +10,7 @@ import pytest
 
 from ccount_core.dataset import canonical_key, load_spec, normalise_spec, plan, split_of
 from ccount_core.dataset.spec import MdPoint, stable_hash
+from ccount_core.dataset.sweep import check_physics
 from ccount_core.errors import InputError
 
 SPECS = Path(__file__).resolve().parents[1] / "src" / "ccount_core" / "specs"
@@ -30,6 +31,7 @@ def test_paper_grid_is_the_papers_698544_images_split_5_1_1() -> None:
     assert par["v_end"]["values"][-1] == 3.5 and par["eta"]["values"][-1] == 0.355
     p = plan(spec)
     assert p.n_rows == 698_544 and p.n_renders == 1 and p.duplicates == 0
+    check_physics(p)  # every trap of the grid is stable and holds its largest crystal
     mod = np.array([stable_hash(k) % 7 for k in p.keys])
     frac = np.bincount(mod, minlength=7) / mod.size
     # sha256 is uniform: each residue within 0.5 % (absolute) of 1/7 at this size

@@ -169,6 +169,18 @@ def test_resume_runs_only_what_is_missing(tmp_path: Path, client: Any) -> None:
     assert third.done_before == 48 and CALLS == []
 
 
+def test_an_existing_scheduler_runs_the_sweep(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+                      dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        summary = generate(spec(), tmp_path / "d.zarr", scheduler=cluster.scheduler_address,
+                           simulate_fn=fake_simulate, render_fn=fake_render)
+    assert summary.done_after == 48
+    check_rows(open_dataset(tmp_path / "d.zarr"))
+
+
 def test_noise_draws_differ_and_are_reproducible(tmp_path: Path, client: Any) -> None:
     s = spec(imaging={"shape": [12, 16], "camera": {"photons_per_ion": 50}},
              renders={"noise_draws": 3}, species={})
