@@ -3,6 +3,7 @@ reference README, seeds and bad input."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -86,6 +87,17 @@ def test_same_seed_same_crystal_bit_for_bit() -> None:
     assert np.array_equal(r1.samples, r2.samples)
     assert np.array_equal(r1.velocities, r2.velocities)
     assert not np.array_equal(r1.positions, r3.positions)
+    # the Coulomb sum is chunked independently of the thread count: 2 threads, same bits
+    r4 = simulate(trap, ions, SimulationSettings(**{**FAST.__dict__, "threads": 2}))
+    assert np.array_equal(r1.samples, r4.samples)
+
+
+def test_progress_reaches_the_total() -> None:
+    calls: list[tuple[int, int]] = []
+    trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375)
+    simulate(trap, [IonGroup("Ca+", 20)], FAST, progress=lambda d, t: calls.append((d, t)))
+    assert calls and calls[-1][0] == calls[-1][1]
+    assert all(b[0] >= a[0] for a, b in itertools.pairwise(calls))
 
 
 @pytest.mark.parametrize(
