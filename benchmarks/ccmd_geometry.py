@@ -53,16 +53,21 @@ def pick_rows(reference: Path, n_rows: int, seed: int = 0) -> list[dict[str, flo
     return ordered[:n_rows]
 
 
-def measure_row(row: dict[str, float]) -> dict[str, float]:
-    """Simulate, render and measure one reference row."""
+def measure_row(row: dict[str, float], temperature_k: float | None = None,
+                view_azimuth_deg: float = 45.0) -> dict[str, float]:
+    """Simulate, render and measure one reference row (default simulation settings, or
+    these with the bath temperature ``temperature_k``; CCMD's view unless told)."""
     from ccount_core.geometry import measure_crystal_size
     from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings, simulate
     from ccount_core.render import ImagingSettings
 
     t0 = time.perf_counter()
     trap = TrapSettings.from_lab_units(v_rf=row["vrf"], v_end=row["vend"], eta=row["eta"])
-    result = simulate(trap, [IonGroup("Ca+", int(row["n_ca"]))],
-                      SimulationSettings(seed=int(row["row"])), ImagingSettings())
+    settings = SimulationSettings(seed=int(row["row"]))
+    if temperature_k is not None:
+        settings = SimulationSettings(seed=int(row["row"]), temperature=temperature_k)
+    imaging = ImagingSettings(view_azimuth_deg=view_azimuth_deg)
+    result = simulate(trap, [IonGroup("Ca+", int(row["n_ca"]))], settings, imaging)
     size = measure_crystal_size(result.image)
     return row | {
         "sim_length_um": size.length_um,
@@ -102,7 +107,15 @@ def summary(results: list[dict[str, float]]) -> tuple[float, float]:
     return float(dl), float(dw)
 
 
-def write_report(results: list[dict[str, float]], path: Path, command: str) -> None:
+def results_path(base: Path, temperature_mk: float | None, view_deg: float = 45.0) -> Path:
+    """The results CSV of a run: ``base`` for the defaults, else tagged with the changes."""
+    tag = "" if temperature_mk is None else f"_{temperature_mk:g}mK"
+    tag += "" if view_deg == 45.0 else f"_view{view_deg:g}deg"
+    return base.with_name(f"{base.stem}{tag}{base.suffix}")
+
+
+def write_report(results: list[dict[str, float]], path: Path, command: str,
+                 extra: dict[float, dict[int, dict[str, float]]], notes: str) -> None:
     dl, dw = summary(results)
     bias_l = float(np.median([r["dev_length"] for r in results]))
     bias_w = float(np.median([r["dev_width"] for r in results]))
@@ -126,23 +139,41 @@ def write_report(results: list[dict[str, float]], path: Path, command: str) -> N
         f"- machine: dev-2c (2-core x86-64, 24 GB, no GPU, shared with other jobs);"
         f" {platform.python_implementation()} {platform.python_version()};"
         f" date {time.strftime('%Y-%m-%d')}",
-        "",
-        "| row | η | V_RF (V) | V_end (V) | Ca+ | CCMD L (µm) | ccount L (µm) | ΔL | "
-        "CCMD W (µm) | ccount W (µm) | ΔW | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    for t_mk, runs in extra.items():
+        same = [runs[int(r["row"])] for r in results if int(r["row"]) in runs]
+        if same:
+            el, ew = summary(same)
+            lines.append(
+                f"- same rows at {t_mk:g} mK ({len(same)} rows, `--temperature-mk {t_mk:g}`):"
+                f" median |deviation| length {100 * el:.1f} %, width {100 * ew:.1f} %"
+            )
+    lines += ["", notes.strip(), ""]
+    head = ("| row | η | V_RF (V) | V_end (V) | Ca+ | CCMD L (µm) | ccount L (µm) | ΔL | "
+            "CCMD W (µm) | ccount W (µm) | ΔW | s |")
+    rule = "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for t_mk in extra:
+        head += f" ΔL, ΔW at {t_mk:g} mK |"
+        rule += "---|"
+    lines += [head, rule]
     for r in sorted(results, key=lambda r: (r["eta"], r["n_ca"], r["vrf"], r["vend"])):
-        lines.append(
+        line = (
             f"| {int(r['row'])} | {r['eta']:g} | {r['vrf']:g} | {r['vend']:g} | {int(r['n_ca'])}"
             f" | {r['length_um']:.1f} | {r['sim_length_um']:.1f} | {100 * r['dev_length']:+.1f} %"
             f" | {r['width_um']:.1f} | {r['sim_width_um']:.1f} | {100 * r['dev_width']:+.1f} %"
             f" | {r['seconds']:.0f} |"
         )
+        for runs in extra.values():
+            o = runs.get(int(r["row"]))
+            line += (f" {100 * o['dev_length']:+.1f} %, {100 * o['dev_width']:+.1f} % |"
+                     if o else " |")
+        lines.append(line)
     path.write_text("\n".join(lines) + "\n")
 
 
-def time_render(n_ions: int = 300, repeats: int = 5) -> None:
-    """Best-of wall time of render() for one simulated crystal at CCMD's settings."""
+def time_render(n_ions: int = 300, repeats: int = 20) -> None:
+    """Best-of wall and CPU time of render() for one simulated crystal at CCMD's settings
+    (render is single-threaded numpy/scipy: CPU time is the steadier figure when shared)."""
     from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings, simulate
     from ccount_core.render import ImagingSettings, render
 
@@ -150,13 +181,15 @@ def time_render(n_ions: int = 300, repeats: int = 5) -> None:
     result = simulate(trap, [IonGroup("Ca+", n_ions)], SimulationSettings(seed=0))
     imaging = ImagingSettings()
     s, n = result.samples.shape[:2]
-    best = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         render(result.samples, result.fluorescing, imaging)
-        best.append(time.perf_counter() - t0)
-    print(f"render: {n} ions x {s} samples = {n * s} points, 640 x 480: "
-          f"best {min(best) * 1e3:.0f} ms, median {np.median(best) * 1e3:.0f} ms")
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    print(f"render: {n} ions x {s} samples = {n * s} points, 640 x 480: wall best "
+          f"{min(wall) * 1e3:.0f} ms (median {np.median(wall) * 1e3:.0f} ms), CPU best "
+          f"{min(cpu) * 1e3:.0f} ms (median {np.median(cpu) * 1e3:.0f} ms)")
 
 
 def main() -> None:
@@ -164,7 +197,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=48, help="number of reference rows")
     parser.add_argument("--results", type=Path, default=RESULTS, help="results CSV (resumed)")
     parser.add_argument("--reference", type=Path, default=REFERENCE)
+    parser.add_argument("--temperature-mk", type=float,
+                        help="bath temperature, mK (default: SimulationSettings' default)")
+    parser.add_argument("--view-azimuth-deg", type=float, default=45.0,
+                        help="line of sight (45 = CCMD's view between the electrodes)")
     parser.add_argument("--report", type=Path, help="write the markdown table here and stop")
+    parser.add_argument("--also-mk", type=float, nargs="*", default=[],
+                        help="with --report: add the runs made at these temperatures, mK")
+    parser.add_argument("--notes", type=Path, help="with --report: markdown inserted above "
+                        "the table")
     parser.add_argument("--time-render", action="store_true", help="time render() and stop")
     args = parser.parse_args()
     if args.time_render:
@@ -172,19 +213,23 @@ def main() -> None:
         return
 
     rows = pick_rows(args.reference, args.rows)
-    done = load_results(args.results)
+    results_file = results_path(args.results, args.temperature_mk, args.view_azimuth_deg)
+    done = load_results(results_file)
+    temperature_k = None if args.temperature_mk is None else args.temperature_mk * 1e-3
     if args.report:
         results = [done[int(r["row"])] for r in rows if int(r["row"]) in done]
         command = f"nice -n 0 .venv/bin/python benchmarks/ccmd_geometry.py --rows {args.rows}"
-        write_report(results, args.report, command)
+        extra = {t: load_results(results_path(args.results, t)) for t in args.also_mk}
+        notes = args.notes.read_text() if args.notes else ""
+        write_report(results, args.report, command, extra, notes)
         dl, dw = summary(results)
         print(f"{len(results)} rows: median |dev| length {100 * dl:.2f} %, width {100 * dw:.2f} %")
         return
     for i, row in enumerate(rows):
         if int(row["row"]) in done:
             continue
-        result = measure_row(row)
-        append_result(args.results, result)
+        result = measure_row(row, temperature_k, args.view_azimuth_deg)
+        append_result(results_file, result)
         print(
             f"[{i + 1}/{len(rows)}] eta {row['eta']:g} vrf {row['vrf']:g} vend {row['vend']:g}"
             f" n {int(row['n_ca'])}: L {result['sim_length_um']:.1f}/{row['length_um']:.1f}"

@@ -46,8 +46,10 @@ def test_shipped_example_rounds_into_the_settings() -> None:
     assert [(g.species.name, g.count) for g in cfg.ions] == [("Ca+", 120), ("ND3+", 20)]
     assert cfg.ions[0].species == get_species("Ca+")
     assert cfg.ions[0].species.laser_cooled and not cfg.ions[1].species.laser_cooled
-    # simulation.seed → SimulationSettings.seed; the rest are ccount's defaults.
+    # simulation.seed → seed; Ca's beta 0.8 → CCMD's damping rate β(1 + 1/m_u)/2 · π f_RF;
+    # the temperature stays ccount's input.
     assert cfg.simulation.seed == 213
+    assert cfg.simulation.cooling_rate == pytest.approx(0.8 * (1 + 1 / 40) / 2 * math.pi * 3.85e6)
     assert cfg.simulation.temperature == SimulationSettings().temperature
     # image section (µm, px/µm) → SI ImagingSettings; nx rows, nz columns.
     im = cfg.imaging

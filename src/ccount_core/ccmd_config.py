@@ -15,8 +15,9 @@ CCMD                      ccount
 ``image``                 :class:`~ccount_core.render.ImagingSettings`: ``scale`` px/µm, ``blur``
                           µm, ``dof`` µm, ``nx`` rows, ``nz`` columns; ``makeimage``
 ``ionnumbers``            one :class:`~ccount_core.physics.IonGroup` per line, in file order
-``iontype``               the species: ``mass`` u, ``charge`` e, ``lasercooled``; ``beta``,
-                          ``recoil``, ``direction``, ``heating`` are CCMD's cooling/heating knobs
+``iontype``               the species: ``mass`` u, ``charge`` e, ``lasercooled``; ``beta`` →
+                          SimulationSettings.cooling_rate; ``recoil``, ``heating``, ``direction``
+                          are checked, not used (CCMD's recoil heating is negligible, nK)
 ``simulation``            ``seed`` (``threads`` is accepted and ignored)
 ``laser``                 accepted and ignored (CCMD's optional saturation-model inputs)
 ========================  ======================================================================
@@ -412,9 +413,9 @@ class CcmdConfig:
     """A ``trap.info`` file as ccount settings, plus the checked file content it came from.
 
     ``make_image`` is CCMD's ``image.makeimage`` (True when the file has no image section).
-    The simulation settings are ccount's defaults with CCMD's seed: CCMD's integrator length,
-    ``beta`` and ``recoil`` set CCMD's own scheme and its temperature, whereas ccount's scheme
-    converges the image in far fewer periods and takes the temperature directly (mK).
+    The simulation settings are ccount's defaults with CCMD's seed and CCMD's ``beta`` as a
+    damping rate: CCMD's integrator lengths set CCMD's own scheme, whereas ccount's converges
+    the image in far fewer periods, and ccount takes the temperature directly (mK).
     """
 
     trap: Any
@@ -449,19 +450,34 @@ def species_for(ion: CcmdIonType) -> Any:
 def to_settings(ccmd: CcmdFile, simulation: Any = None) -> CcmdConfig:
     """Convert a checked :class:`CcmdFile` into ccount settings.
 
-    ``simulation`` (a SimulationSettings) replaces ccount's defaults; CCMD's seed still
-    applies when the file gives one.
+    Simulation: ccount's defaults, with CCMD's seed and with the damping rate of CCMD's
+    ``beta`` (``ccmd_cooling_rate``, of the first laser-cooled species). The temperature stays
+    ccount's input: CCMD's explicit ``recoil`` heating is negligible (nK for its example
+    settings, see docs/PHYSICS.md); its mK temperatures come from RF heating. A given
+    ``simulation`` (SimulationSettings) replaces all of this except the file's seed.
     """
     import dataclasses
 
-    from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings
+    from ccount_core.physics import (
+        IonGroup,
+        SimulationSettings,
+        TrapSettings,
+        ccmd_cooling_rate,
+    )
     from ccount_core.render import ImagingSettings
 
     t = ccmd.trap
     trap = TrapSettings(v_rf=t["vrf"], v_end=t["vend"], eta=t["eta"], r0=t["r0"], z0=t["z0"],
                         rf_frequency=t["freq"])
     ions = tuple(IonGroup(species_for(ion), ion.number) for ion in ccmd.ions)
-    sim = simulation if simulation is not None else SimulationSettings()
+    if simulation is not None:
+        sim = simulation
+    else:
+        sim = SimulationSettings()
+        cooled = [ion for ion in ccmd.ions if ion.laser_cooled and ion.beta > 0 and ion.number]
+        if cooled:  # CCMD's friction β of the (first) laser-cooled species as a damping rate
+            rate = ccmd_cooling_rate(cooled[0].beta, cooled[0].mass_u, t["freq"])
+            sim = dataclasses.replace(sim, cooling_rate=rate)
     if ccmd.seed is not None:
         sim = dataclasses.replace(sim, seed=ccmd.seed)
     img = ccmd.image
