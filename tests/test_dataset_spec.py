@@ -40,6 +40,7 @@ def test_paper_grid_is_the_papers_698544_images_split_5_1_1() -> None:
 
 def test_small_spec_and_toml_equal_yaml(tmp_path: Path) -> None:
     spec = load_spec(SPECS / "small.yaml")
+    assert load_spec("small") == spec  # shipped specs by name
     p = plan(spec)
     assert p.n_renders == 2 and len(p.points) == 16
     toml = tmp_path / "s.toml"

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run every sample of SPEC (YAML or TOML) on a dask cluster and write it to "
                     "OUT. Rerunning the same command finishes an interrupted store.",
     )
-    gen.add_argument("spec", help="data-set spec, .yaml/.yml or .toml (see docs/DATASET.md)")
+    gen.add_argument("spec", help="data-set spec, .yaml/.yml or .toml (see docs/DATASET.md), "
+                                  "or a shipped one by name: small, paper_grid")
     gen.add_argument("-o", "--output", required=True, help="output store, e.g. train.zarr")
     gen.add_argument("--workers", type=int, default=None,
                      help="local worker processes (default: every core)")

@@ -100,15 +100,23 @@ class Plan:
 # ----------------------------------------------------------------------------------- loading
 
 
+SHIPPED_SPECS = Path(__file__).resolve().parents[1] / "specs"
+"""Example specs installed with ccount (``paper_grid.yaml``, ``small.yaml``)."""
+
+
 def load_spec(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) spec file and check it.
 
+    ``path`` may also name a shipped spec without its suffix (``small``, ``paper_grid``).
     Returns the normalised spec (:func:`normalise_spec`): defaults filled in, numbers as
     numbers, so that two files meaning the same thing give equal dicts.
     """
     p = Path(path)
+    if not p.exists() and (SHIPPED_SPECS / f"{path}.yaml").is_file():
+        p = SHIPPED_SPECS / f"{path}.yaml"
     if not p.is_file():
-        raise InputError(f"spec: no such file: {p}")
+        shipped = ", ".join(sorted(f.stem for f in SHIPPED_SPECS.glob("*.yaml")))
+        raise InputError(f"spec: no such file: {p} (shipped specs: {shipped})")
     text = p.read_text(encoding="utf-8")
     try:
         if p.suffix.lower() == ".toml":
