@@ -219,8 +219,8 @@ def generate(
     Args:
         spec: a spec file (YAML/TOML) or a spec mapping.
         out: the Zarr store directory; an existing one is resumed (same spec required).
-        workers: processes of the local cluster (default: every core). Ignored with
-            ``scheduler`` or ``client``.
+        workers: processes of the local cluster (default: every core this process may use);
+            not allowed with ``scheduler`` or ``client``.
         scheduler: address of a running dask scheduler to use instead of a local cluster.
         client: an existing ``distributed.Client`` (tests, notebooks).
         progress: called with (images done in this call, images to do in this call).
@@ -235,6 +235,9 @@ def generate(
     norm = load_spec(spec) if isinstance(spec, str | Path) else normalise_spec(spec)
     if workers is not None and workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
+    if workers is not None and (scheduler or client is not None):
+        raise InputError("workers sizes the local cluster; with a scheduler or client the "
+                         "cluster's own workers are used")
     p = plan(norm)
     if simulate_fn is None:
         check_physics(p)
@@ -313,6 +316,14 @@ def _take(it: Any, n: int) -> list[int]:
     return out
 
 
+def _cores() -> int:
+    """Cores this process may run on (a batch job's allocation, not the whole node)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class _client:
     """Context manager giving a dask Client: the one passed, a remote one, or a LocalCluster."""
 
@@ -335,7 +346,7 @@ class _client:
         for name in ("distributed", "distributed.nanny", "distributed.scheduler"):
             logging.getLogger(name).setLevel(logging.ERROR)
         cluster = LocalCluster(
-            n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+            n_workers=self.workers or _cores(), threads_per_worker=1, processes=True,
             dashboard_address=None, silence_logs=logging.ERROR,
             env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
         )
