@@ -1,0 +1,40 @@
+"""``ccount count STACK -o counts.csv``: the ion number in every frame of a recorded stack."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``ccount count``."""
+    p = subparsers.add_parser(
+        "count", help="count the ions in every frame of a TIFF stack, folder or Zarr array",
+        description="Prepare every frame with the model's preprocessing and count its ions. "
+                    "Rows are appended to the CSV as they are computed; running the same "
+                    "command again after a kill skips the frames already written.",
+    )
+    p.add_argument("stack", help="TIFF stack, folder of frames, or Zarr array")
+    p.add_argument("-o", "--output", default="counts.csv", help="CSV to write (default counts.csv)")
+    p.add_argument("--pixel-size-um", type=float, default=None,
+                   help="camera µm per pixel in the object plane (default: from the file)")
+    p.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    p.add_argument("--batch-size", type=int, default=16, help="frames per batch (default 16)")
+    p.add_argument("--tta", type=int, default=4,
+                   help="test-time views per frame for the uncertainty (0: none; default 4)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 inference (CPUs with AVX512-BF16)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ccount_core.count import count_file
+    from ccount_core.progress import tqdm_progress
+
+    with tqdm_progress("count", unit="frame") as bar:
+        rows = count_file(args.stack, args.output, args.model, args.pixel_size_um,
+                          batch_size=args.batch_size, tta=args.tta, threads=args.threads,
+                          bf16=args.bf16, progress=bar)
+    warned = sum(1 for r in rows if r["warning"])
+    print(f"counted {len(rows)} frames into {args.output}"
+          + (f" ({warned} with warnings)" if warned else ""))
+    return 0

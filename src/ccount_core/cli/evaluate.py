@@ -1,0 +1,50 @@
+"""``ccount evaluate MODEL DATA.zarr``: the paper's Figure 3 and a JSON of metrics."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``ccount evaluate``."""
+    p = subparsers.add_parser(
+        "evaluate", help="accuracy of a model on a split of a data set (Figure 3 + metrics)",
+        description="Count every image of a split of DATA with MODEL and write figure3.png, "
+                    "metrics.json (per true-ion-number bin: mean, std, RMS, mean %% error, "
+                    "exact-count accuracy) and predictions.csv to OUTDIR.",
+    )
+    p.add_argument("model", help="model (.safetensors with its .json card, or a run directory);"
+                                 " 'default' for the shipped model")
+    p.add_argument("data", help="data-set store (.zarr)")
+    p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
+    p.add_argument("-o", "--output", default="evaluation", help="output directory")
+    p.add_argument("--limit", type=int, default=None, help="at most N images of the split")
+    p.add_argument("--batch-size", type=int, default=64, help="images per inference batch")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ccount_core.errors import InputError
+    from ccount_core.evaluate import evaluate
+    from ccount_core.progress import tqdm_progress
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads: must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    model = None if args.model == "default" else args.model
+    with tqdm_progress("prepare", unit="img") as prep, tqdm_progress("count", unit="img") as bar:
+        m = evaluate(model, args.data, args.output, split=args.split, limit=args.limit,
+                     batch_size=args.batch_size, progress=bar, prepare_progress=prep)
+    o = m["overall"]
+    print(f"{o['n']} images: RMS {o['rms']:.2f} ions ({o['rms_percent']:.2f} %), mean error "
+          f"{o['mean_percent_error']:.2f} %, exact {100 * o['exact']:.1f} %")
+    print("ions  paper std  this std  (n)")
+    for r in m["paper_comparison"]:
+        std = "-" if r["std"] is None else f"{r['std']:.2f}"
+        print(f"{r['ions']:>4}  {r['paper_std']:>9}  {std:>8}  ({r['n']})")
+    print(f"wrote {args.output}/figure3.png, metrics.json, predictions.csv")
+    return 0

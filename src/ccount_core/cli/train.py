@@ -1,0 +1,82 @@
+"""``ccount train DATA.zarr -o RUN/``: train the counting network (resumes a killed run)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``ccount train``."""
+    p = subparsers.add_parser(
+        "train", help="train the ResNet50 counter on a simulated data set",
+        description="Train on the training split of DATA (made by `ccount dataset generate`), "
+                    "validate after every epoch and checkpoint to RUN. Running the same "
+                    "command again resumes a killed run from its last checkpoint.",
+    )
+    p.add_argument("data", help="data-set store (.zarr)")
+    p.add_argument("-o", "--output", required=True, help="run directory (checkpoints, log, model)")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training split")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    p.add_argument("--seed", type=int, default=0, help="seed of init, data order, augmentation")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    p.add_argument("--max-train", type=int, default=None, help="use at most N training images")
+    p.add_argument("--max-val", type=int, default=None, help="use at most N validation images")
+    p.add_argument("--labels", nargs="+", default=None,
+                   help="label names to learn (default: the first, Ca+)")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
+    p.add_argument("--init-weights", default=None,
+                   help="torchvision ResNet50 ImageNet weights file you already have")
+    p.add_argument("--preprocess", default=None,
+                   help="JSON file of a PreprocessConfig (default: PreprocessConfig())")
+    p.add_argument("--pixel-size-um", type=float, default=None,
+                   help="model pixel size, µm (overrides the preprocessing config)")
+    p.add_argument("--input-shape", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
+                   help="model input shape, px (overrides the preprocessing config)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from ccount_core.errors import InputError
+    from ccount_core.preprocess import PreprocessConfig
+    from ccount_core.progress import tqdm_progress
+    from ccount_core.train import TrainConfig, train
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads: must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.preprocess:
+        path = Path(args.preprocess)
+        if not path.is_file():
+            raise InputError(f"--preprocess: no such file: {path}")
+        pre = PreprocessConfig.from_json(path.read_text())
+    else:
+        pre = PreprocessConfig()
+    changes = {}
+    if args.pixel_size_um is not None:
+        changes["model_pixel_size_um"] = args.pixel_size_um
+    if args.input_shape is not None:
+        changes["output_shape"] = tuple(args.input_shape)
+    pre = dataclasses.replace(pre, **changes)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      weight_decay=args.weight_decay, seed=args.seed,
+                      checkpoint_every=args.checkpoint_every, max_train=args.max_train,
+                      max_val=args.max_val,
+                      labels=tuple(args.labels) if args.labels else None, amp=args.amp,
+                      init_weights=args.init_weights)
+    with tqdm_progress("prepare", unit="img") as prep, tqdm_progress("train", unit="step") as bar:
+        _, card = train(args.data, args.output, cfg, pre, progress=bar, prepare_progress=prep)
+    m = card.get("metrics", {}).get("validation_last_epoch", {})
+    rmse, pct = m.get("val_rmse", float("nan")), m.get("val_rms_percent", float("nan"))
+    print(f"model: {Path(args.output) / 'model.safetensors'}  validation RMSE {rmse:.2f} ions "
+          f"({pct:.1f} %)")
+    return 0

@@ -1,0 +1,293 @@
+"""Count ions in every frame of a stack with a trained model.
+
+``count_stack(stack, model, pixel_size_um)`` prepares each batch of frames with the model
+card's preprocessing configuration (``ccount_core.preprocess``), runs the network in
+inference mode and returns one row per frame: frame, time (s), count, uncertainty, the fitted
+ellipse (input pixels) and a warning. With ``tta=K`` every frame is also seen in K mildly
+changed views (rotation ±3°, shift ±2 %, size ±2 %, flips): the count is the mean over the
+K + 1 predictions and the uncertainty their standard deviation (ions).
+
+``count_file(path, out_csv, ...)`` does the same for a file read lazily by
+``ccount_core.io.open_stack`` and appends each batch's rows to the CSV as soon as they are
+known (flushed to disk); a killed run started again skips the frames already in the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ccount_core.errors import InputError
+from ccount_core.progress import ProgressCallback, report
+
+COLUMNS = ("frame", "time_s", "count", "uncertainty", "ellipse_center_row",
+           "ellipse_center_col", "ellipse_semi_major", "ellipse_semi_minor",
+           "ellipse_angle_deg", "warning")
+MIN_SIDE_PX = 16
+UNCERTAIN_FRACTION = 0.1
+Row = dict[str, Any]
+
+
+@contextmanager
+def _threads(n: int | None):
+    old = torch.get_num_threads()
+    if n is not None:
+        if n < 1:
+            raise InputError(f"threads: must be at least 1, got {n}")
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _resolve_model(model: Any) -> tuple[Any, dict[str, Any]]:
+    from ccount_core.model import load_model
+
+    if isinstance(model, tuple) and len(model) == 2:
+        return model
+    return load_model(model)
+
+
+def _check_stack(stack: Any) -> None:
+    shape = getattr(stack, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise InputError(f"stack: expected (frames, rows, cols), got shape {shape}")
+    if shape[0] == 0:
+        raise InputError("stack: it has no frames")
+    if min(shape[1:]) < MIN_SIDE_PX:
+        raise InputError(f"stack: frames of {shape[1]} x {shape[2]} px are too small "
+                         f"(at least {MIN_SIDE_PX} px per side)")
+
+
+def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
+          bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(counts (B, k), uncertainty (B, k))`` for prepared images ``(B, H, W)``.
+
+    Without TTA the uncertainty is NaN; with ``tta=K`` the count is the mean of the plain
+    and K changed views and the uncertainty their standard deviation (ions).
+    """
+    from ccount_core.augment import tta_views
+
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
+    if tta > 0:
+        x = torch.cat([x[None], tta_views(x, tta, seed)]).flatten(0, 1)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        if bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = model(x).float().numpy()
+    if tta <= 0:
+        return y, np.full_like(y, np.nan)
+    y = y.reshape(tta + 1, len(images), -1)
+    return y.mean(axis=0), y.std(axis=0, ddof=1)
+
+
+def count_stack(
+    stack: Any,
+    model: Any = None,
+    pixel_size_um: float | None = None,
+    *,
+    frame_interval_s: float | None = None,
+    batch_size: int = 16,
+    tta: int = 0,
+    seed: int = 0,
+    threads: int | None = None,
+    bf16: bool = False,
+    skip_frames: Iterable[int] = (),
+    expected_config: Any = None,
+    on_rows: Callable[[list[Row]], None] | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[Row]:
+    """One row per frame of ``stack`` (numpy or dask ``(frames, rows, cols)``), in order.
+
+    ``model``: None (the default model), a path, or ``(model, card)`` from ``load_model``.
+    ``pixel_size_um``: camera µm per pixel in the object plane (None: the model's own pixel
+    size is assumed, and each row says so). ``frame_interval_s``: gives ``time_s``.
+    ``skip_frames``: frames already counted (not computed again, not returned).
+    ``expected_config``: a PreprocessConfig (or dict) the model must have been trained with.
+    ``on_rows``: called with each batch's rows as soon as they are known.
+    Row keys: ``COLUMNS`` plus ``count_<label>`` for every further model output.
+    """
+    from ccount_core.preprocess import PreprocessConfig, prepare_stack
+
+    _check_stack(stack)
+    if batch_size < 1:
+        raise InputError(f"batch_size: must be at least 1, got {batch_size}")
+    if tta < 0:
+        raise InputError(f"tta: must be 0 or more, got {tta}")
+    if pixel_size_um is not None and not (math.isfinite(pixel_size_um) and pixel_size_um > 0):
+        raise InputError(f"pixel_size_um: must be a positive number of µm, got {pixel_size_um}")
+    net, card = _resolve_model(model)
+    if expected_config is not None:
+        from ccount_core.model import check_config
+
+        check_config(card, expected_config)
+    cfg = PreprocessConfig.from_dict(card["preprocess"])
+    names = list(card["label_names"])
+    lo, hi = card.get("label_range", [None, None])
+    skip = set(int(f) for f in skip_frames)
+    todo = [f for f in range(stack.shape[0]) if f not in skip]
+    rows_all: list[Row] = []
+    note = "" if pixel_size_um is not None else (
+        f"pixel size unknown: assumed the model's {cfg.model_pixel_size_um:g} µm")
+    with _threads(threads):
+        for start in range(0, len(todo), batch_size):
+            frames = todo[start:start + batch_size]
+            block = np.asarray(_take(stack, frames), dtype=np.float32)
+            prepared = prepare_stack(block, cfg, camera_pixel_size_um=pixel_size_um)
+            good = [i for i in range(len(frames)) if i not in prepared.bad_frames]
+            counts = np.full((len(frames), len(names)), np.nan, np.float32)
+            unc = np.full_like(counts, np.nan)
+            if good:
+                counts[good], unc[good] = infer(net, prepared.images[good], tta,
+                                                seed + frames[0], bf16)
+            rows = [_row(f, i, counts[i], unc[i], prepared, names, frame_interval_s, lo, hi,
+                         note) for i, f in enumerate(frames)]
+            if on_rows is not None:
+                on_rows(rows)
+            rows_all.extend(rows)
+            report(progress, min(start + batch_size, len(todo)), len(todo))
+    return rows_all
+
+
+def _take(stack: Any, frames: Sequence[int]) -> np.ndarray:
+    if hasattr(stack, "compute"):
+        lo, hi = frames[0], frames[-1] + 1
+        if hi - lo == len(frames):
+            return stack[lo:hi].compute()
+        return stack[list(frames)].compute()
+    return np.asarray(stack[list(frames)])
+
+
+def _row(frame: int, i: int, count: np.ndarray, unc: np.ndarray, prepared: Any,
+         names: list[str], interval: float | None, lo: float | None, hi: float | None,
+         note: str) -> Row:
+    warnings = []
+    if i in prepared.bad_frames:
+        warnings.append(f"not counted: {prepared.bad_frames[i]}")
+    else:
+        c = float(count[0])
+        if lo is not None and hi is not None and not lo <= c <= hi:
+            warnings.append(f"count outside the training range {lo:g}-{hi:g}")
+        if math.isfinite(unc[0]) and unc[0] > UNCERTAIN_FRACTION * max(abs(c), 1.0):
+            warnings.append("uncertain: test-time views disagree by over 10 %")
+    if note:
+        warnings.append(note)
+    e = prepared.ellipses[i]
+    row: Row = {
+        "frame": frame,
+        "time_s": frame * interval if interval is not None else None,
+        "count": _num(count[0]),
+        "uncertainty": _num(unc[0]),
+        "ellipse_center_row": e.center_row if e is not None else None,
+        "ellipse_center_col": e.center_col if e is not None else None,
+        "ellipse_semi_major": e.semi_major if e is not None else None,
+        "ellipse_semi_minor": e.semi_minor if e is not None else None,
+        "ellipse_angle_deg": e.angle_deg if e is not None else None,
+        "warning": "; ".join(warnings),
+    }
+    for k, name in enumerate(names[1:], start=1):
+        row[f"count_{name}"] = _num(count[k])
+    return row
+
+
+def _num(v: Any) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+
+def _header(card: dict[str, Any], source: str, pixel_size_um: float | None, tta: int) -> str:
+    meta = {"source": source, "pixel_size_um": pixel_size_um, "tta": tta,
+            "model_name": card.get("name", ""), "label_names": card["label_names"],
+            "preprocess": card["preprocess"]}
+    return "# ccount counts " + json.dumps(meta, sort_keys=True) + "\n"
+
+
+def read_counts(path: Path | str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """``(metadata, rows as strings)`` of a counts CSV written by :func:`count_file`."""
+    path = Path(path)
+    with path.open(newline="") as fh:
+        first = fh.readline()
+        if not first.startswith("# ccount counts "):
+            raise InputError(f"output: {path} exists and is not a ccount counts file")
+        meta = json.loads(first[len("# ccount counts "):])
+        rows = list(csv.DictReader(fh))
+    return meta, rows
+
+
+def count_file(
+    path: Path | str,
+    out_csv: Path | str,
+    model: Any = None,
+    pixel_size_um: float | None = None,
+    *,
+    batch_size: int = 16,
+    tta: int = 0,
+    threads: int | None = None,
+    bf16: bool = False,
+    progress: ProgressCallback | None = None,
+) -> list[Row]:
+    """Count a TIFF stack, folder of frames or Zarr array into ``out_csv``; returns the rows
+    counted now. The CSV's first line (``# ccount counts {json}``) records the source, pixel
+    size and the model's preprocessing; an existing file made the same way is resumed.
+    """
+    from ccount_core.io import open_stack
+
+    out_csv = Path(out_csv)
+    stack = open_stack(path)
+    _check_stack(stack.data)
+    px = pixel_size_um if pixel_size_um is not None else stack.pixel_size_um
+    net, card = _resolve_model(model)
+    header = _header(card, str(Path(path).resolve()), px, tta)
+    names = list(card["label_names"])
+    columns = list(COLUMNS) + [f"count_{n}" for n in names[1:]]
+    done: set[int] = set()
+    if out_csv.exists() and out_csv.stat().st_size > 0:
+        meta, old = read_counts(out_csv)
+        if _header_meta(header) != meta:
+            raise InputError(f"output: {out_csv} was counted from another source, pixel size "
+                             "or model; choose a new -o or delete it")
+        _drop_partial_line(out_csv)
+        _, old = read_counts(out_csv)
+        done = {int(r["frame"]) for r in old if (r.get("frame") or "").isdigit()}
+    else:
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
+        with out_csv.open("w", newline="") as fh:
+            fh.write(header)
+            csv.writer(fh).writerow(columns)
+    with out_csv.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+
+        def write(rows: list[Row]) -> None:
+            writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in columns}
+                             for r in rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+        return count_stack(stack.data, (net, card), px, frame_interval_s=stack.frame_interval_s,
+                           batch_size=batch_size, tta=tta, threads=threads, bf16=bf16,
+                           skip_frames=done, on_rows=write, progress=progress)
+
+
+def _header_meta(header: str) -> dict[str, Any]:
+    return json.loads(header[len("# ccount counts "):])
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line a killed writer left without its newline."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)

@@ -1,0 +1,474 @@
+"""Train the counting network on a simulated data set, with checkpoints and exact resume.
+
+``train(data, run_dir, ...)`` prepares the data set's images with the shared pipeline
+(``ccount_core.preprocess.prepare_stack`` and one ``PreprocessConfig``; the prepared arrays
+are cached in the run directory), then runs ``fit(...)``: AdamW with a one-cycle learning-rate
+schedule, augmentation (``ccount_core.augment``), validation after each epoch, a CSV log and a
+checkpoint every ``checkpoint_every`` steps and at each epoch's end. A killed run started
+again with the same settings continues from its last checkpoint and ends with the same
+weights as an uninterrupted run: the data order of an epoch and the augmentation of a step
+are drawn from generators seeded by ``(seed, epoch)`` and ``(seed, step)``.
+
+Run directory ``RUN/``:
+``run.json`` (settings), ``checkpoint.pt`` (tensors and plain values only, read with
+``weights_only=True``), ``log.csv`` (one row per epoch), ``model.safetensors`` +
+``model.json`` (the model after the latest epoch, with its card), ``prepared_*.npy`` (cache).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ccount_core.augment import AugmentConfig, augment
+from ccount_core.errors import InputError
+from ccount_core.model import CountingNet, atomic_write_bytes, build_model, save_model
+from ccount_core.progress import ProgressCallback, report
+
+LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_rmse", "val_rms_percent",
+              "val_mae", "val_exact", "elapsed_s")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (everything that decides its result).
+
+    epochs: passes over the training split; batch_size: images per step.
+    lr: peak learning rate of the one-cycle schedule; weight_decay: AdamW decay.
+    seed: model initialisation, data order and augmentation.
+    checkpoint_every: steps between checkpoints (also one at each epoch's end).
+    max_train, max_val: use at most this many images of a split (None: all).
+    labels: label names to learn (None: the first label, Ca+).
+    amp: mixed precision (float16 on CUDA, bfloat16 on CPU).
+    init_weights: a torchvision ResNet50 ImageNet weights file to start from.
+    augment: the augmentation ranges.
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    checkpoint_every: int = 100
+    max_train: int | None = None
+    max_val: int | None = None
+    labels: tuple[str, ...] | None = None
+    amp: bool = False
+    init_weights: str | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise InputError(f"lr: must be positive, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["labels"] = list(self.labels) if self.labels is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in data.items() if k in known}
+        if d.get("labels") is not None:
+            d["labels"] = tuple(d["labels"])
+        if isinstance(d.get("augment"), Mapping):
+            d["augment"] = AugmentConfig.from_dict(d["augment"])
+        return cls(**d)
+
+
+@dataclass
+class Split:
+    """Prepared images ``(n, H, W)`` float32 and labels ``(n, k)`` float32 (ions)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 3 or self.labels.ndim != 2 or len(self.images) != len(self.labels):
+            raise InputError(f"split: images {self.images.shape} and labels "
+                             f"{self.labels.shape} do not match")
+
+
+def hardware() -> str:
+    """A short description of the device training or inference runs on."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    return (f"{platform.machine()} CPU ({platform.processor() or 'unknown'}), "
+            f"{torch.get_num_threads()} threads")
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _autocast(device: torch.device, enabled: bool):
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+def _loss(scaled_pred: torch.Tensor, scaled_true: torch.Tensor) -> torch.Tensor:
+    """Mean squared relative error (the goal is a percentage error); the 0.1 (a tenth of the
+    label scale) keeps the weight of the smallest counts bounded."""
+    rel = (scaled_pred.float() - scaled_true) / (scaled_true.abs() + 0.1)
+    return rel.square().mean()
+
+
+def predict(
+    model: CountingNet,
+    images: np.ndarray,
+    batch_size: int = 64,
+    amp: bool = False,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Ion numbers ``(n, n_outputs)`` float32 for prepared images ``(n, H, W)``."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    with torch.inference_mode(), _autocast(device, amp and device.type == "cuda"):
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.asarray(images[start:start + batch_size], np.float32))
+            x = x[:, None].to(device).contiguous(memory_format=torch.channels_last)
+            out.append(model(x).float().cpu().numpy())
+            report(progress, min(start + batch_size, len(images)), len(images))
+    return np.concatenate(out) if out else np.zeros((0, model.n_outputs), np.float32)
+
+
+def summary_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """RMSE (ions), RMS percentage error, MAE, bias and exact-count accuracy of column 0."""
+    p, t = np.asarray(pred, float)[:, 0], np.asarray(true, float)[:, 0]
+    err = p - t
+    rel = err / np.maximum(np.abs(t), 1.0)
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "rms_percent": float(100 * np.sqrt(np.mean(rel**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "bias": float(np.mean(err)),
+        "exact": float(np.mean(np.round(p) == np.round(t))),
+    }
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def fit(
+    train: Split,
+    val: Split,
+    run_dir: Path | str,
+    config: TrainConfig,
+    card: Mapping[str, Any],
+    progress: ProgressCallback | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[CountingNet, dict[str, Any]]:
+    """Train on prepared arrays; resume from ``run_dir/checkpoint.pt`` when it exists.
+
+    ``card``: the model card's fixed part (``label_names``, ``preprocess``, data summary);
+    the input shape, training summary and validation metrics are added. Returns the final
+    model and its card; the model is also saved as ``run_dir/model.safetensors`` + ``.json``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if len(train.images) == 0 or len(val.images) == 0:
+        raise InputError(f"data: need training and validation images, got {len(train.images)} "
+                         f"and {len(val.images)}")
+    device = _device()
+    k = train.labels.shape[1]
+    scale = np.maximum(np.abs(train.labels).max(axis=0), 1.0).astype(float)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_model(k, config.init_weights, label_scale=scale.tolist())
+        # Start the head at the mean count: the first steps then learn structure, not offset.
+        torch.nn.init.normal_(model.net.fc.weight, std=1e-3)
+        with torch.no_grad():
+            model.net.fc.bias.copy_(torch.from_numpy(train.labels.mean(axis=0) / scale))
+    model = model.to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    bs = min(config.batch_size, len(train.images))
+    per_epoch = len(train.images) // bs
+    total = config.epochs * per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total,
+                                                pct_start=0.15)
+    use_amp = config.amp
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    step, elapsed = 0, 0.0
+    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.csv"
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, elapsed = int(state["step"]), float(state["elapsed_s"])
+        loss_sum, loss_n = float(state["loss_sum"]), int(state["loss_n"])
+    else:
+        loss_sum, loss_n = 0.0, 0
+    _trim_log(log_path, step)
+
+    def checkpoint() -> None:
+        _save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+            "step": step, "elapsed_s": elapsed, "loss_sum": loss_sum, "loss_n": loss_n,
+        })
+
+    full_card = dict(card)
+    full_card["input_shape"] = list(train.images.shape[1:])
+    full_card["label_range"] = [float(train.labels[:, 0].min()), float(train.labels[:, 0].max())]
+    full_card.setdefault("splits", {"train": len(train.images), "validation": len(val.images)})
+    x_train = torch.from_numpy(np.ascontiguousarray(train.images, dtype=np.float32))
+    y_train = torch.from_numpy(np.ascontiguousarray(train.labels, dtype=np.float32))
+    scale_t = model.label_scale.detach().cpu()
+    report(progress, step, total)
+    while step < total:
+        t0 = time.perf_counter()
+        epoch, i = divmod(step, per_epoch)
+        order = _epoch_order(config.seed, epoch, len(train.images))
+        idx = torch.from_numpy(order[i * bs:(i + 1) * bs])
+        gen = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
+        x = augment(x_train[idx][:, None].to(device), config.augment, gen)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = (y_train[idx] / scale_t).to(device)
+        model.train()
+        with _autocast(device, use_amp):
+            loss = _loss(model.scaled(x), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        step += 1
+        loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
+        elapsed += time.perf_counter() - t0
+        if step % per_epoch == 0:
+            row = _end_epoch(model, val, step // per_epoch, step, sched, loss_sum / loss_n,
+                             elapsed, use_amp)
+            loss_sum, loss_n = 0.0, 0
+            full_card["training"] = _training_summary(config, step, total, elapsed, device)
+            full_card["metrics"] = {"validation_last_epoch": {
+                k2: row[k2] for k2 in LOG_FIELDS if k2.startswith("val_")}}
+            save_model(run_dir, model, full_card)
+            _append_log(log_path, row)
+            checkpoint()
+            if on_epoch is not None:
+                on_epoch(row)
+        elif step % config.checkpoint_every == 0:
+            checkpoint()
+        report(progress, step, total)
+    model.eval()
+    return model, full_card
+
+
+def _training_summary(config: TrainConfig, step: int, total: int, elapsed: float,
+                      device: torch.device) -> dict[str, Any]:
+    return {
+        "config": config.to_dict(),
+        "steps": step,
+        "total_steps": total,
+        "time_s": round(elapsed, 1),
+        "hardware": hardware(),
+        "torch": torch.__version__,
+    }
+
+
+def _end_epoch(model: CountingNet, val: Split, epoch: int, step: int, sched, train_loss: float,
+               elapsed: float, amp: bool) -> dict[str, Any]:
+    pred = predict(model, val.images, amp=amp)
+    with torch.no_grad():
+        scale = model.label_scale.cpu()
+        val_loss = float(_loss(torch.from_numpy(pred) / scale,
+                               torch.from_numpy(val.labels) / scale))
+    m = summary_metrics(pred, val.labels)
+    return {
+        "epoch": epoch, "step": step, "lr": sched.get_last_lr()[0], "train_loss": train_loss,
+        "val_loss": val_loss, "val_rmse": m["rmse"], "val_rms_percent": m["rms_percent"],
+        "val_mae": m["mae"], "val_exact": m["exact"], "elapsed_s": round(elapsed, 1),
+    }
+
+
+def _append_log(path: Path, row: Mapping[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row[k] for k in LOG_FIELDS})
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint a resumed run starts from."""
+    if not path.exists():
+        return
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= step]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+# --- data sets -------------------------------------------------------------------------------
+
+
+def _pixel_sizes_um(ds: Any, idx: np.ndarray) -> np.ndarray:
+    """Camera pixel size (µm) of each selected row (the store's ``pixel_size_um`` column)."""
+    column = ds.table.get("pixel_size_um") if hasattr(ds.table, "get") else None
+    if column is None:
+        raise InputError("data: the data set has no pixel_size_um column")
+    return np.asarray(column, dtype=float)[idx]
+
+
+def prepare_split(
+    ds: Any,
+    split: str,
+    preprocess: Any,
+    labels: tuple[str, ...] | None,
+    limit: int | None,
+    cache_dir: Path | None,
+    progress: ProgressCallback | None = None,
+) -> Split:
+    """Prepared images and labels of one split of an opened data set (cached when asked).
+
+    Frames the pipeline cannot prepare (``bad_frames``) are left out.
+    """
+    import dask.array as da
+
+    from ccount_core.preprocess import prepare_stack
+
+    names = list(ds.label_names)
+    wanted = list(labels) if labels else names[:1]
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise InputError(f"labels: {missing[0]!r} not in the data set's labels {names}")
+    cols = [names.index(w) for w in wanted]
+    idx = np.sort(np.asarray(ds.indices(split), dtype=np.int64))
+    if limit is not None:
+        idx = idx[:limit]
+    key = json.dumps({"split": split, "n": len(idx), "first": idx[:1].tolist(),
+                      "last": idx[-1:].tolist(), "labels": wanted,
+                      "preprocess": preprocess.to_dict()}, sort_keys=True)
+    if cache_dir is not None:
+        img_path = cache_dir / f"prepared_{split}.npy"
+        meta_path = cache_dir / f"prepared_{split}.json"
+        if img_path.exists() and meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("key") == key:
+                return Split(np.load(img_path, mmap_mode="r"), np.asarray(meta["labels"],
+                                                                         np.float32))
+    labels_all = np.asarray(ds.labels, dtype=np.float32)[idx][:, cols]
+    if len(idx) == 0:
+        return Split(np.zeros((0, 1, 1), np.float32), labels_all.reshape(0, len(cols)))
+    stack = da.from_zarr(ds.images) if not isinstance(ds.images, np.ndarray) else ds.images
+    sizes = _pixel_sizes_um(ds, idx)
+    images = np.zeros((len(idx), *preprocess.output_shape), np.float32)
+    bad: dict[int, str] = {}
+    for size in np.unique(sizes):
+        rows = np.flatnonzero(sizes == size)
+        out = prepare_stack(stack[idx[rows]], preprocess, camera_pixel_size_um=float(size),
+                            progress=progress).compute()
+        images[rows] = out.images
+        bad.update({int(rows[i]): reason for i, reason in out.bad_frames.items()})
+    keep = np.array([i not in bad for i in range(len(idx))], dtype=bool)
+    images = images[keep]
+    result = Split(images, labels_all[keep])
+    if cache_dir is not None:
+        buf = io.BytesIO()
+        np.save(buf, images)
+        atomic_write_bytes(img_path, buf.getvalue())
+        atomic_write_bytes(meta_path, json.dumps(
+            {"key": key, "labels": result.labels.tolist(),
+             "bad_frames": {str(int(idx[i])): r for i, r in bad.items()}}).encode())
+    return result
+
+
+def _data_summary(ds: Any, path: Path) -> dict[str, Any]:
+    summary: dict[str, Any] = {"path": str(path), "n_images": len(ds.labels),
+                               "label_names": list(ds.label_names)}
+    spec = getattr(ds, "spec", None)
+    if spec is not None:
+        summary["spec"] = spec.to_dict() if hasattr(spec, "to_dict") else spec
+    return summary
+
+
+def train(
+    data: Path | str,
+    run_dir: Path | str,
+    config: TrainConfig | None = None,
+    preprocess: Any = None,
+    progress: ProgressCallback | None = None,
+    prepare_progress: ProgressCallback | None = None,
+) -> tuple[CountingNet, dict[str, Any]]:
+    """Train on a data set made by ``ccount dataset generate`` (a Zarr store).
+
+    ``preprocess``: the ``PreprocessConfig`` of the run (default ``PreprocessConfig()``). A run
+    directory remembers its settings in ``run.json``; starting again with the same settings
+    resumes, different settings are refused.
+    """
+    from ccount_core.dataset import open_dataset
+    from ccount_core.preprocess import PreprocessConfig
+
+    config = config or TrainConfig()
+    preprocess = preprocess or PreprocessConfig()
+    data, run_dir = Path(data), Path(run_dir)
+    if not data.exists():
+        raise InputError(f"data: no such data set: {data}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"run directory: {run_dir} is a file")
+    settings = {"data": str(data.resolve()), "train": config.to_dict(),
+                "preprocess": preprocess.to_dict()}
+    settings = json.loads(json.dumps(settings))
+    run_json = run_dir / "run.json"
+    if run_json.exists():
+        old = json.loads(run_json.read_text())
+        if old != settings:
+            diff = [k for k in settings if old.get(k) != settings[k]]
+            raise InputError(f"run directory: {run_dir} holds a run with other settings "
+                             f"({', '.join(diff)}); choose a new -o to start afresh")
+    ds = open_dataset(data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run_json, (json.dumps(settings, indent=2) + "\n").encode())
+    tr = prepare_split(ds, "train", preprocess, config.labels, config.max_train, run_dir,
+                       prepare_progress)
+    va = prepare_split(ds, "validation", preprocess, config.labels, config.max_val, run_dir,
+                       prepare_progress)
+    names = list(config.labels) if config.labels else list(ds.label_names)[:1]
+    card = {
+        "label_names": names,
+        "preprocess": preprocess.to_dict(),
+        "data": _data_summary(ds, data),
+        "splits": {"train": len(tr.images), "validation": len(va.images),
+                   "test": len(ds.indices("test"))},
+    }
+    return fit(tr, va, run_dir, config, card, progress=progress)
+
+
+def replace_config(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """``config`` with some fields changed (None values are ignored)."""
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})
+
+
+__all__ = ["Split", "TrainConfig", "fit", "predict", "prepare_split", "replace_config",
+           "summary_metrics", "train"]

@@ -1,0 +1,112 @@
+"""Counting a stack: rows per frame, CSV written as it goes and resumed, TTA, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ccount_core.count import COLUMNS, count_file, count_stack, read_counts
+from ccount_core.errors import InputError
+from ccount_core.io import write_tiff
+from ccount_core.model import build_model, save_model
+from ccount_core.preprocess import PreprocessConfig
+from ccount_core.samples import load_sample
+
+# A coarse pipeline so that the tiny test network runs fast: 12 µm pixels, 48 x 32 inputs.
+PRE = PreprocessConfig(model_pixel_size_um=12.0, output_shape=(48, 32))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: on a shared 2-core machine OpenMP threads otherwise wait on each other."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(1, label_scale=[350.0]).eval()
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(path, model, {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
+                             "input_shape": list(PRE.output_shape), "label_range": [30, 350]},
+               half=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample():
+    stack, meta = load_sample("reaction_series")
+    return stack[:4], meta
+
+
+def test_rows_per_frame_with_ellipse_time_and_tta_uncertainty(model_dir, sample):
+    stack, meta = sample
+    rows = count_stack(stack, model_dir, meta["pixel_size_um"], frame_interval_s=10.0,
+                       batch_size=2, tta=3)
+    assert [r["frame"] for r in rows] == [0, 1, 2, 3]
+    assert [r["time_s"] for r in rows] == [0.0, 10.0, 20.0, 30.0]
+    for r in rows:
+        assert set(COLUMNS) <= set(r)
+        assert np.isfinite(r["count"]) and r["uncertainty"] > 0
+        # the sample is 400 px wide with the crystal near the centre
+        assert 100 < r["ellipse_center_col"] < 300 and r["ellipse_semi_major"] > 20
+        assert "pixel size unknown" not in r["warning"]
+    plain = count_stack(stack[:1], model_dir, meta["pixel_size_um"], tta=0)
+    assert plain[0]["uncertainty"] is None and plain[0]["time_s"] is None
+
+
+def test_csv_written_per_batch_and_resumed_after_a_kill(model_dir, sample, tmp_path):
+    stack, meta = sample
+    tif = tmp_path / "stack.tif"
+    write_tiff(tif, stack, pixel_size_um=meta["pixel_size_um"], frame_interval_s=10.0)
+    out = tmp_path / "counts.csv"
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_batch(done: int, total: int) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        count_file(tif, out, model_dir, batch_size=2, tta=2, progress=kill_after_first_batch)
+    meta_csv, rows = read_counts(out)
+    assert [int(r["frame"]) for r in rows] == [0, 1]  # the first batch was on disk
+    assert meta_csv["pixel_size_um"] == meta["pixel_size_um"]
+    assert meta_csv["preprocess"] == PRE.to_dict() | {"output_shape": [48, 32]}
+    with out.open("a") as fh:  # a line the killed writer left half-written
+        fh.write("2,20.0,12")
+    new = count_file(tif, out, model_dir, batch_size=2, tta=2)
+    assert [r["frame"] for r in new] == [2, 3]
+    _, rows = read_counts(out)
+    assert [int(r["frame"]) for r in rows] == [0, 1, 2, 3]
+    full = count_stack(stack, model_dir, meta["pixel_size_um"], batch_size=2, tta=2)
+    np.testing.assert_allclose([float(r["count"]) for r in rows],
+                               [r["count"] for r in full], rtol=1e-5)
+    with pytest.raises(InputError, match="another source"):
+        count_file(tif, out, model_dir, pixel_size_um=2.0, batch_size=2)
+
+
+def test_bad_input_is_refused_with_one_line(model_dir, tmp_path):
+    with pytest.raises(InputError, match="no frames"):
+        count_stack(np.zeros((0, 64, 64)), model_dir)
+    with pytest.raises(InputError, match="too small"):
+        count_stack(np.zeros((2, 8, 8)), model_dir)
+    with pytest.raises(InputError, match="does not exist"):
+        count_file(tmp_path / "missing.tif", tmp_path / "c.csv", model_dir)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\0" * 64)
+    with pytest.raises(InputError, match="card"):
+        count_stack(np.zeros((1, 64, 64)), junk)
+    with pytest.raises(InputError, match="preprocessing configuration differs"):
+        count_stack(np.zeros((1, 64, 64)), model_dir,
+                    expected_config=PreprocessConfig(model_pixel_size_um=3.0))
+
+
+def test_unprepared_frame_gets_a_warning_not_a_count(model_dir):
+    frames = np.zeros((1, 64, 64), np.float32)  # blank: no crystal to find
+    (row,) = count_stack(frames, model_dir, pixel_size_um=2.0)
+    assert row["count"] is None and row["warning"].startswith("not counted")
