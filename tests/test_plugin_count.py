@@ -151,6 +151,22 @@ def test_default_model_counts_or_says_why_not(series, qtbot, errors) -> None:
         assert "counts" not in layer.metadata["ccount"]
 
 
+def test_file_that_is_not_a_model_is_one_line_error(series, qtbot, errors,
+                                                     tmp_path: Path) -> None:
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    bogus = tmp_path / "weights.safetensors"
+    bogus.write_bytes(b"not a model")
+    bogus.with_suffix(".json").write_text("{not json")
+    _use_model(widget, bogus)
+    job = widget.run()
+    qtbot.waitUntil(lambda: job.done, timeout=60_000)
+    assert job.error is not None and widget.status.value == "failed"
+    assert len(errors) == 1 and errors[0].startswith("count ions: model")
+    assert "\n" not in errors[0]
+    assert "counts" not in layer.metadata["ccount"]
+
+
 def test_bad_model_file_and_prepared_layer_are_one_line_errors(series, errors,
                                                                 tmp_path: Path) -> None:
     viewer, _ = series
