@@ -104,6 +104,20 @@ def test_fit_edit_preview_and_lazy_prepare(make_napari_viewer, qtbot, errors) ->
     assert errors == []
 
 
+def test_config_fields_have_units_and_tooltips(make_napari_viewer) -> None:
+    widget = PrepareWidget(make_napari_viewer())
+    fields = widget.config_fields
+    assert fields["mask_margin_um"].label == "mask margin (µm)"
+    assert fields["model_pixel_size_um"].label == "model pixel size (µm)"
+    assert "outer shell" in fields["mask_margin_um"].tooltip
+    assert "plane" in fields["background"].tooltip
+    assert list(fields["background"].choices) == ["none", "constant", "plane"]
+    assert widget.config() == PreprocessConfig()  # the form starts at the defaults
+    fields["output_shape"].value = "256, 160"
+    fields["mask"].value = False
+    assert widget.config() == PreprocessConfig(output_shape=(256, 160), mask=False)
+
+
 def test_bad_layer_and_bad_field_are_one_line_errors(make_napari_viewer, errors) -> None:
     viewer = make_napari_viewer()
     viewer.add_points([[1, 2]], name="points")
