@@ -70,11 +70,12 @@ class Plan:
 
     ``renders``: one dict per image of a run, the imaging settings in lab units (keys of
     ``ImagingSettings.to_lab_units``) plus ``noise_draw`` (int). ``duplicates``: how many
-    repeated MD points the expansion dropped.
+    repeated MD points the expansion dropped. ``keys``: each run's split key
+    (:func:`canonical_key` without the parameters in ``split.exclude``).
     """
 
-    spec: dict[str, Any]
-    points: tuple[MdPoint, ...]
+    spec: dict[str, Any] = field(repr=False)
+    points: tuple[MdPoint, ...] = field(repr=False)
     renders: tuple[dict[str, Any], ...]
     label_names: tuple[str, ...]
     duplicates: int = 0

@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from ccount_core.dataset.spec import MdPoint, Plan, canonical_key, load_spec, normalise_spec, plan
+from ccount_core.dataset.spec import (
+    MdPoint,
+    Plan,
+    canonical_key,
+    load_spec,
+    normalise_spec,
+    plan,
+    stable_hash,
+)
 from ccount_core.dataset.store import StoreLock, StoreWriter, open_for_writing
 from ccount_core.errors import InputError
 from ccount_core.progress import ProgressCallback, report
@@ -145,8 +153,6 @@ def run_task(task: MdTask) -> MdOutput:
 def make_task(p: Plan, md_index: int, simulate_fn: SimulateFn | None = None,
               render_fn: RenderFn | None = None) -> MdTask:
     """The task for MD run ``md_index`` of a plan."""
-    from ccount_core.dataset.spec import stable_hash
-
     point = p.points[md_index]
     trap = dict(p.spec["trap"], v_rf=point.v_rf, v_end=point.v_end, eta=point.eta)
     return MdTask(
