@@ -68,6 +68,8 @@ def test_overlay_is_aligned_green_and_additive(make_napari_viewer, qtbot, errors
     job = widget.run()
     qtbot.waitUntil(lambda: job.done, timeout=120_000)
     assert job.error is None, job.error
+    done, total = job.last_progress  # the simulator's progress reached the GUI
+    assert done == total > 0
     overlay = viewer.layers[OVERLAY_NAME]
     assert overlay.colormap.name == "green"
     assert overlay.blending == "additive"
