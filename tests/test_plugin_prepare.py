@@ -101,6 +101,17 @@ def test_fit_edit_preview_and_lazy_prepare(make_napari_viewer, qtbot, errors) ->
     assert prepared.data.shape == (image.data.shape[0], *cfg.output_shape)
     np.testing.assert_allclose(np.asarray(prepared.data[0]), expected, rtol=1e-5, atol=1e-6)
     assert prepared.metadata["ccount"]["config"] == cfg.to_dict()
+    assert prepared.metadata["ccount"]["ellipse"] == widget.ellipse().to_dict()
+
+    # "fit every frame": each frame gets its own fitted ellipse, as prepare_frame alone does.
+    widget.per_frame.value = True
+    job = widget.prepare()
+    qtbot.waitUntil(lambda: job.done, timeout=60_000)
+    own, _ = prepare_frame(frame, cfg, camera_pixel_size_um=px)
+    np.testing.assert_allclose(np.asarray(widget.prepared_layer.data[0]), own, rtol=1e-5,
+                               atol=1e-6)
+    assert widget.prepared_layer.metadata["ccount"]["ellipse"] is None
+    assert len(viewer.layers) == 4  # recording, ellipse, preview, one prepared stack
     assert errors == []
 
 
