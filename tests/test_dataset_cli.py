@@ -162,3 +162,48 @@ def test_mixed_crystal_only_the_cooled_species_fluoresces() -> None:
     # light ND3+ (20 u) sits closer to the axis than Ca+ (40 u): the hollow-core crystal
     radial = np.hypot(samples[..., 0], samples[..., 1]).mean(axis=0)
     assert radial[~fluorescing].mean() < 0.7 * radial[fluorescing].mean()
+
+
+@pytest.mark.slow
+def test_sigterm_writes_finished_images_before_exit(tmp_path: Path) -> None:
+    import re
+    import threading
+
+    spec = write_spec(tmp_path, "term", eta="[0.244, 0.3]")  # 16 MD runs, 32 images
+    spec.write_text(spec.read_text().replace("chunk: 4", "chunk: 64"))  # one shard: no early write
+    store = tmp_path / "t.zarr"
+    proc = subprocess.Popen(
+        [CCOUNT, "dataset", "generate", str(spec), "-o", str(store), "--workers", "2",
+         "--flush-seconds", "1000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    seen: list[int] = [0]
+    text: list[str] = []
+
+    def read() -> None:
+        while chunk := proc.stderr.read1(4096):
+            text.append(chunk.decode(errors="replace"))
+            counts = re.findall(r"(\d+)/32", text[-1])
+            if counts:
+                seen[0] = max(seen[0], int(counts[-1]))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while seen[0] < 4:
+            assert proc.poll() is None, "the run ended before it could be stopped"
+            assert time.monotonic() < deadline, "no progress within 240 s"
+            time.sleep(0.05)
+        assert _done_count(store) == 0  # everything finished so far is still in memory
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    reader.join(timeout=10)
+    assert "ccount: interrupted" in "".join(text)
+    assert _done_count(store) >= 4  # what was reported finished got written
+    assert not Path(f"{store}.lock").exists()
+    ds = open_dataset(store)
+    assert_rows_match_fresh_runs(store, spec, ds.indices("all")[:1].tolist())

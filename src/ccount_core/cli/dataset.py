@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 
 
@@ -54,6 +55,10 @@ def _generate(args: argparse.Namespace) -> int:
     if args.flush_seconds < 0:
         raise InputError(f"--flush-seconds must be >= 0, got {args.flush_seconds}")
     with contextlib.ExitStack() as stack:
+        # SIGTERM (a batch system's wall-time end, `kill`) stops like Ctrl-C: finished images
+        # still in memory are written before exit, so the rerun has less to redo.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        stack.callback(signal.signal, signal.SIGTERM, previous)
         bar = None
 
         def progress(done: int, total: int) -> None:  # the bar opens once the checks passed
@@ -73,6 +78,10 @@ def _generate(args: argparse.Namespace) -> int:
               f"{summary.first_error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _info(args: argparse.Namespace) -> int:

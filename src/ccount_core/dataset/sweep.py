@@ -270,10 +270,10 @@ def generate(
 def _run(p: Plan, todo: list[int], writer: StoreWriter, workers: int | None,
          scheduler: str | None, client: Any, progress: ProgressCallback | None,
          failures: list[str], simulate_fn: SimulateFn | None, render_fn: RenderFn | None) -> None:
+    """Submit the MD runs ``todo``, keep a few per worker in flight, write results as they come."""
     from distributed import as_completed
 
     total = len(todo) * p.n_renders
-    done = 0
     report(progress, 0, total)
     with _client(workers, scheduler, client) as c:
         queue = iter(todo)
@@ -289,27 +289,30 @@ def _run(p: Plan, todo: list[int], writer: StoreWriter, workers: int | None,
 
         size, checked = window(), time.monotonic()
         pending = as_completed([submit(m) for m in _take(queue, size)])
-        successes = 0
-        for fut in pending:
-            m = owner.pop(fut.key)
-            try:
-                res: MdOutput = fut.result()
-            except Exception as exc:
-                failures.append(f"MD run {m} ({p.keys[m]}): {' '.join(str(exc).split())}")
-                if successes == 0 and len(failures) >= size:
-                    raise RuntimeError(f"every MD run failed so far; first: {failures[0]}"
-                                       ) from exc
-            else:
-                successes += 1
-                writer.add(res.md_index, res.images, res.md_seconds, res.render_seconds,
-                           res.cpu_seconds, res.version)
-            fut.release()
-            done += p.n_renders
-            report(progress, done, total)
-            if time.monotonic() - checked > 5.0:
-                size, checked = window(), time.monotonic()
-            for m2 in _take(queue, max(0, size - len(owner))):
-                pending.add(submit(m2))
+        done = successes = 0
+        try:
+            for fut in pending:
+                m = owner.pop(fut.key)
+                try:
+                    res: MdOutput = fut.result()
+                except Exception as exc:
+                    failures.append(f"MD run {m} ({p.keys[m]}): {' '.join(str(exc).split())}")
+                    if successes == 0 and len(failures) >= size:
+                        raise RuntimeError(f"every MD run failed so far; first: {failures[0]}"
+                                           ) from exc
+                else:
+                    successes += 1
+                    writer.add(res.md_index, res.images, res.md_seconds, res.render_seconds,
+                               res.cpu_seconds, res.version)
+                fut.release()
+                done += p.n_renders
+                report(progress, done, total)
+                if time.monotonic() - checked > 5.0:
+                    size, checked = window(), time.monotonic()
+                for m2 in _take(queue, max(0, size - len(owner))):
+                    pending.add(submit(m2))
+        finally:
+            writer.flush()  # before the cluster closes: an interrupted run keeps what it has
 
 
 def _take(it: Any, n: int) -> list[int]:
