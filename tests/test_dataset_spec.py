@@ -22,6 +22,7 @@ def base_spec(**params: object) -> dict:
     return {"imaging": {"shape": [32, 48]}, "parameters": p}
 
 
+@pytest.mark.slow
 def test_paper_grid_is_the_papers_698544_images_split_5_1_1() -> None:
     spec = load_spec(SPECS / "paper_grid.yaml")
     par = spec["parameters"]
