@@ -21,7 +21,9 @@ class AugmentConfig:
 
     rotation_deg: ± rotation about the image centre (degrees).
     shift_frac: ± shift as a fraction of the image side.
-    scale: ± relative change of size (0.1: 0.9-1.1).
+    scale: ± relative change of size (0.1: 0.9-1.1). Kept small: the prepared image keeps the
+        physical scale (µm per pixel), and a crystal's size carries its ion number, so this
+        only stands for errors in the camera's pixel-size calibration.
     flip: random vertical and horizontal flips (the crystal is symmetric under both).
     blur_sigma_px: Gaussian blur sigma drawn in [0, blur_sigma_px] (pixels).
     gain: ± relative brightness change; gamma: ± change of the gamma exponent.
@@ -31,7 +33,7 @@ class AugmentConfig:
 
     rotation_deg: float = 5.0
     shift_frac: float = 0.05
-    scale: float = 0.08
+    scale: float = 0.03
     flip: bool = True
     blur_sigma_px: float = 1.0
     gain: float = 0.3
