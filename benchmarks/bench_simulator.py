@@ -174,6 +174,40 @@ def seed_to_seed(n: int, temperatures: list[float], gather: int) -> list[tuple[f
     return out
 
 
+def scheme_check(n: int = 150) -> list[tuple[float, float, str, np.ndarray]]:
+    """Crystal sizes of the default scheme (and two cheaper variants) against a reference run
+    entirely in the RF field (lattice start, 40 Coulomb steps and 5 trap sub-steps per RF
+    period, 800 + 1600 RF periods, 800 snapshots). Returns (V_RF, q, scheme, relative
+    deviation of rms x, rms y, rms z, mean half-length)."""
+    from ccount_core.physics import get_species
+
+    schemes = {
+        "reference (full RF)": dict(
+            steps_per_period=40,
+            trap_substeps=5,
+            relax_steps=0,
+            equilibrate_periods=800,
+            gather_periods=1600,
+            samples=800,
+        ),
+        "default": {},
+        "no trap sub-steps, T_RF/20": dict(steps_per_period=20, trap_substeps=1),
+        "pseudopotential mode": dict(mode="pseudo"),
+    }
+    rows = []
+    for v_rf, v_end in ((200.0, 2.3375), (550.0, 6.0)):
+        trap = TrapSettings.from_lab_units(v_rf=v_rf, v_end=v_end)
+        q = trap.mathieu(get_species("Ca+"))[1]
+        ref = None
+        for name, kw in schemes.items():
+            res = simulate(trap, [IonGroup("Ca+", n)], SimulationSettings(seed=2, **kw))
+            s = res.samples
+            sizes = np.append(np.sqrt((s**2).mean(axis=(0, 1))), np.abs(s[..., 2]).max(1).mean())
+            ref = sizes if ref is None else ref
+            rows.append((v_rf, q, name, sizes / ref - 1))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
@@ -254,6 +288,14 @@ def main() -> None:
     fig["seed_to_seed"] = seed_to_seed(300, temps, g_seed)
     for temp, d in fig["seed_to_seed"]:
         print(f"- T = {temp * 1e3:g} mK: {100 * d:.2f}%")
+    print("\n## scheme against a long full-RF reference (150 Ca+, deviation of sizes)\n")
+    print("| V_RF (q) | scheme | rms x | rms y | rms z | half-length |\n|---|---|---|---|---|---|")
+    fig["scheme_check"] = []
+    for v_rf, q, name, dev in scheme_check():
+        fig["scheme_check"].append((v_rf, q, name, dev.tolist()))
+        cells = " | ".join(f"{100 * d:+.2f}%" for d in dev)
+        print(f"| {v_rf:g} V ({q:.2f}) | {name} | {cells} |")
+
     fig["load_average_end"] = os.getloadavg()
     print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
     if args.json:
