@@ -66,7 +66,12 @@ class CountingNet(nn.Module):
             raise InputError(f"model input: expected (batch, 1, H, W), got {tuple(x.shape)}")
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         std = x.std(dim=(1, 2, 3), keepdim=True)
-        return self.net((x - mean) / (std + 1e-6))
+        n = self.net
+        h = n.maxpool(n.relu(n.bn1(n.conv1((x - mean) / (std + 1e-6)))))
+        h = torch.flatten(n.avgpool(n.layer4(n.layer3(n.layer2(n.layer1(h))))), 1)
+        # The head stays float32 under autocast: bfloat16 would round ~300 ions to ±1 ion.
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            return n.fc(h.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Ion numbers ``(B, n_outputs)`` float32 for prepared images ``(B, 1, H, W)``."""
