@@ -84,7 +84,7 @@ def test_linear_to_zigzag_threshold(n: int) -> None:
 def test_spherical_cluster_ground_states() -> None:
     rng = np.random.default_rng(7)
     for n, e_ref in CLUSTER_E_PER_ION.items():
-        pos, e = ground_state(n, (2.0, 2.0, 2.0), starts=4 if n < 20 else 12, rng=rng)
+        pos, e = ground_state(n, (2.0, 2.0, 2.0), starts=2 if n < 20 else 4, rng=rng)
         assert e / n == pytest.approx(e_ref, rel=0.01), n
         assert e / n == pytest.approx(e_ref, rel=1e-5), n  # in fact the global minimum
         if n in (13, 30):  # shells (1, 12) and (4, 26)
