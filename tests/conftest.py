@@ -15,3 +15,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gui" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The plugin's error notifications (one string each), recorded instead of shown."""
+    shown: list[str] = []
+    monkeypatch.setattr("napari_ccount._workers.show_error", shown.append)
+    return shown

@@ -15,14 +15,6 @@ from napari_ccount._widgets.count import MODEL_FILE, CountWidget, run_count
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The plugin's error notifications (one string each), recorded instead of shown."""
-    shown: list[str] = []
-    monkeypatch.setattr("napari_ccount._workers.show_error", shown.append)
-    return shown
-
-
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (untrained, seeded) counting model saved as safetensors + card."""

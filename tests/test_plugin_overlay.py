@@ -12,14 +12,6 @@ from napari_ccount._widgets.overlay import OVERLAY_NAME, OverlayWidget, trap_axi
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The plugin's error notifications (one string each), recorded instead of shown."""
-    shown: list[str] = []
-    monkeypatch.setattr("napari_ccount._workers.show_error", shown.append)
-    return shown
-
-
 def _world_centroid(data: np.ndarray, scale, translate) -> np.ndarray:
     img = np.clip(np.asarray(data, float) - np.median(data), 0.0, None)
     rr, cc = np.indices(img.shape)

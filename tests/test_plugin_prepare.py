@@ -17,14 +17,6 @@ from napari_ccount._widgets.prepare import (
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The plugin's error notifications (one string each), recorded instead of shown."""
-    shown: list[str] = []
-    monkeypatch.setattr("napari_ccount._workers.show_error", shown.append)
-    return shown
-
-
 @pytest.mark.parametrize("angle", [-60.0, -5.0, 0.0, 12.5, 90.0])
 def test_ellipse_shape_round_trip(angle: float) -> None:
     ell = Ellipse(40.0, 70.0, 30.0, 12.0, angle)

@@ -12,14 +12,6 @@ from napari_ccount._workers import start_job
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The plugin's error notifications (one string each), recorded instead of shown."""
-    shown: list[str] = []
-    monkeypatch.setattr("napari_ccount._workers.show_error", shown.append)
-    return shown
-
-
 def test_job_reports_progress_and_returns(qtbot, errors) -> None:
     stack, meta = load_sample("reaction_series")
     stack = stack[:4]
