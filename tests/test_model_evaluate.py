@@ -29,7 +29,9 @@ def test_bin_metrics_on_known_predictions():
     rel = np.array([1, 1, 0, 4, 2, 10, 0]) / true
     assert o["rms_percent"] == pytest.approx(100 * np.sqrt(np.mean(rel**2)))
     rows = {r["ions"]: r for r in paper_table(m)}
-    assert rows[50]["paper_std"] == 0.9 and rows[50]["std"] == pytest.approx(b50["std"])
+    assert b150["error_std"] == pytest.approx(np.std([2, -10, 0], ddof=1))
+    assert rows[50]["paper_std"] == 0.9
+    assert rows[50]["std"] == pytest.approx(np.std([-1, 1, 0, 4], ddof=1))
     assert rows[250]["n"] == 0 and rows[250]["std"] is None
 
 
