@@ -37,7 +37,6 @@ def discs(n: int, seed: int, size: int = 32) -> Split:
     return Split(images, (np.pi * r**2).astype(np.float32)[:, None])
 
 
-@pytest.mark.slow
 def test_loss_decreases_on_a_learnable_task(tmp_path):
     rows: list[dict] = []
     few = discs(8, 0)  # eight images seen again and again: the loss must fall
@@ -60,7 +59,6 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     cfg = TrainConfig(epochs=2, batch_size=4, seed=5, checkpoint_every=3,
                       augment=AugmentConfig())

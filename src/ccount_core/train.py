@@ -236,7 +236,7 @@ def fit(
     full_card["input_shape"] = list(train.images.shape[1:])
     full_card["label_range"] = [float(train.labels[:, 0].min()), float(train.labels[:, 0].max())]
     full_card.setdefault("splits", {"train": len(train.images), "validation": len(val.images)})
-    x_train = torch.from_numpy(np.ascontiguousarray(train.images, dtype=np.float32))
+    x_train = torch.from_numpy(np.array(train.images, dtype=np.float32))  # writable copy
     y_train = torch.from_numpy(np.ascontiguousarray(train.labels, dtype=np.float32))
     scale_t = model.label_scale.detach().cpu()
     report(progress, step, total)
