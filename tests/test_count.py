@@ -110,3 +110,18 @@ def test_unprepared_frame_gets_a_warning_not_a_count(model_dir):
     frames = np.zeros((1, 64, 64), np.float32)  # blank: no crystal to find
     (row,) = count_stack(frames, model_dir, pixel_size_um=2.0)
     assert row["count"] is None and row["warning"].startswith("not counted")
+
+
+def test_device_is_chosen_automatically_and_checked(model_dir, sample, monkeypatch):
+    from ccount_core.count import pick_device
+
+    stack, _ = sample
+    assert pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device() == torch.device("cpu")
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        count_stack(stack[:1], model_dir, 1.5, device="cuda")
+    with pytest.raises(InputError, match="not a torch device"):
+        count_stack(stack[:1], model_dir, 1.5, device="abacus")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device() == torch.device("cuda")

@@ -69,22 +69,39 @@ def _check_stack(stack: Any) -> None:
                          f"(at least {MIN_SIDE_PX} px per side)")
 
 
+def pick_device(device: str | None = None) -> torch.device:
+    """The device to count on: ``device`` when given, else CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"device: {device!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device: {device!r} asked for, but no CUDA GPU is available")
+    return dev
+
+
 def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
           bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(counts (B, k), uncertainty (B, k))`` for prepared images ``(B, H, W)``.
 
-    Without TTA the uncertainty is NaN; with ``tta=K`` the count is the mean of the plain
-    and K changed views and the uncertainty their standard deviation (ions).
+    Runs on the model's device. Without TTA the uncertainty is NaN; with ``tta=K`` the count
+    is the mean of the plain and K changed views and the uncertainty their standard deviation
+    (ions).
     """
     from ccount_core.augment import tta_views
 
+    device = next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
     if tta > 0:
         x = torch.cat([x[None], tta_views(x, tta, seed)]).flatten(0, 1)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    x = x.to(device)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                enabled=bf16):
         if bf16:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = model(x).float().numpy()
+        y = model(x).float().cpu().numpy()
     if tta <= 0:
         return y, np.full_like(y, np.nan)
     y = y.reshape(tta + 1, len(images), -1)
@@ -102,6 +119,7 @@ def count_stack(
     seed: int = 0,
     threads: int | None = None,
     bf16: bool = False,
+    device: str | None = None,
     skip_frames: Iterable[int] = (),
     expected_config: Any = None,
     on_rows: Callable[[list[Row]], None] | None = None,
@@ -115,6 +133,8 @@ def count_stack(
     ``skip_frames``: frames already counted (not computed again, not returned).
     ``expected_config``: a PreprocessConfig (or dict) the model must have been trained with.
     ``on_rows``: called with each batch's rows as soon as they are known.
+    ``device``: torch device to count on (None: CUDA when available, else CPU); the model is
+    moved there.
     Row keys: ``COLUMNS`` plus ``count_<label>`` for every further model output.
     """
     from ccount_core.preprocess import PreprocessConfig, prepare_stack
@@ -127,6 +147,7 @@ def count_stack(
     if pixel_size_um is not None and not (math.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise InputError(f"pixel_size_um: must be a positive number of µm, got {pixel_size_um}")
     net, card = _resolve_model(model)
+    net.to(pick_device(device))
     if expected_config is not None:
         from ccount_core.model import check_config
 
@@ -237,6 +258,7 @@ def count_file(
     tta: int = 0,
     threads: int | None = None,
     bf16: bool = False,
+    device: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[Row]:
     """Count a TIFF stack, folder of frames or Zarr array into ``out_csv``; returns the rows
@@ -278,7 +300,7 @@ def count_file(
 
         return count_stack(stack.data, (net, card), px, frame_interval_s=stack.frame_interval_s,
                            batch_size=batch_size, tta=tta, threads=threads, bf16=bf16,
-                           skip_frames=done, on_rows=write, progress=progress)
+                           device=device, skip_frames=done, on_rows=write, progress=progress)
 
 
 def _header_meta(header: str) -> dict[str, Any]:

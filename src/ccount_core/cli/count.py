@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="test-time views per frame for the uncertainty (0: none; default 4)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--bf16", action="store_true", help="bfloat16 inference (CPUs with AVX512-BF16)")
+    p.add_argument("--device", default=None,
+                   help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
     p.set_defaults(func=_run)
 
 
@@ -33,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     with tqdm_progress("count", unit="frame") as bar:
         rows = count_file(args.stack, args.output, args.model, args.pixel_size_um,
                           batch_size=args.batch_size, tta=args.tta, threads=args.threads,
-                          bf16=args.bf16, progress=bar)
+                          bf16=args.bf16, device=args.device, progress=bar)
     warned = sum(1 for r in rows if r["warning"])
     print(f"counted {len(rows)} frames into {args.output}"
           + (f" ({warned} with warnings)" if warned else ""))

@@ -61,9 +61,9 @@ def run_count(
 
     path = Path(model_path) if model_path else default_model_path()
     net, card = load_model(path)
-    device = str(next(net.parameters()).device)
     rows = count_stack(stack, (net, card), pixel_size_um, frame_interval_s=frame_interval_s,
                        batch_size=batch_size, tta=tta, on_rows=on_rows, progress=progress)
+    device = str(next(net.parameters()).device)  # chosen by the core: CUDA when available
     return {"rows": [_plain(r) for r in rows], "device": device, "model": str(path)}
 
 
