@@ -42,3 +42,17 @@ def test_fit_on_simulated_crystal_matches_outer_shell() -> None:
     # Vertical, centred, physical scale kept (3 µm/px): the crystal's length in rows.
     assert abs(ys.mean() - 159.5) < 2 and abs(xs.mean() - 95.5) < 2
     assert (ys.max() - ys.min()) * 3.0 == pytest.approx(2 * a_true, rel=0.1)
+
+
+def test_hollow_core_split_in_two_still_fits_the_whole_crystal() -> None:
+    """Late frames of the sample series: the Ca+ shell shows as two bright rows around a wide
+    dark ND3+ core. The fit must span both rows, not latch onto one of them."""
+    from ccount_core.samples import load_sample
+
+    stack, _ = load_sample("reaction_series")
+    first = fit_ellipse(stack[0])
+    for i in range(len(stack)):
+        ell = fit_ellipse(stack[i])
+        assert abs(ell.center_row - first.center_row) < 2.0, i
+        assert abs(ell.center_col - first.center_col) < 5.0, i
+        assert ell.semi_minor == pytest.approx(first.semi_minor, rel=0.08), i

@@ -16,11 +16,12 @@ Conventions (shared with :mod:`ccount_core.preprocess`):
 Algorithm (:func:`fit_ellipse`): 5-point median (hot pixels), block-average the frame to
 about 128 px on the long side, 5-point median again, subtract a robust plane fitted to the
 border (background gradient), Gaussian smoothing, threshold at half the Otsu level, keep the
-largest connected region, fill its holes (hollow dark cores) and take its second moments:
-a coarse ellipse. Then refine on the frame (block-averaged to about 40 px per semi-minor
-axis, 5-point median): in 36 angular sectors of the coarse ellipse, average the intensity in bins of
-normalised radius and take the outermost bright peak (the outer shell's ring), fit an
-ellipse to those points by least squares (Halir-Flusser direct fit) and drop outliers.
+largest connected region and any other at least a quarter its size (a wide dark core splits
+the bright shell into parts), fill its holes or take the parts' convex hull, and take the
+second moments: a coarse ellipse. Then refine on the frame (block-averaged to about 40 px per
+semi-minor axis, 5-point median): in 36 angular sectors of the coarse ellipse, average the
+intensity in bins of normalised radius and take the outermost bright peak (the outer shell's
+ring), fit an ellipse to those points by least squares (Halir-Flusser direct fit) and drop outliers.
 
 Accuracy (tests): on synthetic shell crystals with noise SNR 3, hot pixels, gradients, hollow
 cores, dim outer shells, uneven brightness and flattened shapes, centre < 1 px, semi-axes
@@ -40,12 +41,14 @@ from dataclasses import asdict, dataclass
 import numba as nb
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import convex_hull_image
 
 from ccount_core.errors import InputError
 
 __all__ = ["Ellipse", "as_float_frame", "block_mean", "fit_ellipse", "median5"]
 
 _SMALL_SIDE = 128  # px: the coarse search works on a frame block-averaged to about this size
+_PART_FRACTION = 0.25  # bright parts at least this share of the largest belong to the crystal
 _N_SECTORS = 36
 _RHO_MIN, _RHO_MAX, _N_BINS = 0.55, 1.35, 64  # normalised-radius range and bins of the profiles
 _MIN_SIDE = 16  # px: smaller frames are refused
@@ -381,14 +384,21 @@ def _coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
         raise InputError("frame: no crystal found (no region above the threshold)")
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    best = int(np.argmax(sizes))
     if sizes.max() < 12:
         raise InputError("frame: no crystal found (the brightest region is only a few pixels)")
-    rs, cs = ndi.find_objects(labels, max_label=best)[best - 1]
+    # A wide dark core (many light dark ions) can split the bright shell into separate parts,
+    # e.g. the top and bottom rows of a hollow crystal: keep every large part, not only the
+    # largest, and take their convex hull (a crystal is convex).
+    parts = np.flatnonzero(sizes >= max(12.0, _PART_FRACTION * sizes.max()))
+    crystal = np.isin(labels, parts)
+    rs, cs = ndi.find_objects(crystal.view(np.uint8))[0]
     if rs.start == 0 or cs.start == 0 or rs.stop == hs or cs.stop == ws:
         raise InputError("frame: the crystal touches the image border; it must lie wholly "
                          "inside the frame (crop less or centre the crystal)")
-    region = ndi.binary_fill_holes(labels[rs, cs] == best)
+    if len(parts) == 1:
+        region = ndi.binary_fill_holes(crystal[rs, cs])
+    else:
+        region = convex_hull_image(crystal[rs, cs])
     r, c = np.nonzero(region)
     r = r + rs.start
     c = c + cs.start
