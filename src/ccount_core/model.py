@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ccount_core._triton import hide_triton_without_gpu
 from ccount_core.errors import InputError
 
 ARCHITECTURE = "resnet50-greyscale-regression"
@@ -43,6 +44,7 @@ class CountingNet(nn.Module):
 
     def __init__(self, n_outputs: int = 1, label_scale: Sequence[float] | None = None) -> None:
         super().__init__()
+        hide_triton_without_gpu()
         from torchvision.models import resnet50
 
         if n_outputs < 1:

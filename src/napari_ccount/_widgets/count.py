@@ -21,7 +21,6 @@ from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
 from ccount_core.errors import InputError
 from napari_ccount._plot import CountPlot
-from napari_ccount._torch_guard import hide_triton_without_gpu
 from napari_ccount._widgets._common import (
     LayerPicker,
     current_frame_index,
@@ -57,7 +56,6 @@ def run_count(
     :func:`ccount_core.count.count_stack` gives them: frame, time_s, count, uncertainty (ions),
     ellipse_*, warning); ``on_rows`` gets each batch's rows as soon as they are known.
     """
-    hide_triton_without_gpu()
     from ccount_core.count import count_stack
     from ccount_core.model import default_model_path, load_model
 
