@@ -47,3 +47,8 @@ def test_unexpected_errors_name_their_type_and_the_debug_flag() -> None:
     text = _one_line(ZeroDivisionError("division by zero"))
     assert text == "ZeroDivisionError: division by zero (run with --debug for the traceback)"
     assert _one_line(InputError("--ions: bad\n  value")) == "--ions: bad value"
+
+
+def test_threads_below_one_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "default", str(tmp_path / "none.zarr"), "--threads", "0"]) == 1
+    assert "--threads: must be at least 1, got 0" in capsys.readouterr().err

@@ -13,17 +13,10 @@ from ccount_core.model import build_model, save_model
 from ccount_core.preprocess import PreprocessConfig
 from ccount_core.samples import load_sample
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # A coarse pipeline so that the tiny test network runs fast: 12 µm pixels, 48 x 32 inputs.
 PRE = PreprocessConfig(model_pixel_size_um=12.0, output_shape=(48, 32))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine OpenMP threads otherwise wait on each other."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,9 @@ import torch
 from ccount_core.errors import InputError
 from ccount_core.model import build_model, check_config, load_model, read_card, save_model
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PRE = {"size": 32, "pixel_size_um": 4.0}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine OpenMP threads otherwise wait on each other."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _card() -> dict:

@@ -13,18 +13,11 @@ from ccount_core.errors import InputError
 from ccount_core.model import load_model
 from ccount_core.train import Split, TrainConfig, fit, summary_metrics
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 NO_AUG = AugmentConfig(rotation_deg=0, shift_frac=0, scale=0, flip=False, blur_sigma_px=0,
                        gain=0, gamma=0, noise=0, shot_noise=0)
 CARD = {"label_names": ["Ca+"], "preprocess": {"size": 32}}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine OpenMP threads otherwise wait on each other."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def discs(n: int, seed: int, size: int = 32) -> Split:

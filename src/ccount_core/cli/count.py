@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ccount_core.cli._threads import add_threads_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ccount count``."""
@@ -21,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="frames per batch (default 16)")
     p.add_argument("--tta", type=int, default=4,
                    help="test-time views per frame for the uncertainty (0: none; default 4)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(p)
     p.add_argument("--bf16", action="store_true", help="bfloat16 inference (CPUs with AVX512-BF16)")
     p.add_argument("--device", default=None,
                    help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")

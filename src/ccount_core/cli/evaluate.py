@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ccount_core.cli._threads import add_threads_argument, apply_threads
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ccount evaluate``."""
@@ -20,21 +22,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default="evaluation", help="output directory")
     p.add_argument("--limit", type=int, default=None, help="at most N images of the split")
     p.add_argument("--batch-size", type=int, default=64, help="images per inference batch")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(p)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ccount_core.errors import InputError
     from ccount_core.evaluate import evaluate
     from ccount_core.progress import tqdm_progress
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads: must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     model = None if args.model == "default" else args.model
     with tqdm_progress("prepare", unit="img") as prep, tqdm_progress("count", unit="img") as bar:
         m = evaluate(model, args.data, args.output, split=args.split, limit=args.limit,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ccount_core.cli._threads import add_threads_argument, apply_threads
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ccount train``."""
@@ -36,24 +38,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model pixel size, µm (overrides the preprocessing config)")
     p.add_argument("--input-shape", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
                    help="model input shape, px (overrides the preprocessing config)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(p)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import torch
-
     from ccount_core.errors import InputError
     from ccount_core.preprocess import PreprocessConfig
     from ccount_core.progress import tqdm_progress
     from ccount_core.train import TrainConfig, train
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads: must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     if args.preprocess:
         path = Path(args.preprocess)
         if not path.is_file():
