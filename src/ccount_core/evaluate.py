@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ def figure3(pred: np.ndarray, true: np.ndarray, metrics: Mapping[str, Any], path
 
 def evaluate(
     model_path: Path | str | None,
-    data: Path | str,
+    data: Path | str | Sequence[Path | str],
     out_dir: Path | str,
     split: str = "validation",
     batch_size: int = 64,
@@ -130,34 +130,32 @@ def evaluate(
     progress: ProgressCallback | None = None,
     prepare_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Run a model on a data set's split; write ``metrics.json``, ``figure3.png`` and
-    ``predictions.csv`` to ``out_dir``; return the metrics.
+    """Run a model on a split of one data set or several (joined); write ``metrics.json``,
+    ``figure3.png`` and ``predictions.csv`` to ``out_dir``; return the metrics.
 
     ``model_path`` None: the default model. The images are prepared with the model card's
     preprocessing configuration. ``limit``: at most this many images of the split.
     """
-    from ccount_core.dataset import open_dataset
     from ccount_core.model import atomic_write_bytes, load_model
     from ccount_core.preprocess import PreprocessConfig
-    from ccount_core.train import predict, prepare_split
+    from ccount_core.train import open_stores, predict, prepare_splits
 
     if split not in ("train", "validation", "test"):
         raise InputError(f"split: must be train, validation or test, got {split!r}")
-    data, out_dir = Path(data), Path(out_dir)
-    if not data.exists():
-        raise InputError(f"data: no such data set: {data}")
+    out_dir = Path(out_dir)
+    stores = open_stores(data)
     model, card = load_model(model_path)
-    ds = open_dataset(data)
     cfg = PreprocessConfig.from_dict(card["preprocess"])
-    prepared = prepare_split(ds, split, cfg, tuple(card["label_names"]), limit, None,
-                             prepare_progress)
+    prepared = prepare_splits(stores, split, cfg, tuple(card["label_names"]), limit, None,
+                              prepare_progress)
+    names = ", ".join(str(path) for path, _ in stores)
     if len(prepared.images) == 0:
-        raise InputError(f"split: no prepared images in the {split} split of {data}")
+        raise InputError(f"split: no prepared images in the {split} split of {names}")
     pred = predict(model, prepared.images, batch_size=batch_size, progress=progress)
     metrics = bin_metrics(pred[:, 0], prepared.labels[:, 0])
     metrics["paper_comparison"] = paper_table(metrics)
     metrics["split"] = split
-    metrics["data"] = str(data)
+    metrics["data"] = [str(path) for path, _ in stores]
     metrics["model"] = str(model_path) if model_path is not None else "default"
     metrics["label"] = card["label_names"][0]
     out_dir.mkdir(parents=True, exist_ok=True)

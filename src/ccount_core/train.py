@@ -23,7 +23,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,9 @@ class TrainConfig:
     labels: label names to learn (None: the first label, Ca+).
     amp: mixed precision (float16 on CUDA, bfloat16 on CPU).
     init_weights: a torchvision ResNet50 ImageNet weights file to start from.
+    init_model: a ccount model to fine-tune ("default": the shipped one): all its weights,
+        head and label scale included; it must count the same labels from images prepared
+        with the run's preprocessing.
     augment: the augmentation ranges.
     """
 
@@ -66,6 +69,7 @@ class TrainConfig:
     labels: tuple[str, ...] | None = None
     amp: bool = False
     init_weights: str | None = None
+    init_model: str | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -74,6 +78,8 @@ class TrainConfig:
                 raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise InputError(f"lr: must be positive, got {self.lr}")
+        if self.init_weights is not None and self.init_model is not None:
+            raise InputError("init_weights and init_model: give one starting point, not both")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -195,13 +201,17 @@ def fit(
     device = _device()
     k = train.labels.shape[1]
     scale = np.maximum(np.abs(train.labels).max(axis=0), 1.0).astype(float)
+    started_from = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = build_model(k, config.init_weights, label_scale=scale.tolist())
-        # Start the head at the mean count: the first steps then learn structure, not offset.
-        torch.nn.init.normal_(model.net.fc.weight, std=1e-3)
-        with torch.no_grad():
-            model.net.fc.bias.copy_(torch.from_numpy(train.labels.mean(axis=0) / scale))
+        if config.init_model is not None:
+            model, started_from = _start_model(config.init_model, card)
+        else:
+            model = build_model(k, config.init_weights, label_scale=scale.tolist())
+            # Start the head at the mean count: the first steps learn structure, not offset.
+            torch.nn.init.normal_(model.net.fc.weight, std=1e-3)
+            with torch.no_grad():
+                model.net.fc.bias.copy_(torch.from_numpy(train.labels.mean(axis=0) / scale))
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     bs = min(config.batch_size, len(train.images))
@@ -265,6 +275,8 @@ def fit(
                              elapsed, use_amp)
             loss_sum, loss_n = 0.0, 0
             full_card["training"] = _training_summary(config, step, total, elapsed, device)
+            if started_from is not None:
+                full_card["training"]["started_from"] = started_from
             full_card["metrics"] = {"validation_last_epoch": {
                 k2: row[k2] for k2 in LOG_FIELDS if k2.startswith("val_")}}
             save_model(run_dir, model, full_card)
@@ -277,6 +289,24 @@ def fit(
         report(progress, step, total)
     model.eval()
     return model, full_card
+
+
+def _start_model(init_model: str, card: Mapping[str, Any]
+                 ) -> tuple[CountingNet, dict[str, Any]]:
+    """The model to fine-tune, and what its card says of its own training."""
+    from ccount_core.model import load_model
+
+    where = "init_model"
+    model, init_card = load_model(None if init_model == "default" else init_model)
+    if card.get("preprocess") is not None:
+        from ccount_core.model import check_config
+
+        check_config(init_card, card["preprocess"], where=where)
+    if list(init_card["label_names"]) != list(card["label_names"]):
+        raise InputError(f"{where}: {init_model} counts {init_card['label_names']}, this run "
+                         f"learns {card['label_names']}")
+    return model, {"model": init_model, "training": init_card.get("training"),
+                   "data": init_card.get("data")}
 
 
 def _training_summary(config: TrainConfig, step: int, total: int, elapsed: float,
@@ -349,8 +379,10 @@ def prepare_split(
     limit: int | None,
     cache_dir: Path | None,
     progress: ProgressCallback | None = None,
+    cache_tag: str = "",
 ) -> Split:
-    """Prepared images and labels of one split of an opened data set (cached when asked).
+    """Prepared images and labels of one split of an opened data set (cached when asked, in
+    ``cache_dir/prepared_{split}{cache_tag}.npy`` and ``.json``).
 
     Frames the pipeline cannot prepare (``bad_frames``) are left out.
     """
@@ -367,12 +399,12 @@ def prepare_split(
     idx = np.sort(np.asarray(ds.indices(split), dtype=np.int64))
     if limit is not None:
         idx = idx[:limit]
-    key = json.dumps({"split": split, "n": len(idx), "first": idx[:1].tolist(),
-                      "last": idx[-1:].tolist(), "labels": wanted,
+    key = json.dumps({"store": str(getattr(ds, "path", "")), "split": split, "n": len(idx),
+                      "first": idx[:1].tolist(), "last": idx[-1:].tolist(), "labels": wanted,
                       "preprocess": preprocess.to_dict()}, sort_keys=True)
     if cache_dir is not None:
-        img_path = cache_dir / f"prepared_{split}.npy"
-        meta_path = cache_dir / f"prepared_{split}.json"
+        img_path = cache_dir / f"prepared_{split}{cache_tag}.npy"
+        meta_path = cache_dir / f"prepared_{split}{cache_tag}.json"
         if img_path.exists() and meta_path.exists():
             meta = json.loads(meta_path.read_text())
             if meta.get("key") == key:
@@ -413,32 +445,78 @@ def _data_summary(ds: Any, path: Path) -> dict[str, Any]:
     return summary
 
 
+def open_stores(data: Path | str | Sequence[Path | str]) -> list[tuple[Path, Any]]:
+    """``[(path, opened data set), ...]`` for one store or several that share their labels."""
+    from ccount_core.dataset import open_dataset
+
+    paths = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
+    if not paths:
+        raise InputError("data: give at least one data set")
+    for path in paths:
+        if not path.exists():
+            raise InputError(f"data: no such data set: {path}")
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise InputError("data: the same data set is given twice")
+    stores = [(path, open_dataset(path)) for path in paths]
+    names = list(stores[0][1].label_names)
+    for path, ds in stores[1:]:
+        if list(ds.label_names) != names:
+            raise InputError(f"data: {path} has labels {list(ds.label_names)}, "
+                             f"{paths[0]} has {names}")
+    return stores
+
+
+def prepare_splits(
+    stores: Sequence[tuple[Path, Any]],
+    split: str,
+    preprocess: Any,
+    labels: tuple[str, ...] | None,
+    limit: int | None,
+    cache_dir: Path | None,
+    progress: ProgressCallback | None = None,
+) -> Split:
+    """One split of several data sets, prepared and joined in the order given; ``limit``
+    counts over all of them. Each store's arrays are cached apart (``prepared_{split}.{i}``)."""
+    parts: list[Split] = []
+    left = limit
+    for i, (_path, ds) in enumerate(stores):
+        tag = "" if len(stores) == 1 else f".{i}"
+        part = prepare_split(ds, split, preprocess, labels, left, cache_dir, progress, tag)
+        parts.append(part)
+        if left is not None:
+            left = max(left - len(part.images), 0)
+    if len(parts) == 1:
+        return parts[0]
+    shaped = [p for p in parts if len(p.images)] or parts[:1]
+    return Split(np.concatenate([p.images for p in shaped]),
+                 np.concatenate([p.labels for p in shaped]))
+
+
 def train(
-    data: Path | str,
+    data: Path | str | Sequence[Path | str],
     run_dir: Path | str,
     config: TrainConfig | None = None,
     preprocess: Any = None,
     progress: ProgressCallback | None = None,
     prepare_progress: ProgressCallback | None = None,
 ) -> tuple[CountingNet, dict[str, Any]]:
-    """Train on a data set made by ``ccount dataset generate`` (a Zarr store).
+    """Train on one data set made by ``ccount dataset generate`` (a Zarr store) or several
+    (their splits are joined).
 
     ``preprocess``: the ``PreprocessConfig`` of the run (default ``PreprocessConfig()``). A run
     directory remembers its settings in ``run.json``; starting again with the same settings
     resumes, different settings are refused.
     """
-    from ccount_core.dataset import open_dataset
     from ccount_core.preprocess import PreprocessConfig
 
     config = config or TrainConfig()
     preprocess = preprocess or PreprocessConfig()
-    data, run_dir = Path(data), Path(run_dir)
-    if not data.exists():
-        raise InputError(f"data: no such data set: {data}")
+    run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"run directory: {run_dir} is a file")
-    settings = {"data": str(data.resolve()), "train": config.to_dict(),
-                "preprocess": preprocess.to_dict()}
+    stores = open_stores(data)
+    settings = {"data": [str(path.resolve()) for path, _ in stores],
+                "train": config.to_dict(), "preprocess": preprocess.to_dict()}
     settings = json.loads(json.dumps(settings))
     run_json = run_dir / "run.json"
     if run_json.exists():
@@ -447,20 +525,19 @@ def train(
             diff = [k for k in settings if old.get(k) != settings[k]]
             raise InputError(f"run directory: {run_dir} holds a run with other settings "
                              f"({', '.join(diff)}); choose a new -o to start afresh")
-    ds = open_dataset(data)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(run_json, (json.dumps(settings, indent=2) + "\n").encode())
-    tr = prepare_split(ds, "train", preprocess, config.labels, config.max_train, run_dir,
-                       prepare_progress)
-    va = prepare_split(ds, "validation", preprocess, config.labels, config.max_val, run_dir,
-                       prepare_progress)
-    names = list(config.labels) if config.labels else list(ds.label_names)[:1]
+    tr = prepare_splits(stores, "train", preprocess, config.labels, config.max_train, run_dir,
+                        prepare_progress)
+    va = prepare_splits(stores, "validation", preprocess, config.labels, config.max_val,
+                        run_dir, prepare_progress)
+    names = list(config.labels) if config.labels else list(stores[0][1].label_names)[:1]
     card = {
         "label_names": names,
         "preprocess": preprocess.to_dict(),
-        "data": _data_summary(ds, data),
+        "data": [_data_summary(ds, path) for path, ds in stores],
         "splits": {"train": len(tr.images), "validation": len(va.images),
-                   "test": len(ds.indices("test"))},
+                   "test": sum(len(ds.indices("test")) for _, ds in stores)},
     }
     return fit(tr, va, run_dir, config, card, progress=progress)
 
@@ -470,5 +547,5 @@ def replace_config(config: TrainConfig, **changes: Any) -> TrainConfig:
     return replace(config, **{k: v for k, v in changes.items() if v is not None})
 
 
-__all__ = ["Split", "TrainConfig", "fit", "predict", "prepare_split", "replace_config",
-           "summary_metrics", "train"]
+__all__ = ["Split", "TrainConfig", "fit", "open_stores", "predict", "prepare_split",
+           "prepare_splits", "replace_config", "summary_metrics", "train"]

@@ -11,13 +11,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ccount evaluate``."""
     p = subparsers.add_parser(
         "evaluate", help="accuracy of a model on a split of a data set (Figure 3 + metrics)",
-        description="Count every image of a split of DATA with MODEL and write figure3.png, "
-                    "metrics.json (per true-ion-number bin: mean, std, RMS, mean %% error, "
-                    "exact-count accuracy) and predictions.csv to OUTDIR.",
+        description="Count every image of a split of DATA (one store or several) with MODEL "
+                    "and write figure3.png, metrics.json (per true-ion-number bin: mean, std, "
+                    "RMS, mean %% error, exact-count accuracy) and predictions.csv to OUTDIR.",
     )
     p.add_argument("model", help="model (.safetensors with its .json card, or a run directory);"
                                  " 'default' for the shipped model")
-    p.add_argument("data", help="data-set store (.zarr)")
+    p.add_argument("data", nargs="+", help="data-set store(s) (.zarr); several are joined")
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
     p.add_argument("-o", "--output", default="evaluation", help="output directory")
     p.add_argument("--limit", type=int, default=None, help="at most N images of the split")

@@ -12,11 +12,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ccount train``."""
     p = subparsers.add_parser(
         "train", help="train the ResNet50 counter on a simulated data set",
-        description="Train on the training split of DATA (made by `ccount dataset generate`), "
-                    "validate after every epoch and checkpoint to RUN. Running the same "
-                    "command again resumes a killed run from its last checkpoint.",
+        description="Train on the training split of DATA (made by `ccount dataset generate`; "
+                    "several stores are joined), validate after every epoch and checkpoint "
+                    "to RUN. Running the same command again resumes a killed run from its "
+                    "last checkpoint.",
     )
-    p.add_argument("data", help="data-set store (.zarr)")
+    p.add_argument("data", nargs="+", help="data-set store(s) (.zarr)")
     p.add_argument("-o", "--output", required=True, help="run directory (checkpoints, log, model)")
     p.add_argument("--epochs", type=int, default=10, help="passes over the training split")
     p.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
     p.add_argument("--init-weights", default=None,
                    help="torchvision ResNet50 ImageNet weights file you already have")
+    p.add_argument("--init-model", default=None,
+                   help="fine-tune this ccount model ('default': the shipped one) instead of "
+                        "starting from random weights")
     p.add_argument("--preprocess", default=None,
                    help="JSON file of a PreprocessConfig (default: PreprocessConfig())")
     p.add_argument("--pixel-size-um", type=float, default=None,
@@ -69,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
                       checkpoint_every=args.checkpoint_every, max_train=args.max_train,
                       max_val=args.max_val,
                       labels=tuple(args.labels) if args.labels else None, amp=args.amp,
-                      init_weights=args.init_weights)
+                      init_weights=args.init_weights, init_model=args.init_model)
     with tqdm_progress("prepare", unit="img") as prep, tqdm_progress("train", unit="step") as bar:
         _, card = train(args.data, args.output, cfg, pre, progress=bar, prepare_progress=prep)
     m = card.get("metrics", {}).get("validation_last_epoch", {})

@@ -1,0 +1,147 @@
+"""Training and evaluation on several data-set stores, and fine-tuning an existing model.
+
+The stores come from ``generate`` with a stand-in simulator that draws an elliptical crystal of
+bright spots whose size grows with the ion number, so the shared pipeline prepares them as it
+prepares real renders.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from ccount_core.augment import AugmentConfig
+from ccount_core.dataset import generate, open_dataset
+from ccount_core.errors import InputError
+from ccount_core.evaluate import evaluate
+from ccount_core.model import load_model
+from ccount_core.preprocess import PreprocessConfig
+from ccount_core.train import TrainConfig, open_stores, prepare_split, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+NO_AUG = AugmentConfig(rotation_deg=0, shift_frac=0, scale=0, flip=False, blur_sigma_px=0,
+                       gain=0, gamma=0, noise=0, shot_noise=0)
+PRE = PreprocessConfig(model_pixel_size_um=4.0, output_shape=(32, 16))
+
+
+def fake_simulate(trap: Mapping[str, Any], ions: Sequence[tuple[str, int]],
+                  simulation: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    n = sum(c for _, c in ions)
+    return np.zeros((1, n, 3)), np.ones(n, bool)
+
+
+def fake_render(samples: np.ndarray, fluorescing: np.ndarray, imaging: Mapping[str, Any],
+                rng: np.random.Generator) -> np.ndarray:
+    """Spots inside an ellipse (trap axis horizontal) whose semi-axes grow with the ion count."""
+    rows, cols = imaging["shape"]
+    n = int(fluorescing.sum())
+    a, b = 8 + n / 4, 4 + n / 8  # px
+    image = np.zeros((rows, cols), np.float32)
+    yy, xx = np.mgrid[:rows, :cols]
+    t = rng.uniform(0, 2 * np.pi, n)
+    r = np.sqrt(rng.uniform(0, 1, n))
+    for y, x in zip(rows / 2 + b * r * np.sin(t), cols / 2 + a * r * np.cos(t), strict=True):
+        image += np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 2.0)
+    return image
+
+
+def spec(seed: int) -> dict[str, Any]:
+    return {
+        "name": f"two-stores-{seed}",
+        "seed": seed,
+        "imaging": {"shape": [48, 96], "pixel_size_um": 2.0},
+        "parameters": {"n_ions": [20, 30, 40, 50, 60], "v_rf": [190, 210], "v_end": [2.0],
+                       "eta": 0.244, "seeds": [seed, seed + 10, seed + 20]},
+        "renders": {"focal_offset_um": [0]},
+        "store": {"chunk": 8},
+    }
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
+    from distributed import Client, LocalCluster
+
+    root = tmp_path_factory.mktemp("stores")
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                           dashboard_address=None)
+    paths = [root / "a.zarr", root / "b.zarr"]
+    with Client(cluster) as client:
+        for seed, path in zip((1, 2), paths, strict=True):
+            generate(spec(seed), path, client=client, simulate_fn=fake_simulate,
+                     render_fn=fake_render)
+    cluster.close()
+    yield paths
+
+
+def split_size(path: Path, split: str) -> int:
+    return len(prepare_split(open_dataset(path), split, PRE, None, None, None).images)
+
+
+@pytest.fixture(scope="module")
+def run(stores: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(stores, out, TrainConfig(epochs=1, batch_size=8, seed=0, augment=NO_AUG), PRE)
+    return out
+
+
+def test_training_joins_the_stores(stores, run):
+    _model, card = load_model(run)
+    n_train = [split_size(p, "train") for p in stores]
+    n_val = [split_size(p, "validation") for p in stores]
+    assert min(n_train) > 0 and min(n_val) > 0
+    assert card["splits"]["train"] == sum(n_train)
+    assert card["splits"]["validation"] == sum(n_val)
+    assert [d["path"] for d in card["data"]] == [str(p) for p in stores]
+    assert json.loads((run / "run.json").read_text())["data"] == [str(p.resolve())
+                                                                  for p in stores]
+    assert sorted(f.name for f in run.glob("prepared_*.npy")) == [
+        "prepared_train.0.npy", "prepared_train.1.npy",
+        "prepared_validation.0.npy", "prepared_validation.1.npy"]
+    # started again with the stores in the other order: another run, refused
+    with pytest.raises(InputError, match="other settings"):
+        train(stores[::-1], run, TrainConfig(epochs=1, batch_size=8, seed=0, augment=NO_AUG),
+              PRE)
+
+
+def test_evaluate_joins_the_stores(stores, run, tmp_path):
+    one = evaluate(run, stores[0], tmp_path / "one")
+    both = evaluate(run, stores, tmp_path / "both")
+    assert one["overall"]["n"] == split_size(stores[0], "validation")
+    assert both["overall"]["n"] == sum(split_size(p, "validation") for p in stores)
+    assert both["data"] == [str(p) for p in stores]
+
+
+def test_fine_tuning_starts_from_the_given_model(stores, run, tmp_path):
+    start, _ = load_model(run)
+    # a learning rate so small that the weights cannot move: the result is the starting model
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-12, seed=3, augment=NO_AUG,
+                      init_model=str(run))
+    tuned, card = train(stores, tmp_path / "tuned", cfg, PRE)
+    assert card["training"]["started_from"]["model"] == str(run)
+    assert card["training"]["started_from"]["training"]["steps"] >= 1
+    for (name, a), b in zip(start.state_dict().items(), tuned.state_dict().values(),
+                            strict=True):
+        if a.is_floating_point() and "running" not in name:  # batch-norm statistics do move
+            torch.testing.assert_close(a, b.float(), rtol=0, atol=1e-6, msg=name)
+
+
+def test_bad_store_lists_and_starting_points(stores, run, tmp_path):
+    with pytest.raises(InputError, match="twice"):
+        open_stores([stores[0], stores[0]])
+    with pytest.raises(InputError, match="no such data set"):
+        open_stores([stores[0], tmp_path / "missing.zarr"])
+    with pytest.raises(InputError, match="at least one"):
+        open_stores([])
+    other = PreprocessConfig(model_pixel_size_um=5.0, output_shape=(32, 16))
+    with pytest.raises(InputError, match="init_model: preprocessing"):
+        train(stores, tmp_path / "t", TrainConfig(epochs=1, batch_size=8, augment=NO_AUG,
+                                                  init_model=str(run)), other)
+    with pytest.raises(InputError, match="one starting point"):
+        TrainConfig(init_weights="a.pth", init_model="default")
