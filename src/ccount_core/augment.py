@@ -21,9 +21,11 @@ class AugmentConfig:
 
     rotation_deg: ± rotation about the image centre (degrees).
     shift_frac: ± shift as a fraction of the image side.
-    scale: ± relative change of size (0.1: 0.9-1.1). Kept small: the prepared image keeps the
-        physical scale (µm per pixel), and a crystal's size carries its ion number, so this
-        only stands for errors in the camera's pixel-size calibration.
+    scale: ± relative change of size (0.1: 0.9-1.1). Off by default: the prepared image keeps
+        the physical scale (µm per pixel) and a crystal's size carries its ion number (its
+        volume, so a 3 % larger image means ~9 % more ions at the same density); resizing
+        the image without changing the label teaches the network to distrust size. Set it
+        only to stand for an uncertain pixel-size calibration.
     flip: random vertical and horizontal flips (the crystal is symmetric under both).
     blur_sigma_px: Gaussian blur sigma drawn in [0, blur_sigma_px] (pixels).
     gain: ± relative brightness change; gamma: ± change of the gamma exponent.
@@ -33,7 +35,7 @@ class AugmentConfig:
 
     rotation_deg: float = 5.0
     shift_frac: float = 0.05
-    scale: float = 0.03
+    scale: float = 0.0
     flip: bool = True
     blur_sigma_px: float = 1.0
     gain: float = 0.3
@@ -123,10 +125,11 @@ def tta_views(x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     """``k`` mildly changed views of each image for test-time augmentation.
 
     ``x`` ``(B, 1, H, W)`` -> ``(k, B, 1, H, W)``: small rotations (±3°), shifts (±2% of the
-    side), sizes (±2%) and random flips, drawn from ``seed``.
+    side) and random flips, drawn from ``seed``; never a change of size, which would change
+    the count the view stands for.
     """
     gen = torch.Generator(device=x.device).manual_seed(seed)
     return torch.stack(
-        [geometric(x, gen, rotation_deg=3.0, shift_frac=0.02, scale=0.02, flip=True)
+        [geometric(x, gen, rotation_deg=3.0, shift_frac=0.02, scale=0.0, flip=True)
          for _ in range(k)]
     )
