@@ -1,0 +1,53 @@
+"""Ship a trained run as the package's default model (float16 weights + card).
+
+Runs ``ccount evaluate`` on the validation split of the run's data sets with the weights as
+they will ship (float16), puts its metrics into the card (``metrics.ccount_evaluate``), adds
+the name, description and notes, and writes ``ccount_core/models/default.safetensors`` and
+``default.json``. The evaluation's ``figure3.png`` is copied to ``docs/images/``.
+
+    python docs/ship_default_model.py RUN/ DATA.zarr [DATA2.zarr ...] --name "ccount default v2" \
+        --description "..." [--notes "..."] [--eval-dir eval_default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+from ccount_core.evaluate import evaluate
+from ccount_core.model import default_model_path, load_model, save_model
+
+FIGURE = Path(__file__).parent / "images" / "model_figure3.png"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", help="run directory (or model file) to ship")
+    ap.add_argument("data", nargs="+", help="the data sets it was trained on")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--description", required=True)
+    ap.add_argument("--notes", default=None, help="notes on how it was trained")
+    ap.add_argument("--eval-dir", default="eval_default", help="where the evaluation goes")
+    args = ap.parse_args()
+
+    model, card = load_model(args.run)
+    card = dict(card, name=args.name, description=args.description)
+    if args.notes:
+        card["training"] = dict(card["training"], notes=args.notes)
+    with tempfile.TemporaryDirectory() as tmp:
+        # evaluate the float16 weights that ship, not the float32 ones of the run
+        save_model(Path(tmp) / "half.safetensors", model, card, half=True)
+        metrics = evaluate(Path(tmp) / "half.safetensors", args.data, args.eval_dir)
+    metrics["model"] = "default"
+    card["metrics"] = dict(card.get("metrics", {}), ccount_evaluate=metrics)
+    weights, card_path = save_model(default_model_path(), model, card, half=True)
+    shutil.copyfile(Path(args.eval_dir) / "figure3.png", FIGURE)
+    o = metrics["overall"]
+    print(f"shipped {weights} and {card_path}: {o['n']} validation images, "
+          f"RMS {o['rms_percent']:.2f} %; figure in {FIGURE}")
+
+
+if __name__ == "__main__":
+    main()
