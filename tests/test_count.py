@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccount_core.count import COLUMNS, count_file, count_stack, read_counts
+from ccount_core.count import COLUMNS, count_file, count_stack, read_counts, validation_error
 from ccount_core.errors import InputError
 from ccount_core.io import write_tiff
 from ccount_core.model import build_model, save_model
@@ -49,7 +49,37 @@ def test_rows_per_frame_with_ellipse_time_and_tta_uncertainty(model_dir, sample)
         assert 100 < r["ellipse_center_col"] < 300 and r["ellipse_semi_major"] > 20
         assert "pixel size unknown" not in r["warning"]
     plain = count_stack(stack[:1], model_dir, meta["pixel_size_um"], tta=0)
-    assert plain[0]["uncertainty"] is None and plain[0]["time_s"] is None
+    assert plain[0]["uncertainty"] is None and plain[0]["time_s"] is None  # card: no metrics
+
+
+# an evaluation as `ccount evaluate` writes it: RMS error 2 ions near 50, 10 near 350 (and a
+# bin of too few images, left out)
+BINS = [{"true_mean": 50.0, "rms": 2.0, "n": 40}, {"true_mean": 200.0, "rms": 99.0, "n": 2},
+        {"true_mean": 350.0, "rms": 10.0, "n": 40}]
+
+
+def test_validation_error_interpolates_the_card():
+    card = {"metrics": {"ccount_evaluate": {"bins": BINS}}}
+    np.testing.assert_allclose(validation_error(card, np.array([10, 50, 200, 350, 900])),
+                               [2.0, 2.0, 6.0, 10.0, 10.0])
+    assert np.isnan(validation_error({}, np.array([100.0]))).all()
+
+
+def test_uncertainty_is_the_validation_error_joined_with_the_tta_spread(sample, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "evaluated.safetensors"
+    save_model(path, build_model(1, label_scale=[350.0]).eval(),
+               {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
+                "input_shape": list(PRE.output_shape), "label_range": [30, 350],
+                "metrics": {"ccount_evaluate": {"bins": BINS}}})
+    stack, meta = sample
+    card = {"metrics": {"ccount_evaluate": {"bins": BINS}}}
+    plain = count_stack(stack[:2], path, meta["pixel_size_um"], tta=0)
+    for r in plain:
+        assert r["uncertainty"] == pytest.approx(validation_error(card, r["count"]), rel=1e-5)
+    views = count_stack(stack[:2], path, meta["pixel_size_um"], tta=3)
+    for r in views:  # the spread of the views adds in quadrature: larger than the model's part
+        assert r["uncertainty"] > validation_error(card, r["count"])
 
 
 def test_csv_written_per_batch_and_resumed_after_a_kill(model_dir, sample, tmp_path):

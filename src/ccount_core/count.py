@@ -3,9 +3,13 @@
 ``count_stack(stack, model, pixel_size_um)`` prepares each batch of frames with the model
 card's preprocessing configuration (``ccount_core.preprocess``), runs the network in
 inference mode and returns one row per frame: frame, time (s), count, uncertainty, the fitted
-ellipse (input pixels) and a warning. With ``tta=K`` every frame is also seen in K mildly
-changed views (rotation ±3°, shift ±2 %, size ±2 %, flips): the count is the mean over the
-K + 1 predictions and the uncertainty their standard deviation (ions).
+ellipse (input pixels) and a warning.
+
+The uncertainty (ions) is the model's own RMS error on simulated validation images of about
+that count (:func:`validation_error`, from the evaluation in its card). With ``tta=K`` every
+frame is also seen in K mildly changed views (rotation ±3°, shift ±2 %, flips): the count is
+the mean over the K + 1 predictions, and their standard deviation is added in quadrature.
+On experimental images the error is larger (the paper: about 10 %).
 
 ``count_file(path, out_csv, ...)`` does the same for a file read lazily by
 ``ccount_core.io.open_stack`` and appends each batch's rows to the CSV as soon as they are
@@ -82,12 +86,33 @@ def pick_device(device: str | None = None) -> torch.device:
     return dev
 
 
+def validation_error(card: dict[str, Any], counts: np.ndarray) -> np.ndarray:
+    """The model's RMS error (ions) on validation images near each of ``counts`` (ions):
+    interpolated between the bins of its card's evaluation (``metrics.ccount_evaluate``,
+    bins of at least 5 images), held flat beyond them; NaN when the card has none."""
+    bins = card.get("metrics", {}).get("ccount_evaluate", {}).get("bins") or []
+    points = sorted((b["true_mean"], b["rms"]) for b in bins
+                    if b.get("n", 0) >= 5 and b.get("rms") is not None)
+    counts = np.asarray(counts, dtype=float)
+    if not points:
+        return np.full(counts.shape, np.nan)
+    x, y = zip(*points, strict=True)
+    return np.interp(counts, x, y)
+
+
+def _combined(model_error: np.ndarray, tta_std: np.ndarray) -> np.ndarray:
+    """Quadrature sum; a missing part (NaN) counts as 0 unless both are missing."""
+    both = np.isnan(model_error) & np.isnan(tta_std)
+    total = np.sqrt(np.nan_to_num(model_error) ** 2 + np.nan_to_num(tta_std) ** 2)
+    return np.where(both, np.nan, total)
+
+
 def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
           bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(counts (B, k), uncertainty (B, k))`` for prepared images ``(B, H, W)``.
+    """``(counts (B, k), spread (B, k))`` for prepared images ``(B, H, W)``.
 
-    Runs on the model's device. Without TTA the uncertainty is NaN; with ``tta=K`` the count
-    is the mean of the plain and K changed views and the uncertainty their standard deviation
+    Runs on the model's device. Without TTA the spread is NaN; with ``tta=K`` the count
+    is the mean of the plain and K changed views and the spread their standard deviation
     (ions).
     """
     from ccount_core.augment import tta_views
@@ -167,12 +192,13 @@ def count_stack(
             prepared = prepare_stack(block, cfg, camera_pixel_size_um=pixel_size_um)
             good = [i for i in range(len(frames)) if i not in prepared.bad_frames]
             counts = np.full((len(frames), len(names)), np.nan, np.float32)
-            unc = np.full_like(counts, np.nan)
+            spread = np.full_like(counts, np.nan)
             if good:
-                counts[good], unc[good] = infer(net, prepared.images[good], tta,
-                                                seed + frames[0], bf16)
-            rows = [_row(f, i, counts[i], unc[i], prepared, names, frame_interval_s, lo, hi,
-                         note) for i, f in enumerate(frames)]
+                counts[good], spread[good] = infer(net, prepared.images[good], tta,
+                                                   seed + frames[0], bf16)
+            unc = _combined(validation_error(card, counts[:, 0]), spread[:, 0])
+            rows = [_row(f, i, counts[i], unc[i], spread[i, 0], prepared, names,
+                         frame_interval_s, lo, hi, note) for i, f in enumerate(frames)]
             if on_rows is not None:
                 on_rows(rows)
             rows_all.extend(rows)
@@ -189,7 +215,7 @@ def _take(stack: Any, frames: Sequence[int]) -> np.ndarray:
     return np.asarray(stack[list(frames)])
 
 
-def _row(frame: int, i: int, count: np.ndarray, unc: np.ndarray, prepared: Any,
+def _row(frame: int, i: int, count: np.ndarray, unc: float, spread: float, prepared: Any,
          names: list[str], interval: float | None, lo: float | None, hi: float | None,
          note: str) -> Row:
     warnings = []
@@ -199,7 +225,7 @@ def _row(frame: int, i: int, count: np.ndarray, unc: np.ndarray, prepared: Any,
         c = float(count[0])
         if lo is not None and hi is not None and not lo <= c <= hi:
             warnings.append(f"count outside the training range {lo:g}-{hi:g}")
-        if math.isfinite(unc[0]) and unc[0] > UNCERTAIN_FRACTION * max(abs(c), 1.0):
+        if math.isfinite(spread) and spread > UNCERTAIN_FRACTION * max(abs(c), 1.0):
             warnings.append("uncertain: test-time views disagree by over 10 %")
     if note:
         warnings.append(note)
@@ -208,7 +234,7 @@ def _row(frame: int, i: int, count: np.ndarray, unc: np.ndarray, prepared: Any,
         "frame": frame,
         "time_s": frame * interval if interval is not None else None,
         "count": _num(count[0]),
-        "uncertainty": _num(unc[0]),
+        "uncertainty": _num(unc),
         "ellipse_center_row": e.center_row if e is not None else None,
         "ellipse_center_col": e.center_col if e is not None else None,
         "ellipse_semi_major": e.semi_major if e is not None else None,

@@ -51,7 +51,7 @@ def run_count(
 ) -> dict[str, Any]:
     """Count every frame of ``stack`` ``(frames, rows, cols)`` with the core; runs in a worker.
 
-    ``model_path`` None is the default model; ``tta`` test-time views give the uncertainty.
+    ``model_path`` None is the default model; ``tta``: extra test-time views per frame.
     Returns ``{"rows": [core row dicts], "device": str, "model": str}`` (rows as
     :func:`ccount_core.count.count_stack` gives them: frame, time_s, count, uncertainty (ions),
     ellipse_*, warning); ``on_rows`` gets each batch's rows as soon as they are known.
@@ -91,10 +91,11 @@ class CountWidget(Container):
                                      "file with its JSON card beside it")
         self.model_file = FileEdit(label="model file", filter="*.safetensors", visible=False,
                                    tooltip="weights (.safetensors) with the model card (.json)")
-        self.tta = SpinBox(label="test-time views", value=4, min=0, max=32,
+        self.tta = SpinBox(label="test-time views", value=0, min=0, max=32,
                            tooltip="extra, mildly changed views of each frame (rotation, shift, "
-                           "size, flips): the count is their mean and the uncertainty their "
-                           "standard deviation (ions); 0 = one view, no uncertainty")
+                           "flips): the count is their mean and their standard deviation joins "
+                           "the uncertainty, which is otherwise the model's RMS error on "
+                           "simulated images of that count (ions); each view costs one pass")
         self.batch = SpinBox(label="batch size", value=8, min=1, max=256,
                              tooltip="frames per batch (rows appear and Cancel acts per batch)")
         self.device_label = Label(label="device", value="chosen by the core")
