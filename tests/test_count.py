@@ -148,3 +148,17 @@ def test_device_is_chosen_automatically_and_checked(model_dir, sample, monkeypat
         count_stack(stack[:1], model_dir, 1.5, device="abacus")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pick_device() == torch.device("cuda")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, native):
+    import ccount_core.count as count_mod
+
+    stack, meta = sample
+    monkeypatch.setattr(count_mod, "native_bf16", lambda: native)
+    auto = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu")
+    asked = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu", bf16=native)
+    other = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu",
+                        bf16=not native)
+    assert [r["count"] for r in auto] == [r["count"] for r in asked]
+    assert [r["count"] for r in auto] != [r["count"] for r in other]

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "spread joins the uncertainty (default 0: the model's validation "
                         "error alone, 5x faster)")
     add_threads_argument(p)
-    p.add_argument("--bf16", action="store_true", help="bfloat16 inference (CPUs with AVX512-BF16)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 inference (default: on where the CPU computes it natively, "
+                        "AVX512-BF16 or AMX; counts move by under 1 ion)")
     p.add_argument("--device", default=None,
                    help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
     p.set_defaults(func=_run)
