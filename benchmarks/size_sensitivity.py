@@ -1,11 +1,11 @@
 """How strongly a model's count follows the crystal's size in the prepared image.
 
-A prepared image keeps the physical scale (µm per pixel), so a crystal drawn s times larger at
-the same ion density holds s³ times more ions: a model that reads size answers about +9 % to
-a +3 % resize. Resizing the training images without changing the label (the old ±3 % "scale"
-augmentation) teaches the network to ignore size. This script resizes validation images by
-each --scales factor (bilinear, about the centre) and prints the mean relative change of the
-count against the unchanged images.
+A uniformly resized image is the image of a crystal with the same ions at another density: the
+count goes as (size / lattice spacing)³. A model that reads the lattice hardly moves under a
+resize; one that read only the outline at an assumed density would answer ±9 % to a ±3 %
+resize. The figure also says how much a 3 % error in the camera's µm per pixel moves the count.
+This script resizes validation images by each --scales factor (bilinear, about the centre) and
+prints the mean relative change of the count against the unchanged images.
 
     python benchmarks/size_sensitivity.py MODEL DATA.zarr [DATA2.zarr ...] [--limit 400]
 """

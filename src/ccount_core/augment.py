@@ -21,11 +21,11 @@ class AugmentConfig:
 
     rotation_deg: ± rotation about the image centre (degrees).
     shift_frac: ± shift as a fraction of the image side.
-    scale: ± relative change of size (0.1: 0.9-1.1). Off by default: the prepared image keeps
-        the physical scale (µm per pixel) and a crystal's size carries its ion number (its
-        volume, so a 3 % larger image means ~9 % more ions at the same density); resizing
-        the image without changing the label teaches the network to distrust size. Set it
-        only to stand for an uncertain pixel-size calibration.
+    scale: ± relative change of size (0.1: 0.9-1.1). A uniform resize is the image of a crystal
+        with the same ions at another density (the count goes as (size / spacing)³), so the
+        label stays right; off by default because the training set already spans the trap's
+        densities and the prepared image keeps the physical scale. Set it to stand for an
+        uncertain pixel-size calibration.
     flip: random vertical and horizontal flips (the crystal is symmetric under both).
     blur_sigma_px: Gaussian blur sigma drawn in [0, blur_sigma_px] (pixels).
     gain: ± relative brightness change; gamma: ± change of the gamma exponent.
