@@ -33,7 +33,14 @@ import torch
 
 from ccount_core.augment import AugmentConfig, augment
 from ccount_core.errors import InputError
-from ccount_core.model import CountingNet, atomic_write_bytes, build_model, save_model
+from ccount_core.model import (
+    CountingNet,
+    atomic_write_bytes,
+    build_model,
+    check_config,
+    load_model,
+    save_model,
+)
 from ccount_core.progress import ProgressCallback, report
 
 LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_rmse", "val_rms_percent",
@@ -294,16 +301,10 @@ def fit(
 def _start_model(init_model: str, card: Mapping[str, Any]
                  ) -> tuple[CountingNet, dict[str, Any]]:
     """The model to fine-tune, and what its card says of its own training."""
-    from ccount_core.model import load_model
-
-    where = "init_model"
     model, init_card = load_model(None if init_model == "default" else init_model)
-    if card.get("preprocess") is not None:
-        from ccount_core.model import check_config
-
-        check_config(init_card, card["preprocess"], where=where)
+    check_config(init_card, card["preprocess"], where="init_model")
     if list(init_card["label_names"]) != list(card["label_names"]):
-        raise InputError(f"{where}: {init_model} counts {init_card['label_names']}, this run "
+        raise InputError(f"init_model: {init_model} counts {init_card['label_names']}, this run "
                          f"learns {card['label_names']}")
     return model, {"model": init_model, "training": init_card.get("training"),
                    "data": init_card.get("data")}
