@@ -11,7 +11,7 @@ import torch
 from ccount_core.augment import AugmentConfig, augment, blur, tta_views
 from ccount_core.errors import InputError
 from ccount_core.model import load_model
-from ccount_core.train import Split, TrainConfig, fit, summary_metrics
+from ccount_core.train import Split, TrainConfig, _loss, fit, summary_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -77,8 +77,18 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 def test_bad_training_input():
     with pytest.raises(InputError, match="epochs"):
         TrainConfig(epochs=0)
+    with pytest.raises(InputError, match="loss_floor_ions"):
+        TrainConfig(loss_floor_ions=0)
     with pytest.raises(InputError, match="split"):
         Split(np.zeros((3, 8, 8), np.float32), np.zeros((2, 1), np.float32))
+
+
+def test_loss_is_the_relative_error_above_the_floor():
+    scale = torch.tensor([350.0])  # ions
+    true = torch.tensor([[30.0], [300.0]]) / scale
+    pred = true + 3.0 / scale  # three ions too many in both
+    loss = _loss(pred, true, 5.0 / scale)
+    assert float(loss) == pytest.approx(((3 / 35) ** 2 + (3 / 305) ** 2) / 2, rel=1e-5)
 
 
 def test_augment_is_seeded_and_keeps_the_crystal():

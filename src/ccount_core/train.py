@@ -58,6 +58,9 @@ class TrainConfig:
     max_train, max_val: use at most this many images of a split (None: all).
     labels: label names to learn (None: the first label, Ca+).
     amp: mixed precision (float16 on CUDA, bfloat16 on CPU).
+    loss_floor_ions: the loss is the squared error relative to ``count + loss_floor_ions``
+        (ions); a small floor weighs every count as the goal's percentage error does, while
+        keeping the weight of a count near zero bounded.
     init_weights: a torchvision ResNet50 ImageNet weights file to start from.
     init_model: a ccount model to fine-tune ("default": the shipped one): all its weights,
         head and label scale included; it must count the same labels from images prepared
@@ -75,6 +78,7 @@ class TrainConfig:
     max_val: int | None = None
     labels: tuple[str, ...] | None = None
     amp: bool = False
+    loss_floor_ions: float = 5.0
     init_weights: str | None = None
     init_model: str | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -85,6 +89,8 @@ class TrainConfig:
                 raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise InputError(f"lr: must be positive, got {self.lr}")
+        if not self.loss_floor_ions > 0:
+            raise InputError(f"loss_floor_ions: must be positive, got {self.loss_floor_ions}")
         if self.init_weights is not None and self.init_model is not None:
             raise InputError("init_weights and init_model: give one starting point, not both")
 
@@ -134,10 +140,11 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
 
 
-def _loss(scaled_pred: torch.Tensor, scaled_true: torch.Tensor) -> torch.Tensor:
-    """Mean squared relative error (the goal is a percentage error); the 0.1 (a tenth of the
-    label scale) keeps the weight of the smallest counts bounded."""
-    rel = (scaled_pred.float() - scaled_true) / (scaled_true.abs() + 0.1)
+def _loss(scaled_pred: torch.Tensor, scaled_true: torch.Tensor,
+          scaled_floor: torch.Tensor) -> torch.Tensor:
+    """Mean squared relative error (the goal is a percentage error), all in label-scale units;
+    ``scaled_floor`` (``loss_floor_ions / label_scale``) bounds the weight of small counts."""
+    rel = (scaled_pred.float() - scaled_true) / (scaled_true.abs() + scaled_floor)
     return rel.square().mean()
 
 
@@ -256,6 +263,7 @@ def fit(
     x_train = torch.from_numpy(np.array(train.images, dtype=np.float32))  # writable copy
     y_train = torch.from_numpy(np.ascontiguousarray(train.labels, dtype=np.float32))
     scale_t = model.label_scale.detach().cpu()
+    floor_t = (config.loss_floor_ions / scale_t).to(device)
     report(progress, step, total)
     while step < total:
         t0 = time.perf_counter()
@@ -268,7 +276,7 @@ def fit(
         y = (y_train[idx] / scale_t).to(device)
         model.train()
         with _autocast(device, use_amp):
-            loss = _loss(model.scaled(x), y)
+            loss = _loss(model.scaled(x), y, floor_t)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -279,7 +287,7 @@ def fit(
         elapsed += time.perf_counter() - t0
         if step % per_epoch == 0:
             row = _end_epoch(model, val, step // per_epoch, step, sched, loss_sum / loss_n,
-                             elapsed, use_amp)
+                             elapsed, use_amp, config.loss_floor_ions)
             loss_sum, loss_n = 0.0, 0
             full_card["training"] = _training_summary(config, step, total, elapsed, device)
             if started_from is not None:
@@ -323,12 +331,12 @@ def _training_summary(config: TrainConfig, step: int, total: int, elapsed: float
 
 
 def _end_epoch(model: CountingNet, val: Split, epoch: int, step: int, sched, train_loss: float,
-               elapsed: float, amp: bool) -> dict[str, Any]:
+               elapsed: float, amp: bool, loss_floor_ions: float) -> dict[str, Any]:
     pred = predict(model, val.images, amp=amp)
     with torch.no_grad():
         scale = model.label_scale.cpu()
         val_loss = float(_loss(torch.from_numpy(pred) / scale,
-                               torch.from_numpy(val.labels) / scale))
+                               torch.from_numpy(val.labels) / scale, loss_floor_ions / scale))
     m = summary_metrics(pred, val.labels)
     return {
         "epoch": epoch, "step": step, "lr": sched.get_last_lr()[0], "train_loss": train_loss,

@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="label names to learn (default: the first, Ca+)")
     p.add_argument("--amp", action="store_true",
                    help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
+    p.add_argument("--loss-floor-ions", type=float, default=5.0,
+                   help="relative-error loss: error / (count + this) (default 5 ions)")
     p.add_argument("--init-weights", default=None,
                    help="torchvision ResNet50 ImageNet weights file you already have")
     p.add_argument("--init-model", default=None,
@@ -73,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
                       checkpoint_every=args.checkpoint_every, max_train=args.max_train,
                       max_val=args.max_val,
                       labels=tuple(args.labels) if args.labels else None, amp=args.amp,
+                      loss_floor_ions=args.loss_floor_ions,
                       init_weights=args.init_weights, init_model=args.init_model)
     with tqdm_progress("prepare", unit="img") as prep, tqdm_progress("train", unit="step") as bar:
         _, card = train(args.data, args.output, cfg, pre, progress=bar, prepare_progress=prep)
