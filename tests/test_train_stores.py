@@ -110,6 +110,18 @@ def test_training_joins_the_stores(stores, run):
               PRE)
 
 
+def test_prepared_cache_does_not_depend_on_how_the_path_is_spelt(stores, tmp_path,
+                                                                   monkeypatch):
+    first = prepare_split(open_dataset(stores[0]), "train", PRE, None, None, tmp_path)
+    assert not isinstance(first.images, np.memmap)  # prepared afresh
+    monkeypatch.chdir(stores[0].parent)
+    again = prepare_split(open_dataset(Path(stores[0].name)), "train", PRE, None, None,
+                          tmp_path)
+    assert isinstance(again.images, np.memmap)  # read back from the cache
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.labels, first.labels)
+
+
 def test_evaluate_joins_the_stores(stores, run, tmp_path):
     one = evaluate(run, stores[0], tmp_path / "one")
     both = evaluate(run, stores, tmp_path / "both")

@@ -408,7 +408,9 @@ def prepare_split(
     idx = np.sort(np.asarray(ds.indices(split), dtype=np.int64))
     if limit is not None:
         idx = idx[:limit]
-    key = json.dumps({"store": str(getattr(ds, "path", "")), "split": split, "n": len(idx),
+    store = getattr(ds, "path", None)
+    store = str(Path(store).resolve()) if store else ""
+    key = json.dumps({"store": store, "split": split, "n": len(idx),
                       "first": idx[:1].tolist(), "last": idx[-1:].tolist(), "labels": wanted,
                       "preprocess": preprocess.to_dict()}, sort_keys=True)
     if cache_dir is not None:
