@@ -130,6 +130,19 @@ def test_evaluate_joins_the_stores(stores, run, tmp_path):
     assert both["data"] == [str(p) for p in stores]
 
 
+def test_evaluate_with_test_time_augmentation(stores, run, tmp_path):
+    plain = evaluate(run, stores[0], tmp_path / "plain")
+    views = evaluate(run, stores[0], tmp_path / "tta", tta=3)
+    assert (plain["tta"], views["tta"]) == (0, 3)
+    assert views["overall"]["n"] == plain["overall"]["n"]
+    p0 = np.loadtxt(tmp_path / "plain" / "predictions.csv", delimiter=",", skiprows=1)
+    p3 = np.loadtxt(tmp_path / "tta" / "predictions.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(p3[:, 0], p0[:, 0])  # same images, same truth
+    assert not np.allclose(p3[:, 1], p0[:, 1])  # the changed views moved the counts
+    with pytest.raises(InputError, match="tta"):
+        evaluate(run, stores[0], tmp_path / "bad", tta=-1)
+
+
 def test_fine_tuning_starts_from_the_given_model(stores, run, tmp_path):
     start, _ = load_model(run)
     # a learning rate so small that the weights cannot move: the result is the starting model

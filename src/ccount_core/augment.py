@@ -125,8 +125,8 @@ def tta_views(x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     """``k`` mildly changed views of each image for test-time augmentation.
 
     ``x`` ``(B, 1, H, W)`` -> ``(k, B, 1, H, W)``: small rotations (±3°), shifts (±2% of the
-    side) and random flips, drawn from ``seed``; never a change of size, which would change
-    the count the view stands for.
+    side) and random flips, drawn from ``seed``; never a change of size, which training does
+    not make either (``AugmentConfig.scale = 0``).
     """
     gen = torch.Generator(device=x.device).manual_seed(seed)
     return torch.stack(

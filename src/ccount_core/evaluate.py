@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ccount_core.errors import InputError
-from ccount_core.progress import ProgressCallback
+from ccount_core.progress import ProgressCallback, report
 
 # Standard deviation of the inferred Ca+ number per true number (ions), paper section III A.
 PAPER_STD = {50: 0.9, 150: 2.0, 250: 2.7, 350: 3.7}
@@ -127,6 +127,7 @@ def evaluate(
     split: str = "validation",
     batch_size: int = 64,
     limit: int | None = None,
+    tta: int = 0,
     progress: ProgressCallback | None = None,
     prepare_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
@@ -135,6 +136,8 @@ def evaluate(
 
     ``model_path`` None: the default model. The images are prepared with the model card's
     preprocessing configuration. ``limit``: at most this many images of the split.
+    ``tta``: count each image as ``ccount count --tta`` does, the mean of the plain view and
+    ``tta`` changed ones (0: the plain view only).
     """
     from ccount_core.model import atomic_write_bytes, load_model
     from ccount_core.preprocess import PreprocessConfig
@@ -142,6 +145,8 @@ def evaluate(
 
     if split not in ("train", "validation", "test"):
         raise InputError(f"split: must be train, validation or test, got {split!r}")
+    if tta < 0:
+        raise InputError(f"tta: must be 0 or more, got {tta}")
     out_dir = Path(out_dir)
     stores = open_stores(data)
     model, card = load_model(model_path)
@@ -151,13 +156,17 @@ def evaluate(
     names = ", ".join(str(path) for path, _ in stores)
     if len(prepared.images) == 0:
         raise InputError(f"split: no prepared images in the {split} split of {names}")
-    pred = predict(model, prepared.images, batch_size=batch_size, progress=progress)
+    if tta == 0:
+        pred = predict(model, prepared.images, batch_size=batch_size, progress=progress)
+    else:
+        pred = _predict_tta(model, prepared.images, tta, batch_size, progress)
     metrics = bin_metrics(pred[:, 0], prepared.labels[:, 0])
     metrics["paper_comparison"] = paper_table(metrics)
     metrics["split"] = split
     metrics["data"] = [str(path) for path, _ in stores]
     metrics["model"] = str(model_path) if model_path is not None else "default"
     metrics["label"] = card["label_names"][0]
+    metrics["tta"] = tta
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "metrics.json",
                        (json.dumps(metrics, indent=2) + "\n").encode())
@@ -168,3 +177,16 @@ def evaluate(
     atomic_write_bytes(out_dir / "predictions.csv", buf.getvalue().encode())
     figure3(pred[:, 0], prepared.labels[:, 0], metrics, out_dir / "figure3.png")
     return metrics
+
+
+def _predict_tta(model: Any, images: np.ndarray, tta: int, batch_size: int,
+                 progress: ProgressCallback | None) -> np.ndarray:
+    """Counts ``(n, k)`` (ions), each the mean over the plain and ``tta`` changed views."""
+    from ccount_core.count import infer
+
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        out.append(infer(model, np.asarray(images[start:start + batch_size]), tta, seed=start)[0])
+        report(progress, min(start + batch_size, len(images)), len(images))
+    return np.concatenate(out)

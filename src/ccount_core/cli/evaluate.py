@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default="evaluation", help="output directory")
     p.add_argument("--limit", type=int, default=None, help="at most N images of the split")
     p.add_argument("--batch-size", type=int, default=64, help="images per inference batch")
+    p.add_argument("--tta", type=int, default=0,
+                   help="count each image as the mean of the plain and N changed views "
+                        "(as ccount count --tta; default 0)")
     add_threads_argument(p)
     p.set_defaults(func=_run)
 
@@ -34,9 +37,10 @@ def _run(args: argparse.Namespace) -> int:
     model = None if args.model == "default" else args.model
     with tqdm_progress("prepare", unit="img") as prep, tqdm_progress("count", unit="img") as bar:
         m = evaluate(model, args.data, args.output, split=args.split, limit=args.limit,
-                     batch_size=args.batch_size, progress=bar, prepare_progress=prep)
+                     batch_size=args.batch_size, tta=args.tta, progress=bar, prepare_progress=prep)
     o = m["overall"]
-    print(f"{o['n']} images: RMS {o['rms']:.2f} ions ({o['rms_percent']:.2f} %), mean error "
+    views = f" (TTA: mean of {args.tta + 1} views)" if args.tta else ""
+    print(f"{o['n']} images{views}: RMS {o['rms']:.2f} ions ({o['rms_percent']:.2f} %), mean error "
           f"{o['mean_percent_error']:.2f} %, exact {100 * o['exact']:.1f} %")
     print("ions  paper std  this std  (n)")
     for r in m["paper_comparison"]:
