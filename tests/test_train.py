@@ -74,9 +74,25 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         assert [int(r["step"]) for r in csv.DictReader(fh)] == [3, 6]
 
 
+def test_epoch_length_changes_when_it_validates_not_what_it_learns(tmp_path):
+    train, val = discs(12, 2), discs(4, 3)  # 3 steps of 4 images per pass
+    two_passes = TrainConfig(epochs=2, batch_size=4, seed=5, augment=AugmentConfig())
+    one_epoch = TrainConfig(epochs=1, epoch_images=24, batch_size=4, seed=5,
+                            augment=AugmentConfig())
+    a, _ = fit(train, val, tmp_path / "a", two_passes, CARD)
+    b, card = fit(train, val, tmp_path / "b", one_epoch, CARD)
+    for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(wa, wb, rtol=0, atol=0, msg=name)
+    with open(tmp_path / "b" / "log.csv") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == [6]
+    assert card["training"]["config"]["epoch_images"] == 24
+
+
 def test_bad_training_input():
     with pytest.raises(InputError, match="epochs"):
         TrainConfig(epochs=0)
+    with pytest.raises(InputError, match="epoch_images"):
+        TrainConfig(batch_size=32, epoch_images=16)
     with pytest.raises(InputError, match="loss_floor_ions"):
         TrainConfig(loss_floor_ions=0)
     with pytest.raises(InputError, match="split"):
@@ -119,9 +135,12 @@ def test_blur_matches_scipy():
     rng = np.random.default_rng(0)
     img = rng.random((2, 1, 24, 24)).astype(np.float32)
     out = blur(torch.from_numpy(img), torch.tensor([1.0, 0.6])).numpy()
+    # a bound on sigma only widens the kernel's support (the GPU path, no device read)
+    wide = blur(torch.from_numpy(img), torch.tensor([1.0, 0.6]), max_sigma=2.0).numpy()
     for i, s in enumerate((1.0, 0.6)):
         ref = gaussian_filter(img[i, 0], s, mode="nearest", truncate=3.0)
         np.testing.assert_allclose(out[i, 0], ref, atol=2e-2)
+        np.testing.assert_allclose(wide[i, 0], out[i, 0], atol=5e-3)
 
 
 def test_summary_metrics_on_known_predictions():

@@ -84,10 +84,15 @@ def geometric(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Gaussian blur of each image ``(B, 1, H, W)`` with its own sigma ``(B,)`` (pixels)."""
+def blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float | None = None) -> torch.Tensor:
+    """Gaussian blur of each image ``(B, 1, H, W)`` with its own sigma ``(B,)`` (pixels).
+
+    ``max_sigma``: a bound on ``sigma`` (pixels) that sets the kernel's radius; give it on a
+    GPU, where reading ``sigma.max()`` waits for the device.
+    """
     b = x.shape[0]
-    radius = max(1, math.ceil(3 * float(sigma.max())))
+    bound = float(sigma.max()) if max_sigma is None else max_sigma
+    radius = max(1, math.ceil(3 * bound))
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     s = sigma.clamp_min(1e-3).to(x.dtype)[:, None]
     kernel = torch.exp(-0.5 * (offsets[None, :] / s) ** 2)
@@ -106,7 +111,8 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
     b, device = x.shape[0], x.device
     x = geometric(x, gen, cfg.rotation_deg, cfg.shift_frac, cfg.scale, cfg.flip)
     if cfg.blur_sigma_px > 0:
-        x = blur(x, torch.rand(b, generator=gen, device=device) * cfg.blur_sigma_px)
+        sigma = torch.rand(b, generator=gen, device=device) * cfg.blur_sigma_px
+        x = blur(x, sigma, max_sigma=cfg.blur_sigma_px)
     peak = x.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
     rel = (x / peak).clamp_min(0)
     if cfg.gamma > 0:

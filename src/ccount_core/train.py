@@ -51,13 +51,18 @@ LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_rmse", "val_
 class TrainConfig:
     """Settings of one training run (everything that decides its result).
 
-    epochs: passes over the training split; batch_size: images per step.
+    epochs: number of epochs; batch_size: images per step.
+    epoch_images: images per epoch (validation, log row, checkpoint and saved model at its
+        end); None: one pass over the training split. Set it above the split's size on a fast
+        GPU, where validating after every short pass would take a large share of the time.
+        The data order does not depend on it: pass p is a permutation seeded by (seed, p).
     lr: peak learning rate of the one-cycle schedule; weight_decay: AdamW decay.
     seed: model initialisation, data order and augmentation.
     checkpoint_every: steps between checkpoints (also one at each epoch's end).
     max_train, max_val: use at most this many images of a split (None: all).
     labels: label names to learn (None: the first label, Ca+).
-    amp: mixed precision (float16 on CUDA, bfloat16 on CPU).
+    amp: mixed precision: bfloat16 on a CPU and on a GPU that has it (Ampere and newer),
+        float16 with loss scaling on an older GPU.
     loss_floor_ions: the loss is the squared error relative to ``count + loss_floor_ions``
         (ions); a small floor weighs every count as the goal's percentage error does, while
         keeping the weight of a count near zero bounded.
@@ -70,6 +75,7 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 32
+    epoch_images: int | None = None
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
@@ -87,6 +93,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.epoch_images is not None and self.epoch_images < self.batch_size:
+            raise InputError(f"epoch_images: must be at least batch_size ({self.batch_size}), "
+                             f"got {self.epoch_images}")
         if not self.lr > 0:
             raise InputError(f"lr: must be positive, got {self.lr}")
         if not self.loss_floor_ions > 0:
@@ -135,9 +144,15 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _amp_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 where the device has it; float16 (which needs loss scaling) on an old GPU."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def _autocast(device: torch.device, enabled: bool):
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+    return torch.autocast(device_type=device.type, dtype=_amp_dtype(device), enabled=enabled)
 
 
 def _loss(scaled_pred: torch.Tensor, scaled_true: torch.Tensor,
@@ -229,12 +244,15 @@ def fit(
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     bs = min(config.batch_size, len(train.images))
-    per_epoch = len(train.images) // bs
+    per_pass = len(train.images) // bs
+    per_epoch = config.epoch_images // bs if config.epoch_images else per_pass
     total = config.epochs * per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total,
                                                 pct_start=0.15)
     use_amp = config.amp
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    # Loss scaling only for float16; it also reads a flag from the GPU every step.
+    scaler = torch.amp.GradScaler(device.type,
+                                  enabled=use_amp and _amp_dtype(device) == torch.float16)
     step, elapsed = 0, 0.0
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.csv"
     if ckpt_path.exists():
@@ -247,9 +265,13 @@ def fit(
         loss_sum, loss_n = float(state["loss_sum"]), int(state["loss_n"])
     else:
         loss_sum, loss_n = 0.0, 0
+    # Summed on the device: reading the loss every step would wait for the GPU every step.
+    loss_acc = torch.zeros((), device=device)
     _trim_log(log_path, step)
 
     def checkpoint() -> None:
+        nonlocal loss_sum, loss_acc
+        loss_sum, loss_acc = loss_sum + float(loss_acc), torch.zeros_like(loss_acc)
         _save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
@@ -260,20 +282,24 @@ def fit(
     full_card["input_shape"] = list(train.images.shape[1:])
     full_card["label_range"] = [float(train.labels[:, 0].min()), float(train.labels[:, 0].max())]
     full_card.setdefault("splits", {"train": len(train.images), "validation": len(val.images)})
-    x_train = torch.from_numpy(np.array(train.images, dtype=np.float32))  # writable copy
-    y_train = torch.from_numpy(np.ascontiguousarray(train.labels, dtype=np.float32))
-    scale_t = model.label_scale.detach().cpu()
-    floor_t = (config.loss_floor_ions / scale_t).to(device)
+    # On a GPU the whole split moves to it once (a few GB at most): no copy per step.
+    x_train = torch.from_numpy(np.array(train.images, dtype=np.float32)).to(device)
+    y_train = torch.from_numpy(np.ascontiguousarray(train.labels, dtype=np.float32)).to(device)
+    scale_t = model.label_scale.detach().to(device)
+    floor_t = config.loss_floor_ions / scale_t
     report(progress, step, total)
+    order, order_pass = None, -1
     while step < total:
         t0 = time.perf_counter()
-        epoch, i = divmod(step, per_epoch)
-        order = _epoch_order(config.seed, epoch, len(train.images))
-        idx = torch.from_numpy(order[i * bs:(i + 1) * bs])
+        p, i = divmod(step, per_pass)
+        if p != order_pass:
+            order = torch.from_numpy(_epoch_order(config.seed, p, len(train.images))).to(device)
+            order_pass = p
+        idx = order[i * bs:(i + 1) * bs]
         gen = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
-        x = augment(x_train[idx][:, None].to(device), config.augment, gen)
+        x = augment(x_train[idx][:, None], config.augment, gen)
         x = x.contiguous(memory_format=torch.channels_last)
-        y = (y_train[idx] / scale_t).to(device)
+        y = y_train[idx] / scale_t
         model.train()
         with _autocast(device, use_amp):
             loss = _loss(model.scaled(x), y, floor_t)
@@ -283,12 +309,14 @@ def fit(
         scaler.update()
         sched.step()
         step += 1
-        loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
+        loss_acc += loss.detach()
+        loss_n += 1
         elapsed += time.perf_counter() - t0
         if step % per_epoch == 0:
-            row = _end_epoch(model, val, step // per_epoch, step, sched, loss_sum / loss_n,
+            train_loss = (loss_sum + float(loss_acc)) / loss_n
+            row = _end_epoch(model, val, step // per_epoch, step, sched, train_loss,
                              elapsed, use_amp, config.loss_floor_ions)
-            loss_sum, loss_n = 0.0, 0
+            loss_sum, loss_n, loss_acc = 0.0, 0, torch.zeros_like(loss_acc)
             full_card["training"] = _training_summary(config, step, total, elapsed, device)
             if started_from is not None:
                 full_card["training"]["started_from"] = started_from

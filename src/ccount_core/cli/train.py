@@ -19,7 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data", nargs="+", help="data-set store(s) (.zarr)")
     p.add_argument("-o", "--output", required=True, help="run directory (checkpoints, log, model)")
-    p.add_argument("--epochs", type=int, default=10, help="passes over the training split")
+    p.add_argument("--epochs", type=int, default=10,
+                   help="epochs (default 10; an epoch is one pass unless --epoch-images)")
+    p.add_argument("--epoch-images", type=int, default=None,
+                   help="images per epoch, between validations (default: one pass)")
     p.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
@@ -30,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", nargs="+", default=None,
                    help="label names to learn (default: the first, Ca+)")
     p.add_argument("--amp", action="store_true",
-                   help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
+                   help="mixed precision (bfloat16; float16 on GPUs without it)")
     p.add_argument("--loss-floor-ions", type=float, default=5.0,
                    help="relative-error loss: error / (count + this) (default 5 ions)")
     p.add_argument("--init-weights", default=None,
@@ -70,7 +73,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.input_shape is not None:
         changes["output_shape"] = tuple(args.input_shape)
     pre = dataclasses.replace(pre, **changes)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                      epoch_images=args.epoch_images, lr=args.lr,
                       weight_decay=args.weight_decay, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, max_train=args.max_train,
                       max_val=args.max_val,
