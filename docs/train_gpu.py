@@ -110,7 +110,8 @@ def fit_in_budget(args: argparse.Namespace) -> None:
                                              "validation": len(val.images),
                                              "test": meta["test"]}}
     base = TrainConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed, amp=True,
-                       weight_decay=args.weight_decay, checkpoint_every=10**9)
+                       weight_decay=args.weight_decay, checkpoint_every=10**9,
+                       init_model=args.init_model)
     step_s, end_s = _timings(train, val, card, base)
     left = args.budget_s - (time.monotonic() - START)
     steps = int(0.97 * (left - args.epochs * end_s - args.reserve_s) / step_s)
@@ -169,6 +170,7 @@ def main() -> None:
     p.add_argument("--reserve-s", type=float, default=15.0,
                    help="seconds kept for the run's start and last save")
     p.add_argument("--limit", type=int, default=None, help="at most N images (a dry run)")
+    p.add_argument("--init-model", default=None, help="a ccount model to fine-tune")
     p.set_defaults(func=fit_in_budget)
     p = sub.add_parser("export", help="float16 model in pieces, card and log")
     p.add_argument("run")
