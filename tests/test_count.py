@@ -135,6 +135,24 @@ def test_unprepared_frame_gets_a_warning_not_a_count(model_dir):
     assert row["count"] is None and row["warning"].startswith("not counted")
 
 
+def test_training_range_warning_allows_the_counts_own_error():
+    from types import SimpleNamespace
+
+    from ccount_core.count import _row
+
+    prepared = SimpleNamespace(bad_frames={}, ellipses=[None])
+
+    def warning(count: float, unc: float) -> str:
+        return _row(0, 0, np.array([count]), unc, float("nan"), prepared, ["Ca+"], None,
+                    30.0, 350.0, "")["warning"]
+
+    assert warning(350.4, 9.0) == ""  # 0.4 over the top, well inside its ±9 ions
+    assert "outside the training range 30-350" in warning(360.0, 9.0)
+    assert "outside the training range" in warning(350.4, float("nan"))  # no error known
+    assert "outside the training range" in warning(25.0, 2.0)
+    assert warning(29.0, 2.0) == ""
+
+
 def test_device_is_chosen_automatically_and_checked(model_dir, sample, monkeypatch):
     from ccount_core.count import pick_device
 

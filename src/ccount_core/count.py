@@ -235,7 +235,9 @@ def _row(frame: int, i: int, count: np.ndarray, unc: float, spread: float, prepa
         warnings.append(f"not counted: {prepared.bad_frames[i]}")
     else:
         c = float(count[0])
-        if lo is not None and hi is not None and not lo <= c <= hi:
+        # within its own error of the range, a count is what an in-range crystal could give
+        tol = unc if math.isfinite(unc) else 0.0
+        if lo is not None and hi is not None and not lo - tol <= c <= hi + tol:
             warnings.append(f"count outside the training range {lo:g}-{hi:g}")
         if math.isfinite(spread) and spread > UNCERTAIN_FRACTION * max(abs(c), 1.0):
             warnings.append("uncertain: test-time views disagree by over 10 %")
