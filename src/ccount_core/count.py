@@ -168,7 +168,8 @@ def count_stack(
     ``on_rows``: called with each batch's rows as soon as they are known.
     ``device``: torch device to count on (None: CUDA when available, else CPU); the model is
     moved there. ``bf16``: bfloat16 inference; None: on a CPU that computes it natively
-    (:func:`native_bf16`), where it is 1.2-1.5x faster and moves counts by under 1 ion.
+    (:func:`native_bf16`), where it is 1.2-1.5x faster and moves counts
+    by about 0.4 ions RMS (at most 1.6 measured).
     Row keys: ``COLUMNS`` plus ``count_<label>`` for every further model output.
     """
     from ccount_core.preprocess import PreprocessConfig, prepare_stack
