@@ -282,6 +282,31 @@ def test_resampling_keeps_physical_scale_and_stretch_fills() -> None:
     assert oe.semi_major == pytest.approx(99.5 - 1.0, rel=1e-6)  # fills the rows
 
 
+def test_stretch_to_fit_keeps_the_margin_in_micrometres() -> None:
+    # The same crystal, once small and once twice as large in pixels: stretched, both fill
+    # the output with the crystal plus a 10 µm margin, whatever the zoom.
+    small, _ = synthetic_crystal(a_t=40.0, a_r=22.0, spacing=3.5, spot_sigma=0.65)
+    large, _ = synthetic_crystal(a_t=80.0, a_r=45.0)
+    cfg = PreprocessConfig(output_shape=(96, 48), stretch_to_fit=True, mask_margin_um=10.0)
+    outs = []
+    for img, cam in [(small, 2.0), (large, 1.0)]:
+        out, ell = prepare_frame(img, cfg, camera_pixel_size_um=cam)
+        tf = frame_transform(ell, cfg, camera_pixel_size_um=cam)
+        assert tf.margin_px / tf.zoom * cam == pytest.approx(10.0)  # µm at the camera's scale
+        oe = tf.output_ellipse
+        fill = max((oe.semi_major + tf.margin_px) / (47.5 - 1.0),
+                   (oe.semi_minor + tf.margin_px) / (23.5 - 1.0))
+        assert fill == pytest.approx(1.0, rel=1e-6)  # the wider side fills its output side
+        outs.append(out)
+    assert outs[0].shape == outs[1].shape == (96, 48)
+    # the two prepared images show the same crystal: nearly the same picture
+    assert np.corrcoef(outs[0].ravel(), outs[1].ravel())[0, 1] > 0.8
+    # without stretching, the margin is mask_margin_um at the model's pixel size
+    plain = PreprocessConfig(model_pixel_size_um=4.0, output_shape=(96, 48))
+    _, ell = prepare_frame(large, plain, camera_pixel_size_um=1.0)
+    assert frame_transform(ell, plain, 1.0).margin_px == pytest.approx(2.5)
+
+
 def test_crystal_larger_than_output_is_refused() -> None:
     img, _ = synthetic_crystal()
     with pytest.raises(InputError, match="does not fit the output field"):

@@ -170,3 +170,18 @@ def test_bad_store_lists_and_starting_points(stores, run, tmp_path):
                                                   init_model=str(run)), other)
     with pytest.raises(InputError, match="one starting point"):
         TrainConfig(init_weights="a.pth", init_model="default")
+    with pytest.raises(InputError, match="new_preprocess: only with init_model"):
+        TrainConfig(new_preprocess=True)
+
+
+def test_fine_tuning_into_another_preprocessing(stores, run, tmp_path):
+    # --new-preprocess: the weights start a run that prepares images otherwise (here the
+    # crystal stretched to fill the frame); the card keeps both configurations.
+    stretch = PreprocessConfig(model_pixel_size_um=4.0, output_shape=(32, 16),
+                               stretch_to_fit=True)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-4, seed=3, augment=NO_AUG,
+                      init_model=str(run), new_preprocess=True)
+    _, card = train(stores, tmp_path / "stretched", cfg, stretch)
+    assert card["preprocess"] == stretch.to_dict()
+    assert card["training"]["started_from"]["preprocess"] == PRE.to_dict()
+    assert card["training"]["config"]["new_preprocess"] is True

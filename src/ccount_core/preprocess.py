@@ -116,9 +116,11 @@ class PreprocessConfig:
         normalize: scale the image so its brightness density equals the target.
         brightness_density: target (sum of non-zero pixels)/(number of non-zero pixels),
             in output intensity units.
-        stretch_to_fit: scale the crystal to fill the output (loses the physical scale,
-            which carries information about the ion number, and ignores
-            ``camera_pixel_size_um``; off by default).
+        stretch_to_fit: scale the crystal (and its mask margin) to fill the output, the
+            same zoom along both axes: small crystals are seen at a finer scale. The count
+            goes as (crystal size / ion spacing)³, a ratio a uniform zoom keeps; the physical
+            scale is lost and ``camera_pixel_size_um`` only sets the margin (off by
+            default).
 
     Equal configs compare equal and prepare equal frames identically. ``hash()`` follows
     Python's per-process string hashing; :meth:`fingerprint` is the stable identifier to
@@ -250,6 +252,8 @@ class FrameTransform:
         zoom: output pixels per input pixel.
         output_ellipse: the crystal's ellipse in output pixels.
         trap_axis_deg: trap-axis direction in the input frame (deg, convention of Ellipse).
+        margin_px: growth of the mask ellipse's semi-axes in output pixels (``mask_margin_um``
+            at the frame's scale; 0 without a mask).
     """
 
     matrix: np.ndarray
@@ -258,6 +262,7 @@ class FrameTransform:
     zoom: float
     output_ellipse: Ellipse
     trap_axis_deg: float
+    margin_px: float = 0.0
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
         """Map ``(N, 2)`` output ``(row, col)`` points to input pixels."""
@@ -297,17 +302,19 @@ def frame_transform(ellipse: Ellipse, cfg: PreprocessConfig,
         rot = np.eye(2)
     h, w = cfg.output_shape
     out_c = ((h - 1) / 2.0, (w - 1) / 2.0)
-    margin_px = cfg.mask_margin_um / cfg.model_pixel_size_um if cfg.mask else 0.0
+    margin_in = cfg.mask_margin_um / float(cam) if cfg.mask else 0.0  # input px
     d_out = rot.T @ np.array(ellipse.major_direction)
     angle_out = math.degrees(math.atan2(-d_out[0], d_out[1]))
     unit = Ellipse.from_axes(out_c[0], out_c[1], ellipse.semi_major, ellipse.semi_minor,
                              angle_out, ellipse.quality)
     hr, hc = unit.half_extent()  # input px, in output orientation
     if cfg.stretch_to_fit:
-        zoom = min((out_c[0] - margin_px - 1.0) / hr, (out_c[1] - margin_px - 1.0) / hc)
-        if zoom <= 0:
-            raise InputError("mask_margin_um: the mask margin leaves no room in output_shape")
-    elif hr * zoom + margin_px > out_c[0] or hc * zoom + margin_px > out_c[1]:
+        # The crystal and its margin (µm, at the camera's scale) fill the output.
+        zoom = min((out_c[0] - 1.0) / (hr + margin_in), (out_c[1] - 1.0) / (hc + margin_in))
+        margin_px = margin_in * zoom
+    else:
+        margin_px = cfg.mask_margin_um / cfg.model_pixel_size_um if cfg.mask else 0.0
+    if hr * zoom + margin_px > out_c[0] or hc * zoom + margin_px > out_c[1]:
         size = (2 * hr * zoom * cfg.model_pixel_size_um, 2 * hc * zoom * cfg.model_pixel_size_um)
         field_um = (h * cfg.model_pixel_size_um, w * cfg.model_pixel_size_um)
         raise InputError(
@@ -317,7 +324,7 @@ def frame_transform(ellipse: Ellipse, cfg: PreprocessConfig,
     out_ell = Ellipse.from_axes(out_c[0], out_c[1], ellipse.semi_major * zoom,
                                 ellipse.semi_minor * zoom, angle_out, ellipse.quality)
     return FrameTransform(rot / zoom, (ellipse.center_row, ellipse.center_col), out_c, zoom,
-                          out_ell, float(trap))
+                          out_ell, float(trap), margin_px)
 
 
 # -------------------------------------------------------------------------------- the steps
@@ -537,13 +544,12 @@ def prepare_frame(frame: np.ndarray, cfg: PreprocessConfig, ellipse: Ellipse | N
 def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessConfig
             ) -> np.ndarray:
     """Steps 2-7 of the module docstring for a checked float32 frame."""
-    margin_px = cfg.mask_margin_um / cfg.model_pixel_size_um if cfg.mask else 0.0
     bg = None
     if cfg.background != "none":
-        bg = background_plane(img, ell, cfg.background, margin_px / tf.zoom)
+        bg = background_plane(img, ell, cfg.background, tf.margin_px / tf.zoom)
     out = resample(img, tf, cfg.output_shape, bg)
     out = median_filter(out, cfg.median_size, cfg.median_shape)
-    total, count = mask_and_enhance(out, tf.output_ellipse, margin_px if cfg.mask else None,
+    total, count = mask_and_enhance(out, tf.output_ellipse, tf.margin_px if cfg.mask else None,
                                     cfg.enhance_amplitude)
     if cfg.normalize:
         if count == 0:

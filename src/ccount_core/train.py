@@ -70,6 +70,9 @@ class TrainConfig:
     init_model: a ccount model to fine-tune ("default": the shipped one): all its weights,
         head and label scale included; it must count the same labels from images prepared
         with the run's preprocessing.
+    new_preprocess: let ``init_model`` start a run that prepares images otherwise (e.g.
+        ``stretch_to_fit`` or another pixel size): its weights are only a starting point,
+        and its preprocessing is recorded in the card's ``training.started_from``.
     augment: the augmentation ranges.
     """
 
@@ -87,6 +90,7 @@ class TrainConfig:
     loss_floor_ions: float = 5.0
     init_weights: str | None = None
     init_model: str | None = None
+    new_preprocess: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -102,6 +106,8 @@ class TrainConfig:
             raise InputError(f"loss_floor_ions: must be positive, got {self.loss_floor_ions}")
         if self.init_weights is not None and self.init_model is not None:
             raise InputError("init_weights and init_model: give one starting point, not both")
+        if self.new_preprocess and self.init_model is None:
+            raise InputError("new_preprocess: only with init_model")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -234,7 +240,7 @@ def fit(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         if config.init_model is not None:
-            model, started_from = _start_model(config.init_model, card)
+            model, started_from = _start_model(config.init_model, card, config.new_preprocess)
         else:
             model = build_model(k, config.init_weights, label_scale=scale.tolist())
             # Start the head at the mean count: the first steps learn structure, not offset.
@@ -334,16 +340,17 @@ def fit(
     return model, full_card
 
 
-def _start_model(init_model: str, card: Mapping[str, Any]
+def _start_model(init_model: str, card: Mapping[str, Any], new_preprocess: bool = False
                  ) -> tuple[CountingNet, dict[str, Any]]:
     """The model to fine-tune, and what its card says of its own training."""
     model, init_card = load_model(None if init_model == "default" else init_model)
-    check_config(init_card, card["preprocess"], where="init_model")
+    if not new_preprocess:
+        check_config(init_card, card["preprocess"], where="init_model")
     if list(init_card["label_names"]) != list(card["label_names"]):
         raise InputError(f"init_model: {init_model} counts {init_card['label_names']}, this run "
                          f"learns {card['label_names']}")
     return model, {"model": init_model, "training": init_card.get("training"),
-                   "data": init_card.get("data")}
+                   "data": init_card.get("data"), "preprocess": init_card.get("preprocess")}
 
 
 def _training_summary(config: TrainConfig, step: int, total: int, elapsed: float,
