@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dask.array as da
 import numpy as np
 import pytest
 
-from ccount_core.preprocess import Ellipse, PreprocessConfig, fit_ellipse, prepare_frame
+from ccount_core.preprocess import (
+    Ellipse,
+    PreprocessConfig,
+    fit_ellipse,
+    frame_transform,
+    prepare_frame,
+)
 from napari_ccount._widgets.prepare import (
     ELLIPSE_LAYER,
     PrepareWidget,
@@ -84,6 +92,15 @@ def test_fit_edit_preview_and_lazy_prepare(make_napari_viewer, qtbot, errors) ->
     # Shown right of the recording, at the model's pixel size.
     assert widget.preview_layer.translate[-1] > image.translate[-1] + image.data.shape[-1] * px
     np.testing.assert_allclose(widget.preview_layer.scale, [cfg.model_pixel_size_um] * 2)
+    # Stretched to fit, a prepared pixel is the crystal's own: still shown at its true size.
+    widget.config_fields["stretch_to_fit"].value = True
+    job = widget.preview()
+    qtbot.waitUntil(lambda: job.done, timeout=60_000)
+    assert job.error is None
+    zoom = frame_transform(widget.ellipse(), replace(cfg, stretch_to_fit=True), px).zoom
+    assert zoom != pytest.approx(px / cfg.model_pixel_size_um)
+    np.testing.assert_allclose(widget.preview_layer.scale, [px / zoom] * 2)
+    widget.config_fields["stretch_to_fit"].value = False
 
     job = widget.prepare()
     qtbot.waitUntil(lambda: job.done, timeout=60_000)

@@ -325,24 +325,31 @@ class PrepareWidget(Container):
                              on_done=lambda out: self._show_preview(layer, index, cfg, out))
         return self.job
 
-    def _placement(self, image: napari.layers.Image, cfg: Any) -> tuple[tuple[float, float],
-                                                                      tuple[float, float]]:
+    def _placement(self, image: napari.layers.Image, cfg: Any, ellipse: Any = None
+                   ) -> tuple[tuple[float, float], tuple[float, float]]:
         """Scale and translate (world, 2-D) that put a prepared image right of ``image``.
 
         A prepared pixel is ``cfg.model_pixel_size_um`` (the camera's pixel when that is
         unknown, as the pipeline then does not resample), so both show at their true size.
+        With ``stretch_to_fit`` each crystal has its own zoom: that of ``ellipse`` (input px)
+        when given, else one prepared pixel per camera pixel.
         """
         sy, sx = (float(v) for v in image.scale[-2:])
         ty, tx = (float(v) for v in image.translate[-2:])
         camera = pixel_size_um(image)
-        zoom = cfg.model_pixel_size_um / camera if camera else 1.0
+        if cfg.stretch_to_fit:
+            from ccount_core.preprocess import frame_transform
+
+            zoom = 1.0 if ellipse is None else 1.0 / frame_transform(ellipse, cfg, camera).zoom
+        else:
+            zoom = cfg.model_pixel_size_um / camera if camera else 1.0
         width = image.data.shape[-1] * sx
         return (sy * zoom, sx * zoom), (ty, tx + width + GAP_PX * sx)
 
     def _show_preview(self, image: napari.layers.Image, index: int, cfg: Any,
                       out: Any) -> None:
         prepared, ellipse = out
-        scale, translate = self._placement(image, cfg)
+        scale, translate = self._placement(image, cfg, ellipse)
         meta = {"ccount": {"prepared_from": image.name, "frame": index,
                            "config": cfg.to_dict(),
                            "ellipse": None if ellipse is None else ellipse.to_dict()}}
@@ -381,7 +388,7 @@ class PrepareWidget(Container):
     def _show_prepared(self, image: napari.layers.Image, cfg: Any, ellipse: Any,
                        out: tuple[da.Array, tuple[float, float]]) -> None:
         data, limits = out
-        scale, translate = self._placement(image, cfg)
+        scale, translate = self._placement(image, cfg, ellipse)
         meta = {"ccount": {"prepared_from": image.name, "config": cfg.to_dict(),
                            "ellipse": None if ellipse is None else ellipse.to_dict(),
                            "frame_interval_s": layer_meta(image).get("frame_interval_s")}}
