@@ -8,6 +8,7 @@ prepares real renders.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def run(stores: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_training_joins_the_stores(stores, run):
+def test_training_joins_the_stores(stores, run, tmp_path):
     _model, card = load_model(run)
     n_train = [split_size(p, "train") for p in stores]
     n_val = [split_size(p, "validation") for p in stores]
@@ -104,6 +105,13 @@ def test_training_joins_the_stores(stores, run):
     assert sorted(f.name for f in run.glob("prepared_*.npy")) == [
         "prepared_train.0.npy", "prepared_train.1.npy",
         "prepared_validation.0.npy", "prepared_validation.1.npy"]
+    # a run.json written before a setting existed (here new_preprocess) still resumes
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    settings = json.loads((older / "run.json").read_text())
+    del settings["train"]["new_preprocess"]
+    (older / "run.json").write_text(json.dumps(settings))
+    train(stores, older, TrainConfig(epochs=1, batch_size=8, seed=0, augment=NO_AUG), PRE)
     # started again with the stores in the other order: another run, refused
     with pytest.raises(InputError, match="other settings"):
         train(stores[::-1], run, TrainConfig(epochs=1, batch_size=8, seed=0, augment=NO_AUG),

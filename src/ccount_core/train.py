@@ -567,6 +567,8 @@ def train(
     run_json = run_dir / "run.json"
     if run_json.exists():
         old = json.loads(run_json.read_text())
+        if isinstance(old.get("train"), dict):  # a setting added since then has its default
+            old["train"] = json.loads(json.dumps(TrainConfig.from_dict(old["train"]).to_dict()))
         if old != settings:
             diff = [k for k in settings if old.get(k) != settings[k]]
             raise InputError(f"run directory: {run_dir} holds a run with other settings "
