@@ -262,7 +262,7 @@ class FrameTransform:
     zoom: float
     output_ellipse: Ellipse
     trap_axis_deg: float
-    margin_px: float = 0.0
+    margin_px: float
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
         """Map ``(N, 2)`` output ``(row, col)`` points to input pixels."""
