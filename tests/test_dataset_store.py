@@ -30,6 +30,7 @@ from ccount_core.dataset import (
     plan,
 )
 from ccount_core.dataset.report import contact_sheet, describe
+from ccount_core.dataset.spec import SPLIT_CODES
 from ccount_core.dataset.store import StoreWriter, create_store
 from ccount_core.errors import InputError
 
@@ -167,6 +168,29 @@ def test_resume_runs_only_what_is_missing(tmp_path: Path, client: Any) -> None:
     CALLS.clear()
     third = run(spec(), out, client)
     assert third.done_before == 48 and CALLS == []
+
+
+def test_a_split_alone_is_generated_and_the_rest_finished_later(tmp_path: Path,
+                                                                client: Any) -> None:
+    out = tmp_path / "d.zarr"
+    CALLS.clear()
+    first = run(spec(), out, client, flush_seconds=0, splits=["validation", "test"])
+    ds = open_dataset(out)
+    held_out = ds.table["split"] != SPLIT_CODES["train"]
+    assert 0 < held_out.sum() < 48  # the fixture's spec has both kinds of run
+    np.testing.assert_array_equal(ds.done, held_out)
+    assert first.done_after == int(held_out.sum()) and len(CALLS) == int(held_out.sum()) // 2
+    check_rows(ds)
+    held = np.asarray(ds.images[:])[held_out]
+    CALLS.clear()
+    second = run(spec(), out, client, flush_seconds=0)
+    assert second.done_before == first.done_after and second.done_after == 48
+    assert len(CALLS) == int((~held_out).sum()) // 2  # the held-out runs are not redone
+    ds = open_dataset(out)
+    assert ds.complete
+    np.testing.assert_array_equal(np.asarray(ds.images[:])[held_out], held)
+    with pytest.raises(InputError, match="splits must be drawn from train, validation, test"):
+        run(spec(), tmp_path / "e.zarr", client, splits=["valid"])
 
 
 def test_an_existing_scheduler_runs_the_sweep(tmp_path: Path) -> None:

@@ -29,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="local worker processes (default: every core)")
     gen.add_argument("--scheduler", default=None,
                      help="address of a running dask scheduler, e.g. tcp://10.0.0.5:8786")
+    gen.add_argument("--split", action="append", default=None, dest="splits",
+                     choices=["train", "validation", "test"],
+                     help="run only this split's MD runs (repeatable; default: all). The "
+                          "store keeps the spec's every row; a later run without --split "
+                          "finishes it")
     gen.add_argument("--flush-seconds", type=float, default=30.0,
                      help="longest time a finished image waits in memory (default 30)")
     gen.set_defaults(func=_generate)
@@ -69,7 +74,7 @@ def _generate(args: argparse.Namespace) -> int:
 
         summary = generate(args.spec, args.output, workers=args.workers,
                            scheduler=args.scheduler, progress=progress,
-                           flush_seconds=args.flush_seconds)
+                           flush_seconds=args.flush_seconds, splits=args.splits)
     new = summary.done_after - summary.done_before
     print(f"{summary.path}: {summary.done_after}/{summary.n_rows} images done "
           f"({new} new, {summary.seconds:.1f} s)")

@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 
 from ccount_core.dataset.spec import (
+    SPLIT_NAMES,
     MdPoint,
     Plan,
     canonical_key,
     load_spec,
     normalise_spec,
     plan,
+    split_of,
     stable_hash,
 )
 from ccount_core.dataset.store import StoreLock, StoreWriter, open_for_writing
@@ -219,6 +221,7 @@ def generate(
     flush_seconds: float = 30.0,
     simulate_fn: SimulateFn | None = None,
     render_fn: RenderFn | None = None,
+    splits: Sequence[str] | None = None,
 ) -> GenerateSummary:
     """Generate (or finish) the data set of ``spec`` in the store ``out``.
 
@@ -233,6 +236,11 @@ def generate(
         flush_seconds: longest time a finished image waits in memory before it is written.
         simulate_fn, render_fn: replace the real simulator/renderer (module-level functions,
             so workers can import them); None uses ``ccount_core.physics`` / ``render``.
+        splits: run only the MD runs of these splits (``train``, ``validation``, ``test``;
+            None: all). The store still holds every row of the spec: the others stay not done,
+            and a later call without ``splits`` finishes them. The split is the hash of the
+            run's parameters, so a validation-only store holds exactly the full store's
+            validation images.
 
     Failed MD runs are counted and left not done (a rerun retries them); the summary names
     the first error.
@@ -244,6 +252,11 @@ def generate(
     if workers is not None and (scheduler or client is not None):
         raise InputError("workers sizes the local cluster; with a scheduler or client the "
                          "cluster's own workers are used")
+    if splits is not None:
+        unknown = sorted(set(splits) - set(SPLIT_NAMES))
+        if unknown or not splits:
+            raise InputError(f"splits must be drawn from {', '.join(SPLIT_NAMES)}; got "
+                             f"{', '.join(map(repr, splits)) or 'none'}")
     p = plan(norm)
     if simulate_fn is None:
         check_physics(p)
@@ -255,6 +268,8 @@ def generate(
         done_before = int(writer.done.sum())
         run_done = writer.done.reshape(len(p.points), r).all(axis=1)
         todo = [int(m) for m in np.flatnonzero(~run_done)]
+        if splits is not None:
+            todo = [m for m in todo if split_of(stable_hash(p.keys[m])) in splits]
         failures: list[str] = []
         if todo:
             try:
