@@ -23,7 +23,7 @@ from ccount_core.errors import InputError
 from ccount_core.evaluate import evaluate
 from ccount_core.model import load_model
 from ccount_core.preprocess import PreprocessConfig
-from ccount_core.train import TrainConfig, open_stores, prepare_split, train
+from ccount_core.train import TrainConfig, open_stores, prepare_split, prepare_splits, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -193,3 +193,50 @@ def test_fine_tuning_into_another_preprocessing(stores, run, tmp_path):
     assert card["preprocess"] == stretch.to_dict()
     assert card["training"]["started_from"]["preprocess"] == PRE.to_dict()
     assert card["training"]["config"]["new_preprocess"] is True
+
+
+@pytest.fixture(scope="module")
+def dark_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store whose crystals also hold 0 or 5 dark ND3+ ions."""
+    from distributed import Client, LocalCluster
+
+    path = tmp_path_factory.mktemp("dark") / "dark.zarr"
+    mixed = {**spec(3), "name": "dark", "species": {"dark": {"ND3+": {"number": [0, 5]}}}}
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                           dashboard_address=None)
+    with Client(cluster) as client:
+        generate(mixed, path, client=client, simulate_fn=fake_simulate, render_fn=fake_render)
+    cluster.close()
+    return path
+
+
+def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_store, run,
+                                                                 tmp_path):
+    both = ("Ca+", "ND3+")
+    # the pure stores hold no ND3+: they teach the new output 0
+    tr = prepare_splits(open_stores([*stores, dark_store]), "train", PRE, both, None, None)
+    n_pure = sum(split_size(p, "train") for p in stores)
+    assert np.all(tr.labels[:n_pure, 1] == 0)
+    assert set(tr.labels[n_pure:, 1]) == {0.0, 5.0}
+    start, _ = load_model(run)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-12, seed=3, augment=NO_AUG,
+                      init_model=str(run), labels=both)
+    grown, card = train([*stores, dark_store], tmp_path / "grown", cfg, PRE)
+    assert card["label_names"] == ["Ca+", "ND3+"]
+    assert card["training"]["started_from"]["label_names"] == ["Ca+"]
+    # the Ca+ output keeps its head row and scale, the backbone its weights
+    assert grown.label_scale.tolist() == [start.label_scale.item(), 5.0]
+    torch.testing.assert_close(grown.net.fc.weight[0].float(), start.net.fc.weight[0],
+                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(grown.net.conv1.weight.float(), start.net.conv1.weight,
+                               rtol=0, atol=1e-6)
+    # a two-output model is measured on a pure store (ND3+ = 0 there)
+    metrics = evaluate(tmp_path / "grown", stores[0], tmp_path / "eval")
+    assert metrics["overall"]["n"] == split_size(stores[0], "validation")
+    # a misspelt label is no species of any store; a run may not drop the model's labels
+    with pytest.raises(InputError, match="'ND3' is not a species of the data set"):
+        train(stores, tmp_path / "typo", TrainConfig(epochs=1, batch_size=8, augment=NO_AUG,
+                                                     labels=("Ca+", "ND3")), PRE)
+    with pytest.raises(InputError, match="may add labels to the model's"):
+        train(stores, tmp_path / "drop", TrainConfig(epochs=1, batch_size=8, augment=NO_AUG,
+                                                     init_model=str(tmp_path / "grown")), PRE)

@@ -68,8 +68,9 @@ class TrainConfig:
         keeping the weight of a count near zero bounded.
     init_weights: a torchvision ResNet50 ImageNet weights file to start from.
     init_model: a ccount model to fine-tune ("default": the shipped one): all its weights,
-        head and label scale included; it must count the same labels from images prepared
-        with the run's preprocessing.
+        head and label scale included; it must count the run's labels, or a first part of
+        them (labels it lacks get fresh head rows), from images prepared with the run's
+        preprocessing.
     new_preprocess: let ``init_model`` start a run that prepares images otherwise (e.g.
         ``stretch_to_fit`` or another pixel size): its weights are only a starting point,
         and its preprocessing is recorded in the card's ``training.started_from``.
@@ -240,7 +241,8 @@ def fit(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         if config.init_model is not None:
-            model, started_from = _start_model(config.init_model, card, config.new_preprocess)
+            model, started_from = _start_model(config.init_model, card, config.new_preprocess,
+                                               train.labels.mean(axis=0), scale)
         else:
             model = build_model(k, config.init_weights, label_scale=scale.tolist())
             # Start the head at the mean count: the first steps learn structure, not offset.
@@ -340,17 +342,43 @@ def fit(
     return model, full_card
 
 
-def _start_model(init_model: str, card: Mapping[str, Any], new_preprocess: bool = False
+def _start_model(init_model: str, card: Mapping[str, Any], new_preprocess: bool,
+                 label_mean: np.ndarray, label_scale: np.ndarray
                  ) -> tuple[CountingNet, dict[str, Any]]:
-    """The model to fine-tune, and what its card says of its own training."""
+    """The model to fine-tune, and what its card says of its own training.
+
+    A run may count more species than the model it starts from (e.g. add a dark species to a
+    Ca+ model): the new outputs start as a fresh run's would (``label_mean`` and
+    ``label_scale``, ions, one per label of ``card``), the others keep their head rows.
+    """
     model, init_card = load_model(None if init_model == "default" else init_model)
     if not new_preprocess:
         check_config(init_card, card["preprocess"], where="init_model")
-    if list(init_card["label_names"]) != list(card["label_names"]):
-        raise InputError(f"init_model: {init_model} counts {init_card['label_names']}, this run "
-                         f"learns {card['label_names']}")
-    return model, {"model": init_model, "training": init_card.get("training"),
-                   "data": init_card.get("data"), "preprocess": init_card.get("preprocess")}
+    old, new = list(init_card["label_names"]), list(card["label_names"])
+    if new[:1] != old[:1] or not set(old) <= set(new):
+        raise InputError(f"init_model: {init_model} counts {old}, this run learns {new}; a "
+                         "run may add labels to the model's, not drop or reorder its first")
+    started = {"model": init_model, "training": init_card.get("training"),
+               "data": init_card.get("data"), "preprocess": init_card.get("preprocess")}
+    if old == new:
+        return model, started
+    old_scale = model.label_scale.tolist()
+    scale = [old_scale[old.index(n)] if n in old else float(label_scale[j])
+             for j, n in enumerate(new)]
+    wider = CountingNet(len(new), label_scale=scale)
+    body = {k: v for k, v in model.state_dict().items()
+            if not k.startswith("net.fc.") and k != "label_scale"}
+    wider.load_state_dict(body, strict=False)
+    fc_old, fc = model.net.fc, wider.net.fc
+    with torch.no_grad():
+        torch.nn.init.normal_(fc.weight, std=1e-3)
+        for j, n in enumerate(new):
+            if n in old:
+                fc.weight[j] = fc_old.weight[old.index(n)]
+                fc.bias[j] = fc_old.bias[old.index(n)]
+            else:
+                fc.bias[j] = float(label_mean[j]) / scale[j]
+    return wider, {**started, "label_names": old}
 
 
 def _training_summary(config: TrainConfig, step: int, total: int, elapsed: float,
@@ -428,7 +456,9 @@ def prepare_split(
     """Prepared images and labels of one split of an opened data set (cached when asked, in
     ``cache_dir/prepared_{split}{cache_tag}.npy`` and ``.json``).
 
-    Frames the pipeline cannot prepare (``bad_frames``) are left out.
+    Frames the pipeline cannot prepare (``bad_frames``) are left out. A wanted label the data
+    set lacks is a species its spec does not hold: its count is 0 in every image (so a model
+    that also counts dark ions learns from, and is measured on, pure crystals too).
     """
     import dask.array as da
 
@@ -436,10 +466,6 @@ def prepare_split(
 
     names = list(ds.label_names)
     wanted = list(labels) if labels else names[:1]
-    missing = [w for w in wanted if w not in names]
-    if missing:
-        raise InputError(f"labels: {missing[0]!r} not in the data set's labels {names}")
-    cols = [names.index(w) for w in wanted]
     idx = np.sort(np.asarray(ds.indices(split), dtype=np.int64))
     if limit is not None:
         idx = idx[:limit]
@@ -456,9 +482,13 @@ def prepare_split(
             if meta.get("key") == key:
                 return Split(np.load(img_path, mmap_mode="r"), np.asarray(meta["labels"],
                                                                          np.float32))
-    labels_all = np.asarray(ds.labels, dtype=np.float32)[idx][:, cols]
+    held = np.asarray(ds.labels, dtype=np.float32)[idx]
+    labels_all = np.zeros((len(idx), len(wanted)), np.float32)
+    for j, w in enumerate(wanted):
+        if w in names:
+            labels_all[:, j] = held[:, names.index(w)]
     if len(idx) == 0:
-        return Split(np.zeros((0, 1, 1), np.float32), labels_all.reshape(0, len(cols)))
+        return Split(np.zeros((0, 1, 1), np.float32), labels_all)
     stack = da.from_zarr(ds.images) if not isinstance(ds.images, np.ndarray) else ds.images
     sizes = _pixel_sizes_um(ds, idx)
     images = np.zeros((len(idx), *preprocess.output_shape), np.float32)
@@ -492,7 +522,8 @@ def _data_summary(ds: Any, path: Path) -> dict[str, Any]:
 
 
 def open_stores(data: Path | str | Sequence[Path | str]) -> list[tuple[Path, Any]]:
-    """``[(path, opened data set), ...]`` for one store or several that share their labels."""
+    """``[(path, opened data set), ...]`` for one store or several that count the same
+    (laser-cooled, first-label) species; their dark species may differ."""
     from ccount_core.dataset import open_dataset
 
     paths = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
@@ -504,11 +535,11 @@ def open_stores(data: Path | str | Sequence[Path | str]) -> list[tuple[Path, Any
     if len({p.resolve() for p in paths}) != len(paths):
         raise InputError("data: the same data set is given twice")
     stores = [(path, open_dataset(path)) for path in paths]
-    names = list(stores[0][1].label_names)
+    cooled = stores[0][1].label_names[0]
     for path, ds in stores[1:]:
-        if list(ds.label_names) != names:
-            raise InputError(f"data: {path} has labels {list(ds.label_names)}, "
-                             f"{paths[0]} has {names}")
+        if ds.label_names[0] != cooled:
+            raise InputError(f"data: {path} counts {ds.label_names[0]}, {paths[0]} counts "
+                             f"{cooled}")
     return stores
 
 
@@ -522,7 +553,8 @@ def prepare_splits(
     progress: ProgressCallback | None = None,
 ) -> Split:
     """One split of several data sets, prepared and joined in the order given; ``limit``
-    counts over all of them. Each store's arrays are cached apart (``prepared_{split}.{i}``)."""
+    counts over all of them. Each store's arrays are cached apart (``prepared_{split}.{i}``).
+    A store without a label's species counts 0 of it."""
     parts: list[Split] = []
     left = limit
     for i, (_path, ds) in enumerate(stores):
@@ -561,6 +593,11 @@ def train(
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"run directory: {run_dir} is a file")
     stores = open_stores(data)
+    held = {name for _, ds in stores for name in ds.label_names}
+    unknown = [w for w in config.labels or () if w not in held]
+    if unknown:
+        raise InputError(f"labels: {unknown[0]!r} is not a species of the data set(s); they "
+                         f"hold {sorted(held)}")
     settings = {"data": [str(path.resolve()) for path, _ in stores],
                 "train": config.to_dict(), "preprocess": preprocess.to_dict()}
     settings = json.loads(json.dumps(settings))
