@@ -13,6 +13,10 @@ There (``PYTHONPATH=src python3 docs/train_gpu.py ...``):
     fit .pack -o /tmp/run --budget-s 420 --batch-size 256 --lr 2e-3 --seed 4
     export /tmp/run $OUT
 
+``pack --preprocess stretch.json --labels Ca+ ND3+`` packs another preparation and a
+dark-ion output (a pure store counts 0 ND3+); ``fit --init-model M --new-preprocess`` then
+starts from a model prepared otherwise, or counting fewer labels.
+
 ``fit`` times 40 training steps and one epoch's end with ``ccount_core.train.fit`` itself,
 sizes the one-cycle schedule so that the run ends inside the budget (counted from the
 script's start), and trains: ``--epochs`` equal epochs, each ending in validation and a
@@ -50,20 +54,27 @@ def pack(args: argparse.Namespace) -> None:
     from ccount_core.progress import tqdm_progress
     from ccount_core.train import _data_summary, open_stores, prepare_splits
 
-    pre = dataclasses.replace(PreprocessConfig(), model_pixel_size_um=args.pixel_size_um,
-                              output_shape=tuple(args.input_shape))
+    if args.preprocess:
+        pre = PreprocessConfig.from_dict(json.loads(Path(args.preprocess).read_text()))
+    else:
+        pre = dataclasses.replace(PreprocessConfig(), model_pixel_size_um=args.pixel_size_um,
+                                  output_shape=tuple(args.input_shape))
     stores = open_stores(args.data)
+    labels = tuple(args.labels) if args.labels else tuple(stores[0][1].label_names[:1])
+    held = {name for _, ds in stores for name in ds.label_names}
+    if not set(labels) <= held:
+        raise InputError(f"labels: {sorted(set(labels) - held)} in none of the stores")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     meta = {"preprocess": pre.to_dict(),
-            "label_names": list(stores[0][1].label_names)[:1],
+            "label_names": list(labels),
             "data": [_data_summary(ds, path) for path, ds in stores],
             "test": sum(len(ds.indices("test")) for _, ds in stores)}
     for split in SPLITS:
         with tqdm_progress(f"prepare {split}", unit="img") as bar:
-            part = prepare_splits(stores, split, pre, None, None, cache, bar)
+            part = prepare_splits(stores, split, pre, labels, None, cache, bar)
         path = save_packed(out / f"{split}.npz.xz", part, meta)
         print(f"{path}: {len(part.images)} images, {path.stat().st_size / 2**20:.1f} MiB")
 
@@ -111,7 +122,7 @@ def fit_in_budget(args: argparse.Namespace) -> None:
                                              "test": meta["test"]}}
     base = TrainConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed, amp=True,
                        weight_decay=args.weight_decay, checkpoint_every=10**9,
-                       init_model=args.init_model)
+                       init_model=args.init_model, new_preprocess=args.new_preprocess)
     step_s, end_s = _timings(train, val, card, base)
     left = args.budget_s - (time.monotonic() - START)
     steps = int(0.97 * (left - args.epochs * end_s - args.reserve_s) / step_s)
@@ -157,6 +168,11 @@ def main() -> None:
     p.add_argument("--cache", required=True, help="folder of prepared arrays (reused)")
     p.add_argument("--pixel-size-um", type=float, default=6.0)
     p.add_argument("--input-shape", type=int, nargs=2, default=(96, 48))
+    p.add_argument("--preprocess", default=None,
+                   help="a PreprocessConfig JSON (instead of the two options above)")
+    p.add_argument("--labels", nargs="+", default=None,
+                   help="labels to learn (default: the first); a store without a label's "
+                        "species counts 0 of it")
     p.set_defaults(func=pack)
     p = sub.add_parser("fit", help="train inside a time budget")
     p.add_argument("packs")
@@ -171,6 +187,8 @@ def main() -> None:
                    help="seconds kept for the run's start and last save")
     p.add_argument("--limit", type=int, default=None, help="at most N images (a dry run)")
     p.add_argument("--init-model", default=None, help="a ccount model to fine-tune")
+    p.add_argument("--new-preprocess", action="store_true",
+                   help="let --init-model start packs prepared otherwise than it was")
     p.set_defaults(func=fit_in_budget)
     p = sub.add_parser("export", help="float16 model in pieces, card and log")
     p.add_argument("run")
