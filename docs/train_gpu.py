@@ -52,7 +52,7 @@ def pack(args: argparse.Namespace) -> None:
 
     from ccount_core.preprocess import PreprocessConfig
     from ccount_core.progress import tqdm_progress
-    from ccount_core.train import _data_summary, open_stores, prepare_splits
+    from ccount_core.train import _data_summary, open_stores, prepare_splits, resolve_labels
 
     if args.preprocess:
         pre = PreprocessConfig.from_dict(json.loads(Path(args.preprocess).read_text()))
@@ -60,10 +60,7 @@ def pack(args: argparse.Namespace) -> None:
         pre = dataclasses.replace(PreprocessConfig(), model_pixel_size_um=args.pixel_size_um,
                                   output_shape=tuple(args.input_shape))
     stores = open_stores(args.data)
-    labels = tuple(args.labels) if args.labels else tuple(stores[0][1].label_names[:1])
-    held = {name for _, ds in stores for name in ds.label_names}
-    if not set(labels) <= held:
-        raise InputError(f"labels: {sorted(set(labels) - held)} in none of the stores")
+    labels = resolve_labels(stores, args.labels)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache)

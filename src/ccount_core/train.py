@@ -543,6 +543,18 @@ def open_stores(data: Path | str | Sequence[Path | str]) -> list[tuple[Path, Any
     return stores
 
 
+def resolve_labels(stores: Sequence[tuple[Path, Any]], labels: Sequence[str] | None
+                   ) -> tuple[str, ...]:
+    """The labels a run learns: ``labels``, each held by at least one of ``stores`` (the
+    others count 0 of it), or by default the counted (first) label."""
+    held = {name for _, ds in stores for name in ds.label_names}
+    unknown = [w for w in labels or () if w not in held]
+    if unknown:
+        raise InputError(f"labels: {unknown[0]!r} is not a species of the data set(s); they "
+                         f"hold {sorted(held)}")
+    return tuple(labels) if labels else (stores[0][1].label_names[0],)
+
+
 def prepare_splits(
     stores: Sequence[tuple[Path, Any]],
     split: str,
@@ -593,11 +605,7 @@ def train(
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"run directory: {run_dir} is a file")
     stores = open_stores(data)
-    held = {name for _, ds in stores for name in ds.label_names}
-    unknown = [w for w in config.labels or () if w not in held]
-    if unknown:
-        raise InputError(f"labels: {unknown[0]!r} is not a species of the data set(s); they "
-                         f"hold {sorted(held)}")
+    names = list(resolve_labels(stores, config.labels))
     settings = {"data": [str(path.resolve()) for path, _ in stores],
                 "train": config.to_dict(), "preprocess": preprocess.to_dict()}
     settings = json.loads(json.dumps(settings))
@@ -616,7 +624,6 @@ def train(
                         prepare_progress)
     va = prepare_splits(stores, "validation", preprocess, config.labels, config.max_val,
                         run_dir, prepare_progress)
-    names = list(config.labels) if config.labels else list(stores[0][1].label_names)[:1]
     card = {
         "label_names": names,
         "preprocess": preprocess.to_dict(),
@@ -633,4 +640,4 @@ def replace_config(config: TrainConfig, **changes: Any) -> TrainConfig:
 
 
 __all__ = ["Split", "TrainConfig", "fit", "open_stores", "predict", "prepare_split",
-           "prepare_splits", "replace_config", "summary_metrics", "train"]
+           "prepare_splits", "replace_config", "resolve_labels", "summary_metrics", "train"]
