@@ -231,8 +231,14 @@ def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_st
     torch.testing.assert_close(grown.net.conv1.weight.float(), start.net.conv1.weight,
                                rtol=0, atol=1e-6)
     # a two-output model is measured on a pure store (ND3+ = 0 there)
-    metrics = evaluate(tmp_path / "grown", stores[0], tmp_path / "eval")
-    assert metrics["overall"]["n"] == split_size(stores[0], "validation")
+    metrics = evaluate(tmp_path / "grown", [stores[0], dark_store], tmp_path / "eval")
+    n_val = split_size(stores[0], "validation") + split_size(dark_store, "validation")
+    assert metrics["overall"]["n"] == metrics["other_labels"]["ND3+"]["n"] == n_val
+    table = np.loadtxt(tmp_path / "eval" / "predictions.csv", delimiter=",", skiprows=1)
+    assert table.shape == (n_val, 4)
+    assert set(table[:, 2]) == {0.0, 5.0}  # true ND3+: 0 in the pure store
+    assert metrics["other_labels"]["ND3+"]["rms"] == pytest.approx(
+        np.sqrt(np.mean((table[:, 3] - table[:, 2]) ** 2)))
     # a misspelt label is no species of any store; a run may not drop the model's labels
     with pytest.raises(InputError, match="'ND3' is not a species of the data set"):
         train(stores, tmp_path / "typo", TrainConfig(epochs=1, batch_size=8, augment=NO_AUG,

@@ -166,14 +166,20 @@ def evaluate(
     metrics["data"] = [str(path) for path, _ in stores]
     metrics["model"] = str(model_path) if model_path is not None else "default"
     metrics["label"] = card["label_names"][0]
+    # a model that also counts dark species: the overall figures of each further output
+    metrics["other_labels"] = {name: bin_metrics(pred[:, j], prepared.labels[:, j])["overall"]
+                               for j, name in enumerate(card["label_names"]) if j > 0}
     metrics["tta"] = tta
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "metrics.json",
                        (json.dumps(metrics, indent=2) + "\n").encode())
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["true", "predicted"])
-    writer.writerows(zip(prepared.labels[:, 0].tolist(), pred[:, 0].tolist(), strict=True))
+    others = card["label_names"][1:]
+    writer.writerow(["true", "predicted",
+                     *(f"{kind}_{name}" for name in others for kind in ("true", "predicted"))])
+    pairs = np.stack([prepared.labels, pred], axis=2).reshape(len(pred), -1)  # true, pred, ...
+    writer.writerows(pairs.tolist())
     atomic_write_bytes(out_dir / "predictions.csv", buf.getvalue().encode())
     figure3(pred[:, 0], prepared.labels[:, 0], metrics, out_dir / "figure3.png")
     return metrics

@@ -46,5 +46,8 @@ def _run(args: argparse.Namespace) -> int:
     for r in m["paper_comparison"]:
         std = "-" if r["std"] is None else f"{r['std']:.2f}"
         print(f"{r['ions']:>4}  {r['paper_std']:>9}  {std:>8}  ({r['n']})")
+    for name, other in m["other_labels"].items():
+        print(f"{name}: RMS {other['rms']:.2f} ions, bias {other['bias']:+.2f} ions (true mean "
+              f"{other['true_mean']:.1f})")
     print(f"wrote {args.output}/figure3.png, metrics.json, predictions.csv")
     return 0
