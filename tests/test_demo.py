@@ -15,7 +15,8 @@ from ccount_core.io import open_stack
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (untrained, seeded) counting model: the demo's plumbing, not its accuracy."""
+    """A real (untrained, seeded) counting model: the demo's plumbing, not its accuracy. It
+    also counts ND3+, as a model trained with ``--labels Ca+ ND3+`` does."""
     import torch
 
     from ccount_core.model import build_model, save_model
@@ -24,8 +25,8 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     cfg = PreprocessConfig()
     weights, _ = save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors",
-                            build_model(1, label_scale=[300.0]),
-                            {"label_names": ["Ca+"], "preprocess": cfg.to_dict(),
+                            build_model(2, label_scale=[300.0, 200.0]),
+                            {"label_names": ["Ca+", "ND3+"], "preprocess": cfg.to_dict(),
                              "input_shape": list(cfg.output_shape)}, half=True)
     return weights
 
@@ -52,10 +53,12 @@ def test_demo_simulates_and_counts_every_frame(
         table = list(csv.DictReader(line for line in fh if not line.startswith("#")))
     assert [int(r["frame"]) for r in table] == list(range(16))
     assert all(np.isfinite(float(r["count"])) for r in table)
+    assert all(np.isfinite(float(r["count_ND3+"])) for r in table)
     assert all(float(r["uncertainty"]) > 0 for r in table)  # test-time views differ
     assert (out / "counts.png").stat().st_size > 0
     assert "counted 16 frames" in printed
     assert printed.count("\n") > 16  # the table is printed, one line per frame
+    assert "ND3+" in printed.split("counted 16 frames")[0]  # with the dark count's column
 
 
 def test_demo_without_a_model_says_so(

@@ -17,17 +17,18 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (untrained, seeded) counting model saved as safetensors + card."""
+    """A real (untrained, seeded) counting model saved as safetensors + card; it also
+    counts a dark species, as a model trained with ``--labels Ca+ ND3+`` does."""
     import torch
 
     from ccount_core.model import build_model, save_model
     from ccount_core.preprocess import PreprocessConfig
 
     torch.manual_seed(0)
-    model = build_model(1, label_scale=[300.0])
+    model = build_model(2, label_scale=[300.0, 200.0])
     cfg = PreprocessConfig()
     weights, _ = save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", model,
-                            {"label_names": ["Ca+"], "preprocess": cfg.to_dict(),
+                            {"label_names": ["Ca+", "ND3+"], "preprocess": cfg.to_dict(),
                              "input_shape": list(cfg.output_shape)}, half=True)
     return weights
 
@@ -87,6 +88,9 @@ def test_count_series_fills_table_plot_metadata_and_csv(series, model_file, qtbo
     np.testing.assert_allclose(times, np.arange(n_frames) * interval)
     np.testing.assert_allclose(counts, [r["count"] for r in rows])
     np.testing.assert_allclose(sigmas, [r["uncertainty"] for r in rows])
+    # the model's dark-species output is plotted beside the Ca+ count
+    assert list(widget.plot.others) == ["ND3+"]
+    np.testing.assert_allclose(widget.plot.others["ND3+"], [r["count_ND3+"] for r in rows])
 
     # The canvas shows the count of the frame on screen; a table click goes to its frame.
     viewer.dims.set_current_step(0, n_frames - 1)
@@ -105,6 +109,7 @@ def test_count_series_fills_table_plot_metadata_and_csv(series, model_file, qtbo
     assert float(table[2]["count"]) == pytest.approx(rows[2]["count"])
     assert float(table[2]["time_s"]) == pytest.approx(2 * interval)
     assert float(table[2]["ellipse_semi_major"]) == pytest.approx(rows[2]["ellipse_semi_major"])
+    assert float(table[2]["count_ND3+"]) == pytest.approx(rows[2]["count_ND3+"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counts.csv"]
 
 

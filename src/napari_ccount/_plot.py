@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
@@ -11,10 +13,13 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 BACKGROUND = "#262930"
 FOREGROUND = "#d6d0ce"
 LINE = "#4aa3ff"
+# further outputs of a model that also counts dark species, one colour each
+OTHER_LINES = ("#ff7f50", "#7fd67f", "#d68fff")
 
 
 class CountPlot(QWidget):
-    """N(t) with a ±σ band and a marker at the frame the viewer shows."""
+    """N(t) with a ±σ band and a marker at the frame the viewer shows; a model's further
+    outputs (dark species) as dashed lines."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -28,6 +33,7 @@ class CountPlot(QWidget):
         self.times = np.zeros(0)
         self.counts = np.zeros(0)
         self.sigmas = np.zeros(0)
+        self.others: dict[str, np.ndarray] = {}
         self._marker = None
         self._style()
         self.canvas.draw_idle()
@@ -43,17 +49,22 @@ class CountPlot(QWidget):
         ax.title.set_color(FOREGROUND)
 
     def set_data(self, times: np.ndarray, counts: np.ndarray, sigmas: np.ndarray,
-                 time_label: str = "time (s)", title: str = "") -> None:
-        """Plot ``counts`` ± ``sigmas`` (ions) against ``times`` (s, or frame numbers)."""
+                 time_label: str = "time (s)", title: str = "",
+                 others: Mapping[str, np.ndarray] | None = None) -> None:
+        """Plot ``counts`` ± ``sigmas`` (ions) against ``times`` (s, or frame numbers), and
+        ``others``: species name -> counts (ions) of a model's further outputs."""
         self.times = np.asarray(times, float)
         self.counts = np.asarray(counts, float)
         self.sigmas = np.nan_to_num(np.asarray(sigmas, float))
+        self.others = {k: np.asarray(v, float) for k, v in (others or {}).items()}
         ax = self.ax
         ax.clear()
         self._style()
         ax.fill_between(self.times, self.counts - self.sigmas, self.counts + self.sigmas,
                         color=LINE, alpha=0.3, linewidth=0, label="±1σ")
         ax.plot(self.times, self.counts, "o-", color=LINE, markersize=3, label="Ca⁺ count")
+        for (name, values), color in zip(self.others.items(), OTHER_LINES, strict=False):
+            ax.plot(self.times, values, "s--", color=color, markersize=3, label=f"{name} count")
         ax.set_xlabel(time_label)
         ax.set_ylabel("ions")
         if title:

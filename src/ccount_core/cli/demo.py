@@ -93,19 +93,25 @@ def count_sample(out: Path, model: Path | None) -> Path | None:
     with tqdm_progress("counting", unit="frame") as progress:
         rows = count_file(stack_path, csv_path, model_path, tta=4, progress=progress)
     seconds = time.perf_counter() - t0
-    print(f"\n{'frame':>5} {'time_s':>7} {'count':>7} {'±':>5} {'true':>5}  warning")
+    others = [k for k in rows[0] if k.startswith("count_")]  # a model's dark-species outputs
+    print(f"\n{'frame':>5} {'time_s':>7} {'count':>7} {'±':>5} {'true':>5}"
+          + "".join(f" {k[len('count_'):]:>7}" for k in others) + "  warning")
     for row, true in zip(rows, truth, strict=True):
         print(f"{row['frame']:>5} {_fmt(row['time_s'], 7, 0)} {_fmt(row['count'], 7, 1)} "
-              f"{_fmt(row['uncertainty'], 5, 1)} {true:>5}  {row['warning'] or ''}")
+              f"{_fmt(row['uncertainty'], 5, 1)} {true:>5}"
+              + "".join(f" {_fmt(row[k], 7, 1)}" for k in others)
+              + f"  {row['warning'] or ''}")
     print(f"counted {len(rows)} frames in {seconds:.1f} s; wrote {csv_path}")
-    png = plot_counts(rows, truth, meta.get("frame_interval_s"), out / "counts.png")
+    png = plot_counts(rows, meta["true_counts"], meta.get("frame_interval_s"),
+                      out / "counts.png")
     print(f"  and {png}")
     return csv_path
 
 
-def plot_counts(rows: list[dict[str, Any]], truth: list[int], interval_s: float | None,
+def plot_counts(rows: list[dict[str, Any]], truth: dict[str, list[int]], interval_s: float | None,
                 path: Path) -> Path:
-    """Ion number against time with its ±1σ band and the true numbers; a PNG at ``path``."""
+    """Ion number against time with its ±1σ band and the true numbers (species -> numbers per
+    frame); a model's further outputs (dark species) beside their truth. A PNG at ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,10 +125,16 @@ def plot_counts(rows: list[dict[str, Any]], truth: list[int], interval_s: float 
     fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     ax.fill_between(t, n - s, n + s, alpha=0.3, label="±1σ (test-time views)")
     ax.plot(t, n, "o-", label="counted Ca+")
-    ax.plot(t, truth, "k--", label="true Ca+ (simulation)")
+    ax.plot(t, truth["Ca+"], "k--", label="true Ca+ (simulation)")
+    for key in (k for k in rows[0] if k.startswith("count_")):
+        name = key[len("count_"):]
+        line = ax.plot(t, [np.nan if r[key] is None else r[key] for r in rows], "s-",
+                       markersize=3, label=f"counted {name}")[0]
+        if name in truth:
+            ax.plot(t, truth[name], ":", color=line.get_color(), label=f"true {name}")
     ax.set_xlabel("time (s)" if interval_s else "frame")
-    ax.set_ylabel("Ca+ ions")
-    ax.legend()
+    ax.set_ylabel("ions")
+    ax.legend(fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -222,10 +222,13 @@ class CountWidget(Container):
             ]
         interval = frame_interval_s(layer)
         frames = np.array([r["frame"] for r in self.rows], float)
+        others = {k[len("count_"):]: [_num(r.get(k)) for r in self.rows]
+                  for k in self.rows[0] if k.startswith("count_")}
         self.plot.set_data(frames * interval if interval else frames,
                            [_num(r["count"]) for r in self.rows],
                            [_num(r["uncertainty"]) for r in self.rows],
-                           time_label="time (s)" if interval else "frame", title=layer.name)
+                           time_label="time (s)" if interval else "frame", title=layer.name,
+                           others=others)
         self._on_step()
 
     def _fill_table(self) -> None:
