@@ -83,6 +83,8 @@ def test_count_series_fills_table_plot_metadata_and_csv(series, model_file, qtbo
     assert widget.table.rowCount() == n_frames
     assert widget.table.item(1, 2).text() == f"{rows[1]['count']:.1f}"
     assert widget.table.item(1, 3).text() == f"{rows[1]['uncertainty']:.1f}"
+    assert widget.table.horizontalHeaderItem(4).text() == "ND3+ count"
+    assert widget.table.item(1, 4).text() == f"{rows[1]['count_ND3+']:.1f}"
     times, counts, sigmas = widget.plot.plotted()
     interval = meta["frame_interval_s"]
     np.testing.assert_allclose(times, np.arange(n_frames) * interval)
@@ -97,7 +99,8 @@ def test_count_series_fills_table_plot_metadata_and_csv(series, model_file, qtbo
     assert text_overlay(viewer).visible
     last = rows[-1]
     assert text_overlay(viewer).text == (f"frame {n_frames - 1}: N(Ca⁺) = {last['count']:.0f} "
-                                        f"± {last['uncertainty']:.0f}")
+                                        f"± {last['uncertainty']:.0f}, "
+                                        f"N(ND3+) = {last['count_ND3+']:.0f}")
     widget._go_to_row(1)
     assert viewer.dims.current_step[0] == 1
     assert text_overlay(viewer).text.startswith(f"frame 1: N(Ca⁺) = {rows[1]['count']:.0f}")

@@ -72,6 +72,11 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
 
 
+def _other_counts(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows' further count columns (``count_ND3+``, ...): a model's dark species."""
+    return [k for k in rows[0] if k.startswith("count_")] if rows else []
+
+
 def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
@@ -223,7 +228,7 @@ class CountWidget(Container):
         interval = frame_interval_s(layer)
         frames = np.array([r["frame"] for r in self.rows], float)
         others = {k[len("count_"):]: [_num(r.get(k)) for r in self.rows]
-                  for k in self.rows[0] if k.startswith("count_")}
+                  for k in _other_counts(self.rows)}
         self.plot.set_data(frames * interval if interval else frames,
                            [_num(r["count"]) for r in self.rows],
                            [_num(r["uncertainty"]) for r in self.rows],
@@ -232,6 +237,11 @@ class CountWidget(Container):
         self._on_step()
 
     def _fill_table(self) -> None:
+        others = _other_counts(self.rows)
+        headers = [*TABLE_COLUMNS[:4], *(f"{k[len('count_'):]} count" for k in others),
+                   *TABLE_COLUMNS[4:]]
+        self.table.setColumnCount(len(headers))
+        self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(self.rows))
         for i, row in enumerate(self.rows):
             ell = ""
@@ -241,7 +251,8 @@ class CountWidget(Container):
                        f"{row['ellipse_angle_deg']:.1f}°")
             time = row.get("time_s")
             cells = (str(row["frame"]), "" if time is None else f"{time:.1f}",
-                     f"{_num(row['count']):.1f}", f"{_num(row['uncertainty']):.1f}", ell,
+                     f"{_num(row['count']):.1f}", f"{_num(row['uncertainty']):.1f}",
+                     *(f"{_num(row.get(k)):.1f}" for k in others), ell,
                      row.get("warning") or "")
             for j, text in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(text))
@@ -271,7 +282,9 @@ class CountWidget(Container):
             return
         sigma = _num(row["uncertainty"])
         pm = f" ± {sigma:.0f}" if math.isfinite(sigma) else ""
-        overlay.text = f"frame {frame}: N(Ca⁺) = {row['count']:.0f}{pm}"
+        dark = "".join(f", N({k[len('count_'):]}) = {_num(row.get(k)):.0f}"
+                       for k in _other_counts(self.rows))
+        overlay.text = f"frame {frame}: N(Ca⁺) = {row['count']:.0f}{pm}{dark}"
         interval = frame_interval_s(layer)
         self.plot.set_current(frame * interval if interval else frame)
         self.table.selectRow(self.rows.index(row))
