@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -99,6 +100,28 @@ def main() -> None:
                                         "fps": args.frames / t, "latency_s": lat})
             print(f"count_stack, {threads} thread(s), tta={tta}, bf16={bf16!s:<5}: "
                   f"{args.frames / t:7.1f} frames/s batched, {lat * 1000:6.0f} ms one frame")
+    # The defaults (bf16=None, every core): the first count on a machine times float32 against
+    # bfloat16 once (ccount_core.precision) and remembers the faster.
+    import os
+    import tempfile
+
+    from ccount_core.precision import CHOICE_FILE
+
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["CCOUNT_CACHE_DIR"] = cache
+        t0 = time.perf_counter()
+        count_stack(frames[:1], (model, card), px)
+        first = time.perf_counter() - t0
+        lat = best_time(lambda: count_stack(frames[:1], (model, card), px), args.repeats)
+        t = best_time(lambda: count_stack(frames, (model, card), px,
+                                          batch_size=args.batch_size), args.repeats)
+        chose = [v["bf16"] for v in json.loads((Path(cache) / CHOICE_FILE).read_text()).values()
+                 ] if (Path(cache) / CHOICE_FILE).exists() else ["not native"]
+    results["default"] = {"fps": args.frames / t, "latency_s": lat, "first_call_s": first,
+                          "bf16": chose}
+    print(f"count_stack defaults (bf16 chosen: {chose}): {args.frames / t:7.1f} frames/s "
+          f"batched, {lat * 1000:6.0f} ms one frame; first call on a new machine "
+          f"{first:.2f} s (the one-time timing included)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

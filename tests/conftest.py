@@ -18,6 +18,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """What ccount measures of the machine (``precision.bf16_pays``) goes to a test folder,
+    not the user's ~/.cache/ccount."""
+    old = os.environ.get("CCOUNT_CACHE_DIR")
+    os.environ["CCOUNT_CACHE_DIR"] = str(tmp_path_factory.mktemp("ccount_cache"))
+    yield
+    if old is None:
+        os.environ.pop("CCOUNT_CACHE_DIR", None)
+    else:
+        os.environ["CCOUNT_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The plugin's error notifications (one string each), recorded instead of shown."""

@@ -168,15 +168,25 @@ def test_device_is_chosen_automatically_and_checked(model_dir, sample, monkeypat
     assert pick_device() == torch.device("cuda")
 
 
-@pytest.mark.parametrize("native", [False, True])
-def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, native):
+@pytest.mark.parametrize(("native", "pays"), [(False, True), (True, False), (True, True)])
+def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, native, pays):
     import ccount_core.count as count_mod
 
     stack, meta = sample
+    timed: list[tuple[int, ...]] = []
+
+    def fake_pays(net, shape, batch_size):
+        timed.append((*shape, batch_size))
+        return pays
+
     monkeypatch.setattr(count_mod, "native_bf16", lambda: native)
-    auto = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu")
-    asked = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu", bf16=native)
+    monkeypatch.setattr(count_mod, "_bf16_pays", fake_pays)
+    use = native and pays  # native bfloat16 that is also faster here
+    auto = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu", batch_size=8)
+    assert timed == ([(*PRE.output_shape, 8)] if native else [])
+    asked = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu", bf16=use)
     other = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu",
-                        bf16=not native)
+                        bf16=not use)
     assert [r["count"] for r in auto] == [r["count"] for r in asked]
     assert [r["count"] for r in auto] != [r["count"] for r in other]
+    assert len(timed) == (1 if native else 0)  # an explicit choice is not timed

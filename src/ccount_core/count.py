@@ -115,6 +115,16 @@ def native_bf16() -> bool:
         return False
 
 
+def _bf16_pays(net: Any, shape: Sequence[int], batch_size: int) -> bool:
+    """Whether a batch of ``batch_size`` images of ``shape`` (rows, cols) counts faster in
+    bfloat16 than in float32 on this CPU (measured once, then remembered)."""
+    from ccount_core.precision import bf16_pays
+
+    probe = np.random.default_rng(0).standard_normal((batch_size, *shape)).astype(np.float32)
+    return bf16_pays(lambda flag: infer(net, probe, bf16=flag),
+                     f"{type(net).__name__} {shape[0]}x{shape[1]} batch {batch_size}")
+
+
 def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
           bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(counts (B, k), spread (B, k))`` for prepared images ``(B, H, W)``.
@@ -168,8 +178,9 @@ def count_stack(
     ``on_rows``: called with each batch's rows as soon as they are known.
     ``device``: torch device to count on (None: CUDA when available, else CPU); the model is
     moved there. ``bf16``: bfloat16 inference; None: on a CPU that computes it natively
-    (:func:`native_bf16`), where it is 1.2-1.5x faster and moves counts
-    by about 0.4 ions RMS (at most 1.6 measured).
+    (:func:`native_bf16`) and runs it faster than float32 (timed once per machine,
+    :func:`ccount_core.precision.bf16_pays`); it moves counts by about 0.4 ions RMS (at most
+    1.6 measured).
     Row keys: ``COLUMNS`` plus ``count_<label>`` for every further model output.
     """
     from ccount_core.preprocess import PreprocessConfig, prepare_stack
@@ -184,13 +195,14 @@ def count_stack(
     net, card = _resolve_model(model)
     dev = pick_device(device)
     net.to(dev)
-    if bf16 is None:
-        bf16 = dev.type == "cpu" and native_bf16()
     if expected_config is not None:
         from ccount_core.model import check_config
 
         check_config(card, expected_config)
     cfg = PreprocessConfig.from_dict(card["preprocess"])
+    if bf16 is None:
+        bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(net, cfg.output_shape,
+                                                                  batch_size)
     names = list(card["label_names"])
     lo, hi = card.get("label_range", [None, None])
     skip = set(int(f) for f in skip_frames)
