@@ -200,9 +200,6 @@ def count_stack(
 
         check_config(card, expected_config)
     cfg = PreprocessConfig.from_dict(card["preprocess"])
-    if bf16 is None:
-        bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(net, cfg.output_shape,
-                                                                  batch_size)
     names = list(card["label_names"])
     lo, hi = card.get("label_range", [None, None])
     skip = set(int(f) for f in skip_frames)
@@ -211,6 +208,9 @@ def count_stack(
     note = "" if pixel_size_um is not None else (
         f"pixel size unknown: assumed the model's {cfg.model_pixel_size_um:g} µm")
     with _threads(threads):
+        if bf16 is None:  # timed with the threads the count runs on
+            bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(net, cfg.output_shape,
+                                                                      batch_size)
         for start in range(0, len(todo), batch_size):
             frames = todo[start:start + batch_size]
             block = np.asarray(_take(stack, frames), dtype=np.float32)
