@@ -36,6 +36,17 @@ from ccount_core.progress import ProgressCallback, report
 COLUMNS = ("frame", "time_s", "count", "uncertainty", "ellipse_center_row",
            "ellipse_center_col", "ellipse_semi_major", "ellipse_semi_minor",
            "ellipse_angle_deg", "warning")
+OTHER_COUNT_PREFIX = "count_"
+"""Column of a model's further output (a dark species): ``count_<label>``, e.g. ``count_ND3+``."""
+
+
+def other_counts(rows: Sequence[Row]) -> dict[str, str]:
+    """Species name -> column of the further outputs the rows hold (``{"ND3+": "count_ND3+"}``);
+    empty for a model that counts Ca+ alone or for no rows."""
+    keys = rows[0] if rows else {}
+    return {k[len(OTHER_COUNT_PREFIX):]: k for k in keys if k.startswith(OTHER_COUNT_PREFIX)}
+
+
 MIN_SIDE_PX = 16
 UNCERTAIN_FRACTION = 0.1
 Row = dict[str, Any]
@@ -270,7 +281,7 @@ def _row(frame: int, i: int, count: np.ndarray, unc: float, spread: float, prepa
         "warning": "; ".join(warnings),
     }
     for k, name in enumerate(names[1:], start=1):
-        row[f"count_{name}"] = _num(count[k])
+        row[f"{OTHER_COUNT_PREFIX}{name}"] = _num(count[k])
     return row
 
 
@@ -327,7 +338,7 @@ def count_file(
     net, card = _resolve_model(model)
     header = _header(card, str(Path(path).resolve()), px, tta)
     names = list(card["label_names"])
-    columns = list(COLUMNS) + [f"count_{n}" for n in names[1:]]
+    columns = list(COLUMNS) + [f"{OTHER_COUNT_PREFIX}{n}" for n in names[1:]]
     done: set[int] = set()
     if out_csv.exists() and out_csv.stat().st_size > 0:
         meta, old = read_counts(out_csv)

@@ -74,7 +74,7 @@ def count_sample(out: Path, model: Path | None) -> Path | None:
     """Count the bundled sample series into ``counts.csv`` and ``counts.png``."""
     from importlib.resources import files
 
-    from ccount_core.count import count_file
+    from ccount_core.count import count_file, other_counts
     from ccount_core.io import open_stack
     from ccount_core.model import default_model_path
     from ccount_core.progress import tqdm_progress
@@ -93,13 +93,13 @@ def count_sample(out: Path, model: Path | None) -> Path | None:
     with tqdm_progress("counting", unit="frame") as progress:
         rows = count_file(stack_path, csv_path, model_path, tta=4, progress=progress)
     seconds = time.perf_counter() - t0
-    others = [k for k in rows[0] if k.startswith("count_")]  # a model's dark-species outputs
+    others = other_counts(rows)  # a model's dark-species outputs
     print(f"\n{'frame':>5} {'time_s':>7} {'count':>7} {'±':>5} {'true':>5}"
-          + "".join(f" {k[len('count_'):]:>7}" for k in others) + "  warning")
+          + "".join(f" {name:>7}" for name in others) + "  warning")
     for row, true in zip(rows, truth, strict=True):
         print(f"{row['frame']:>5} {_fmt(row['time_s'], 7, 0)} {_fmt(row['count'], 7, 1)} "
               f"{_fmt(row['uncertainty'], 5, 1)} {true:>5}"
-              + "".join(f" {_fmt(row[k], 7, 1)}" for k in others)
+              + "".join(f" {_fmt(row[k], 7, 1)}" for k in others.values())
               + f"  {row['warning'] or ''}")
     print(f"counted {len(rows)} frames in {seconds:.1f} s; wrote {csv_path}")
     png = plot_counts(rows, meta["true_counts"], meta.get("frame_interval_s"),
@@ -118,6 +118,8 @@ def plot_counts(rows: list[dict[str, Any]], truth: dict[str, list[int]], interva
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from ccount_core.count import other_counts
+
     step = interval_s or 1.0
     t = np.array([r["frame"] for r in rows], float) * step
     n = np.array([r["count"] for r in rows], float)
@@ -126,8 +128,7 @@ def plot_counts(rows: list[dict[str, Any]], truth: dict[str, list[int]], interva
     ax.fill_between(t, n - s, n + s, alpha=0.3, label="±1σ (test-time views)")
     ax.plot(t, n, "o-", label="counted Ca+")
     ax.plot(t, truth["Ca+"], "k--", label="true Ca+ (simulation)")
-    for key in (k for k in rows[0] if k.startswith("count_")):
-        name = key[len("count_"):]
+    for name, key in other_counts(rows).items():
         line = ax.plot(t, [np.nan if r[key] is None else r[key] for r in rows], "s-",
                        markersize=3, label=f"counted {name}")[0]
         if name in truth:

@@ -72,11 +72,6 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
 
 
-def _other_counts(rows: list[dict[str, Any]]) -> list[str]:
-    """The rows' further count columns (``count_ND3+``, ...): a model's dark species."""
-    return [k for k in rows[0] if k.startswith("count_")] if rows else []
-
-
 def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
@@ -227,8 +222,10 @@ class CountWidget(Container):
             ]
         interval = frame_interval_s(layer)
         frames = np.array([r["frame"] for r in self.rows], float)
-        others = {k[len("count_"):]: [_num(r.get(k)) for r in self.rows]
-                  for k in _other_counts(self.rows)}
+        from ccount_core.count import other_counts  # lazy: torch stays out of plugin import
+
+        others = {name: [_num(r.get(k)) for r in self.rows]
+                  for name, k in other_counts(self.rows).items()}
         self.plot.set_data(frames * interval if interval else frames,
                            [_num(r["count"]) for r in self.rows],
                            [_num(r["uncertainty"]) for r in self.rows],
@@ -237,8 +234,10 @@ class CountWidget(Container):
         self._on_step()
 
     def _fill_table(self) -> None:
-        others = _other_counts(self.rows)
-        headers = [*TABLE_COLUMNS[:4], *(f"{k[len('count_'):]} count" for k in others),
+        from ccount_core.count import other_counts  # lazy: torch stays out of plugin import
+
+        others = other_counts(self.rows)
+        headers = [*TABLE_COLUMNS[:4], *(f"{name} count" for name in others),
                    *TABLE_COLUMNS[4:]]
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
@@ -252,7 +251,7 @@ class CountWidget(Container):
             time = row.get("time_s")
             cells = (str(row["frame"]), "" if time is None else f"{time:.1f}",
                      f"{_num(row['count']):.1f}", f"{_num(row['uncertainty']):.1f}",
-                     *(f"{_num(row.get(k)):.1f}" for k in others), ell,
+                     *(f"{_num(row.get(k)):.1f}" for k in others.values()), ell,
                      row.get("warning") or "")
             for j, text in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(text))
@@ -282,8 +281,10 @@ class CountWidget(Container):
             return
         sigma = _num(row["uncertainty"])
         pm = f" ± {sigma:.0f}" if math.isfinite(sigma) else ""
-        dark = "".join(f", N({k[len('count_'):]}) = {_num(row.get(k)):.0f}"
-                       for k in _other_counts(self.rows))
+        from ccount_core.count import other_counts  # lazy: torch stays out of plugin import
+
+        dark = "".join(f", N({name}) = {_num(row.get(k)):.0f}"
+                       for name, k in other_counts(self.rows).items())
         overlay.text = f"frame {frame}: N(Ca⁺) = {row['count']:.0f}{pm}{dark}"
         interval = frame_interval_s(layer)
         self.plot.set_current(frame * interval if interval else frame)
