@@ -107,6 +107,23 @@ def test_dark_fraction_is_share_of_the_whole_crystal() -> None:
     assert point.counts == (("Ca+", 200), ("CaF+", 56), ("ND3+", 25))
 
 
+def test_n_ions_may_count_the_whole_crystal_as_in_a_reaction_series() -> None:
+    spec = normalise_spec({**base_spec(n_ions=[201], v_end=[2.0], seeds=[1]),
+                           "species": {"n_ions": "total",
+                                       "dark": {"CaF+": {"fraction": [0.2]},
+                                                "ND3+": {"fraction": [0.5]}}}})
+    (point,) = plan(spec).points
+    # 201 ions in all: 20 % is 40.2 -> 40 CaF+, 50 % is 100.5 -> 100 ND3+, 61 Ca+ left
+    assert point.counts == (("Ca+", 61), ("CaF+", 40), ("ND3+", 100))
+
+
+def test_the_default_n_ions_leaves_a_specs_digest_as_it_was() -> None:
+    raw = {**base_spec(), "species": {"dark": {"ND3+": {"fraction": [0.2]}}}}
+    assert normalise_spec(raw) == normalise_spec(
+        {**raw, "species": {**raw["species"], "n_ions": "cooled"}})
+    assert "n_ions" not in normalise_spec(raw)["species"]
+
+
 def test_random_sampling_is_seeded_and_within_ranges() -> None:
     raw = {"imaging": {"shape": [32, 48]}, "seed": 5,
            "parameters": {"sampling": "random", "n_samples": 200,
@@ -162,6 +179,9 @@ def test_shuffled_order_is_a_permutation_of_the_grid() -> None:
         ({"parameters": {**base_spec()["parameters"], "seeds": [1, 1]}}, "parameters.seeds"),
         ({"species": {"dark": {"ND3+": {"fraction": [1.2]}}}}, "species.dark.ND3+.fraction"),
         ({"species": {"dark": {"ND3+": {"count": [1]}}}}, "species.dark.ND3+"),
+        ({"species": {"n_ions": "all"}}, "species.n_ions"),
+        ({"species": {"n_ions": "total", "dark": {"ND3+": {"number": [5]}}}},
+         "species.n_ions"),
         ({"species": {"dark": {"A+": {"fraction": 0.6}, "B+": {"fraction": 0.5}}}},
          "species.dark"),
         ({"imaging": {"shape": [32, 48], "blur_um": -1}}, "imaging"),

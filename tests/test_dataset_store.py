@@ -104,6 +104,19 @@ def check_rows(ds) -> None:
     np.testing.assert_array_equal(first[:, 3], t["seed"][idx])
 
 
+def test_a_total_ion_number_spec_stores_each_species_count(tmp_path: Path, client: Any) -> None:
+    s = spec(species={"n_ions": "total", "dark": {"ND3+": {"fraction": [0.0, 0.5]}}},
+             parameters={"n_ions": [8, 11], "v_rf": [190], "v_end": [2.0], "eta": 0.244,
+                         "seeds": [1]})
+    out = tmp_path / "total.zarr"
+    assert run(s, out, client, flush_seconds=0).done_after == 8
+    ds = open_dataset(out)
+    check_rows(ds)
+    pairs = {tuple(int(v) for v in row) for row in ds.labels}
+    # (Ca+, ND3+) of 8 and 11 ions in all, 0 % and 50 % dark (floor(5.5) = 5)
+    assert pairs == {(8, 0), (4, 4), (11, 0), (6, 5)}
+
+
 def test_generate_writes_every_sample_once_with_its_parameters(tmp_path: Path,
                                                                client: Any) -> None:
     CALLS.clear()

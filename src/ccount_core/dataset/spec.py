@@ -172,8 +172,11 @@ def normalise_spec(data: Any) -> dict[str, Any]:
 
 def _species(raw: Any, sampling: str) -> dict[str, Any]:
     sp = _mapping(raw, "species")
-    _unknown(sp, {"cooled", "dark"}, "species")
+    _unknown(sp, {"cooled", "dark", "n_ions"}, "species")
     cooled = sp.get("cooled", "Ca+")
+    n_ions = sp.get("n_ions", "cooled")
+    if n_ions not in ("cooled", "total"):
+        raise InputError(f"species.n_ions must be 'cooled' or 'total', got {n_ions!r}")
     if not isinstance(cooled, str) or not cooled:
         raise InputError(f"species.cooled must be a species name, got {cooled!r}")
     dark_raw = _mapping(sp.get("dark", {}) or {}, "species.dark")
@@ -195,7 +198,11 @@ def _species(raw: Any, sampling: str) -> dict[str, Any]:
     fractions = [_axis_max(d["fraction"]) for d in dark.values() if "fraction" in d]
     if sum(fractions) >= 1.0:
         raise InputError("species.dark: the largest fractions add up to 1 or more")
-    return {"cooled": cooled, "dark": dark}
+    if n_ions == "cooled":  # the default stays out, so earlier specs keep their digests
+        return {"cooled": cooled, "dark": dark}
+    if any("number" in d for d in dark.values()):
+        raise InputError("species.n_ions: 'total' needs every dark species given by fraction")
+    return {"cooled": cooled, "dark": dark, "n_ions": "total"}
 
 
 def _imaging(raw: Any) -> dict[str, Any]:
@@ -331,6 +338,7 @@ def plan(spec: Mapping[str, Any]) -> Plan:
     params = spec["parameters"]
     dark = spec["species"]["dark"]
     cooled = spec["species"]["cooled"]
+    total_given = spec["species"].get("n_ions") == "total"
     rng = np.random.default_rng(spec["seed"])
     names = ["n_ions", *(f"dark:{d}" for d in dark), "v_rf", "v_end", "eta"]
     axes = [params["n_ions"], *(next(iter(d.values())) for d in dark.values()),
@@ -352,7 +360,7 @@ def plan(spec: Mapping[str, Any]) -> Plan:
     exclude = spec["split"]["exclude"]
     for combo in combos:
         values = dict(zip(names, combo, strict=True))
-        counts = _counts(cooled, dark, values)
+        counts = _counts(cooled, dark, values, total_given)
         v_rf, v_end, eta = float(values["v_rf"]), float(values["v_end"]), float(values["eta"])
         base = _key_base(counts, v_rf, v_end, eta, ())
         base_split = _key_base(counts, v_rf, v_end, eta, exclude) if exclude else base
@@ -383,9 +391,17 @@ def _draw(axis: Mapping[str, Any], n: int, integer: bool, rng: np.random.Generat
     return [_tidy(v) for v in rng.uniform(axis["min"], axis["max"], n)]
 
 
-def _counts(cooled: str, dark: Mapping[str, Any], values: Mapping[str, Any]
-            ) -> tuple[tuple[str, int], ...]:
-    """Ion numbers per species; a dark ``fraction`` is that species' share of the crystal."""
+def _counts(cooled: str, dark: Mapping[str, Any], values: Mapping[str, Any],
+            total_given: bool = False) -> tuple[tuple[str, int], ...]:
+    """Ion numbers per species; a dark ``fraction`` is that species' share of the crystal.
+
+    ``total_given``: ``n_ions`` is the whole crystal (every dark species by fraction, rounded
+    down, so at least one cooled ion is left); otherwise it is the cooled number.
+    """
+    if total_given:
+        total = int(values["n_ions"])
+        dark_n = [(d, math.floor(float(values[f"dark:{d}"]) * total)) for d in dark]
+        return ((cooled, total - sum(n for _, n in dark_n)), *dark_n)
     n_cooled = int(values["n_ions"])
     numbers = {d: int(values[f"dark:{d}"]) for d, how in dark.items() if "number" in how}
     fractions = {d: float(values[f"dark:{d}"]) for d, how in dark.items() if "fraction" in how}
