@@ -115,6 +115,10 @@ def test_n_ions_may_count_the_whole_crystal_as_in_a_reaction_series() -> None:
     (point,) = plan(spec).points
     # 201 ions in all: 20 % is 40.2 -> 40 CaF+, 50 % is 100.5 -> 100 ND3+, 61 Ca+ left
     assert point.counts == (("Ca+", 61), ("CaF+", 40), ("ND3+", 100))
+    spec["parameters"]["n_ions"]["values"] = [100]
+    spec["species"]["dark"]["CaF+"]["fraction"]["values"] = [0.29]
+    (point,) = plan(spec).points
+    assert point.counts == (("Ca+", 21), ("CaF+", 29), ("ND3+", 50))
 
 
 def test_the_default_n_ions_leaves_a_specs_digest_as_it_was() -> None:

@@ -400,7 +400,8 @@ def _counts(cooled: str, dark: Mapping[str, Any], values: Mapping[str, Any],
     """
     if total_given:
         total = int(values["n_ions"])
-        dark_n = [(d, math.floor(float(values[f"dark:{d}"]) * total)) for d in dark]
+        # the epsilon keeps a share like 0.29 of 100 ions (28.999999999999996) at 29
+        dark_n = [(d, math.floor(float(values[f"dark:{d}"]) * total + 1e-9)) for d in dark]
         return ((cooled, total - sum(n for _, n in dark_n)), *dark_n)
     n_cooled = int(values["n_ions"])
     numbers = {d: int(values[f"dark:{d}"]) for d, how in dark.items() if "number" in how}
