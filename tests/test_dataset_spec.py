@@ -39,9 +39,13 @@ def test_paper_grid_is_the_papers_698544_images_split_5_1_1() -> None:
     assert np.all(np.abs(frac - 1 / 7) < 0.005)
 
 
-def test_small_spec_and_toml_equal_yaml(tmp_path: Path) -> None:
+def test_small_spec_and_toml_equal_yaml(tmp_path: Path, monkeypatch) -> None:
     spec = load_spec(SPECS / "small.yaml")
     assert load_spec("small") == spec  # shipped specs by name
+    # ... also beside a folder of that name (`generate small -o small/data.zarr` makes one)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small").mkdir()
+    assert load_spec("small") == spec
     p = plan(spec)
     assert p.n_renders == 2 and len(p.points) == 16
     toml = tmp_path / "s.toml"

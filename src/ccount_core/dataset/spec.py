@@ -108,12 +108,13 @@ SHIPPED_SPECS = Path(__file__).resolve().parents[1] / "specs"
 def load_spec(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) spec file and check it.
 
-    ``path`` may also name a shipped spec without its suffix (``small``, ``paper_grid``).
+    ``path`` may also name a shipped spec without its suffix (``small``, ``paper_grid``), even
+    where a folder of that name (say the store's own) sits in the working directory.
     Returns the normalised spec (:func:`normalise_spec`): defaults filled in, numbers as
     numbers, so that two files meaning the same thing give equal dicts.
     """
     p = Path(path)
-    if not p.exists() and (SHIPPED_SPECS / f"{path}.yaml").is_file():
+    if not p.is_file() and (SHIPPED_SPECS / f"{path}.yaml").is_file():
         p = SHIPPED_SPECS / f"{path}.yaml"
     if not p.is_file():
         shipped = ", ".join(sorted(f.stem for f in SHIPPED_SPECS.glob("*.yaml")))
