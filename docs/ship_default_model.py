@@ -1,12 +1,13 @@
-"""Ship a trained run as the package's default model (float16 weights + card).
+"""Ship a trained run as the package's default model, or as another shipped model.
 
 Runs ``ccount evaluate`` on the validation split of the run's data sets with the weights as
 they will ship (float16), puts its metrics into the card (``metrics.ccount_evaluate``), adds
-the name, description and notes, and writes ``ccount_core/models/default.safetensors`` and
-``default.json``. The evaluation's ``figure3.png`` is copied to ``docs/images/``.
+the name, description and notes, and writes ``ccount_core/models/NAME.safetensors`` and
+``NAME.json`` (``--as NAME``, default ``default``). The evaluation's ``figure3.png`` is copied
+to ``docs/images/`` (``model_figure3.png`` for the default, else ``NAME_figure3.png``).
 
     python docs/ship_default_model.py RUN/ DATA.zarr [DATA2.zarr ...] --name "ccount default v2" \
-        --description "..." [--notes "..."] [--eval-dir eval_default]
+        --description "..." [--notes "..."] [--eval-dir eval_default] [--as default]
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ccount_core.ensemble import shipped_model_dir
 from ccount_core.evaluate import evaluate
-from ccount_core.model import default_model_path, load_model, save_model
+from ccount_core.model import load_model, save_model
 
-FIGURE = Path(__file__).parent / "images" / "model_figure3.png"
+IMAGES = Path(__file__).parent / "images"
 
 
 def main() -> None:
@@ -30,6 +32,8 @@ def main() -> None:
     ap.add_argument("--description", required=True)
     ap.add_argument("--notes", default=None, help="notes on how it was trained")
     ap.add_argument("--eval-dir", default="eval_default", help="where the evaluation goes")
+    ap.add_argument("--as", dest="ship_as", default="default",
+                    help="shipped name (default: default, the model used when none is named)")
     args = ap.parse_args()
 
     model, card = load_model(args.run)
@@ -40,13 +44,16 @@ def main() -> None:
         # evaluate the float16 weights that ship, not the float32 ones of the run
         save_model(Path(tmp) / "half.safetensors", model, card, half=True)
         metrics = evaluate(Path(tmp) / "half.safetensors", args.data, args.eval_dir)
-    metrics["model"] = "default"
+    metrics["model"] = args.ship_as
     card["metrics"] = dict(card.get("metrics", {}), ccount_evaluate=metrics)
-    weights, card_path = save_model(default_model_path(), model, card, half=True)
-    shutil.copyfile(Path(args.eval_dir) / "figure3.png", FIGURE)
+    weights, card_path = save_model(shipped_model_dir() / f"{args.ship_as}.safetensors", model,
+                                    card, half=True)
+    figure = IMAGES / ("model_figure3.png" if args.ship_as == "default"
+                       else f"{args.ship_as}_figure3.png")
+    shutil.copyfile(Path(args.eval_dir) / "figure3.png", figure)
     o = metrics["overall"]
     print(f"shipped {weights} and {card_path}: {o['n']} validation images, "
-          f"RMS {o['rms_percent']:.2f} %; figure in {FIGURE}")
+          f"RMS {o['rms_percent']:.2f} %; figure in {figure}")
 
 
 if __name__ == "__main__":

@@ -136,15 +136,11 @@ def test_unprepared_frame_gets_a_warning_not_a_count(model_dir):
 
 
 def test_training_range_warning_allows_the_counts_own_error():
-    from types import SimpleNamespace
-
     from ccount_core.count import _row
 
-    prepared = SimpleNamespace(bad_frames={}, ellipses=[None])
-
     def warning(count: float, unc: float) -> str:
-        return _row(0, 0, np.array([count]), unc, float("nan"), prepared, ["Ca+"], None,
-                    30.0, 350.0, "")["warning"]
+        return _row(0, 0, np.array([count]), unc, float("nan"), {}, [None], ["Ca+"], None,
+                    30.0, 350.0, "", "views disagree")["warning"]
 
     assert warning(350.4, 9.0) == ""  # 0.4 over the top, well inside its ±9 ions
     assert "outside the training range 30-350" in warning(360.0, 9.0)

@@ -151,6 +151,27 @@ def test_default_model_counts_or_says_why_not(series, qtbot, errors) -> None:
         assert "counts" not in layer.metadata["ccount"]
 
 
+def test_shipped_ensemble_is_offered_and_counts_both_species(series, qtbot, errors) -> None:
+    from ccount_core.ensemble import shipped_models
+
+    if "ensemble" not in shipped_models():
+        pytest.skip("no shipped ensemble")
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    assert {"shipped: dark", "shipped: ensemble"} <= set(widget.model_choice.choices)
+    widget.model_choice.value = "shipped: ensemble"
+    assert not widget.model_file.visible
+    widget.tta.value = 0
+    job = widget.run()
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    assert job.error is None and errors == []
+    rows = layer.metadata["ccount"]["counts"]
+    truth = np.array(layer.metadata["ccount"]["true_counts"]["Ca+"][:4], float)
+    counts = np.array([r["count"] for r in rows])
+    assert np.abs(counts - truth).mean() < 0.15 * truth.mean()
+    assert all(r["count_ND3+"] is not None for r in rows)  # the dark member's second output
+
+
 def test_file_that_is_not_a_model_is_one_line_error(series, qtbot, errors,
                                                      tmp_path: Path) -> None:
     viewer, layer = series

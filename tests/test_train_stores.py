@@ -151,6 +151,35 @@ def test_evaluate_with_test_time_augmentation(stores, run, tmp_path):
         evaluate(run, stores[0], tmp_path / "bad", tta=-1)
 
 
+def test_an_ensemble_evaluates_as_the_mean_of_its_members(stores, run, tmp_path):
+    from dataclasses import replace
+
+    from ccount_core.ensemble import ensemble_card
+    from ccount_core.model import build_model, save_model
+
+    stretched = replace(PRE, stretch_to_fit=True)
+    torch.manual_seed(7)
+    other = tmp_path / "other.safetensors"
+    save_model(other, build_model(1, label_scale=[60.0]).eval(),
+               {"label_names": ["Ca+"], "preprocess": stretched.to_dict(),
+                "input_shape": list(stretched.output_shape)})
+    pair = tmp_path / "pair.json"
+    pair.write_text(json.dumps(ensemble_card([run, other], pair, name="pair")))
+    got = evaluate(pair, stores[0], tmp_path / "pair")
+    evaluate(run, stores[0], tmp_path / "one")
+    evaluate(other, stores[0], tmp_path / "two")
+    p = {out: np.loadtxt(tmp_path / out / "predictions.csv", delimiter=",", skiprows=1)
+         for out in ("one", "two", "pair")}
+    # the stretched member also prepares the 60-ion crystals the other cannot fit: the
+    # ensemble counts the images both prepared, as the mean of the two
+    ids = {k: v[:, -1] for k, v in p.items()}
+    assert set(ids["one"]) < set(ids["two"]) and set(ids["pair"]) == set(ids["one"])
+    two = p["two"][np.isin(ids["two"], ids["one"])]
+    np.testing.assert_array_equal(p["pair"][:, 0], p["one"][:, 0])
+    np.testing.assert_allclose(p["pair"][:, 1], (p["one"][:, 1] + two[:, 1]) / 2, rtol=1e-5)
+    assert got["model"] == str(pair) and got["overall"]["n"] == len(p["one"])
+
+
 def test_fine_tuning_starts_from_the_given_model(stores, run, tmp_path):
     start, _ = load_model(run)
     # a learning rate so small that the weights cannot move: the result is the starting model
@@ -235,7 +264,8 @@ def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_st
     n_val = split_size(stores[0], "validation") + split_size(dark_store, "validation")
     assert metrics["overall"]["n"] == metrics["other_labels"]["ND3+"]["n"] == n_val
     table = np.loadtxt(tmp_path / "eval" / "predictions.csv", delimiter=",", skiprows=1)
-    assert table.shape == (n_val, 4)
+    assert table.shape == (n_val, 5)  # true, predicted for Ca+ and ND3+, the image's id
+    assert len(set(table[:, 4])) == n_val
     assert set(table[:, 2]) == {0.0, 5.0}  # true ND3+: 0 in the pure store
     assert metrics["other_labels"]["ND3+"]["rms"] == pytest.approx(
         np.sqrt(np.mean((table[:, 3] - table[:, 2]) ** 2)))

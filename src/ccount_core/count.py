@@ -9,6 +9,7 @@ The uncertainty (ions) is the model's own RMS error on simulated validation imag
 that count (:func:`validation_error`, from the evaluation in its card). With ``tta=K`` every
 frame is also seen in K mildly changed views (rotation ±3°, shift ±2 %, flips): the count is
 the mean over the K + 1 predictions, and their standard deviation is added in quadrature.
+An ensemble (``ccount_core.ensemble``) averages its members, and their spread is added too.
 On experimental images the error is larger (the paper: about 10 %).
 
 ``count_file(path, out_csv, ...)`` does the same for a file read lazily by
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ccount_core.ensemble import Counter
 from ccount_core.errors import InputError
 from ccount_core.progress import ProgressCallback, report
 
@@ -65,12 +67,16 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def _resolve_model(model: Any) -> tuple[Any, dict[str, Any]]:
-    from ccount_core.model import load_model
+def _resolve_model(model: Any) -> Counter:
+    """A :class:`Counter` from None (the default model), a path or shipped name, a
+    ``(model, card)`` pair from ``load_model``, or a Counter."""
+    from ccount_core.ensemble import Counter, load_counter
 
-    if isinstance(model, tuple) and len(model) == 2:
+    if isinstance(model, Counter):
         return model
-    return load_model(model)
+    if isinstance(model, tuple) and len(model) == 2:
+        return Counter([model], model[1])
+    return load_counter(model)
 
 
 def _check_stack(stack: Any) -> None:
@@ -181,7 +187,10 @@ def count_stack(
 ) -> list[Row]:
     """One row per frame of ``stack`` (numpy or dask ``(frames, rows, cols)``), in order.
 
-    ``model``: None (the default model), a path, or ``(model, card)`` from ``load_model``.
+    ``model``: None (the default model), a path or shipped name (``default``, ``dark``,
+    ``ensemble``), ``(model, card)`` from ``load_model``, or a ``Counter`` from
+    ``load_counter``. An ensemble counts each frame with every member (each on the frame
+    prepared its own way) and reports their mean; their disagreement joins the spread.
     ``pixel_size_um``: camera µm per pixel in the object plane (None: the model's own pixel
     size is assumed, and each row says so). ``frame_interval_s``: gives ``time_s``.
     ``skip_frames``: frames already counted (not computed again, not returned).
@@ -203,38 +212,53 @@ def count_stack(
         raise InputError(f"tta: must be 0 or more, got {tta}")
     if pixel_size_um is not None and not (math.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise InputError(f"pixel_size_um: must be a positive number of µm, got {pixel_size_um}")
-    net, card = _resolve_model(model)
+    counter = _resolve_model(model)
+    card = counter.card
     dev = pick_device(device)
-    net.to(dev)
+    counter.to(dev)
     if expected_config is not None:
         from ccount_core.model import check_config
 
         check_config(card, expected_config)
     cfg = PreprocessConfig.from_dict(card["preprocess"])
-    names = list(card["label_names"])
-    lo, hi = card.get("label_range", [None, None])
+    member_cfgs = [PreprocessConfig.from_dict(c["preprocess"]) for _, c in counter.members]
+    names = counter.label_names
+    lo, hi = card.get("label_range") or [None, None]
     skip = set(int(f) for f in skip_frames)
     todo = [f for f in range(stack.shape[0]) if f not in skip]
     rows_all: list[Row] = []
     note = "" if pixel_size_um is not None else (
         f"pixel size unknown: assumed the model's {cfg.model_pixel_size_um:g} µm")
+    disagree = ("uncertain: the ensemble's models or test-time views disagree by over 10 %"
+                if counter.is_ensemble else "uncertain: test-time views disagree by over 10 %")
     with _threads(threads):
         if bf16 is None:  # timed with the threads the count runs on
-            bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(net, cfg.output_shape,
-                                                                      batch_size)
+            bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(
+                counter.members[0][0], cfg.output_shape, batch_size)
         for start in range(0, len(todo), batch_size):
             frames = todo[start:start + batch_size]
             block = np.asarray(_take(stack, frames), dtype=np.float32)
-            prepared = prepare_stack(block, cfg, camera_pixel_size_um=pixel_size_um)
-            good = [i for i in range(len(frames)) if i not in prepared.bad_frames]
+            # one preparation per distinct configuration (members may share one)
+            prepared_by = {}
+            for c in [cfg, *member_cfgs]:
+                if c.to_json() not in prepared_by:
+                    prepared_by[c.to_json()] = prepare_stack(block, c,
+                                                             camera_pixel_size_um=pixel_size_um)
+            prepared = prepared_by[cfg.to_json()]
+            bad = {i: r for p in reversed(list(prepared_by.values()))
+                   for i, r in p.bad_frames.items()}
+            good = [i for i in range(len(frames)) if i not in bad]
             counts = np.full((len(frames), len(names)), np.nan, np.float32)
             spread = np.full_like(counts, np.nan)
             if good:
-                counts[good], spread[good] = infer(net, prepared.images[good], tta,
-                                                   seed + frames[0], bf16)
+                outputs = [infer(net, prepared_by[c.to_json()].images[good], tta,
+                                 seed + frames[0], bf16)
+                           for (net, _), c in zip(counter.members, member_cfgs, strict=True)]
+                counts[good], spread[good] = counter.combine(outputs)
             unc = _combined(validation_error(card, counts[:, 0]), spread[:, 0])
-            rows = [_row(f, i, counts[i], unc[i], spread[i, 0], prepared, names,
-                         frame_interval_s, lo, hi, note) for i, f in enumerate(frames)]
+            rows = [_row(f, i, counts[i], unc[i], spread[i, 0], bad, prepared.ellipses, names,
+                         frame_interval_s, lo, hi, note, disagree)
+                    for i, f in enumerate(frames)]
             if on_rows is not None:
                 on_rows(rows)
             rows_all.extend(rows)
@@ -251,12 +275,13 @@ def _take(stack: Any, frames: Sequence[int]) -> np.ndarray:
     return np.asarray(stack[list(frames)])
 
 
-def _row(frame: int, i: int, count: np.ndarray, unc: float, spread: float, prepared: Any,
-         names: list[str], interval: float | None, lo: float | None, hi: float | None,
-         note: str) -> Row:
+def _row(frame: int, i: int, count: np.ndarray, unc: float, spread: float,
+         bad: dict[int, str], ellipses: Sequence[Any], names: list[str],
+         interval: float | None, lo: float | None, hi: float | None, note: str,
+         disagree: str) -> Row:
     warnings = []
-    if i in prepared.bad_frames:
-        warnings.append(f"not counted: {prepared.bad_frames[i]}")
+    if i in bad:
+        warnings.append(f"not counted: {bad[i]}")
     else:
         c = float(count[0])
         # within its own error of the range, a count is what an in-range crystal could give
@@ -264,10 +289,10 @@ def _row(frame: int, i: int, count: np.ndarray, unc: float, spread: float, prepa
         if lo is not None and hi is not None and not lo - tol <= c <= hi + tol:
             warnings.append(f"count outside the training range {lo:g}-{hi:g}")
         if math.isfinite(spread) and spread > UNCERTAIN_FRACTION * max(abs(c), 1.0):
-            warnings.append("uncertain: test-time views disagree by over 10 %")
+            warnings.append(disagree)
     if note:
         warnings.append(note)
-    e = prepared.ellipses[i]
+    e = ellipses[i]
     row: Row = {
         "frame": frame,
         "time_s": frame * interval if interval is not None else None,
@@ -335,9 +360,10 @@ def count_file(
     stack = open_stack(path)
     _check_stack(stack.data)
     px = pixel_size_um if pixel_size_um is not None else stack.pixel_size_um
-    net, card = _resolve_model(model)
+    counter = _resolve_model(model)
+    card = counter.card
     header = _header(card, str(Path(path).resolve()), px, tta)
-    names = list(card["label_names"])
+    names = counter.label_names
     columns = list(COLUMNS) + [f"{OTHER_COUNT_PREFIX}{n}" for n in names[1:]]
     done: set[int] = set()
     if out_csv.exists() and out_csv.stat().st_size > 0:
@@ -362,7 +388,7 @@ def count_file(
             fh.flush()
             os.fsync(fh.fileno())
 
-        return count_stack(stack.data, (net, card), px, frame_interval_s=stack.frame_interval_s,
+        return count_stack(stack.data, counter, px, frame_interval_s=stack.frame_interval_s,
                            batch_size=batch_size, tta=tta, threads=threads, bf16=bf16,
                            device=device, skip_frames=done, on_rows=write, progress=progress)
 

@@ -10,6 +10,7 @@ truth); the same over all images.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -134,12 +135,14 @@ def evaluate(
     """Run a model on a split of one data set or several (joined); write ``metrics.json``,
     ``figure3.png`` and ``predictions.csv`` to ``out_dir``; return the metrics.
 
-    ``model_path`` None: the default model. The images are prepared with the model card's
-    preprocessing configuration. ``limit``: at most this many images of the split.
+    ``model_path`` None: the default model; a shipped name or an ensemble card works too.
+    The images are prepared with the model card's preprocessing configuration (for an
+    ensemble, each member's own). ``limit``: at most this many images of the split.
     ``tta``: count each image as ``ccount count --tta`` does, the mean of the plain view and
     ``tta`` changed ones (0: the plain view only).
     """
-    from ccount_core.model import atomic_write_bytes, load_model
+    from ccount_core.ensemble import load_counter
+    from ccount_core.model import atomic_write_bytes
     from ccount_core.preprocess import PreprocessConfig
     from ccount_core.train import open_stores, predict, prepare_splits
 
@@ -149,17 +152,32 @@ def evaluate(
         raise InputError(f"tta: must be 0 or more, got {tta}")
     out_dir = Path(out_dir)
     stores = open_stores(data)
-    model, card = load_model(model_path)
-    cfg = PreprocessConfig.from_dict(card["preprocess"])
-    prepared = prepare_splits(stores, split, cfg, tuple(card["label_names"]), limit, None,
-                              prepare_progress)
+    counter = load_counter(model_path)
+    card = counter.card
     names = ", ".join(str(path) for path, _ in stores)
+    labels = tuple(counter.label_names)
+    # one preparation per distinct configuration; every member counts the images it wants
+    splits: dict[str, Any] = {}
+    for _, member in counter.members:
+        cfg = PreprocessConfig.from_dict(member["preprocess"])
+        if cfg.to_json() not in splits:
+            splits[cfg.to_json()] = prepare_splits(stores, split, cfg, labels, limit, None,
+                                                   prepare_progress)
+    if len(splits) > 1:  # the images every preparation could make
+        common = functools.reduce(np.intersect1d, [s.ids for s in splits.values()])
+        splits = {k: s.select(common) for k, s in splits.items()}
+    prepared = next(iter(splits.values()))
     if len(prepared.images) == 0:
         raise InputError(f"split: no prepared images in the {split} split of {names}")
-    if tta == 0:
-        pred = predict(model, prepared.images, batch_size=batch_size, progress=progress)
-    else:
-        pred = _predict_tta(model, prepared.images, tta, batch_size, progress)
+    outputs = []
+    for net, member in counter.members:
+        images = splits[PreprocessConfig.from_dict(member["preprocess"]).to_json()].images
+        if tta == 0:
+            p = predict(net, images, batch_size=batch_size, progress=progress)
+        else:
+            p = _predict_tta(net, images, tta, batch_size, progress)
+        outputs.append((p, np.full_like(p, np.nan)))
+    pred = counter.combine(outputs)[0]
     metrics = bin_metrics(pred[:, 0], prepared.labels[:, 0])
     metrics["paper_comparison"] = paper_table(metrics)
     metrics["split"] = split
@@ -177,9 +195,11 @@ def evaluate(
     writer = csv.writer(buf)
     others = card["label_names"][1:]
     writer.writerow(["true", "predicted",
-                     *(f"{kind}_{name}" for name in others for kind in ("true", "predicted"))])
+                     *(f"{kind}_{name}" for name in others for kind in ("true", "predicted")),
+                     "image"])
     pairs = np.stack([prepared.labels, pred], axis=2).reshape(len(pred), -1)  # true, pred, ...
-    writer.writerows(pairs.tolist())
+    ids = prepared.ids if prepared.ids is not None else np.full(len(pred), -1)
+    writer.writerows([*row, int(i)] for row, i in zip(pairs.tolist(), ids, strict=True))
     atomic_write_bytes(out_dir / "predictions.csv", buf.getvalue().encode())
     figure3(pred[:, 0], prepared.labels[:, 0], metrics, out_dir / "figure3.png")
     return metrics

@@ -128,15 +128,31 @@ class TrainConfig:
 
 @dataclass
 class Split:
-    """Prepared images ``(n, H, W)`` float32 and labels ``(n, k)`` float32 (ions)."""
+    """Prepared images ``(n, H, W)`` float32 and labels ``(n, k)`` float32 (ions); ``ids``
+    ``(n,)`` int64, when known, names each image (its index in its data set, plus the store's
+    number times ``STORE_ID``), so two preparations of one split can be matched."""
 
     images: np.ndarray
     labels: np.ndarray
+    ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 3 or self.labels.ndim != 2 or len(self.images) != len(self.labels):
             raise InputError(f"split: images {self.images.shape} and labels "
                              f"{self.labels.shape} do not match")
+        if self.ids is not None and len(self.ids) != len(self.labels):
+            raise InputError(f"split: {len(self.ids)} ids for {len(self.labels)} images")
+
+    def select(self, ids: np.ndarray) -> Split:
+        """The images whose ids are in ``ids``, in this split's order."""
+        if self.ids is None:
+            raise InputError("split: its images carry no ids")
+        keep = np.isin(self.ids, ids)
+        return Split(self.images[keep], self.labels[keep], self.ids[keep])
+
+
+STORE_ID = 1 << 40
+"""Image ids of the n-th joined store start at ``n * STORE_ID``."""
 
 
 def hardware() -> str:
@@ -480,15 +496,17 @@ def prepare_split(
         if img_path.exists() and meta_path.exists():
             meta = json.loads(meta_path.read_text())
             if meta.get("key") == key:
-                return Split(np.load(img_path, mmap_mode="r"), np.asarray(meta["labels"],
-                                                                         np.float32))
+                left_out = {int(k) for k in meta.get("bad_frames", {})}
+                return Split(np.load(img_path, mmap_mode="r"),
+                             np.asarray(meta["labels"], np.float32),
+                             np.asarray([i for i in idx if int(i) not in left_out], np.int64))
     held = np.asarray(ds.labels, dtype=np.float32)[idx]
     labels_all = np.zeros((len(idx), len(wanted)), np.float32)
     for j, w in enumerate(wanted):
         if w in names:
             labels_all[:, j] = held[:, names.index(w)]
     if len(idx) == 0:
-        return Split(np.zeros((0, 1, 1), np.float32), labels_all)
+        return Split(np.zeros((0, 1, 1), np.float32), labels_all, idx)
     stack = da.from_zarr(ds.images) if not isinstance(ds.images, np.ndarray) else ds.images
     sizes = _pixel_sizes_um(ds, idx)
     images = np.zeros((len(idx), *preprocess.output_shape), np.float32)
@@ -501,7 +519,7 @@ def prepare_split(
         bad.update({int(rows[i]): reason for i, reason in out.bad_frames.items()})
     keep = np.array([i not in bad for i in range(len(idx))], dtype=bool)
     images = images[keep]
-    result = Split(images, labels_all[keep])
+    result = Split(images, labels_all[keep], idx[keep])
     if cache_dir is not None:
         buf = io.BytesIO()
         np.save(buf, images)
@@ -572,14 +590,15 @@ def prepare_splits(
     for i, (_path, ds) in enumerate(stores):
         tag = "" if len(stores) == 1 else f".{i}"
         part = prepare_split(ds, split, preprocess, labels, left, cache_dir, progress, tag)
-        parts.append(part)
+        parts.append(Split(part.images, part.labels, part.ids + i * STORE_ID))
         if left is not None:
             left = max(left - len(part.images), 0)
     if len(parts) == 1:
         return parts[0]
     shaped = [p for p in parts if len(p.images)] or parts[:1]
     return Split(np.concatenate([p.images for p in shaped]),
-                 np.concatenate([p.labels for p in shaped]))
+                 np.concatenate([p.labels for p in shaped]),
+                 np.concatenate([p.ids for p in shaped]))
 
 
 def train(

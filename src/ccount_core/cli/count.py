@@ -19,7 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default="counts.csv", help="CSV to write (default counts.csv)")
     p.add_argument("--pixel-size-um", type=float, default=None,
                    help="camera µm per pixel in the object plane (default: from the file)")
-    p.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    p.add_argument("--model", default=None,
+                   help="model file, run directory or ensemble card (.json), or a shipped "
+                        "one: default (pure Ca+), dark (Ca+ and ND3+), ensemble (the two "
+                        "averaged: more accurate, half as fast); default: default")
     p.add_argument("--batch-size", type=int, default=16, help="frames per batch (default 16)")
     p.add_argument("--tta", type=int, default=0,
                    help="extra test-time views per frame: the count is their mean and their "

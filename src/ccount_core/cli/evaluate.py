@@ -15,8 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and write figure3.png, metrics.json (per true-ion-number bin: mean, std, "
                     "RMS, mean %% error, exact-count accuracy) and predictions.csv to OUTDIR.",
     )
-    p.add_argument("model", help="model (.safetensors with its .json card, or a run directory);"
-                                 " 'default' for the shipped model")
+    p.add_argument("model", help="model (.safetensors with its .json card, a run directory "
+                                 "or an ensemble card), or a shipped one: default, dark, "
+                                 "ensemble")
     p.add_argument("data", nargs="+", help="data-set store(s) (.zarr); several are joined")
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
     p.add_argument("-o", "--output", default="evaluation", help="output directory")

@@ -36,6 +36,7 @@ from napari_ccount._workers import Job, notify_error, start_job
 
 DEFAULT_MODEL = "default model"
 MODEL_FILE = "model file…"
+SHIPPED_PREFIX = "shipped: "
 TABLE_COLUMNS = ("frame", "time (s)", "Ca⁺ count", "± (1σ)", "ellipse", "warning")
 
 
@@ -51,20 +52,22 @@ def run_count(
 ) -> dict[str, Any]:
     """Count every frame of ``stack`` ``(frames, rows, cols)`` with the core; runs in a worker.
 
-    ``model_path`` None is the default model; ``tta``: extra test-time views per frame.
+    ``model_path`` None is the default model; a path, a shipped name (``dark``, ``ensemble``)
+    or an ensemble card works too. ``tta``: extra test-time views per frame.
     Returns ``{"rows": [core row dicts], "device": str, "model": str}`` (rows as
     :func:`ccount_core.count.count_stack` gives them: frame, time_s, count, uncertainty (ions),
     ellipse_*, warning); ``on_rows`` gets each batch's rows as soon as they are known.
     """
     from ccount_core.count import count_stack
-    from ccount_core.model import default_model_path, load_model
+    from ccount_core.ensemble import load_counter, model_location
 
-    path = Path(model_path) if model_path else default_model_path()
-    net, card = load_model(path)
-    rows = count_stack(stack, (net, card), pixel_size_um, frame_interval_s=frame_interval_s,
+    counter = load_counter(model_path)
+    rows = count_stack(stack, counter, pixel_size_um, frame_interval_s=frame_interval_s,
                        batch_size=batch_size, tta=tta, on_rows=on_rows, progress=progress)
-    device = str(next(net.parameters()).device)  # chosen by the core: CUDA when available
-    return {"rows": [_plain(r) for r in rows], "device": device, "model": str(path)}
+    # chosen by the core: CUDA when available
+    device = str(next(counter.members[0][0].parameters()).device)
+    return {"rows": [_plain(r) for r in rows], "device": device,
+            "model": str(model_location(model_path))}
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
@@ -85,12 +88,20 @@ class CountWidget(Container):
         self.layer_picker = LayerPicker(
             napari_viewer, tooltip="the recorded (raw) image stack; the model applies the "
             "preprocessing saved in its card")
-        self.model_choice = ComboBox(label="model", choices=[DEFAULT_MODEL, MODEL_FILE],
+        from ccount_core.ensemble import shipped_models
+
+        others = [SHIPPED_PREFIX + n for n in shipped_models() if n != "default"]
+        self.model_choice = ComboBox(label="model", choices=[DEFAULT_MODEL, *others, MODEL_FILE],
                                      value=DEFAULT_MODEL,
-                                     tooltip="the model shipped with ccount, or a .safetensors "
-                                     "file with its JSON card beside it")
-        self.model_file = FileEdit(label="model file", filter="*.safetensors", visible=False,
-                                   tooltip="weights (.safetensors) with the model card (.json)")
+                                     tooltip="the model shipped with ccount; another shipped "
+                                     "one (dark: also counts ND3+; ensemble: default and dark "
+                                     "averaged, more accurate, half as fast); or a "
+                                     ".safetensors file with its JSON card beside it, or an "
+                                     "ensemble's .json card")
+        self.model_file = FileEdit(label="model file", filter="*.safetensors *.json",
+                                   visible=False,
+                                   tooltip="weights (.safetensors) with the model card (.json), "
+                                   "or an ensemble card (.json)")
         self.tta = SpinBox(label="test-time views", value=0, min=0, max=32,
                            tooltip="extra, mildly changed views of each frame (rotation, shift, "
                            "flips): the count is their mean and their standard deviation joins "
@@ -129,11 +140,19 @@ class CountWidget(Container):
         self.model_file.visible = value == MODEL_FILE
 
     def _model_path(self) -> str | None:
-        if self.model_choice.value == DEFAULT_MODEL:
+        from ccount_core.ensemble import is_ensemble
+
+        choice = self.model_choice.value
+        if choice == DEFAULT_MODEL:
             return None
+        if choice.startswith(SHIPPED_PREFIX):
+            return choice[len(SHIPPED_PREFIX):]
         path = Path(self.model_file.value)
+        if path.suffix == ".json" and path.is_file() and is_ensemble(path):
+            return str(path)
         if not path.is_file() or path.suffix != ".safetensors":
-            raise InputError(f"model file: {path} is not a .safetensors model file")
+            raise InputError(f"model file: {path} is not a .safetensors model file or an "
+                             "ensemble card")
         if not path.with_suffix(".json").is_file():
             raise InputError(f"model file: the model card {path.with_suffix('.json').name} "
                              "is missing beside the weights")

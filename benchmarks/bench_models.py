@@ -1,0 +1,52 @@
+"""Counting speed of each shipped model (and ensemble) at ``ccount count``'s defaults.
+
+On the shipped sample stack (reaction_series) tiled to --frames: ``count_stack`` batched
+(preprocessing included, bf16 chosen as ``ccount count`` chooses it, every core) and one
+frame with the model loaded. Best of --repeats runs.
+
+    python benchmarks/bench_models.py [default dark ensemble] [--frames 64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from ccount_core.count import count_stack
+from ccount_core.ensemble import load_counter, shipped_models
+from ccount_core.samples import load_sample
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up (allocations, oneDNN kernel choice, the bf16 timing)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="*", help="models (default: every shipped one)")
+    ap.add_argument("--frames", type=int, default=64, help="frames of the batched runs")
+    ap.add_argument("--batch-size", type=int, default=16, help="as ccount count's default")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    stack, meta = load_sample("reaction_series")
+    px = meta["pixel_size_um"]
+    frames = np.concatenate([stack] * -(-args.frames // len(stack)))[: args.frames]
+    for name in args.models or shipped_models():
+        counter = load_counter(name)
+        t = best_time(lambda c=counter: count_stack(frames, c, px, batch_size=args.batch_size),
+                      args.repeats)
+        lat = best_time(lambda c=counter: count_stack(frames[:1], c, px), args.repeats)
+        print(f"{name:<10} ({len(counter.members)} network(s)): {args.frames / t:6.1f} frames/s "
+              f"batched, {1000 * lat:5.0f} ms one frame")
+
+
+if __name__ == "__main__":
+    main()
