@@ -10,23 +10,13 @@ frame with the model loaded. Best of --repeats runs.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
+from bench_inference import best_time  # this folder is on the path when run as a script
 from ccount_core.count import count_stack
 from ccount_core.ensemble import load_counter, shipped_models
 from ccount_core.samples import load_sample
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, oneDNN kernel choice, the bf16 timing)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:

@@ -70,7 +70,7 @@ def _threads(n: int | None):
 def _resolve_model(model: Any) -> Counter:
     """A :class:`Counter` from None (the default model), a path or shipped name, a
     ``(model, card)`` pair from ``load_model``, or a Counter."""
-    from ccount_core.ensemble import Counter, load_counter
+    from ccount_core.ensemble import load_counter
 
     if isinstance(model, Counter):
         return model

@@ -91,7 +91,8 @@ def shipped_model_dir() -> Path:
 
 def shipped_models() -> list[str]:
     """Names of the shipped models and ensembles (``default``, ...), sorted."""
-    return sorted(p.stem for p in shipped_model_dir().glob("*.json"))
+    return sorted(p.stem for p in shipped_model_dir().glob("*.json")
+                  if not p.name.startswith("."))  # not a card being written
 
 
 def model_location(path: Path | str | None) -> Path:
