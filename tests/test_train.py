@@ -88,6 +88,26 @@ def test_epoch_length_changes_when_it_validates_not_what_it_learns(tmp_path):
     assert card["training"]["config"]["epoch_images"] == 24
 
 
+def _batchnorms(model: torch.nn.Module) -> list[torch.nn.BatchNorm2d]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+def test_freeze_bn_trains_with_running_statistics(tmp_path):
+    train, val = discs(12, 2), discs(4, 3)
+    frozen, card = fit(train, val, tmp_path / "a", TrainConfig(
+        epochs=1, batch_size=4, seed=5, freeze_bn=True, augment=NO_AUG), CARD)
+    moving, _ = fit(train, val, tmp_path / "b", TrainConfig(
+        epochs=1, batch_size=4, seed=5, augment=NO_AUG), CARD)
+    assert card["training"]["config"]["freeze_bn"] is True
+    # Frozen: the statistics stay at their start (0 and 1) while scale and shift learn.
+    for bn in _batchnorms(frozen):
+        assert torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1)
+        assert int(bn.num_batches_tracked) == 0
+    assert any(not torch.all(bn.weight == 1) for bn in _batchnorms(frozen))
+    assert all(int(bn.num_batches_tracked) == 3 for bn in _batchnorms(moving))
+    assert any(not torch.all(bn.running_mean == 0) for bn in _batchnorms(moving))
+
+
 def test_bad_training_input():
     with pytest.raises(InputError, match="epochs"):
         TrainConfig(epochs=0)

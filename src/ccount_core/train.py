@@ -74,6 +74,11 @@ class TrainConfig:
     new_preprocess: let ``init_model`` start a run that prepares images otherwise (e.g.
         ``stretch_to_fit`` or another pixel size): its weights are only a starting point,
         and its preprocessing is recorded in the card's ``training.started_from``.
+    freeze_bn: batch normalisation uses its running statistics while training, as it does
+        when counting, and does not update them (its scale and shift still learn). A batch
+        of 32 normalised by its own statistics counts several ions off (the shipped models:
+        5.4 % RMS against 3.6 % with running statistics), so a run that fine-tunes a trained
+        model with this flag learns the function that counts rather than a noisy neighbour.
     augment: the augmentation ranges.
     """
 
@@ -92,6 +97,7 @@ class TrainConfig:
     init_weights: str | None = None
     init_model: str | None = None
     new_preprocess: bool = False
+    freeze_bn: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -176,6 +182,13 @@ def _amp_dtype(device: torch.device) -> torch.dtype:
 
 def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=_amp_dtype(device), enabled=enabled)
+
+
+def _freeze_batchnorm(model: torch.nn.Module) -> None:
+    """Put every batch-norm layer of ``model`` in eval mode: running statistics, not updated."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def _loss(scaled_pred: torch.Tensor, scaled_true: torch.Tensor,
@@ -325,6 +338,8 @@ def fit(
         x = x.contiguous(memory_format=torch.channels_last)
         y = y_train[idx] / scale_t
         model.train()
+        if config.freeze_bn:
+            _freeze_batchnorm(model)
         with _autocast(device, use_amp):
             loss = _loss(model.scaled(x), y, floor_t)
         opt.zero_grad(set_to_none=True)

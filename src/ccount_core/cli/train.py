@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--new-preprocess", action="store_true",
                    help="let --init-model start a run whose preprocessing differs from the "
                         "model's (its weights are only a starting point)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="batch norm keeps its running statistics while training, as when "
+                        "counting (for fine-tuning a trained model)")
     p.add_argument("--preprocess", default=None,
                    help="JSON file of a PreprocessConfig (default: PreprocessConfig())")
     p.add_argument("--pixel-size-um", type=float, default=None,
@@ -84,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
                       labels=tuple(args.labels) if args.labels else None, amp=args.amp,
                       loss_floor_ions=args.loss_floor_ions,
                       init_weights=args.init_weights, init_model=args.init_model,
-                      new_preprocess=args.new_preprocess)
+                      new_preprocess=args.new_preprocess, freeze_bn=args.freeze_bn)
     with tqdm_progress("prepare", unit="img") as prep, tqdm_progress("train", unit="step") as bar:
         _, card = train(args.data, args.output, cfg, pre, progress=bar, prepare_progress=prep)
     m = card.get("metrics", {}).get("validation_last_epoch", {})
