@@ -102,6 +102,18 @@ def test_ensemble_count_is_the_mean_of_its_members(members, sample):
         assert r["ellipse_semi_major"] == pytest.approx(ra[0]["ellipse_semi_major"], rel=0.5)
 
 
+def test_ensemble_fits_each_frame_once(members, sample, monkeypatch):
+    import ccount_core.preprocess as pre
+
+    stack, meta = sample
+    fits: list[int] = []
+    real_fit = pre._fit
+    monkeypatch.setattr(pre, "_fit", lambda img: fits.append(1) or real_fit(img))
+    rows = count_stack(stack, members[2], meta["pixel_size_um"], batch_size=2)
+    # two members prepared two ways, one ellipse fit per frame (it is the same for both)
+    assert len(fits) == len(stack) == len(rows)
+
+
 def test_ensemble_counts_a_file_with_its_name_and_dark_column(members, sample, tmp_path):
     _, _, both = members
     stack, meta = sample

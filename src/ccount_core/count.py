@@ -238,12 +238,17 @@ def count_stack(
         for start in range(0, len(todo), batch_size):
             frames = todo[start:start + batch_size]
             block = np.asarray(_take(stack, frames), dtype=np.float32)
-            # one preparation per distinct configuration (members may share one)
-            prepared_by = {}
+            # One preparation per distinct configuration (members may share one). The
+            # ellipse fit, most of a preparation's time, does not depend on the
+            # configuration: the first one's ellipses serve the others.
+            prepared_by: dict[str, Any] = {}
+            fitted = None
             for c in [cfg, *member_cfgs]:
                 if c.to_json() not in prepared_by:
-                    prepared_by[c.to_json()] = prepare_stack(block, c,
-                                                             camera_pixel_size_um=pixel_size_um)
+                    p = prepare_stack(block, c, ellipses=fitted,
+                                      camera_pixel_size_um=pixel_size_um)
+                    prepared_by[c.to_json()] = p
+                    fitted = p.ellipses
             prepared = prepared_by[cfg.to_json()]
             bad = {i: r for p in reversed(list(prepared_by.values()))
                    for i, r in p.bad_frames.items()}
