@@ -245,10 +245,10 @@ def count_stack(
             fitted = None
             for c in [cfg, *member_cfgs]:
                 if c.to_json() not in prepared_by:
-                    p = prepare_stack(block, c, ellipses=fitted,
-                                      camera_pixel_size_um=pixel_size_um)
-                    prepared_by[c.to_json()] = p
-                    fitted = p.ellipses
+                    done = prepare_stack(block, c, ellipses=fitted,
+                                         camera_pixel_size_um=pixel_size_um)
+                    prepared_by[c.to_json()] = done
+                    fitted = done.ellipses
             prepared = prepared_by[cfg.to_json()]
             bad = {i: r for p in reversed(list(prepared_by.values()))
                    for i, r in p.bad_frames.items()}
