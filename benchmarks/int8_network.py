@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 import warnings
 
 import numpy as np
 import torch
 
+from bench_inference import best_time  # this folder is on the path when run as a script
 from ccount_core.ensemble import model_location
 from ccount_core.model import load_model
 from ccount_core.preprocess import PreprocessConfig
@@ -54,17 +54,6 @@ def outputs(net: torch.nn.Module, x: torch.Tensor, batch_size: int = 64) -> np.n
                           for s in range(0, len(x), batch_size)]).numpy()
 
 
-def images_per_s(net: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
-    best = float("inf")
-    with torch.inference_mode():
-        net(x)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            net(x)
-            best = min(best, time.perf_counter() - t0)
-    return len(x) / best
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model", help="model file, run directory or shipped name (default, dark)")
@@ -92,8 +81,10 @@ def main() -> None:
     counts = {}
     for name, n in (("float32", net), ("int8", qnet)):
         counts[name] = outputs(n, x) * scale
+        with torch.inference_mode():
+            speed = len(batch) / best_time(lambda n=n: n(batch), args.repeats)
         rms = 100 * float(np.sqrt(np.mean(((counts[name] - truth) / truth) ** 2)))
-        print(f"{name:8s} network alone {images_per_s(n, batch, args.repeats):7.0f} images/s "
+        print(f"{name:8s} network alone {speed:7.0f} images/s "
               f"(batch {args.batch_size})  RMS {rms:.2f} %  "
               f"bias {float(np.mean(counts[name] - truth)):+.2f} ions")
     moved = counts["int8"] - counts["float32"]
