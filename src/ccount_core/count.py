@@ -51,6 +51,8 @@ def other_counts(rows: Sequence[Row]) -> dict[str, str]:
 
 MIN_SIDE_PX = 16
 UNCERTAIN_FRACTION = 0.1
+#: Counts of at least this many frames pack a fresh Counter's networks for the CPU first.
+PACK_MIN_FRAMES = 64
 Row = dict[str, Any]
 
 
@@ -132,14 +134,17 @@ def native_bf16() -> bool:
         return False
 
 
-def _bf16_pays(net: Any, shape: Sequence[int], batch_size: int) -> bool:
+def _bf16_pays(counter: Counter, shape: Sequence[int], batch_size: int) -> bool:
     """Whether a batch of ``batch_size`` images of ``shape`` (rows, cols) counts faster in
-    bfloat16 than in float32 on this CPU (measured once, then remembered)."""
+    bfloat16 than in packed float32 (``Counter.packed_for_cpu``) on this CPU, with the first
+    member (measured once, then remembered)."""
     from ccount_core.precision import bf16_pays
 
+    net, packed = counter.members[0][0], counter.packed_for_cpu()[0]
     probe = np.random.default_rng(0).standard_normal((batch_size, *shape)).astype(np.float32)
-    return bf16_pays(lambda flag: infer(net, probe, bf16=flag),
-                     f"{type(net).__name__} {shape[0]}x{shape[1]} batch {batch_size}")
+    return bf16_pays(lambda flag: infer(net if flag else packed, probe, bf16=flag),
+                     f"{type(net).__name__} {shape[0]}x{shape[1]} batch {batch_size} "
+                     "against packed float32")
 
 
 def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
@@ -234,7 +239,13 @@ def count_stack(
     with _threads(threads):
         if bf16 is None:  # timed with the threads the count runs on
             bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(
-                counter.members[0][0], cfg.output_shape, batch_size)
+                counter, cfg.output_shape, batch_size)
+        # float32 on a CPU: the members packed once per Counter (batch norm folded, weights
+        # in oneDNN's layout). Packing costs about what counting 80 frames saves, so a short
+        # count with a fresh Counter runs the members as they are.
+        packed = dev.type == "cpu" and not bf16 and (
+            counter.is_packed or len(todo) >= PACK_MIN_FRAMES)
+        nets = counter.packed_for_cpu() if packed else [net for net, _ in counter.members]
         for start in range(0, len(todo), batch_size):
             frames = todo[start:start + batch_size]
             block = np.asarray(_take(stack, frames), dtype=np.float32)
@@ -258,7 +269,7 @@ def count_stack(
             if good:
                 outputs = [infer(net, prepared_by[c.to_json()].images[good], tta,
                                  seed + frames[0], bf16)
-                           for (net, _), c in zip(counter.members, member_cfgs, strict=True)]
+                           for net, c in zip(nets, member_cfgs, strict=True)]
                 counts[good], spread[good] = counter.combine(outputs)
             unc = _combined(validation_error(card, counts[:, 0]), spread[:, 0])
             rows = [_row(f, i, counts[i], unc[i], spread[i, 0], bad, prepared.ellipses, names,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Counter:
 
     members: list[tuple[Any, dict[str, Any]]]
     card: dict[str, Any]
+    _packed: list[Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def label_names(self) -> list[str]:
@@ -53,6 +54,20 @@ class Counter:
         for net, _ in self.members:
             net.to(device)
         return self
+
+    @property
+    def is_packed(self) -> bool:
+        """Whether :meth:`packed_for_cpu` has been built."""
+        return self._packed is not None
+
+    def packed_for_cpu(self) -> list[Any]:
+        """Each member packed for float32 CPU inference (``ccount_core.cpu_inference``: same
+        counts, faster), in member order; built on first use and kept."""
+        if self._packed is None:
+            from ccount_core.cpu_inference import pack_for_cpu
+
+            self._packed = [pack_for_cpu(net) for net, _ in self.members]
+        return self._packed
 
     def combine(self, outputs: Sequence[tuple[np.ndarray, np.ndarray]]
                 ) -> tuple[np.ndarray, np.ndarray]:

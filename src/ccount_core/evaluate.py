@@ -170,7 +170,7 @@ def evaluate(
     if len(prepared.images) == 0:
         raise InputError(f"split: no prepared images in the {split} split of {names}")
     outputs = []
-    for net, member in counter.members:
+    for net, (_, member) in zip(counter.packed_for_cpu(), counter.members, strict=True):
         images = splits[PreprocessConfig.from_dict(member["preprocess"]).to_json()].images
         if tta == 0:
             p = predict(net, images, batch_size=batch_size, progress=progress)

@@ -1,0 +1,95 @@
+"""The network packed for CPU inference counts as the network does, and counting uses it."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import ccount_core.count as count_mod
+from ccount_core.count import count_stack
+from ccount_core.cpu_inference import fold_batchnorm, pack_for_cpu
+from ccount_core.ensemble import Counter
+from ccount_core.model import CountingNet
+from ccount_core.preprocess import PreprocessConfig
+from ccount_core.samples import load_sample
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+PRE = PreprocessConfig(model_pixel_size_um=12.0, output_shape=(48, 32))
+
+
+def _trained_like_net(n_outputs: int = 2) -> CountingNet:
+    """A network whose batch norms hold statistics and affine terms far from their initial
+    values, as after training (so folding them is actually tested)."""
+    torch.manual_seed(0)
+    net = CountingNet(n_outputs, [300.0, 100.0][:n_outputs])
+    gen = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(0.5 * torch.randn(c, generator=gen))
+            m.running_var.copy_(0.2 + torch.rand(c, generator=gen))
+            m.weight.data.copy_(0.5 + 0.5 * torch.rand(c, generator=gen))
+            m.bias.data.copy_(0.1 * torch.randn(c, generator=gen))
+    return net.eval()
+
+
+def test_packed_network_counts_as_the_network_does():
+    net = _trained_like_net()
+    x = torch.rand(5, 1, 96, 48) * 3.0
+    with torch.inference_mode():
+        want = net(x)
+        got = pack_for_cpu(net)(x)
+    assert got.shape == want.shape == (5, 2)
+    assert want.abs().max() > 1.0  # the outputs are not trivially zero
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_packing_leaves_the_network_untouched():
+    net = _trained_like_net(1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    pack_for_cpu(net)
+    assert isinstance(net.net.bn1, torch.nn.BatchNorm2d)
+    after = net.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_folding_uses_the_running_statistics():
+    # eval-mode batch norm (running statistics) is what gets folded, not batch statistics
+    net = _trained_like_net(1)
+    resnet = fold_batchnorm(copy.deepcopy(net.net))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in resnet.modules())
+    x = torch.rand(4, 1, 96, 48)
+    z = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / (x.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
+    with torch.inference_mode():
+        folded = resnet(z) * net.label_scale
+        assert torch.allclose(folded, net(x), rtol=1e-4, atol=1e-3)
+        net.train()
+        assert not torch.allclose(folded, net(x), rtol=1e-2, atol=1.0)
+
+
+def test_count_stack_packs_a_long_count_and_counts_the_same(monkeypatch):
+    stack, meta = load_sample("reaction_series")
+    stack = stack[:3]
+    net = _trained_like_net(1)
+    card = {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
+            "input_shape": list(PRE.output_shape), "label_range": [30, 350]}
+    fresh = Counter([(net, card)], card)
+    plain = count_stack(stack, fresh, meta["pixel_size_um"], device="cpu", bf16=False)
+    assert not fresh.is_packed  # 3 frames: packing would cost more than it saves
+    monkeypatch.setattr(count_mod, "PACK_MIN_FRAMES", 3)
+    long = Counter([(net, card)], card)
+    packed = count_stack(stack, long, meta["pixel_size_um"], device="cpu", bf16=False)
+    assert long.is_packed
+    a = np.array([r["count"] for r in plain])
+    b = np.array([r["count"] for r in packed])
+    assert np.all(np.abs(a) > 1.0)
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
+    # bfloat16 runs the network as it is, never the float32 packing
+    bf = Counter([(net, card)], card)
+    count_stack(stack, bf, meta["pixel_size_um"], device="cpu", bf16=True)
+    assert not bf.is_packed
