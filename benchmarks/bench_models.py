@@ -1,10 +1,10 @@
 """Counting speed of each shipped model (and ensemble) at ``ccount count``'s defaults.
 
-On the shipped sample stack (reaction_series) tiled to --frames: ``count_stack`` batched
+On the shipped sample stack (reaction_series) tiled to --frames (128): ``count_stack`` batched
 (preprocessing included, bf16 chosen as ``ccount count`` chooses it, every core) and one
 frame with the model loaded. Best of --repeats runs.
 
-    python benchmarks/bench_models.py [default dark ensemble] [--tta 0] [--frames 64] [--repeats 3]
+    python benchmarks/bench_models.py [default dark ensemble] [--tta 0] [--frames 128] [--batch-size 32] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from ccount_core.samples import load_sample
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="*", help="models (default: every shipped one)")
-    ap.add_argument("--frames", type=int, default=64, help="frames of the batched runs")
-    ap.add_argument("--batch-size", type=int, default=16, help="as ccount count's default")
+    ap.add_argument("--frames", type=int, default=128, help="frames of the batched runs")
+    ap.add_argument("--batch-size", type=int, default=32, help="as ccount count's default")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tta", type=int, default=0, help="test-time views per frame")
     args = ap.parse_args()

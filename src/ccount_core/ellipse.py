@@ -166,15 +166,27 @@ def as_float_frame(frame: object, name: str = "frame") -> np.ndarray:
         arr = arr.astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=np.float32)
-    if arr.dtype.kind == "f":
-        finite = np.isfinite(out)
-        if not finite.all():
-            n_bad = int(out.size - np.count_nonzero(finite))
-            raise InputError(f"{name}: {n_bad} pixel(s) are NaN or infinite (or exceed float32)")
-    lo, hi = float(out.min()), float(out.max())
+    n_bad, lo, hi = _finite_range(out)
+    if n_bad:
+        raise InputError(f"{name}: {n_bad} pixel(s) are NaN or infinite (or exceed float32)")
     if hi - lo <= 1e-6 * max(abs(lo), abs(hi), 1e-30):
         raise InputError(f"{name}: constant image (every pixel = {lo:g}); no crystal to find")
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _finite_range(img):  # pragma: no cover - numba
+    """``(number of non-finite pixels, min, max of the finite ones)`` of a 2-D float32 image,
+    in one pass."""
+    n_bad = 0
+    lo, hi = np.inf, -np.inf
+    for v in img.ravel():
+        if not np.isfinite(v):
+            n_bad += 1
+        else:
+            lo = min(lo, v)
+            hi = max(hi, v)
+    return n_bad, float(lo), float(hi)
 
 
 def _check_dtype(dtype: np.dtype, name: str) -> None:
@@ -363,17 +375,19 @@ def _fit_border_plane(img: np.ndarray, width: int) -> np.ndarray:
     """Robust plane ``(p0, p_row, p_col)`` through the border ring (3σ clipping, 3 rounds)."""
     rr, cc = _border_ring(img.shape, width)
     return _robust_plane(img[rr, cc].astype(np.float64), rr.astype(np.float64),
-                         cc.astype(np.float64))
+                         cc.astype(np.float64), 3, 10)
 
 
 @nb.njit(cache=True, nogil=True)
-def _robust_plane(z, rr, cc):  # pragma: no cover - numba
-    """Least-squares plane ``z ≈ p0 + p1 rr + p2 cc``, refitted up to 3 times without the
-    points beyond 3σ (σ from the median absolute residual)."""
+def _robust_plane(z, rr, cc, fits, min_keep):  # pragma: no cover - numba
+    """Least-squares plane ``(p0, p1, p2)``, ``z ≈ p0 + p1 rr + p2 cc`` (float64 arrays),
+    fitted up to ``fits`` times, each time to the points of the last fit within 3σ (σ:
+    1.4826 × their median absolute residual); it stops when no point is dropped or fewer
+    than ``min_keep`` would remain."""
     n = z.size
     keep = np.ones(n, dtype=np.bool_)
     p = np.zeros(3)
-    for _ in range(3):
+    for _ in range(fits):
         a = np.zeros((3, 3))
         rhs = np.zeros(3)
         for i in range(n):
@@ -393,7 +407,7 @@ def _robust_plane(z, rr, cc):  # pragma: no cover - numba
         res = np.abs(z - (p[0] + p[1] * rr + p[2] * cc))
         sigma = 1.4826 * np.median(res[keep])
         new_keep = res <= 3.0 * sigma + 1e-12
-        if new_keep.sum() < 10 or np.all(new_keep == keep):
+        if new_keep.sum() < min_keep or np.all(new_keep == keep):
             break
         keep = new_keep
     return p

@@ -55,6 +55,7 @@ from ccount_core.ellipse import (
     Ellipse,
     _check_dtype,
     _fit,
+    _robust_plane,
     as_float_frame,
     block_mean,
     fit_ellipse,
@@ -403,14 +404,7 @@ def background_plane(img: np.ndarray, ellipse: Ellipse, method: BackgroundMethod
         return np.array([float(np.percentile(img, 5)), 0.0, 0.0])
     if method == "constant":
         return np.array([float(np.median(z)), 0.0, 0.0])
-    design = np.column_stack([np.ones(z.size), rr, cc])
-    p = np.linalg.solve(design.T @ design, design.T @ z)
-    res = z - design @ p
-    keep = np.abs(res) <= 3.0 * 1.4826 * np.median(np.abs(res)) + 1e-12
-    if keep.sum() >= 50:
-        dk = design[keep]
-        p = np.linalg.solve(dk.T @ dk, dk.T @ z[keep])
-    return p
+    return _robust_plane(z, rr, cc, 2, 50)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model file, run directory or ensemble card (.json), or a shipped "
                         "one: default (pure Ca+), dark (Ca+ and ND3+), ensemble (the two "
                         "averaged: more accurate, half as fast); default: default")
-    p.add_argument("--batch-size", type=int, default=16, help="frames per batch (default 16)")
+    p.add_argument("--batch-size", type=int, default=32, help="frames per batch (default 32)")
     p.add_argument("--tta", type=int, default=0,
                    help="extra test-time views per frame: the count is their mean and their "
                         "spread joins the uncertainty (default 0: the model's validation "
