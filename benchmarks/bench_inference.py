@@ -1,7 +1,8 @@
 """Inference speed of the counter on this CPU: batched frames/s and single-frame latency.
 
 Measures, on the shipped sample stack (reaction_series, 1.5 µm pixels) tiled to --frames:
-- the network alone on prepared images, for each precision / memory layout / thread count;
+- the network alone on prepared images, for each precision / memory layout / thread count,
+  and packed for the CPU as ``count_stack`` runs it in float32;
 - the whole ``count_stack`` (preprocessing included) batched, without and with TTA;
 - one frame through ``count_stack`` (model already loaded): the latency a live display sees.
 Each figure is the best of --repeats runs (the machine may be shared).
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 
 from ccount_core.count import count_stack
+from ccount_core.cpu_inference import pack_for_cpu
+from ccount_core.ensemble import Counter
 from ccount_core.model import build_model, default_model_path, load_model
 from ccount_core.preprocess import PreprocessConfig, prepare_stack
 from ccount_core.samples import load_sample
@@ -70,12 +73,16 @@ def main() -> None:
     print(f"preprocessing alone: {args.frames / t_pre:7.1f} frames/s")
 
     x_all = torch.from_numpy(prepared)[:, None]
+    packed = pack_for_cpu(model)  # what count_stack runs in float32 on a CPU
+    # one Counter for every count below: it packs its network once, as `ccount count` does
+    counter = Counter([(model, card)], card)
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for name, layout, bf16 in (("fp32", torch.contiguous_format, False),
                                    ("fp32 channels_last", torch.channels_last, False),
-                                   ("bf16 channels_last", torch.channels_last, True)):
-            net = model.to(memory_format=layout)
+                                   ("bf16 channels_last", torch.channels_last, True),
+                                   ("fp32 packed", torch.contiguous_format, False)):
+            net = packed if name == "fp32 packed" else model.to(memory_format=layout)
 
             def run(net=net, layout=layout, bf16=bf16) -> None:
                 with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
@@ -91,10 +98,10 @@ def main() -> None:
     for threads in (1, 2):
         for tta, bf16 in ((0, False), (0, True), (4, False), (4, True)):
             t = best_time(lambda tta=tta, bf16=bf16, threads=threads: count_stack(
-                frames, (model, card), px, batch_size=args.batch_size, tta=tta,
+                frames, counter, px, batch_size=args.batch_size, tta=tta,
                 threads=threads, bf16=bf16), args.repeats)
             lat = best_time(lambda tta=tta, bf16=bf16, threads=threads: count_stack(
-                frames[:1], (model, card), px, tta=tta, threads=threads, bf16=bf16),
+                frames[:1], counter, px, tta=tta, threads=threads, bf16=bf16),
                 args.repeats)
             results["pipeline"].append({"threads": threads, "tta": tta, "bf16": bf16,
                                         "fps": args.frames / t, "latency_s": lat})
@@ -110,10 +117,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["CCOUNT_CACHE_DIR"] = cache
         t0 = time.perf_counter()
-        count_stack(frames[:1], (model, card), px)
+        count_stack(frames[:1], counter, px)
         first = time.perf_counter() - t0
-        lat = best_time(lambda: count_stack(frames[:1], (model, card), px), args.repeats)
-        t = best_time(lambda: count_stack(frames, (model, card), px,
+        lat = best_time(lambda: count_stack(frames[:1], counter, px), args.repeats)
+        t = best_time(lambda: count_stack(frames, counter, px,
                                           batch_size=args.batch_size), args.repeats)
         chose = [v["bf16"] for v in json.loads((Path(cache) / CHOICE_FILE).read_text()).values()
                  ] if (Path(cache) / CHOICE_FILE).exists() else ["not native"]

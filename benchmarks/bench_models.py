@@ -4,7 +4,8 @@ On the shipped sample stack (reaction_series) tiled to --frames (128): ``count_s
 (preprocessing included, bf16 chosen as ``ccount count`` chooses it, every core) and one
 frame with the model loaded. Best of --repeats runs.
 
-    python benchmarks/bench_models.py [default dark ensemble] [--tta 0] [--frames 128] [--batch-size 32] [--repeats 3]
+    python benchmarks/bench_models.py [default dark ensemble] [--tta 0] [--frames 128]
+        [--batch-size 32] [--repeats 3]
 """
 
 from __future__ import annotations

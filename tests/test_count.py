@@ -186,3 +186,41 @@ def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, nativ
     assert [r["count"] for r in auto] == [r["count"] for r in asked]
     assert [r["count"] for r in auto] != [r["count"] for r in other]
     assert len(timed) == (1 if native else 0)  # an explicit choice is not timed
+
+
+def test_two_batches_at_once_count_the_same_in_order(model_dir, sample):
+    from ccount_core.count import _parallel_batches
+
+    stack, meta = sample
+    cpu = torch.device("cpu")
+    assert _parallel_batches(cpu, 2, 4) == (2, 1)
+    assert _parallel_batches(cpu, 8, 4) == (2, 4)
+    assert _parallel_batches(cpu, 2, 1) == (1, 2)  # one batch keeps every thread
+    assert _parallel_batches(cpu, 1, 4) == (1, 1)
+    assert _parallel_batches(torch.device("cuda"), 8, 4) == (1, 8)
+    with pytest.raises(InputError, match="threads"):
+        _parallel_batches(cpu, 0, 4)
+    batches: list[list[int]] = []
+    one = count_stack(stack, model_dir, meta["pixel_size_um"], batch_size=1, threads=1, tta=2)
+    two = count_stack(stack, model_dir, meta["pixel_size_um"], batch_size=1, threads=2, tta=2,
+                      on_rows=lambda rows: batches.append([r["frame"] for r in rows]))
+    assert batches == [[0], [1], [2], [3]]  # delivered in frame order
+    assert [r["frame"] for r in two] == [0, 1, 2, 3]
+    np.testing.assert_allclose([r["count"] for r in two], [r["count"] for r in one],
+                               rtol=1e-5)
+    np.testing.assert_allclose([r["uncertainty"] for r in two],
+                               [r["uncertainty"] for r in one], rtol=1e-5)
+
+
+def test_a_failing_callback_stops_the_parallel_count(model_dir, sample):
+    stack, meta = sample
+    seen: list[int] = []
+
+    def stop_after_first(rows):
+        seen.extend(r["frame"] for r in rows)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        count_stack(np.concatenate([stack] * 3), model_dir, meta["pixel_size_um"],
+                    batch_size=1, threads=2, on_rows=stop_after_first)
+    assert seen == [0]

@@ -23,8 +23,10 @@ import csv
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +60,53 @@ Row = dict[str, Any]
 
 @contextmanager
 def _threads(n: int | None):
+    """torch's thread count set to ``n`` (None: left as it is) while inside."""
     old = torch.get_num_threads()
     if n is not None:
-        if n < 1:
-            raise InputError(f"threads: must be at least 1, got {n}")
         torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def _parallel_batches(dev: torch.device, threads: int | None, n_batches: int
+                      ) -> tuple[int, int | None]:
+    """``(batches counted at once, torch threads each)`` for ``n_batches`` batches on ``dev``
+    with ``threads`` torch threads in all (None: torch's current number).
+
+    On a CPU with two threads or more and two batches or more, two batches run at once with
+    half the threads each: one batch's preparation (single-threaded, and holding the GIL)
+    overlaps the other's network, which would otherwise leave a core idle.
+    """
+    n = torch.get_num_threads() if threads is None else threads
+    if n < 1:
+        raise InputError(f"threads: must be at least 1, got {n}")
+    if dev.type != "cpu" or n < 2 or n_batches < 2:
+        return 1, threads
+    return 2, n // 2
+
+
+def _in_order(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:
+    """``fn(item)`` for each item, yielded in order, with up to ``workers`` computed at once
+    (threads). Closing the generator early cancels what has not started and waits for what
+    has."""
+    if workers <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[Any]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _resolve_model(model: Any) -> Counter:
@@ -200,7 +240,10 @@ def count_stack(
     size is assumed, and each row says so). ``frame_interval_s``: gives ``time_s``.
     ``skip_frames``: frames already counted (not computed again, not returned).
     ``expected_config``: a PreprocessConfig (or dict) the model must have been trained with.
-    ``on_rows``: called with each batch's rows as soon as they are known.
+    ``on_rows``: called with each batch's rows as soon as they are known, in frame order.
+    ``threads``: torch threads in all (None: torch's current number); on a CPU with two or
+    more, two batches are counted at once with half the threads each (the counts are the
+    same either way).
     ``device``: torch device to count on (None: CUDA when available, else CPU); the model is
     moved there. ``bf16``: bfloat16 inference; None: on a CPU that computes it natively
     (:func:`native_bf16`) and runs it faster than float32 (timed once per machine,
@@ -236,8 +279,10 @@ def count_stack(
         f"pixel size unknown: assumed the model's {cfg.model_pixel_size_um:g} µm")
     disagree = ("uncertain: the ensemble's models or test-time views disagree by over 10 %"
                 if counter.is_ensemble else "uncertain: test-time views disagree by over 10 %")
-    with _threads(threads):
-        if bf16 is None:  # timed with the threads the count runs on
+    batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
+    workers, per_worker = _parallel_batches(dev, threads, len(batches))
+    with _threads(per_worker):
+        if bf16 is None:  # timed with the threads a batch runs on
             bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(
                 counter, cfg.output_shape, batch_size)
         # float32 on a CPU: the members packed once per Counter (batch norm folded, weights
@@ -246,8 +291,8 @@ def count_stack(
         packed = dev.type == "cpu" and not bf16 and (
             counter.is_packed or len(todo) >= PACK_MIN_FRAMES)
         nets = counter.packed_for_cpu() if packed else [net for net, _ in counter.members]
-        for start in range(0, len(todo), batch_size):
-            frames = todo[start:start + batch_size]
+
+        def count_batch(frames: list[int]) -> list[Row]:
             block = np.asarray(_take(stack, frames), dtype=np.float32)
             # One preparation per distinct configuration (members may share one). The
             # ellipse fit, most of a preparation's time, does not depend on the
@@ -272,13 +317,16 @@ def count_stack(
                            for net, c in zip(nets, member_cfgs, strict=True)]
                 counts[good], spread[good] = counter.combine(outputs)
             unc = _combined(validation_error(card, counts[:, 0]), spread[:, 0])
-            rows = [_row(f, i, counts[i], unc[i], spread[i, 0], bad, prepared.ellipses, names,
+            return [_row(f, i, counts[i], unc[i], spread[i, 0], bad, prepared.ellipses, names,
                          frame_interval_s, lo, hi, note, disagree)
                     for i, f in enumerate(frames)]
-            if on_rows is not None:
-                on_rows(rows)
-            rows_all.extend(rows)
-            report(progress, min(start + batch_size, len(todo)), len(todo))
+
+        with closing(_in_order(count_batch, batches, workers)) as results:
+            for rows in results:
+                if on_rows is not None:
+                    on_rows(rows)
+                rows_all.extend(rows)
+                report(progress, len(rows_all), len(todo))
     return rows_all
 
 
