@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None,
                    help="model file, run directory or ensemble card (.json), or a shipped "
                         "one: default (pure Ca+), dark (Ca+ and ND3+), ensemble (the two "
-                        "averaged: more accurate, half as fast); default: default")
+                        "averaged: more accurate, 0.6x as fast); default: default")
     p.add_argument("--batch-size", type=int, default=32, help="frames per batch (default 32)")
     p.add_argument("--tta", type=int, default=0,
                    help="extra test-time views per frame: the count is their mean and their "
