@@ -2,7 +2,7 @@
 
 Measures, on the shipped sample stack (reaction_series, 1.5 µm pixels) tiled to --frames:
 - the network alone on prepared images, for each precision / memory layout / thread count,
-  and packed for the CPU as ``count_stack`` runs it in float32;
+  and packed for the CPU as ``count_stack`` runs it (float32, or bfloat16 where faster);
 - the whole ``count_stack`` (preprocessing included) batched, without and with TTA;
 - one frame through ``count_stack`` (model already loaded): the latency a live display sees.
 Each figure is the best of --repeats runs (the machine may be shared).
@@ -73,7 +73,8 @@ def main() -> None:
     print(f"preprocessing alone: {args.frames / t_pre:7.1f} frames/s")
 
     x_all = torch.from_numpy(prepared)[:, None]
-    packed = pack_for_cpu(model)  # what count_stack runs in float32 on a CPU
+    # what count_stack runs on a CPU, in float32 or (where faster) bfloat16
+    packed = {"fp32 packed": pack_for_cpu(model), "bf16 packed": pack_for_cpu(model, bf16=True)}
     # one Counter for every count below: it packs its network once, as `ccount count` does
     counter = Counter([(model, card)], card)
     for threads in (1, 2):
@@ -81,8 +82,9 @@ def main() -> None:
         for name, layout, bf16 in (("fp32", torch.contiguous_format, False),
                                    ("fp32 channels_last", torch.channels_last, False),
                                    ("bf16 channels_last", torch.channels_last, True),
-                                   ("fp32 packed", torch.contiguous_format, False)):
-            net = packed if name == "fp32 packed" else model.to(memory_format=layout)
+                                   ("fp32 packed", torch.contiguous_format, False),
+                                   ("bf16 packed", torch.contiguous_format, False)):
+            net = packed[name] if name in packed else model.to(memory_format=layout)
 
             def run(net=net, layout=layout, bf16=bf16) -> None:
                 with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,

@@ -1,8 +1,9 @@
 """Counts in bfloat16 against float32 on validation images: how far they move, and the error.
 
-``ccount count`` uses bfloat16 where the CPU runs it natively; this script says what that costs
-in accuracy: the RMS % error of each precision against the true counts, and the RMS and largest
-difference between the two (ions).
+``ccount count`` uses bfloat16 where the CPU runs it natively and faster; this script says what
+that costs in accuracy: the RMS % error of each precision against the true counts, and the RMS
+and largest difference between the two (ions). Both run the network packed, as a count of 64
+frames or more does (``ccount_core.cpu_inference``).
 
     python benchmarks/bf16_accuracy.py [--model default] DATA.zarr [DATA2.zarr ...] [--limit 600]
 """
@@ -14,7 +15,7 @@ import argparse
 import numpy as np
 
 from ccount_core.count import infer, native_bf16
-from ccount_core.model import load_model
+from ccount_core.ensemble import load_counter
 from ccount_core.preprocess import PreprocessConfig
 from ccount_core.train import open_stores, prepare_splits
 
@@ -26,7 +27,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=600, help="validation images used")
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args()
-    model, card = load_model(None if args.model == "default" else args.model)
+    counter = load_counter(None if args.model == "default" else args.model)
+    card = counter.members[0][1]
     split = prepare_splits(open_stores(args.data), "validation",
                            PreprocessConfig.from_dict(card["preprocess"]),
                            tuple(card["label_names"]), args.limit, None)
@@ -34,7 +36,7 @@ def main() -> None:
     counts = {}
     for bf16 in (False, True):
         counts[bf16] = np.concatenate([
-            infer(model, split.images[i:i + args.batch_size], bf16=bf16)[0][:, 0]
+            infer(counter.packed_for_cpu(bf16)[0], split.images[i:i + args.batch_size])[0][:, 0]
             for i in range(0, len(truth), args.batch_size)])
         rms = np.sqrt(np.mean(((counts[bf16] - truth) / truth) ** 2)) * 100
         print(f"{'bf16' if bf16 else 'fp32'}: RMS error {rms:.2f} % on {len(truth)} images")

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ccount_core.cpu_inference import PackedCpuNet
 from ccount_core.ensemble import Counter
 from ccount_core.errors import InputError
 from ccount_core.progress import ProgressCallback, report
@@ -175,16 +176,15 @@ def native_bf16() -> bool:
 
 
 def _bf16_pays(counter: Counter, shape: Sequence[int], batch_size: int) -> bool:
-    """Whether a batch of ``batch_size`` images of ``shape`` (rows, cols) counts faster in
-    bfloat16 than in packed float32 (``Counter.packed_for_cpu``) on this CPU, with the first
-    member (measured once, then remembered)."""
+    """Whether a batch of ``batch_size`` images of ``shape`` (rows, cols) counts faster with
+    the first member packed in bfloat16 than packed in float32 (``Counter.packed_for_cpu``)
+    on this CPU (measured once, then remembered)."""
     from ccount_core.precision import bf16_pays
 
-    net, packed = counter.members[0][0], counter.packed_for_cpu()[0]
     probe = np.random.default_rng(0).standard_normal((batch_size, *shape)).astype(np.float32)
-    return bf16_pays(lambda flag: infer(net if flag else packed, probe, bf16=flag),
-                     f"{type(net).__name__} {shape[0]}x{shape[1]} batch {batch_size} "
-                     "against packed float32")
+    return bf16_pays(lambda flag: infer(counter.packed_for_cpu(flag)[0], probe),
+                     f"{type(counter.members[0][0]).__name__} {shape[0]}x{shape[1]} "
+                     f"batch {batch_size} packed bfloat16 against packed float32")
 
 
 def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
@@ -202,6 +202,8 @@ def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
     if tta > 0:
         x = torch.cat([x[None], tta_views(x, tta, seed)]).flatten(0, 1)
     x = x.to(device)
+    # a packed network runs in its own precision (ccount_core.cpu_inference)
+    bf16 = bf16 and not isinstance(model, PackedCpuNet)
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                 enabled=bf16):
         if bf16:
@@ -285,12 +287,12 @@ def count_stack(
         if bf16 is None:  # timed with the threads a batch runs on
             bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(
                 counter, cfg.output_shape, batch_size)
-        # float32 on a CPU: the members packed once per Counter (batch norm folded, weights
-        # in oneDNN's layout). Packing costs about what counting 80 frames saves, so a short
-        # count with a fresh Counter runs the members as they are.
-        packed = dev.type == "cpu" and not bf16 and (
-            counter.is_packed or len(todo) >= PACK_MIN_FRAMES)
-        nets = counter.packed_for_cpu() if packed else [net for net, _ in counter.members]
+        # On a CPU the members are packed once per Counter and precision (batch norm
+        # folded, weights cast and in oneDNN's layout). Packing costs about what counting 80
+        # frames saves, so a short count with a fresh Counter runs the members as they are.
+        packed = dev.type == "cpu" and (
+            counter.is_packed(bf16) or len(todo) >= PACK_MIN_FRAMES)
+        nets = counter.packed_for_cpu(bf16) if packed else [net for net, _ in counter.members]
 
         def count_batch(frames: list[int]) -> list[Row]:
             block = np.asarray(_take(stack, frames), dtype=np.float32)

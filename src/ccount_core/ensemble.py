@@ -39,7 +39,8 @@ class Counter:
 
     members: list[tuple[Any, dict[str, Any]]]
     card: dict[str, Any]
-    _packed: list[Any] | None = field(default=None, init=False, repr=False, compare=False)
+    _packed: dict[bool, list[Any]] = field(default_factory=dict, init=False, repr=False,
+                                           compare=False)
 
     @property
     def label_names(self) -> list[str]:
@@ -55,19 +56,19 @@ class Counter:
             net.to(device)
         return self
 
-    @property
-    def is_packed(self) -> bool:
-        """Whether :meth:`packed_for_cpu` has been built."""
-        return self._packed is not None
+    def is_packed(self, bf16: bool = False) -> bool:
+        """Whether :meth:`packed_for_cpu` has been built for that precision."""
+        return bf16 in self._packed
 
-    def packed_for_cpu(self) -> list[Any]:
-        """Each member packed for float32 CPU inference (``ccount_core.cpu_inference``: same
-        counts, faster), in member order; built on first use and kept."""
-        if self._packed is None:
+    def packed_for_cpu(self, bf16: bool = False) -> list[Any]:
+        """Each member packed for CPU inference (``ccount_core.cpu_inference``), in member
+        order, built on first use and kept: float32 (the members' counts, faster) or, when
+        ``bf16``, bfloat16 (within its rounding, faster still on a CPU with bfloat16 units)."""
+        if bf16 not in self._packed:
             from ccount_core.cpu_inference import pack_for_cpu
 
-            self._packed = [pack_for_cpu(net) for net, _ in self.members]
-        return self._packed
+            self._packed[bf16] = [pack_for_cpu(net, bf16) for net, _ in self.members]
+        return self._packed[bf16]
 
     def combine(self, outputs: Sequence[tuple[np.ndarray, np.ndarray]]
                 ) -> tuple[np.ndarray, np.ndarray]:

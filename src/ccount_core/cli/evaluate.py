@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", type=int, default=0,
                    help="count each image as the mean of the plain and N changed views "
                         "(as ccount count --tta; default 0)")
+    p.add_argument("--bf16", action="store_true",
+                   help="run the networks in bfloat16, as ccount count does on a CPU where "
+                        "that is faster (default: float32)")
     add_threads_argument(p)
     p.set_defaults(func=_run)
 
@@ -38,9 +41,11 @@ def _run(args: argparse.Namespace) -> int:
     model = None if args.model == "default" else args.model
     with tqdm_progress("prepare", unit="img") as prep, tqdm_progress("count", unit="img") as bar:
         m = evaluate(model, args.data, args.output, split=args.split, limit=args.limit,
-                     batch_size=args.batch_size, tta=args.tta, progress=bar, prepare_progress=prep)
+                     batch_size=args.batch_size, tta=args.tta, bf16=args.bf16, progress=bar,
+                     prepare_progress=prep)
     o = m["overall"]
     views = f" (TTA: mean of {args.tta + 1} views)" if args.tta else ""
+    views += " in bfloat16" if args.bf16 else ""
     print(f"{o['n']} images{views}: RMS {o['rms']:.2f} ions ({o['rms_percent']:.2f} %), mean error "
           f"{o['mean_percent_error']:.2f} %, exact {100 * o['exact']:.1f} %")
     print("ions  paper std  this std  (n)")
