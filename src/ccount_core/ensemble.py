@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ccount_core.calibration import apply_calibration, check_calibration
 from ccount_core.errors import InputError
 
 ENSEMBLE_FORMAT = "ccount-ensemble"
@@ -41,6 +42,12 @@ class Counter:
     card: dict[str, Any]
     _packed: dict[bool, list[Any]] = field(default_factory=dict, init=False, repr=False,
                                            compare=False)
+
+    def __post_init__(self) -> None:
+        if "calibration" in self.card:
+            name = self.card.get("name")
+            check_calibration(self.card["calibration"], self.label_names,
+                              f"model {name!r}" if name else "model card")
 
     @property
     def label_names(self) -> list[str]:
@@ -78,7 +85,9 @@ class Counter:
         A species' count is the mean over the members that count it. Its spread is the
         total standard deviation over those members and their views: the members' variance
         about the mean (ddof 1) plus the mean of their test-time variances (NaN read as 0);
-        NaN where one member alone counts it and has no test-time spread.
+        NaN where one member alone counts it and has no test-time spread. A species the card
+        calibrates (``calibration``, :mod:`ccount_core.calibration`) has its mean count
+        mapped through the calibration; its spread is left as it is.
         """
         if len(outputs) != len(self.members):
             raise ValueError(f"{len(outputs)} outputs for {len(self.members)} members")
@@ -92,6 +101,8 @@ class Counter:
                     if name in m["label_names"]]
             means = np.stack([c for c, _ in cols])
             counts[:, j] = means.mean(axis=0)
+            if name in self.card.get("calibration", {}):
+                counts[:, j] = apply_calibration(counts[:, j], self.card["calibration"][name])
             if len(cols) == 1:
                 spread[:, j] = cols[0][1]
                 continue
