@@ -249,8 +249,8 @@ def count_stack(
     ``device``: torch device to count on (None: CUDA when available, else CPU); the model is
     moved there. ``bf16``: bfloat16 inference; None: on a CPU that computes it natively
     (:func:`native_bf16`) and runs it faster than float32 (timed once per machine,
-    :func:`ccount_core.precision.bf16_pays`); it moves counts by about 0.4 ions RMS (at most
-    1.6 measured).
+    :func:`ccount_core.precision.bf16_pays`); it moves counts by about 0.3 ions RMS (at most
+    2.4 in 3,000 validation images, ``benchmarks/bf16_accuracy.py``).
     Row keys: ``COLUMNS`` plus ``count_<label>`` for every further model output.
     """
     from ccount_core.preprocess import PreprocessConfig, prepare_stack

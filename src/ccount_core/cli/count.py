@@ -26,13 +26,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="frames per batch (default 32)")
     p.add_argument("--tta", type=int, default=0,
                    help="extra test-time views per frame: the count is their mean and their "
-                        "spread joins the uncertainty (default 0: the model's validation "
-                        "error alone, 5x faster)")
+                        "spread joins the uncertainty; each view is one more network pass "
+                        "(default 0: the model's validation error alone). --model ensemble "
+                        "--tta 1 is the most accurate setting at 100+ frames/s on a CPU with "
+                        "bfloat16 units (docs/MODEL.md)")
     add_threads_argument(p)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 inference (default: on where the CPU computes it natively "
                         "and faster than float32, timed once per machine; counts move by "
-                        "~0.4 ions RMS)")
+                        "~0.3 ions RMS)")
     p.add_argument("--device", default=None,
                    help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
     p.set_defaults(func=_run)
