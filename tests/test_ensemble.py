@@ -174,6 +174,9 @@ def test_shipped_ensemble_beats_its_members_on_its_validation_images():
     members = [read_card(path.parent / m) for m in card["members"]]
     ours = card["metrics"]["ccount_evaluate"]
     assert ours["overall"]["n"] > 10_000
+    # its calibration was fitted on images it is not scored on
+    assert card["calibration_data"]["split"] == "test" != ours["split"] == "validation"
+    assert load_counter(path).card["calibration"]["Ca+"]["knots"][0] < 30
     for m in members:
         theirs = m["metrics"]["ccount_evaluate"]
         # the same three validation splits (the default's card holds the 14,988 images v3's
