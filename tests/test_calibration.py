@@ -47,6 +47,8 @@ def test_map_keeps_nan_and_has_slope_one_outside_its_knots():
     out = apply_calibration(np.array([np.nan, 10.0, 25.0, 400.0], np.float32), cal)
     assert out.dtype == np.float32 and np.isnan(out[0])
     np.testing.assert_allclose(out[1:], [15.0, 29.0, 390.0])
+    # integer counts come back as floats, not truncated
+    np.testing.assert_allclose(apply_calibration(np.array([26, 400]), cal), [29.8, 390.0])
 
 
 def test_identity_counts_get_an_identity_map():

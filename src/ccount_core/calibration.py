@@ -58,14 +58,15 @@ def fit_calibration(pred: np.ndarray, true: np.ndarray, lo: float, hi: float,
 
 
 def apply_calibration(counts: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
-    """``counts`` (any shape, ions) through the map; NaN stays NaN."""
+    """``counts`` (any shape, ions) through the map, as floats of the counts' precision
+    (float64 for integer counts); NaN stays NaN."""
     knots = np.asarray(calibration["knots"], np.float64)
     values = np.asarray(calibration["values"], np.float64)
     c = np.asarray(counts, np.float64)
     out = np.interp(c, knots, values)
     out = np.where(c < knots[0], c + (values[0] - knots[0]), out)
     out = np.where(c > knots[-1], c + (values[-1] - knots[-1]), out)
-    return out.astype(np.asarray(counts).dtype, copy=False)
+    return out.astype(np.result_type(np.asarray(counts).dtype, np.float32), copy=False)
 
 
 def check_calibration(calibration: Any, labels: list[str], where: str) -> None:
