@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ccount_core.count import count_stack
-from ccount_core.cpu_inference import pack_for_cpu
-from ccount_core.ensemble import Counter
-from ccount_core.model import build_model, default_model_path, load_model
-from ccount_core.preprocess import PreprocessConfig, prepare_stack
-from ccount_core.samples import load_sample
+from ccount_core.dataset.samples import load_sample
+from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
+from ccount_core.nn.count import count_stack
+from ccount_core.nn.cpu_inference import pack_for_cpu
+from ccount_core.nn.ensemble import Counter
+from ccount_core.nn.model import build_model, default_model_path, load_model
 
 
 def best_time(fn, repeats: int) -> float:
@@ -110,11 +110,11 @@ def main() -> None:
             print(f"count_stack, {threads} thread(s), tta={tta}, bf16={bf16!s:<5}: "
                   f"{args.frames / t:7.1f} frames/s batched, {lat * 1000:6.0f} ms one frame")
     # The defaults (bf16=None, every core): the first count on a machine times float32 against
-    # bfloat16 once (ccount_core.precision) and remembers the faster.
+    # bfloat16 once (ccount_core.nn.precision) and remembers the faster.
     import os
     import tempfile
 
-    from ccount_core.precision import CHOICE_FILE
+    from ccount_core.nn.precision import CHOICE_FILE
 
     with tempfile.TemporaryDirectory() as cache:
         os.environ["CCOUNT_CACHE_DIR"] = cache

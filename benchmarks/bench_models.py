@@ -15,9 +15,9 @@ import argparse
 import numpy as np
 
 from bench_inference import best_time  # this folder is on the path when run as a script
-from ccount_core.count import count_stack
-from ccount_core.ensemble import load_counter, shipped_models
-from ccount_core.samples import load_sample
+from ccount_core.dataset.samples import load_sample
+from ccount_core.nn.count import count_stack
+from ccount_core.nn.ensemble import load_counter, shipped_models
 
 
 def main() -> None:

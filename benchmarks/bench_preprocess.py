@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from ccount_core.preprocess import PreprocessConfig, fit_ellipse, prepare_stack
+from ccount_core.image.preprocess import PreprocessConfig, fit_ellipse, prepare_stack
 from test_preprocess_synthetic import synthetic_crystal
 
 

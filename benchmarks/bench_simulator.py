@@ -21,10 +21,10 @@ import time
 import numba
 import numpy as np
 
-from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings, simulate
-from ccount_core.physics.constants import COULOMB_K
-from ccount_core.physics.forces import coulomb_accel, pair_chunks
-from ccount_core.render import ImagingSettings, render
+from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
+from ccount_core.simulation.constants import COULOMB_K
+from ccount_core.simulation.forces import coulomb_accel, pair_chunks
+from ccount_core.simulation.render import ImagingSettings, render
 
 TRAP = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375, eta=0.244)
 
@@ -69,8 +69,8 @@ def one_image(n: int, seed: int = 1, threads: int = 1) -> tuple[float, float, di
 
 COLD = (
     "import time; t0 = time.perf_counter()\n"
-    "from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings, simulate\n"
-    "from ccount_core.render import ImagingSettings\n"
+    "from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate\n"
+    "from ccount_core.simulation.render import ImagingSettings\n"
     "t1 = time.perf_counter()\n"
     "trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375, eta=0.244)\n"
     "res = simulate(trap, [IonGroup('Ca+', 300)], SimulationSettings(seed=1), ImagingSettings())\n"
@@ -179,7 +179,7 @@ def scheme_check(n: int = 150) -> list[tuple[float, float, str, np.ndarray]]:
     entirely in the RF field (lattice start, 40 Coulomb steps and 5 trap sub-steps per RF
     period, 800 + 1600 RF periods, 800 snapshots). Returns (V_RF, q, scheme, relative
     deviation of rms x, rms y, rms z, mean half-length)."""
-    from ccount_core.physics import get_species
+    from ccount_core.simulation import get_species
 
     schemes = {
         "reference (full RF)": dict(

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from ccount_core.train import Split, TrainConfig, fit
+from ccount_core.nn.train import Split, TrainConfig, fit
 
 
 def main() -> None:

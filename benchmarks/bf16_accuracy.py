@@ -3,7 +3,7 @@
 ``ccount count`` uses bfloat16 where the CPU runs it natively and faster; this script says what
 that costs in accuracy: the RMS % error of each precision against the true counts, and the RMS
 and largest difference between the two (ions). Both run the network packed, as a count of 64
-frames or more does (``ccount_core.cpu_inference``).
+frames or more does (``ccount_core.nn.cpu_inference``).
 
     python benchmarks/bf16_accuracy.py [--model default] DATA.zarr [DATA2.zarr ...] [--limit 600]
 """
@@ -14,10 +14,10 @@ import argparse
 
 import numpy as np
 
-from ccount_core.count import infer, native_bf16
-from ccount_core.ensemble import load_counter
-from ccount_core.preprocess import PreprocessConfig
-from ccount_core.train import open_stores, prepare_splits
+from ccount_core.image.preprocess import PreprocessConfig
+from ccount_core.nn.count import infer, native_bf16
+from ccount_core.nn.ensemble import load_counter
+from ccount_core.nn.train import open_stores, prepare_splits
 
 
 def main() -> None:

@@ -15,10 +15,10 @@ import argparse
 import numpy as np
 import torch
 
-from ccount_core.ensemble import model_location
-from ccount_core.model import load_model
-from ccount_core.preprocess import PreprocessConfig
-from ccount_core.train import open_stores, prepare_splits
+from ccount_core.image.preprocess import PreprocessConfig
+from ccount_core.nn.ensemble import model_location
+from ccount_core.nn.model import load_model
+from ccount_core.nn.train import open_stores, prepare_splits
 
 
 def counts(model: torch.nn.Module, images: np.ndarray, batch_size: int,

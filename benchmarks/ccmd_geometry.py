@@ -4,7 +4,7 @@ Picks a stratified spread of rows of shared/reference/ccmd_crystal_geometry.csv 
 up to 600 ions: every η × ion-number band, V_RF and V_end drawn at random with a fixed seed),
 simulates each with ccount's default SimulationSettings, renders at CCMD's imaging settings
 (1 px/µm, blur 5 µm, dof 50 µm, 640 × 480, trap axis along the long side) and measures the
-crystal exactly as the reference table was measured (ccount_core.geometry).
+crystal exactly as the reference table was measured (ccount_core.image.geometry).
 
 Rows are appended to a results CSV as they finish, so a killed run resumes where it stopped.
 ``--report`` writes the markdown table (docs/CCMD_COMPARISON.md) from the results.
@@ -39,7 +39,8 @@ Conventions taken from CCMD's source (softleygroup/ccmd: `ImageHistogramListener
 `Microscope_image`, `Image`) and from the scripts that measured the table
 (sgkstev2/Coulomb-Crystal-Geometry-Scripts, `Ca_ellipse_fit.py`):
 
-- **Image model** (`ccount_core.render`): positions binned at one pixel in all three axes;
+- **Image model** (`ccount_core.simulation.render`): positions
+  binned at one pixel in all three axes;
   each depth slice blurred with σ = (w0/√2)(1 + |Δ|/dof), w0 the "blur" (5 µm), Δ the slice's
   distance from the focal plane through the trap centre; CCMD normalises each 1-D kernel by
   the square of its sum, which weights a slice by 1/(2πσ²): we keep that weighting
@@ -52,7 +53,7 @@ Conventions taken from CCMD's source (softleygroup/ccmd: `ImageHistogramListener
   components cancel in the image plane for the ions that form the outline. Viewed along y
   (variant "viewed at 0°"), widths come out ≈ 4 % larger than CCMD's; at CCMD's 45°
   (`view_azimuth_deg`, default 45) the width bias drops to the figures above.
-- **Measurement** (`ccount_core.geometry.measure_crystal_size`): 8-bit level > 5, outline =
+- **Measurement** (`ccount_core.image.geometry.measure_crystal_size`): 8-bit level > 5, outline =
   mask XOR erosion, 1.65 σ z-score cut in x and y, the script's frame window, bounded
   `least_squares` ellipse fit started from the outline's bounding box; length = 2a (trap
   axis), width = 2b.
@@ -95,9 +96,9 @@ def measure_row(row: dict[str, float], temperature_k: float | None = None,
                 view_azimuth_deg: float = 45.0) -> dict[str, float]:
     """Simulate, render and measure one reference row (default simulation settings, or
     these with the bath temperature ``temperature_k``; CCMD's view unless told)."""
-    from ccount_core.geometry import measure_crystal_size
-    from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings, simulate
-    from ccount_core.render import ImagingSettings
+    from ccount_core.image.geometry import measure_crystal_size
+    from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
+    from ccount_core.simulation.render import ImagingSettings
 
     t0 = time.perf_counter()
     trap = TrapSettings.from_lab_units(v_rf=row["vrf"], v_end=row["vend"], eta=row["eta"])
@@ -162,7 +163,8 @@ def write_report(results: list[dict[str, float]], path: Path, command: str,
         "",
         "ccount's simulator (default `SimulationSettings`, pure Ca+) rendered at CCMD's imaging",
         "settings (1 px/µm, blur 5 µm, dof 50 µm, 640 × 480, trap axis along the long side) and",
-        "measured exactly as the reference table was (`ccount_core.geometry.measure_crystal_size`:",
+        "measured exactly as the reference table was "
+        "(`ccount_core.image.geometry.measure_crystal_size`:",
         "8-bit image, pixels > 5, outline = mask minus its erosion, 1.65 σ outlier cut, least-",
         "squares axis-aligned ellipse), against CCMD's lengths and widths in",
         "`shared/reference/ccmd_crystal_geometry.csv`.",
@@ -220,8 +222,8 @@ def write_report(results: list[dict[str, float]], path: Path, command: str,
 def time_render(n_ions: int = 300, repeats: int = 20) -> None:
     """Best-of wall and CPU time of render() for one simulated crystal at CCMD's settings
     (render is single-threaded numpy/scipy: CPU time is the steadier figure when shared)."""
-    from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings, simulate
-    from ccount_core.render import ImagingSettings, render
+    from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
+    from ccount_core.simulation.render import ImagingSettings, render
 
     trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375, eta=0.244)
     result = simulate(trap, [IonGroup("Ca+", n_ions)], SimulationSettings(seed=0))

@@ -15,8 +15,8 @@ import argparse
 
 import numpy as np
 
-from ccount_core.count import count_stack
-from ccount_core.samples import load_sample
+from ccount_core.dataset.samples import load_sample
+from ccount_core.nn.count import count_stack
 
 
 def main() -> None:

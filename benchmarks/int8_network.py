@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from bench_inference import best_time  # this folder is on the path when run as a script
-from ccount_core.ensemble import model_location
-from ccount_core.model import load_model
-from ccount_core.preprocess import PreprocessConfig
-from ccount_core.train import open_stores, prepare_splits
+from ccount_core.image.preprocess import PreprocessConfig
+from ccount_core.nn.ensemble import model_location
+from ccount_core.nn.model import load_model
+from ccount_core.nn.train import open_stores, prepare_splits
 
 
 def standardised(images: np.ndarray) -> torch.Tensor:

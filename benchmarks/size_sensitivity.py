@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ccount_core.model import load_model
-from ccount_core.preprocess import PreprocessConfig
-from ccount_core.train import open_stores, predict, prepare_splits
+from ccount_core.image.preprocess import PreprocessConfig
+from ccount_core.nn.model import load_model
+from ccount_core.nn.train import open_stores, predict, prepare_splits
 
 
 def resized(images: np.ndarray, factor: float) -> np.ndarray:

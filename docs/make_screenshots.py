@@ -63,7 +63,7 @@ def shoot(viewer: napari.Viewer, name: str, canvas_only: bool = False) -> None:
 
 
 def main() -> None:
-    from ccount_core.model import default_model_path
+    from ccount_core.nn.model import default_model_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="model .safetensors (default: shipped)")

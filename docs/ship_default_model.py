@@ -17,9 +17,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ccount_core.ensemble import shipped_model_dir
-from ccount_core.evaluate import evaluate
-from ccount_core.model import load_model, save_model
+from ccount_core.nn.ensemble import shipped_model_dir
+from ccount_core.nn.evaluate import evaluate
+from ccount_core.nn.model import load_model, save_model
 
 IMAGES = Path(__file__).parent / "images"
 

@@ -7,7 +7,7 @@ its own preparation of each image, their counts averaged), puts the metrics into
 ``docs/images/NAME_figure3.png``.
 
 ``--calibrate`` first counts the *test* split of DATA with the ensemble and fits a
-calibration of its count (``ccount_core.calibration``) on it; the card carries the map, and
+calibration of its count (``ccount_core.nn.calibration``) on it; the card carries the map, and
 the validation figures are those of the calibrated ensemble.
 
     python docs/ship_ensemble.py default dark DATA.zarr [DATA2.zarr ...] --name "..." \\
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ccount_core.calibration import fit_calibration
-from ccount_core.ensemble import ensemble_card, model_location, shipped_model_dir
-from ccount_core.evaluate import evaluate
-from ccount_core.model import atomic_write_bytes
+from ccount_core.nn.calibration import fit_calibration
+from ccount_core.nn.ensemble import ensemble_card, model_location, shipped_model_dir
+from ccount_core.nn.evaluate import evaluate
+from ccount_core.nn.model import atomic_write_bytes
 
 IMAGES = Path(__file__).parent / "images"
 

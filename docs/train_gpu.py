@@ -17,7 +17,7 @@ There (``PYTHONPATH=src python3 docs/train_gpu.py ...``):
 dark-ion output (a pure store counts 0 ND3+); ``fit --init-model M --new-preprocess`` then
 starts from a model prepared otherwise, or counting fewer labels.
 
-``fit`` times 40 training steps and one epoch's end with ``ccount_core.train.fit`` itself,
+``fit`` times 40 training steps and one epoch's end with ``ccount_core.nn.train.fit`` itself,
 sizes the one-cycle schedule so that the run ends inside the budget (counted from the
 script's start), and trains: ``--epochs`` equal epochs, each ending in validation and a
 saved model. ``export`` writes the model as float16 in pieces under 16 MiB with its card and
@@ -38,9 +38,9 @@ from pathlib import Path
 import torch
 
 from ccount_core.errors import InputError
-from ccount_core.model import load_model, save_model
-from ccount_core.packed import load_packed, save_packed
-from ccount_core.train import Split, TrainConfig, fit
+from ccount_core.nn.model import load_model, save_model
+from ccount_core.nn.packed import load_packed, save_packed
+from ccount_core.nn.train import Split, TrainConfig, fit
 
 START = time.monotonic()
 PART_BYTES = 15 * 2**20
@@ -50,9 +50,9 @@ SPLITS = ("train", "validation")
 def pack(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from ccount_core.preprocess import PreprocessConfig
+    from ccount_core.image.preprocess import PreprocessConfig
+    from ccount_core.nn.train import _data_summary, open_stores, prepare_splits, resolve_labels
     from ccount_core.progress import tqdm_progress
-    from ccount_core.train import _data_summary, open_stores, prepare_splits, resolve_labels
 
     if args.preprocess:
         pre = PreprocessConfig.from_dict(json.loads(Path(args.preprocess).read_text()))

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from ccount_core.dataset.samples import reaction_series, single_crystal
 from ccount_core.progress import tqdm_progress
-from ccount_core.samples import reaction_series, single_crystal
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "ccount_core" / "data"
 

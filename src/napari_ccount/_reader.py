@@ -1,4 +1,4 @@
-"""npe2 reader: image stacks as lazy napari Image layers (via :func:`ccount_core.io.open_stack`).
+"""npe2 reader: image stacks as lazy napari Image layers (:func:`ccount_core.image.io.open_stack`).
 
 The layer's scale is the pixel size in µm when the file gives it (frame axis: 1 per frame);
 ``metadata["ccount"]`` holds ``pixel_size_um``, ``frame_interval_s``, ``source``, the
@@ -14,7 +14,7 @@ from typing import Any
 from napari.utils.notifications import show_warning
 
 from ccount_core.errors import InputError
-from ccount_core.io import FRAME_SUFFIXES, ZARR_MARKERS, Stack, open_stack
+from ccount_core.image.io import FRAME_SUFFIXES, ZARR_MARKERS, Stack, open_stack
 
 LayerData = tuple[Any, dict[str, Any], str]
 

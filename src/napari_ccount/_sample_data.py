@@ -1,4 +1,4 @@
-"""Sample data in napari's File > Open Sample: simulated crystals from :mod:`ccount_core.samples`.
+"""napari's File > Open Sample: simulated crystals from :mod:`ccount_core.dataset.samples`.
 
 ``metadata["ccount"]`` holds the calibration, ``true_counts`` (``{species: [per frame]}``,
 the ion numbers the simulation used) and ``file_metadata`` (every simulation input, lab units).
@@ -14,7 +14,7 @@ from napari_ccount._reader import LayerData
 
 
 def _sample(name: str, title: str) -> list[LayerData]:
-    from ccount_core.samples import load_sample
+    from ccount_core.dataset.samples import load_sample
 
     stack, metadata = load_sample(name)
     stack = np.asarray(stack)

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ccount_core.count import count_file
+    from ccount_core.nn.count import count_file
     from ccount_core.progress import tqdm_progress
 
     with tqdm_progress("count", unit="frame") as bar:

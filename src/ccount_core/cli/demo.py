@@ -46,10 +46,10 @@ def simulate_crystal(out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ccount_core.io import write_tiff
-    from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings, simulate
+    from ccount_core.image.io import write_tiff
     from ccount_core.progress import tqdm_progress
-    from ccount_core.render import ImagingSettings
+    from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
+    from ccount_core.simulation.render import ImagingSettings
 
     trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375, eta=0.244)
     imaging = ImagingSettings.from_lab_units()
@@ -74,9 +74,9 @@ def count_sample(out: Path, model: Path | None) -> Path | None:
     """Count the bundled sample series into ``counts.csv`` and ``counts.png``."""
     from importlib.resources import files
 
-    from ccount_core.count import count_file, other_counts
-    from ccount_core.io import open_stack
-    from ccount_core.model import default_model_path
+    from ccount_core.image.io import open_stack
+    from ccount_core.nn.count import count_file, other_counts
+    from ccount_core.nn.model import default_model_path
     from ccount_core.progress import tqdm_progress
 
     model_path = model if model is not None else default_model_path()
@@ -118,7 +118,7 @@ def plot_counts(rows: list[dict[str, Any]], truth: dict[str, list[int]], interva
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ccount_core.count import other_counts
+    from ccount_core.nn.count import other_counts
 
     step = interval_s or 1.0
     t = np.array([r["frame"] for r in rows], float) * step

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ccount_core.evaluate import evaluate
+    from ccount_core.nn.evaluate import evaluate
     from ccount_core.progress import tqdm_progress
 
     apply_threads(args.threads)

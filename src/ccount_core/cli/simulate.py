@@ -95,8 +95,8 @@ def parse_ions(text: str) -> list[tuple[str, int]]:
 
 def _settings(args: argparse.Namespace) -> tuple[Any, list[Any], Any, Any, dict[str, Any]]:
     """Trap, ion groups, simulation and imaging settings from the flags (checked)."""
-    from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings
-    from ccount_core.render import CameraModel, ImagingSettings
+    from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings
+    from ccount_core.simulation.render import CameraModel, ImagingSettings
 
     sim_kwargs: dict[str, Any] = {"mode": args.mode}
     if args.temperature_mk is not None:
@@ -109,7 +109,7 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[Any], Any, Any, dict[
         given = [f"--{f.replace('_', '-')}" for f in _TRAP_FLAGS if getattr(args, f) is not None]
         if given:
             raise InputError(f"--trap-info: cannot be combined with {', '.join(given)}")
-        from ccount_core.ccmd_config import load_trap_info
+        from ccount_core.simulation.ccmd_config import load_trap_info
 
         cfg = load_trap_info(args.trap_info)
         trap, groups = cfg.trap, list(cfg.ions)
@@ -203,10 +203,10 @@ def write_positions(path: Path, result: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ccount_core.io import write_tiff
-    from ccount_core.physics import simulate
-    from ccount_core.physics.simulate import validate
+    from ccount_core.image.io import write_tiff
     from ccount_core.progress import tqdm_progress
+    from ccount_core.simulation import simulate
+    from ccount_core.simulation.simulate import validate
 
     if args.output.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"--output: must end in .tif or .tiff, got {args.output.name!r}")

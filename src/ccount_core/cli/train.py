@@ -61,9 +61,9 @@ def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ccount_core.errors import InputError
-    from ccount_core.preprocess import PreprocessConfig
+    from ccount_core.image.preprocess import PreprocessConfig
+    from ccount_core.nn.train import TrainConfig, train
     from ccount_core.progress import tqdm_progress
-    from ccount_core.train import TrainConfig, train
 
     apply_threads(args.threads)
     if args.preprocess:

@@ -219,7 +219,7 @@ def _imaging(raw: Any) -> dict[str, Any]:
 
 def resolve_imaging(imaging: Mapping[str, Any], where: str = "imaging") -> dict[str, Any]:
     """Imaging settings in lab units with the renderer's defaults filled in."""
-    from ccount_core.render import ImagingSettings
+    from ccount_core.simulation.render import ImagingSettings
 
     try:
         return ImagingSettings.from_dict(dict(imaging)).to_lab_units()

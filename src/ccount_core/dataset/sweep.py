@@ -92,8 +92,9 @@ class GenerateSummary:
 
 def simulate_real(trap: Mapping[str, Any], ions: Sequence[tuple[str, int]],
                   simulation: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The real MD: ``ccount_core.physics.simulate`` with no imaging; returns samples and mask."""
-    from ccount_core.physics import IonGroup, TrapSettings, simulate
+    """The real MD: :func:`ccount_core.simulation.simulate` with no imaging; returns samples
+    and mask."""
+    from ccount_core.simulation import IonGroup, TrapSettings, simulate
 
     result = simulate(TrapSettings.from_lab_units(**trap), [IonGroup(s, n) for s, n in ions],
                       simulation_settings(simulation, seed), None)
@@ -103,8 +104,9 @@ def simulate_real(trap: Mapping[str, Any], ions: Sequence[tuple[str, int]],
 
 def render_real(samples: np.ndarray, fluorescing: np.ndarray, imaging: Mapping[str, Any],
                 rng: np.random.Generator) -> np.ndarray:
-    """The real renderer: ``ccount_core.render.render`` with the imaging settings in µm."""
-    from ccount_core.render import ImagingSettings, render
+    """The real renderer: :func:`ccount_core.simulation.render.render` with the imaging
+    settings in µm."""
+    from ccount_core.simulation.render import ImagingSettings, render
 
     return render(samples, fluorescing, ImagingSettings.from_dict(dict(imaging)), rng)
 
@@ -115,7 +117,7 @@ def simulation_settings(simulation: Mapping[str, Any], seed: int) -> Any:
     ``temperature_mk`` (mK) is converted to ``temperature`` (K); every other key is a field of
     ``SimulationSettings`` as it stands (SI: ``cooling_rate`` 1/s, ``mode``, ``samples`` ...).
     """
-    from ccount_core.physics import SimulationSettings
+    from ccount_core.simulation import SimulationSettings
 
     kw = dict(simulation)
     if "temperature_mk" in kw:
@@ -181,8 +183,8 @@ def check_physics(p: Plan) -> None:
     (the per-species maximum ion numbers); only when that fails are its points checked one by
     one, so the error names the first bad point.
     """
-    from ccount_core.physics import IonGroup, TrapSettings
-    from ccount_core.physics.simulate import validate
+    from ccount_core.simulation import IonGroup, TrapSettings
+    from ccount_core.simulation.simulate import validate
 
     simulation_settings(p.spec["simulation"], 0)
     by_trap: dict[tuple[float, float, float], list[MdPoint]] = {}
@@ -235,7 +237,7 @@ def generate(
         progress: called with (images done in this call, images to do in this call).
         flush_seconds: longest time a finished image waits in memory before it is written.
         simulate_fn, render_fn: replace the real simulator/renderer (module-level functions,
-            so workers can import them); None uses ``ccount_core.physics`` / ``render``.
+            so workers can import them); None uses ``ccount_core.simulation`` / ``render``.
         splits: run only the MD runs of these splits (``train``, ``validation``, ``test``;
             None: all). The store still holds every row of the spec: the others stay not done,
             and a later call without ``splits`` finishes them. The split is the hash of the

@@ -55,11 +55,11 @@ def run_count(
     ``model_path`` None is the default model; a path, a shipped name (``dark``, ``ensemble``)
     or an ensemble card works too. ``tta``: extra test-time views per frame.
     Returns ``{"rows": [core row dicts], "device": str, "model": str}`` (rows as
-    :func:`ccount_core.count.count_stack` gives them: frame, time_s, count, uncertainty (ions),
+    :func:`ccount_core.nn.count.count_stack` gives them: frame, time_s, count, uncertainty (ions),
     ellipse_*, warning); ``on_rows`` gets each batch's rows as soon as they are known.
     """
-    from ccount_core.count import count_stack
-    from ccount_core.ensemble import load_counter, model_location
+    from ccount_core.nn.count import count_stack
+    from ccount_core.nn.ensemble import load_counter, model_location
 
     counter = load_counter(model_path)
     rows = count_stack(stack, counter, pixel_size_um, frame_interval_s=frame_interval_s,
@@ -88,7 +88,7 @@ class CountWidget(Container):
         self.layer_picker = LayerPicker(
             napari_viewer, tooltip="the recorded (raw) image stack; the model applies the "
             "preprocessing saved in its card")
-        from ccount_core.ensemble import shipped_models
+        from ccount_core.nn.ensemble import shipped_models
 
         others = [SHIPPED_PREFIX + n for n in shipped_models() if n != "default"]
         self.model_choice = ComboBox(label="model", choices=[DEFAULT_MODEL, *others, MODEL_FILE],
@@ -140,7 +140,7 @@ class CountWidget(Container):
         self.model_file.visible = value == MODEL_FILE
 
     def _model_path(self) -> str | None:
-        from ccount_core.ensemble import is_ensemble
+        from ccount_core.nn.ensemble import is_ensemble
 
         choice = self.model_choice.value
         if choice == DEFAULT_MODEL:
@@ -241,7 +241,7 @@ class CountWidget(Container):
             ]
         interval = frame_interval_s(layer)
         frames = np.array([r["frame"] for r in self.rows], float)
-        from ccount_core.count import other_counts  # lazy: torch stays out of plugin import
+        from ccount_core.nn.count import other_counts  # lazy: torch stays out of plugin import
 
         others = {name: [_num(r.get(k)) for r in self.rows]
                   for name, k in other_counts(self.rows).items()}
@@ -253,7 +253,7 @@ class CountWidget(Container):
         self._on_step()
 
     def _fill_table(self) -> None:
-        from ccount_core.count import other_counts  # lazy: torch stays out of plugin import
+        from ccount_core.nn.count import other_counts  # lazy: torch stays out of plugin import
 
         others = other_counts(self.rows)
         headers = [*TABLE_COLUMNS[:4], *(f"{name} count" for name in others),
@@ -300,7 +300,7 @@ class CountWidget(Container):
             return
         sigma = _num(row["uncertainty"])
         pm = f" ± {sigma:.0f}" if math.isfinite(sigma) else ""
-        from ccount_core.count import other_counts  # lazy: torch stays out of plugin import
+        from ccount_core.nn.count import other_counts  # lazy: torch stays out of plugin import
 
         dark = "".join(f", N({name}) = {_num(row.get(k)):.0f}"
                        for name, k in other_counts(self.rows).items())
@@ -320,7 +320,7 @@ class CountWidget(Container):
 
     def export_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the rows (the core's columns) to ``path`` through a temporary file."""
-        from ccount_core.count import COLUMNS
+        from ccount_core.nn.count import COLUMNS
 
         target = Path(path)
         extra = sorted({k for r in self.rows for k in r} - set(COLUMNS))

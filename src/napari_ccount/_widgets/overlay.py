@@ -32,7 +32,7 @@ OVERLAY_NAME = "simulated crystal overlay"
 
 
 def _trap_defaults() -> dict[str, float]:
-    from ccount_core.physics import TrapSettings
+    from ccount_core.simulation import TrapSettings
 
     sig = inspect.signature(TrapSettings.from_lab_units)
     return {k: p.default for k, p in sig.parameters.items()
@@ -44,7 +44,7 @@ def trap_axis_angle(trap: Any, ellipse: Any) -> float:
 
     A pure Ca+ crystal is prolate (long along the trap axis) when ω_z < ω_r, else oblate.
     """
-    from ccount_core.physics import get_species
+    from ccount_core.simulation import get_species
 
     omega_r, omega_z = trap.angular_frequencies(get_species("Ca+"))
     angle = ellipse.angle_deg if omega_z <= omega_r else ellipse.angle_deg - 90.0
@@ -71,8 +71,8 @@ def simulate_overlay(
     float32, ``centre`` (row, col; px of the recording where the trap centre lies),
     ``rotation_deg``, ``ellipse`` and ``settings`` (lab units, for the layer metadata).
     """
-    from ccount_core.physics import IonGroup, SimulationSettings, TrapSettings, simulate
-    from ccount_core.render import ImagingSettings
+    from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
+    from ccount_core.simulation.render import ImagingSettings
 
     trap = TrapSettings.from_lab_units(**trap_lab)
     ions = [IonGroup("Ca+", int(n_ca))]
@@ -80,7 +80,7 @@ def simulate_overlay(
         ions.append(IonGroup(dark_species, int(n_dark)))
     settings = SimulationSettings(seed=int(seed), mode=mode)  # type: ignore[arg-type]
     if ellipse is None:
-        from ccount_core.preprocess import fit_ellipse
+        from ccount_core.image.preprocess import fit_ellipse
 
         ellipse = fit_ellipse(np.asarray(frame))
     rotation = trap_axis_angle(trap, ellipse)
@@ -104,7 +104,7 @@ class OverlayWidget(Container):
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(labels=True)
-        from ccount_core.physics import SPECIES
+        from ccount_core.simulation import SPECIES
 
         self.viewer = napari_viewer
         d = _trap_defaults()
@@ -208,7 +208,7 @@ class OverlayWidget(Container):
             return corners_to_ellipse(shapes.data[-1])
         stored = layer_meta(layer).get("ellipse")
         if stored:
-            from ccount_core.preprocess import Ellipse
+            from ccount_core.image.preprocess import Ellipse
 
             return Ellipse.from_dict(stored)
         return None

@@ -1,6 +1,6 @@
 """Preparation widget: fit the crystal's ellipse, let the user edit it, preview and prepare.
 
-The fitted :class:`~ccount_core.preprocess.Ellipse` is drawn as an editable ellipse in a
+The fitted :class:`~ccount_core.image.preprocess.Ellipse` is drawn as an editable ellipse in a
 Shapes layer ("crystal ellipse") on the image's pixel grid; the widget reads the edited shape
 back. The preprocessing parameters are built from :class:`PreprocessConfig`'s fields, with
 units and tooltips from its docstring. The prepared stack is a new Image layer computed lazily
@@ -63,7 +63,7 @@ def ellipse_to_corners(ellipse: Any) -> np.ndarray:
 
 def corners_to_ellipse(corners: np.ndarray) -> Any:
     """The :class:`Ellipse` inscribed in a (possibly rotated) box of 4 corners (row, col; px)."""
-    from ccount_core.preprocess import Ellipse
+    from ccount_core.image.preprocess import Ellipse
 
     pts = np.asarray(corners, dtype=float)[:, -2:]
     if pts.shape != (4, 2):
@@ -164,7 +164,7 @@ def read_config(cls: type, base: Any, widgets: dict[str, Widget]) -> Any:
 
 def fit_frame(frame: Any, progress: Any = None) -> Any:
     """Fit the crystal's ellipse in one frame ``(rows, cols)``; returns an Ellipse."""
-    from ccount_core.preprocess import fit_ellipse
+    from ccount_core.image.preprocess import fit_ellipse
 
     if progress is not None:
         progress(0, 1)
@@ -177,7 +177,7 @@ def fit_frame(frame: Any, progress: Any = None) -> Any:
 def preview_frame(frame: Any, config: Any, ellipse: Any, pixel_um: float | None,
                   progress: Any = None) -> tuple[np.ndarray, Any]:
     """Prepare one frame ``(rows, cols)`` with ``config``; returns (prepared image, ellipse)."""
-    from ccount_core.preprocess import prepare_frame
+    from ccount_core.image.preprocess import prepare_frame
 
     if progress is not None:
         progress(0, 1)
@@ -195,7 +195,7 @@ def lazy_prepared(stack: Any, config: Any, ellipse: Any | None,
     ``ellipse`` None fits every frame's own ellipse; otherwise it is used for every frame.
     Frames are prepared when napari shows them; frame 0 is prepared here for contrast limits.
     """
-    from ccount_core.preprocess import prepare_stack
+    from ccount_core.image.preprocess import prepare_stack
 
     src = stack if isinstance(stack, da.Array) else da.from_array(stack)
     src = src.rechunk((1, *src.shape[1:]))
@@ -211,7 +211,7 @@ class PrepareWidget(Container):
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(labels=True)
-        from ccount_core.preprocess import PreprocessConfig
+        from ccount_core.image.preprocess import PreprocessConfig
 
         self.viewer = napari_viewer
         self.config_cls = PreprocessConfig
@@ -338,7 +338,7 @@ class PrepareWidget(Container):
         ty, tx = (float(v) for v in image.translate[-2:])
         camera = pixel_size_um(image)
         if cfg.stretch_to_fit:
-            from ccount_core.preprocess import frame_transform
+            from ccount_core.image.preprocess import frame_transform
 
             zoom = 1.0 if ellipse is None else 1.0 / frame_transform(ellipse, cfg, camera).zoom
         else:

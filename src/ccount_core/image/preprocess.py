@@ -1,0 +1,750 @@
+"""One preprocessing pipeline for experimental and simulated crystal images (paper III C-D).
+
+Training, ``ccount count`` and the napari widgets all call :func:`prepare_frame` /
+:func:`prepare_stack` with a saved :class:`PreprocessConfig`, so a model never sees images
+prepared differently from its training set.
+
+Steps, in this order (each optional through the config; each is also a public function:
+:func:`fit_ellipse`, :func:`frame_transform`, :func:`background_plane`, :func:`resample`,
+:func:`median_filter`, :func:`apply_mask`, :func:`enhance_outer_layer`,
+:func:`normalize_brightness`; the pipeline fuses the last three in :func:`mask_and_enhance`):
+
+1. check the frame and find the crystal's ellipse (:func:`fit_ellipse`, or the caller's);
+2. one affine resampling of the frame to the output grid: rotate the trap axis to
+   **vertical** (along rows; the frame turns clockwise as displayed by 90° + the trap-axis
+   angle, so a horizontal trap axis pointing right ends up pointing down), scale by
+   ``camera_pixel_size_um / model_pixel_size_um`` (block averaging first when shrinking,
+   against aliasing), and crop/pad so the crystal centre is the output centre; bilinear
+   interpolation, zero outside the camera frame; the physical scale is kept unless
+   ``stretch_to_fit``;
+3. background subtraction (a constant or a plane fitted to the pixels outside the crystal),
+   negative values set to zero;
+4. median filter (5-point cross by default);
+5. ellipse mask: zero outside the ellipse grown by ``mask_margin_um``;
+6. outer-layer enhancement, eq. 2-3: I = I0 + A·I0·f², f = (x-h)²/a² + (y-k)²/b² in the
+   rotated output frame (f = 1 on the crystal's outer shell);
+7. brightness-density normalisation: scale so (sum of non-zero pixels) / (their number)
+   equals ``brightness_density``.
+
+Coordinates and the angle convention are those of :mod:`ccount_core.image.ellipse`: pixel centres
+at integer ``(row, col)``, angles from the +column direction, counter-clockwise as displayed.
+Input frames show the trap axis roughly horizontal: the trap axis is taken to be the
+ellipse axis nearer the horizontal (so oblate crystals, wider than long, are handled), and
+exactly horizontal for a round crystal (axis ratio < ``ROUND_RATIO``), whose fitted angle
+means nothing. A camera that shows the trap axis more than 45° from horizontal needs
+``PreprocessConfig.rotation_deg``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numba as nb
+import numpy as np
+from scipy import ndimage as ndi
+
+from ccount_core.errors import InputError
+from ccount_core.image.ellipse import (
+    Ellipse,
+    as_float_frame,
+    check_dtype,
+    fit_ellipse,
+    fit_float_frame,
+)
+from ccount_core.image.kernels import block_mean, median5, robust_plane
+from ccount_core.progress import ProgressCallback, report
+
+__all__ = [
+    "PIPELINE_VERSION",
+    "Ellipse",
+    "FrameTransform",
+    "PreparedStack",
+    "PreprocessConfig",
+    "apply_mask",
+    "background_plane",
+    "enhance_outer_layer",
+    "fit_ellipse",
+    "frame_transform",
+    "mask_and_enhance",
+    "median_filter",
+    "normalize_brightness",
+    "prepare_frame",
+    "prepare_stack",
+    "resample",
+]
+
+#: Bumped whenever the pipeline's arithmetic changes; recorded by ``to_dict``.
+PIPELINE_VERSION = 1
+#: Crystals with semi_major / semi_minor below this count as round: the ellipse's angle is
+#: not used and the trap axis is taken as horizontal in the input.
+ROUND_RATIO = 1.05
+
+BackgroundMethod = Literal["none", "constant", "plane"]
+MedianShape = Literal["cross", "square"]
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of the preprocessing pipeline (frozen; serialisable; hashable).
+
+    Attributes:
+        model_pixel_size_um: size of one output pixel (µm/px) — the model's pixel size.
+        output_shape: output ``(rows, cols)`` (px); the trap axis runs along the rows.
+        background: ``"none"``, ``"constant"`` (median of the pixels outside the crystal) or
+            ``"plane"`` (least-squares plane through them, for a gradient); after subtraction
+            negative values are set to 0.
+        rotate: turn the trap axis to vertical.
+        rotation_deg: trap-axis direction in the input frame (deg, counter-clockwise from
+            +col as displayed); ``None`` = from the ellipse (its axis nearer the horizontal;
+            0 for a round crystal).
+        mask: set everything outside the (grown) ellipse to 0.
+        mask_margin_um: growth of both semi-axes of the mask beyond the outer shell (µm),
+            so the outer ions' spots are kept.
+        median_size: median filter size (px, odd); 0 or 1 = off; 3 with ``"cross"`` is the
+            paper's 5-point median (footprint [[0,1,0],[1,1,1],[0,1,0]]).
+        median_shape: ``"cross"`` (plus-shaped footprint) or ``"square"``.
+        enhance_amplitude: A of eq. 2 (dimensionless); 0 = off.
+        normalize: scale the image so its brightness density equals the target.
+        brightness_density: target (sum of non-zero pixels)/(number of non-zero pixels),
+            in output intensity units.
+        stretch_to_fit: scale the crystal (and its mask margin) to fill the output, the
+            same zoom along both axes: small crystals are seen at a finer scale. The count
+            goes as (crystal size / ion spacing)³, a ratio a uniform zoom keeps; the physical
+            scale is lost and ``camera_pixel_size_um`` only sets the margin (off by
+            default).
+
+    Equal configs compare equal and prepare equal frames identically. ``hash()`` follows
+    Python's per-process string hashing; :meth:`fingerprint` is the stable identifier to
+    store or compare across processes and machines.
+    """
+
+    model_pixel_size_um: float = 3.0
+    output_shape: tuple[int, int] = (320, 192)
+    background: BackgroundMethod = "plane"
+    rotate: bool = True
+    rotation_deg: float | None = None
+    mask: bool = True
+    mask_margin_um: float = 10.0
+    median_size: int = 3
+    median_shape: MedianShape = "cross"
+    enhance_amplitude: float = 0.0
+    normalize: bool = True
+    brightness_density: float = 1.0
+    stretch_to_fit: bool = False
+
+    def __post_init__(self) -> None:
+        shape = self.output_shape
+        if (not isinstance(shape, tuple | list) or len(shape) != 2
+                or not all(isinstance(s, int | np.integer) and not isinstance(s, bool)
+                           for s in shape)):
+            raise InputError(f"output_shape: expected two integers (rows, cols), got {shape!r}")
+        object.__setattr__(self, "output_shape", (int(shape[0]), int(shape[1])))
+        if min(self.output_shape) < 16:
+            raise InputError(f"output_shape: each side must be >= 16 px, got {self.output_shape}")
+        _positive("model_pixel_size_um", self.model_pixel_size_um)
+        _positive("brightness_density", self.brightness_density)
+        if not (_is_number(self.mask_margin_um) and self.mask_margin_um >= 0):
+            raise InputError(f"mask_margin_um: must be >= 0 µm, got {self.mask_margin_um!r}")
+        if not (_is_number(self.enhance_amplitude) and self.enhance_amplitude >= 0):
+            raise InputError(f"enhance_amplitude: must be >= 0, got {self.enhance_amplitude!r}")
+        if self.background not in ("none", "constant", "plane"):
+            raise InputError("background: must be 'none', 'constant' or 'plane', "
+                             f"got {self.background!r}")
+        if self.median_shape not in ("cross", "square"):
+            raise InputError("median_shape: must be 'cross' or 'square', "
+                             f"got {self.median_shape!r}")
+        m = self.median_size
+        if not (isinstance(m, int | np.integer) and not isinstance(m, bool) and m >= 0
+                and (m <= 1 or m % 2 == 1)):
+            raise InputError(f"median_size: must be 0, 1 or an odd size >= 3 px, got {m!r}")
+        object.__setattr__(self, "median_size", int(m))
+        if self.rotation_deg is not None and not _is_number(self.rotation_deg):
+            raise InputError(f"rotation_deg: must be a number or None, got {self.rotation_deg!r}")
+        for name in ("rotate", "mask", "normalize", "stretch_to_fit"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+        for name in ("model_pixel_size_um", "mask_margin_um", "enhance_amplitude",
+                     "brightness_density"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if self.rotation_deg is not None:
+            object.__setattr__(self, "rotation_deg", float(self.rotation_deg))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict, with ``pipeline_version``."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        d["output_shape"] = list(self.output_shape)
+        d["pipeline_version"] = PIPELINE_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        """Inverse of :meth:`to_dict`; unknown keys or another pipeline version are refused."""
+        if not isinstance(data, dict):
+            raise InputError(f"preprocess config: expected a mapping, got {type(data).__name__}")
+        d = dict(data)
+        version = d.pop("pipeline_version", PIPELINE_VERSION)
+        if version != PIPELINE_VERSION:
+            raise InputError(f"preprocess config: pipeline_version {version} is not this "
+                             f"code's version {PIPELINE_VERSION}; images would differ")
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"preprocess config: unknown field(s) {', '.join(unknown)}")
+        if "output_shape" in d and isinstance(d["output_shape"], list):
+            d["output_shape"] = tuple(d["output_shape"])
+        return cls(**d)
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): equal configs give equal strings."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> PreprocessConfig:
+        """Inverse of :meth:`to_json`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"preprocess config: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    def fingerprint(self) -> str:
+        """Stable 16-hex-digit SHA-256 of :meth:`to_json` (same on every machine and run)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) \
+        and math.isfinite(float(x))
+
+
+def _check_cfg(cfg: object) -> None:
+    if not isinstance(cfg, PreprocessConfig):
+        raise InputError(f"cfg: expected a PreprocessConfig, got {type(cfg).__name__}")
+
+
+def _positive(name: str, x: object) -> None:
+    if not (_is_number(x) and float(x) > 0):  # type: ignore[arg-type]
+        raise InputError(f"{name}: must be a positive number, got {x!r}")
+
+
+# -------------------------------------------------------------------------------- geometry
+
+@dataclass(frozen=True)
+class FrameTransform:
+    """The affine map between a prepared (output) frame and its input frame.
+
+    ``input = matrix @ (output - output_center) + input_center`` for ``(row, col)`` points
+    (px). ``matrix`` is a rotation divided by ``zoom`` (output px per input px).
+
+    Attributes:
+        matrix: ``(2, 2)`` float64.
+        input_center: crystal centre in the input frame ``(row, col)`` (px).
+        output_center: ``((rows-1)/2, (cols-1)/2)`` of the output (px).
+        zoom: output pixels per input pixel.
+        output_ellipse: the crystal's ellipse in output pixels.
+        trap_axis_deg: trap-axis direction in the input frame (deg, convention of Ellipse).
+        margin_px: growth of the mask ellipse's semi-axes in output pixels (``mask_margin_um``
+            at the frame's scale; 0 without a mask).
+    """
+
+    matrix: np.ndarray
+    input_center: tuple[float, float]
+    output_center: tuple[float, float]
+    zoom: float
+    output_ellipse: Ellipse
+    trap_axis_deg: float
+    margin_px: float
+
+    def to_input(self, points: np.ndarray) -> np.ndarray:
+        """Map ``(N, 2)`` output ``(row, col)`` points to input pixels."""
+        p = np.asarray(points, dtype=np.float64) - np.asarray(self.output_center)
+        return p @ self.matrix.T + np.asarray(self.input_center)
+
+    def to_output(self, points: np.ndarray) -> np.ndarray:
+        """Map ``(N, 2)`` input ``(row, col)`` points to output pixels."""
+        p = np.asarray(points, dtype=np.float64) - np.asarray(self.input_center)
+        return p @ np.linalg.inv(self.matrix).T + np.asarray(self.output_center)
+
+
+def frame_transform(ellipse: Ellipse, cfg: PreprocessConfig,
+                    camera_pixel_size_um: float | None = None) -> FrameTransform:
+    """The input → output geometry for a crystal with ``ellipse`` (input px) under ``cfg``.
+
+    ``camera_pixel_size_um`` (µm per input pixel; ``None`` = the model's pixel size, no
+    resampling). Raises :class:`InputError` when the crystal (plus mask margin) does not fit
+    the output and ``stretch_to_fit`` is off.
+    """
+    cam = cfg.model_pixel_size_um if camera_pixel_size_um is None else camera_pixel_size_um
+    _positive("camera_pixel_size_um", cam)
+    zoom = float(cam) / cfg.model_pixel_size_um
+    # Trap axis: the ellipse axis nearer the horizontal, or the configured angle.
+    if cfg.rotation_deg is not None:
+        trap = cfg.rotation_deg
+    elif ellipse.semi_major < ROUND_RATIO * ellipse.semi_minor:
+        trap = 0.0  # a round crystal's fitted angle is noise: keep the camera's orientation
+    else:
+        trap = ellipse.angle_deg if abs(ellipse.angle_deg) <= 45.0 else (
+            ellipse.angle_deg - math.copysign(90.0, ellipse.angle_deg))
+    if cfg.rotate:
+        t = math.radians(trap)
+        # Columns: output row direction -> trap axis (-sin, cos); output col -> (-cos, -sin).
+        rot = np.array([[-math.sin(t), -math.cos(t)], [math.cos(t), -math.sin(t)]])
+    else:
+        rot = np.eye(2)
+    h, w = cfg.output_shape
+    out_c = ((h - 1) / 2.0, (w - 1) / 2.0)
+    margin_in = cfg.mask_margin_um / float(cam) if cfg.mask else 0.0  # input px
+    d_out = rot.T @ np.array(ellipse.major_direction)
+    angle_out = math.degrees(math.atan2(-d_out[0], d_out[1]))
+    unit = Ellipse.from_axes(out_c[0], out_c[1], ellipse.semi_major, ellipse.semi_minor,
+                             angle_out, ellipse.quality)
+    hr, hc = unit.half_extent()  # input px, in output orientation
+    if cfg.stretch_to_fit:
+        # The crystal and its margin (µm, at the camera's scale) fill the output.
+        zoom = min((out_c[0] - 1.0) / (hr + margin_in), (out_c[1] - 1.0) / (hc + margin_in))
+        margin_px = margin_in * zoom
+    else:
+        margin_px = cfg.mask_margin_um / cfg.model_pixel_size_um if cfg.mask else 0.0
+    if hr * zoom + margin_px > out_c[0] or hc * zoom + margin_px > out_c[1]:
+        size = (2 * hr * zoom * cfg.model_pixel_size_um, 2 * hc * zoom * cfg.model_pixel_size_um)
+        field_um = (h * cfg.model_pixel_size_um, w * cfg.model_pixel_size_um)
+        raise InputError(
+            f"frame: the crystal ({size[0]:.0f} x {size[1]:.0f} µm with margin) does not fit "
+            f"the output field ({field_um[0]:.0f} x {field_um[1]:.0f} µm); use a larger "
+            "output_shape or model_pixel_size_um, check camera_pixel_size_um, or stretch_to_fit")
+    out_ell = Ellipse.from_axes(out_c[0], out_c[1], ellipse.semi_major * zoom,
+                                ellipse.semi_minor * zoom, angle_out, ellipse.quality)
+    return FrameTransform(rot / zoom, (ellipse.center_row, ellipse.center_col), out_c, zoom,
+                          out_ell, float(trap), margin_px)
+
+
+# -------------------------------------------------------------------------------- the steps
+
+def resample(img: np.ndarray, tf: FrameTransform, output_shape: tuple[int, int],
+             background: np.ndarray | None = None) -> np.ndarray:
+    """Bilinear resampling of ``img`` onto the output grid of ``tf``, minus a background.
+
+    When shrinking (zoom < 1) the input is first averaged in k x k blocks, k = floor(1/zoom),
+    against aliasing (area averaging). ``background``: plane ``(p0, p_row, p_col)`` in input
+    pixels to subtract (None = 0). Returns ``output_shape`` float32 with negative values
+    and everything outside the input frame set to 0.
+    """
+    matrix = tf.matrix
+    center = np.asarray(tf.input_center)
+    p = np.zeros(3) if background is None else np.asarray(background, dtype=np.float64)
+    k = int(1.0 / tf.zoom + 1e-6) if tf.zoom < 1.0 else 1
+    if k > 1:
+        img = block_mean(img, k)
+        # Block i has its centre at input coordinate k*i + (k-1)/2.
+        matrix = matrix / k
+        center = (center - (k - 1) / 2.0) / k
+        p = np.array([p[0] + (p[1] + p[2]) * (k - 1) / 2.0, p[1] * k, p[2] * k])
+    offset = center - matrix @ np.asarray(tf.output_center)
+    # The plane in output coordinates (exact: a plane stays a plane under an affine map).
+    g = matrix.T @ p[1:]
+    g0 = p[0] + p[1:] @ offset
+    return _warp(np.ascontiguousarray(img, dtype=np.float32), matrix, offset,
+                 output_shape[0], output_shape[1], np.array([g0, g[0], g[1]]))
+
+
+@nb.njit(cache=True, nogil=True)
+def _warp(img, matrix, offset, out_h, out_w, bg):  # pragma: no cover - numba
+    """out[i, j] = max(0, bilinear(img, matrix @ (i, j) + offset) - bg plane), 0 outside."""
+    h, w = img.shape
+    out = np.zeros((out_h, out_w), dtype=np.float32)
+    m00, m01, m10, m11 = matrix[0, 0], matrix[0, 1], matrix[1, 0], matrix[1, 1]
+    for i in range(out_h):
+        r = m00 * i + offset[0]
+        c = m10 * i + offset[1]
+        b = bg[0] + bg[1] * i
+        for j in range(out_w):
+            if r >= 0.0 and c >= 0.0 and r <= h - 1 and c <= w - 1:
+                r0 = min(int(r), h - 2)
+                c0 = min(int(c), w - 2)
+                fr = r - r0
+                fc = c - c0
+                v = ((1 - fr) * ((1 - fc) * img[r0, c0] + fc * img[r0, c0 + 1])
+                     + fr * ((1 - fc) * img[r0 + 1, c0] + fc * img[r0 + 1, c0 + 1])) - b
+                if v > 0.0:
+                    out[i, j] = v
+            r += m01
+            c += m11
+            b += bg[2]
+    return out
+
+
+def background_plane(img: np.ndarray, ellipse: Ellipse, method: BackgroundMethod,
+                     margin_px: float) -> np.ndarray:
+    """Background ``(p0, p_row, p_col)`` (intensity, per input px) from the pixels outside.
+
+    Uses a grid of pixels (every ``max(2, min(rows, cols) // 64)``-th row and column)
+    outside the ellipse grown by 25 % plus ``margin_px``;
+    ``"constant"`` gives their median, ``"plane"`` a least-squares plane with one round of
+    3σ clipping. Falls back to the frame's 5th percentile when fewer than 50 pixels remain.
+    """
+    if method == "none":
+        return np.zeros(3)
+    dr, dc = ellipse.major_direction
+    step = max(2, min(img.shape) // 64)
+    z, rr, cc = _outside_samples(np.ascontiguousarray(img, dtype=np.float32), step,
+                                 ellipse.center_row, ellipse.center_col, dr, dc,
+                                 1.25 * ellipse.semi_major + margin_px,
+                                 1.25 * ellipse.semi_minor + margin_px)
+    if z.size < 50:
+        return np.array([float(np.percentile(img, 5)), 0.0, 0.0])
+    if method == "constant":
+        return np.array([float(np.median(z)), 0.0, 0.0])
+    return robust_plane(z, rr, cc, 2, 50)
+
+
+@nb.njit(cache=True, nogil=True)
+def _outside_samples(img, step, cr, cc, dr, dc, a, b):  # pragma: no cover - numba
+    """Values, rows and columns of every ``step``-th pixel outside an ellipse (float64)."""
+    h, w = img.shape
+    size = ((h + step - 1) // step) * ((w + step - 1) // step)
+    z, rows, cols = np.empty(size), np.empty(size), np.empty(size)
+    n = 0
+    for i in range(0, h, step):
+        y = i - cr
+        for j in range(0, w, step):
+            x = j - cc
+            u = (y * dr + x * dc) / a
+            v = (-y * dc + x * dr) / b
+            if u * u + v * v > 1.0:
+                z[n], rows[n], cols[n] = img[i, j], i, j
+                n += 1
+    return z[:n], rows[:n], cols[:n]
+
+
+def median_filter(img: np.ndarray, size: int, shape: MedianShape) -> np.ndarray:
+    """Median filter of ``size`` px with a cross or square footprint (edges replicated)."""
+    if size <= 1:
+        return img
+    if size == 3 and shape == "cross":
+        return median5(img)
+    if shape == "square":
+        return ndi.median_filter(img, size=size, mode="nearest")
+    fp = np.zeros((size, size), dtype=bool)
+    fp[size // 2, :] = fp[:, size // 2] = True
+    return ndi.median_filter(img, footprint=fp, mode="nearest")
+
+
+def mask_and_enhance(img: np.ndarray, ell: Ellipse, mask_grow_px: float | None,
+                     amplitude: float) -> tuple[float, int]:
+    """In place: zero outside ``ell`` grown by ``mask_grow_px`` (None = no mask), then
+    I = I0 (1 + A f²) with f of eq. 3 for ``ell``. Returns (sum, count) of the positive pixels.
+    """
+    dr, dc = ell.major_direction
+    grow = -1.0 if mask_grow_px is None else float(mask_grow_px)
+    total, count = _mask_enhance(img, ell.center_row, ell.center_col, dr, dc, ell.semi_major,
+                                 ell.semi_minor, grow, float(amplitude))
+    return float(total), int(count)
+
+
+@nb.njit(cache=True, nogil=True)
+def _mask_enhance(img, cr, cc, dr, dc, a, b, grow, amp):  # pragma: no cover - numba
+    ia2, ib2 = 1.0 / (a * a), 1.0 / (b * b)
+    ma2 = 1.0 / ((a + grow) ** 2) if grow >= 0 else 0.0
+    mb2 = 1.0 / ((b + grow) ** 2) if grow >= 0 else 0.0
+    total = 0.0
+    count = 0
+    for i in range(img.shape[0]):
+        y = i - cr
+        for j in range(img.shape[1]):
+            x = j - cc
+            u = y * dr + x * dc
+            v = -y * dc + x * dr
+            if grow >= 0 and u * u * ma2 + v * v * mb2 > 1.0:
+                img[i, j] = 0.0
+                continue
+            if amp > 0:
+                f = u * u * ia2 + v * v * ib2
+                img[i, j] *= 1.0 + amp * f * f
+            val = img[i, j]
+            if val > 0:
+                total += val
+                count += 1
+    return total, count
+
+
+def apply_mask(img: np.ndarray, ellipse: Ellipse, grow_px: float = 0.0) -> np.ndarray:
+    """Copy of ``img`` (2-D) with every pixel outside ``ellipse`` grown by ``grow_px`` set to 0."""
+    out = np.array(img, dtype=np.float32)
+    mask_and_enhance(out, ellipse, grow_px, 0.0)
+    return out
+
+
+def enhance_outer_layer(img: np.ndarray, ellipse: Ellipse, amplitude: float) -> np.ndarray:
+    """Eq. 2-3: I = I0 + A·I0·f², f = 1 on ``ellipse`` (pixels of ``img``); returns a copy."""
+    out = np.array(img, dtype=np.float32)
+    mask_and_enhance(out, ellipse, None, amplitude)
+    return out
+
+
+def normalize_brightness(img: np.ndarray, target: float) -> np.ndarray:
+    """Copy of ``img`` scaled so (sum of non-zero pixels) / (their number) == ``target``."""
+    out = np.array(img, dtype=np.float32)
+    nz = out[out != 0]
+    if nz.size == 0 or nz.sum(dtype=np.float64) == 0:
+        raise InputError("frame: no non-zero pixels to normalise")
+    out *= np.float32(target * nz.size / nz.sum(dtype=np.float64))
+    return out
+
+
+# ------------------------------------------------------------------------------ the pipeline
+
+def prepare_frame(frame: np.ndarray, cfg: PreprocessConfig, ellipse: Ellipse | None = None,
+                  camera_pixel_size_um: float | None = None) -> tuple[np.ndarray, Ellipse]:
+    """Prepare one frame for the model.
+
+    Args:
+        frame: ``(rows, cols)`` camera or rendered image, any real dtype, trap axis roughly
+            horizontal.
+        cfg: the pipeline settings.
+        ellipse: the crystal's outline in ``frame`` pixels (e.g. user-drawn); ``None`` =
+            found by :func:`fit_ellipse`.
+        camera_pixel_size_um: µm per pixel of ``frame`` (object plane); ``None`` = same as
+            ``cfg.model_pixel_size_um`` (no resampling).
+
+    Returns:
+        ``(prepared, ellipse)``: ``cfg.output_shape`` float32 with the trap axis vertical
+        and the crystal centred; the ellipse used, in ``frame`` pixels.
+
+    Raises:
+        InputError: bad frame, no crystal, crystal touching the border or not fitting the
+            output (one line naming the problem).
+    """
+    _check_cfg(cfg)
+    if camera_pixel_size_um is not None:
+        _positive("camera_pixel_size_um", camera_pixel_size_um)
+    if ellipse is not None and not isinstance(ellipse, Ellipse):
+        raise InputError(f"ellipse: expected an Ellipse or None, got {type(ellipse).__name__}")
+    img = as_float_frame(frame, "frame")
+    ell = fit_float_frame(img) if ellipse is None else ellipse
+    tf = frame_transform(ell, cfg, camera_pixel_size_um)
+    return _render(img, ell, tf, cfg), ell
+
+
+def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessConfig
+            ) -> np.ndarray:
+    """Steps 2-7 of the module docstring for a checked float32 frame."""
+    bg = None
+    if cfg.background != "none":
+        bg = background_plane(img, ell, cfg.background, tf.margin_px / tf.zoom)
+    out = resample(img, tf, cfg.output_shape, bg)
+    out = median_filter(out, cfg.median_size, cfg.median_shape)
+    total, count = mask_and_enhance(out, tf.output_ellipse, tf.margin_px if cfg.mask else None,
+                                    cfg.enhance_amplitude)
+    if cfg.normalize:
+        if count == 0:
+            raise InputError("frame: no signal left inside the crystal's ellipse after "
+                             "background subtraction; check the ellipse")
+        out *= np.float32(cfg.brightness_density * count / total)
+    return out
+
+
+# ---------------------------------------------------------------------------------- stacks
+
+def _frame_result(frame: np.ndarray, cfg: PreprocessConfig, ellipse: Ellipse | None,
+                  camera_pixel_size_um: float | None
+                  ) -> tuple[np.ndarray | None, Ellipse | None, str | None]:
+    """(image, ellipse, None) or (None, ellipse-or-None, reason) for one frame of a stack."""
+    ell = ellipse
+    try:
+        img = as_float_frame(frame, "frame")
+        if ell is None:
+            ell = fit_float_frame(img)
+        tf = frame_transform(ell, cfg, camera_pixel_size_um)
+        return _render(img, ell, tf, cfg), ell, None
+    except InputError as exc:
+        return None, ell, str(exc).removeprefix("frame: ")
+
+
+class PreparedStack:
+    """Result of :func:`prepare_stack`.
+
+    Attributes:
+        images: ``(F, rows, cols)`` float32 numpy array, or a lazy dask array for dask input;
+            a bad frame is all zeros.
+        ellipses: ``list[Ellipse | None]``, one per frame (input pixels); ``None`` where no
+            ellipse was found.
+        bad_frames: ``{frame index: reason}`` for frames that could not be prepared.
+
+    For dask input, ``ellipses`` and ``bad_frames`` are filled as frames are computed;
+    reading them computes (one frame at a time) whatever frames are still missing. To get
+    images, ellipses and bad frames in one pass, call :meth:`compute` first.
+    """
+
+    def __init__(self, images: Any, n_frames: int,
+                 results: dict[int, tuple[Ellipse | None, str | None]],
+                 fill: Callable[[int], tuple[Ellipse | None, str | None]] | None = None):
+        self.images = images
+        self._n = n_frames
+        self._results = results
+        self._fill = fill
+
+    def _complete(self) -> None:
+        if self._fill is not None:
+            for i in range(self._n):
+                if i not in self._results:
+                    self._results[i] = self._fill(i)
+
+    def compute(self, **dask_kwargs: Any) -> PreparedStack:
+        """A numpy-backed result: computes a lazy ``images`` once (filling the ellipses and
+        bad frames on the way); ``dask_kwargs`` go to ``dask.compute`` (e.g. scheduler)."""
+        if isinstance(self.images, np.ndarray):
+            return self
+        images = np.asarray(self.images.compute(**dask_kwargs), dtype=np.float32)
+        self._complete()  # frames computed elsewhere (a distributed cluster) are redone here
+        return PreparedStack(images, self._n, dict(self._results))
+
+    @property
+    def ellipses(self) -> list[Ellipse | None]:
+        self._complete()
+        return [self._results[i][0] for i in range(self._n)]
+
+    @property
+    def bad_frames(self) -> dict[int, str]:
+        self._complete()
+        return {i: r for i in range(self._n) if (r := self._results[i][1]) is not None}
+
+
+def _stack_ellipses(ellipses: Sequence[Ellipse | None] | Ellipse | None, n: int
+                    ) -> list[Ellipse | None]:
+    if ellipses is None:
+        return [None] * n
+    if isinstance(ellipses, Ellipse):
+        return [ellipses] * n
+    ells = list(ellipses)
+    if len(ells) != n:
+        raise InputError(f"ellipses: got {len(ells)} ellipses for {n} frames")
+    for e in ells:
+        if e is not None and not isinstance(e, Ellipse):
+            raise InputError(f"ellipses: expected Ellipse or None items, got {type(e).__name__}")
+    return ells
+
+
+def _check_stack(stack: Any) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in stack.shape)
+    if len(shape) == 4 and shape[-1] in (3, 4):
+        raise InputError(f"stack: shape {shape} looks like RGB/RGBA frames; convert them to "
+                         "one greyscale channel first")
+    if len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= 16:
+        raise InputError(f"stack: shape {shape} looks like one RGB/RGBA image, not a "
+                         "(frames, rows, cols) stack")
+    if len(shape) == 2:
+        raise InputError(f"stack: got one 2-D frame {shape}; use prepare_frame or add a "
+                         "frames axis")
+    if len(shape) != 3:
+        raise InputError(f"stack: expected a 3-D (frames, rows, cols) array, got shape {shape}")
+    if shape[0] == 0:
+        raise InputError("stack: has no frames")
+    check_dtype(np.dtype(stack.dtype), "stack")
+    return shape  # type: ignore[return-value]
+
+
+def prepare_stack(stack: Any, cfg: PreprocessConfig,
+                  ellipses: Sequence[Ellipse | None] | Ellipse | None = None,
+                  camera_pixel_size_um: float | None = None,
+                  progress: ProgressCallback | None = None) -> PreparedStack:
+    """Prepare every frame of a ``(frames, rows, cols)`` stack.
+
+    Args:
+        stack: numpy array (prepared now) or dask array (prepared lazily, frame by frame:
+            nothing is read until ``images`` is computed).
+        cfg: the pipeline settings.
+        ellipses: ``None`` (fit each frame), one :class:`Ellipse` for all frames, or one
+            ``Ellipse | None`` per frame (input pixels).
+        camera_pixel_size_um: µm per input pixel; ``None`` = the model's pixel size.
+        progress: ``progress(done, total)`` after each frame.
+
+    Returns:
+        :class:`PreparedStack`; frames that fail (NaN, constant, no crystal, crystal at the
+        border or too large for the output) are zeros in ``images`` and listed with their
+        reason in ``bad_frames``; the rest are processed.
+
+    Raises:
+        InputError: the stack as a whole is unusable (not 3-D, RGB, non-numeric dtype,
+            no frames) or an argument is bad.
+    """
+    if not _is_dask(stack) and not isinstance(stack, np.ndarray):
+        stack = np.asarray(stack)
+    _check_cfg(cfg)
+    n, _, _ = _check_stack(stack)
+    if camera_pixel_size_um is not None:
+        _positive("camera_pixel_size_um", camera_pixel_size_um)
+    ells = _stack_ellipses(ellipses, n)
+    h, w = cfg.output_shape
+    if _is_dask(stack):
+        return _prepare_dask(stack, cfg, ells, camera_pixel_size_um, progress)
+    stack = np.asarray(stack)
+    images = np.zeros((n, h, w), dtype=np.float32)
+    results: dict[int, tuple[Ellipse | None, str | None]] = {}
+    for i in range(n):
+        img, ell, reason = _frame_result(stack[i], cfg, ells[i], camera_pixel_size_um)
+        if img is not None:
+            images[i] = img
+        results[i] = (ell, reason)
+        report(progress, i + 1, n)
+    return PreparedStack(images, n, results)
+
+
+def _is_dask(x: Any) -> bool:
+    mod = type(x).__module__
+    return mod.startswith("dask.") and hasattr(x, "map_blocks")
+
+
+class _FrameJob:
+    """The per-frame task of a lazy stack: prepares one ``(1, rows, cols)`` block and records
+    its ellipse and bad-frame reason. Picklable (for distributed schedulers); a pickled copy
+    records into its own, empty results and reports no progress."""
+
+    def __init__(self, cfg: PreprocessConfig, ells: list[Ellipse | None], cam: float | None,
+                 n: int, progress: ProgressCallback | None):
+        self.cfg, self.ells, self.cam, self.n, self.progress = cfg, ells, cam, n, progress
+        self.results: dict[int, tuple[Ellipse | None, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "results": {}, "progress": None, "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __call__(self, block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        i = int(block_info[0]["chunk-location"][0]) if block_info else 0
+        img, ell, reason = _frame_result(np.asarray(block)[0], self.cfg, self.ells[i], self.cam)
+        with self._lock:
+            self.results[i] = (ell, reason)
+            done = len(self.results)
+        report(self.progress, done, self.n)
+        if img is None:
+            img = np.zeros(self.cfg.output_shape, np.float32)
+        return img[None]
+
+    def fill(self, stack: Any, i: int) -> tuple[Ellipse | None, str | None]:
+        """Ellipse and reason of frame ``i`` of ``stack``, computed now."""
+        _, ell, reason = _frame_result(np.asarray(stack[i]), self.cfg, self.ells[i], self.cam)
+        return ell, reason
+
+
+def _prepare_dask(stack: Any, cfg: PreprocessConfig, ells: list[Ellipse | None],
+                  cam: float | None, progress: ProgressCallback | None) -> PreparedStack:
+    import dask.array as da
+
+    n = int(stack.shape[0])
+    h, w = cfg.output_shape
+    job = _FrameJob(cfg, ells, cam, n, progress)
+    frames = stack.rechunk((1, -1, -1))
+    images = da.map_blocks(job, frames, dtype=np.float32, chunks=((1,) * n, (h,), (w,)),
+                           meta=np.empty((0, 0, 0), np.float32))
+    return PreparedStack(images, n, job.results, functools.partial(job.fill, stack))

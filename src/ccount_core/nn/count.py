@@ -1,0 +1,471 @@
+"""Count ions in every frame of a stack with a trained model.
+
+``count_stack(stack, model, pixel_size_um)`` prepares each batch of frames with the model
+card's preprocessing configuration (``ccount_core.image.preprocess``), runs the network in
+inference mode and returns one row per frame: frame, time (s), count, uncertainty, the fitted
+ellipse (input pixels) and a warning.
+
+The uncertainty (ions) is the model's own RMS error on simulated validation images of about
+that count (:func:`validation_error`, from the evaluation in its card). With ``tta=K`` every
+frame is also seen in K mildly changed views (rotation ±3°, shift ±2 %, flips): the count is
+the mean over the K + 1 predictions, and their standard deviation is added in quadrature.
+An ensemble (``ccount_core.nn.ensemble``) averages its members, and their spread is added too.
+On experimental images the error is larger (the paper: about 10 %).
+
+``count_file(path, out_csv, ...)`` does the same for a file read lazily by
+``ccount_core.image.io.open_stack`` and appends each batch's rows to the CSV as soon as they are
+known (flushed to disk); a killed run started again skips the frames already in the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ccount_core.errors import InputError
+from ccount_core.nn.cpu_inference import PackedCpuNet
+from ccount_core.nn.ensemble import Counter
+from ccount_core.progress import ProgressCallback, report
+
+COLUMNS = ("frame", "time_s", "count", "uncertainty", "ellipse_center_row",
+           "ellipse_center_col", "ellipse_semi_major", "ellipse_semi_minor",
+           "ellipse_angle_deg", "warning")
+OTHER_COUNT_PREFIX = "count_"
+"""Column of a model's further output (a dark species): ``count_<label>``, e.g. ``count_ND3+``."""
+
+
+def other_counts(rows: Sequence[Row]) -> dict[str, str]:
+    """Species name -> column of the further outputs the rows hold (``{"ND3+": "count_ND3+"}``);
+    empty for a model that counts Ca+ alone or for no rows."""
+    keys = rows[0] if rows else {}
+    return {k[len(OTHER_COUNT_PREFIX):]: k for k in keys if k.startswith(OTHER_COUNT_PREFIX)}
+
+
+MIN_SIDE_PX = 16
+UNCERTAIN_FRACTION = 0.1
+#: Counts of at least this many frames pack a fresh Counter's networks for the CPU first.
+PACK_MIN_FRAMES = 64
+Row = dict[str, Any]
+
+
+@contextmanager
+def _threads(n: int | None):
+    """torch's thread count set to ``n`` (None: left as it is) while inside."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _parallel_batches(dev: torch.device, threads: int | None, n_batches: int
+                      ) -> tuple[int, int | None]:
+    """``(batches counted at once, torch threads each)`` for ``n_batches`` batches on ``dev``
+    with ``threads`` torch threads in all (None: torch's current number).
+
+    On a CPU with two threads or more and two batches or more, two batches run at once with
+    half the threads each: one batch's preparation (single-threaded, and holding the GIL)
+    overlaps the other's network, which would otherwise leave a core idle.
+    """
+    n = torch.get_num_threads() if threads is None else threads
+    if n < 1:
+        raise InputError(f"threads: must be at least 1, got {n}")
+    if dev.type != "cpu" or n < 2 or n_batches < 2:
+        return 1, threads
+    return 2, n // 2
+
+
+def _in_order(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:
+    """``fn(item)`` for each item, yielded in order, with up to ``workers`` computed at once
+    (threads). Closing the generator early cancels what has not started and waits for what
+    has."""
+    if workers <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[Any]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _resolve_model(model: Any) -> Counter:
+    """A :class:`Counter` from None (the default model), a path or shipped name, a
+    ``(model, card)`` pair from ``load_model``, or a Counter."""
+    from ccount_core.nn.ensemble import load_counter
+
+    if isinstance(model, Counter):
+        return model
+    if isinstance(model, tuple) and len(model) == 2:
+        return Counter([model], model[1])
+    return load_counter(model)
+
+
+def _check_stack(stack: Any) -> None:
+    shape = getattr(stack, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise InputError(f"stack: expected (frames, rows, cols), got shape {shape}")
+    if shape[0] == 0:
+        raise InputError("stack: it has no frames")
+    if min(shape[1:]) < MIN_SIDE_PX:
+        raise InputError(f"stack: frames of {shape[1]} x {shape[2]} px are too small "
+                         f"(at least {MIN_SIDE_PX} px per side)")
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """The device to count on: ``device`` when given, else CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"device: {device!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device: {device!r} asked for, but no CUDA GPU is available")
+    return dev
+
+
+def validation_error(card: dict[str, Any], counts: np.ndarray) -> np.ndarray:
+    """The model's RMS error (ions) on validation images near each of ``counts`` (ions):
+    interpolated between the bins of its card's evaluation (``metrics.ccount_evaluate``,
+    bins of at least 5 images), held flat beyond them; NaN when the card has none."""
+    bins = card.get("metrics", {}).get("ccount_evaluate", {}).get("bins") or []
+    points = sorted((b["true_mean"], b["rms"]) for b in bins
+                    if b.get("n", 0) >= 5 and b.get("rms") is not None)
+    counts = np.asarray(counts, dtype=float)
+    if not points:
+        return np.full(counts.shape, np.nan)
+    x, y = zip(*points, strict=True)
+    return np.interp(counts, x, y)
+
+
+def _combined(model_error: np.ndarray, tta_std: np.ndarray) -> np.ndarray:
+    """Quadrature sum; a missing part (NaN) counts as 0 unless both are missing."""
+    both = np.isnan(model_error) & np.isnan(tta_std)
+    total = np.sqrt(np.nan_to_num(model_error) ** 2 + np.nan_to_num(tta_std) ** 2)
+    return np.where(both, np.nan, total)
+
+
+def native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 / AMX class)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _bf16_pays(counter: Counter, shape: Sequence[int], batch_size: int) -> bool:
+    """Whether a batch of ``batch_size`` images of ``shape`` (rows, cols) counts faster with
+    the first member packed in bfloat16 than packed in float32 (``Counter.packed_for_cpu``)
+    on this CPU (measured once, then remembered)."""
+    from ccount_core.nn.precision import bf16_pays
+
+    probe = np.random.default_rng(0).standard_normal((batch_size, *shape)).astype(np.float32)
+    return bf16_pays(lambda flag: infer(counter.packed_for_cpu(flag)[0], probe),
+                     f"{type(counter.members[0][0]).__name__} {shape[0]}x{shape[1]} "
+                     f"batch {batch_size} packed bfloat16 against packed float32")
+
+
+def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
+          bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(counts (B, k), spread (B, k))`` for prepared images ``(B, H, W)``.
+
+    Runs on the model's device. Without TTA the spread is NaN; with ``tta=K`` the count
+    is the mean of the plain and K changed views and the spread their standard deviation
+    (ions).
+    """
+    from ccount_core.nn.augment import tta_views
+
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
+    if tta > 0:
+        x = torch.cat([x[None], tta_views(x, tta, seed)]).flatten(0, 1)
+    x = x.to(device)
+    # a packed network runs in its own precision (ccount_core.nn.cpu_inference)
+    bf16 = bf16 and not isinstance(model, PackedCpuNet)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                enabled=bf16):
+        if bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = model(x).float().cpu().numpy()
+    if tta <= 0:
+        return y, np.full_like(y, np.nan)
+    y = y.reshape(tta + 1, len(images), -1)
+    return y.mean(axis=0), y.std(axis=0, ddof=1)
+
+
+def count_stack(
+    stack: Any,
+    model: Any = None,
+    pixel_size_um: float | None = None,
+    *,
+    frame_interval_s: float | None = None,
+    batch_size: int = 32,
+    tta: int = 0,
+    seed: int = 0,
+    threads: int | None = None,
+    bf16: bool | None = None,
+    device: str | None = None,
+    skip_frames: Iterable[int] = (),
+    expected_config: Any = None,
+    on_rows: Callable[[list[Row]], None] | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[Row]:
+    """One row per frame of ``stack`` (numpy or dask ``(frames, rows, cols)``), in order.
+
+    ``model``: None (the default model), a path or shipped name (``default``, ``dark``,
+    ``ensemble``), ``(model, card)`` from ``load_model``, or a ``Counter`` from
+    ``load_counter``. An ensemble counts each frame with every member (each on the frame
+    prepared its own way) and reports their mean; their disagreement joins the spread.
+    ``pixel_size_um``: camera µm per pixel in the object plane (None: the model's own pixel
+    size is assumed, and each row says so). ``frame_interval_s``: gives ``time_s``.
+    ``skip_frames``: frames already counted (not computed again, not returned).
+    ``expected_config``: a PreprocessConfig (or dict) the model must have been trained with.
+    ``on_rows``: called with each batch's rows as soon as they are known, in frame order.
+    ``threads``: torch threads in all (None: torch's current number); on a CPU with two or
+    more, two batches are counted at once with half the threads each (the counts are the
+    same either way).
+    ``device``: torch device to count on (None: CUDA when available, else CPU); the model is
+    moved there. ``bf16``: bfloat16 inference; None: on a CPU that computes it natively
+    (:func:`native_bf16`) and runs it faster than float32 (timed once per machine,
+    :func:`ccount_core.nn.precision.bf16_pays`); it moves counts by about 0.3 ions RMS (at most
+    2.4 in 3,000 validation images, ``benchmarks/bf16_accuracy.py``).
+    Row keys: ``COLUMNS`` plus ``count_<label>`` for every further model output.
+    """
+    from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
+
+    _check_stack(stack)
+    if batch_size < 1:
+        raise InputError(f"batch_size: must be at least 1, got {batch_size}")
+    if tta < 0:
+        raise InputError(f"tta: must be 0 or more, got {tta}")
+    if pixel_size_um is not None and not (math.isfinite(pixel_size_um) and pixel_size_um > 0):
+        raise InputError(f"pixel_size_um: must be a positive number of µm, got {pixel_size_um}")
+    counter = _resolve_model(model)
+    card = counter.card
+    dev = pick_device(device)
+    counter.to(dev)
+    if expected_config is not None:
+        from ccount_core.nn.model import check_config
+
+        check_config(card, expected_config)
+    cfg = PreprocessConfig.from_dict(card["preprocess"])
+    member_cfgs = [PreprocessConfig.from_dict(c["preprocess"]) for _, c in counter.members]
+    names = counter.label_names
+    lo, hi = card.get("label_range") or [None, None]
+    skip = set(int(f) for f in skip_frames)
+    todo = [f for f in range(stack.shape[0]) if f not in skip]
+    rows_all: list[Row] = []
+    note = "" if pixel_size_um is not None else (
+        f"pixel size unknown: assumed the model's {cfg.model_pixel_size_um:g} µm")
+    disagree = ("uncertain: the ensemble's models or test-time views disagree by over 10 %"
+                if counter.is_ensemble else "uncertain: test-time views disagree by over 10 %")
+    batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
+    workers, per_worker = _parallel_batches(dev, threads, len(batches))
+    with _threads(per_worker):
+        if bf16 is None:  # timed with the threads a batch runs on
+            bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(
+                counter, cfg.output_shape, batch_size)
+        # On a CPU the members are packed once per Counter and precision (batch norm
+        # folded, weights cast and in oneDNN's layout). Packing costs about what counting 80
+        # frames saves, so a short count with a fresh Counter runs the members as they are.
+        packed = dev.type == "cpu" and (
+            counter.is_packed(bf16) or len(todo) >= PACK_MIN_FRAMES)
+        nets = counter.packed_for_cpu(bf16) if packed else [net for net, _ in counter.members]
+
+        def count_batch(frames: list[int]) -> list[Row]:
+            block = np.asarray(_take(stack, frames), dtype=np.float32)
+            # One preparation per distinct configuration (members may share one). The
+            # ellipse fit, most of a preparation's time, does not depend on the
+            # configuration: the first one's ellipses serve the others.
+            prepared_by: dict[str, Any] = {}
+            fitted = None
+            for c in [cfg, *member_cfgs]:
+                if c.to_json() not in prepared_by:
+                    done = prepare_stack(block, c, ellipses=fitted,
+                                         camera_pixel_size_um=pixel_size_um)
+                    prepared_by[c.to_json()] = done
+                    fitted = done.ellipses
+            prepared = prepared_by[cfg.to_json()]
+            bad = {i: r for p in reversed(list(prepared_by.values()))
+                   for i, r in p.bad_frames.items()}
+            good = [i for i in range(len(frames)) if i not in bad]
+            counts = np.full((len(frames), len(names)), np.nan, np.float32)
+            spread = np.full_like(counts, np.nan)
+            if good:
+                outputs = [infer(net, prepared_by[c.to_json()].images[good], tta,
+                                 seed + frames[0], bf16)
+                           for net, c in zip(nets, member_cfgs, strict=True)]
+                counts[good], spread[good] = counter.combine(outputs)
+            unc = _combined(validation_error(card, counts[:, 0]), spread[:, 0])
+            return [_row(f, i, counts[i], unc[i], spread[i, 0], bad, prepared.ellipses, names,
+                         frame_interval_s, lo, hi, note, disagree)
+                    for i, f in enumerate(frames)]
+
+        with closing(_in_order(count_batch, batches, workers)) as results:
+            for rows in results:
+                if on_rows is not None:
+                    on_rows(rows)
+                rows_all.extend(rows)
+                report(progress, len(rows_all), len(todo))
+    return rows_all
+
+
+def _take(stack: Any, frames: Sequence[int]) -> np.ndarray:
+    if hasattr(stack, "compute"):
+        lo, hi = frames[0], frames[-1] + 1
+        if hi - lo == len(frames):
+            return stack[lo:hi].compute()
+        return stack[list(frames)].compute()
+    return np.asarray(stack[list(frames)])
+
+
+def _row(frame: int, i: int, count: np.ndarray, unc: float, spread: float,
+         bad: dict[int, str], ellipses: Sequence[Any], names: list[str],
+         interval: float | None, lo: float | None, hi: float | None, note: str,
+         disagree: str) -> Row:
+    warnings = []
+    if i in bad:
+        warnings.append(f"not counted: {bad[i]}")
+    else:
+        c = float(count[0])
+        # within its own error of the range, a count is what an in-range crystal could give
+        tol = unc if math.isfinite(unc) else 0.0
+        if lo is not None and hi is not None and not lo - tol <= c <= hi + tol:
+            warnings.append(f"count outside the training range {lo:g}-{hi:g}")
+        if math.isfinite(spread) and spread > UNCERTAIN_FRACTION * max(abs(c), 1.0):
+            warnings.append(disagree)
+    if note:
+        warnings.append(note)
+    e = ellipses[i]
+    row: Row = {
+        "frame": frame,
+        "time_s": frame * interval if interval is not None else None,
+        "count": _num(count[0]),
+        "uncertainty": _num(unc),
+        "ellipse_center_row": e.center_row if e is not None else None,
+        "ellipse_center_col": e.center_col if e is not None else None,
+        "ellipse_semi_major": e.semi_major if e is not None else None,
+        "ellipse_semi_minor": e.semi_minor if e is not None else None,
+        "ellipse_angle_deg": e.angle_deg if e is not None else None,
+        "warning": "; ".join(warnings),
+    }
+    for k, name in enumerate(names[1:], start=1):
+        row[f"{OTHER_COUNT_PREFIX}{name}"] = _num(count[k])
+    return row
+
+
+def _num(v: Any) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+
+def _header(card: dict[str, Any], source: str, pixel_size_um: float | None, tta: int) -> str:
+    meta = {"source": source, "pixel_size_um": pixel_size_um, "tta": tta,
+            "model_name": card.get("name", ""), "label_names": card["label_names"],
+            "preprocess": card["preprocess"]}
+    return "# ccount counts " + json.dumps(meta, sort_keys=True) + "\n"
+
+
+def read_counts(path: Path | str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """``(metadata, rows as strings)`` of a counts CSV written by :func:`count_file`."""
+    path = Path(path)
+    with path.open(newline="") as fh:
+        first = fh.readline()
+        if not first.startswith("# ccount counts "):
+            raise InputError(f"output: {path} exists and is not a ccount counts file")
+        meta = json.loads(first[len("# ccount counts "):])
+        rows = list(csv.DictReader(fh))
+    return meta, rows
+
+
+def count_file(
+    path: Path | str,
+    out_csv: Path | str,
+    model: Any = None,
+    pixel_size_um: float | None = None,
+    *,
+    batch_size: int = 32,
+    tta: int = 0,
+    threads: int | None = None,
+    bf16: bool | None = None,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[Row]:
+    """Count a TIFF stack, folder of frames or Zarr array into ``out_csv``; returns the rows
+    counted now. The CSV's first line (``# ccount counts {json}``) records the source, pixel
+    size and the model's preprocessing; an existing file made the same way is resumed.
+    """
+    from ccount_core.image.io import open_stack
+
+    out_csv = Path(out_csv)
+    stack = open_stack(path)
+    _check_stack(stack.data)
+    px = pixel_size_um if pixel_size_um is not None else stack.pixel_size_um
+    counter = _resolve_model(model)
+    card = counter.card
+    header = _header(card, str(Path(path).resolve()), px, tta)
+    names = counter.label_names
+    columns = list(COLUMNS) + [f"{OTHER_COUNT_PREFIX}{n}" for n in names[1:]]
+    done: set[int] = set()
+    if out_csv.exists() and out_csv.stat().st_size > 0:
+        meta, old = read_counts(out_csv)
+        if _header_meta(header) != meta:
+            raise InputError(f"output: {out_csv} was counted from another source, pixel size "
+                             "or model; choose a new -o or delete it")
+        _drop_partial_line(out_csv)
+        _, old = read_counts(out_csv)
+        done = {int(r["frame"]) for r in old if (r.get("frame") or "").isdigit()}
+    else:
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
+        with out_csv.open("w", newline="") as fh:
+            fh.write(header)
+            csv.writer(fh).writerow(columns)
+    with out_csv.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+
+        def write(rows: list[Row]) -> None:
+            writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in columns}
+                             for r in rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+        return count_stack(stack.data, counter, px, frame_interval_s=stack.frame_interval_s,
+                           batch_size=batch_size, tta=tta, threads=threads, bf16=bf16,
+                           device=device, skip_frames=done, on_rows=write, progress=progress)
+
+
+def _header_meta(header: str) -> dict[str, Any]:
+    return json.loads(header[len("# ccount counts "):])
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line a killed writer left without its newline."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)

@@ -1,0 +1,233 @@
+"""Counting a stack: rows per frame, CSV written as it goes and resumed, TTA, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ccount_core.dataset.samples import load_sample
+from ccount_core.errors import InputError
+from ccount_core.image.io import write_tiff
+from ccount_core.image.preprocess import PreprocessConfig
+from ccount_core.nn.count import COLUMNS, count_file, count_stack, read_counts, validation_error
+from ccount_core.nn.model import build_model, save_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# A coarse pipeline so that the tiny test network runs fast: 12 µm pixels, 48 x 32 inputs.
+PRE = PreprocessConfig(model_pixel_size_um=12.0, output_shape=(48, 32))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(1, label_scale=[350.0]).eval()
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(path, model, {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
+                             "input_shape": list(PRE.output_shape), "label_range": [30, 350]},
+               half=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample():
+    stack, meta = load_sample("reaction_series")
+    return stack[:4], meta
+
+
+def test_rows_per_frame_with_ellipse_time_and_tta_uncertainty(model_dir, sample):
+    stack, meta = sample
+    rows = count_stack(stack, model_dir, meta["pixel_size_um"], frame_interval_s=10.0,
+                       batch_size=2, tta=3, bf16=False)
+    assert [r["frame"] for r in rows] == [0, 1, 2, 3]
+    assert [r["time_s"] for r in rows] == [0.0, 10.0, 20.0, 30.0]
+    for r in rows:
+        assert set(COLUMNS) <= set(r)
+        assert np.isfinite(r["count"]) and r["uncertainty"] > 0
+        # the sample is 400 px wide with the crystal near the centre
+        assert 100 < r["ellipse_center_col"] < 300 and r["ellipse_semi_major"] > 20
+        assert "pixel size unknown" not in r["warning"]
+    plain = count_stack(stack[:1], model_dir, meta["pixel_size_um"], tta=0)
+    assert plain[0]["uncertainty"] is None and plain[0]["time_s"] is None  # card: no metrics
+
+
+# an evaluation as `ccount evaluate` writes it: RMS error 2 ions near 50, 10 near 350 (and a
+# bin of too few images, left out)
+BINS = [{"true_mean": 50.0, "rms": 2.0, "n": 40}, {"true_mean": 200.0, "rms": 99.0, "n": 2},
+        {"true_mean": 350.0, "rms": 10.0, "n": 40}]
+
+
+def test_validation_error_interpolates_the_card():
+    card = {"metrics": {"ccount_evaluate": {"bins": BINS}}}
+    np.testing.assert_allclose(validation_error(card, np.array([10, 50, 200, 350, 900])),
+                               [2.0, 2.0, 6.0, 10.0, 10.0])
+    assert np.isnan(validation_error({}, np.array([100.0]))).all()
+
+
+def test_uncertainty_is_the_validation_error_joined_with_the_tta_spread(sample, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "evaluated.safetensors"
+    save_model(path, build_model(1, label_scale=[350.0]).eval(),
+               {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
+                "input_shape": list(PRE.output_shape), "label_range": [30, 350],
+                "metrics": {"ccount_evaluate": {"bins": BINS}}})
+    stack, meta = sample
+    card = {"metrics": {"ccount_evaluate": {"bins": BINS}}}
+    plain = count_stack(stack[:2], path, meta["pixel_size_um"], tta=0)
+    for r in plain:
+        assert r["uncertainty"] == pytest.approx(validation_error(card, r["count"]), rel=1e-5)
+    views = count_stack(stack[:2], path, meta["pixel_size_um"], tta=3)
+    for r in views:  # the spread of the views adds in quadrature: larger than the model's part
+        assert r["uncertainty"] > validation_error(card, r["count"])
+
+
+def test_csv_written_per_batch_and_resumed_after_a_kill(model_dir, sample, tmp_path):
+    stack, meta = sample
+    tif = tmp_path / "stack.tif"
+    write_tiff(tif, stack, pixel_size_um=meta["pixel_size_um"], frame_interval_s=10.0)
+    out = tmp_path / "counts.csv"
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_batch(done: int, total: int) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        count_file(tif, out, model_dir, batch_size=2, tta=2, bf16=False,
+                   progress=kill_after_first_batch)
+    meta_csv, rows = read_counts(out)
+    assert [int(r["frame"]) for r in rows] == [0, 1]  # the first batch was on disk
+    assert meta_csv["pixel_size_um"] == meta["pixel_size_um"]
+    assert meta_csv["preprocess"] == PRE.to_dict() | {"output_shape": [48, 32]}
+    with out.open("a") as fh:  # a line the killed writer left half-written
+        fh.write("2,20.0,12")
+    new = count_file(tif, out, model_dir, batch_size=2, tta=2, bf16=False)
+    assert [r["frame"] for r in new] == [2, 3]
+    _, rows = read_counts(out)
+    assert [int(r["frame"]) for r in rows] == [0, 1, 2, 3]
+    full = count_stack(stack, model_dir, meta["pixel_size_um"], batch_size=2, tta=2, bf16=False)
+    np.testing.assert_allclose([float(r["count"]) for r in rows],
+                               [r["count"] for r in full], rtol=1e-5)
+    with pytest.raises(InputError, match="another source"):
+        count_file(tif, out, model_dir, pixel_size_um=2.0, batch_size=2)
+
+
+def test_bad_input_is_refused_with_one_line(model_dir, tmp_path):
+    with pytest.raises(InputError, match="no frames"):
+        count_stack(np.zeros((0, 64, 64)), model_dir)
+    with pytest.raises(InputError, match="too small"):
+        count_stack(np.zeros((2, 8, 8)), model_dir)
+    with pytest.raises(InputError, match="does not exist"):
+        count_file(tmp_path / "missing.tif", tmp_path / "c.csv", model_dir)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\0" * 64)
+    with pytest.raises(InputError, match="card"):
+        count_stack(np.zeros((1, 64, 64)), junk)
+    with pytest.raises(InputError, match="preprocessing configuration differs"):
+        count_stack(np.zeros((1, 64, 64)), model_dir,
+                    expected_config=PreprocessConfig(model_pixel_size_um=3.0))
+
+
+def test_unprepared_frame_gets_a_warning_not_a_count(model_dir):
+    frames = np.zeros((1, 64, 64), np.float32)  # blank: no crystal to find
+    (row,) = count_stack(frames, model_dir, pixel_size_um=2.0)
+    assert row["count"] is None and row["warning"].startswith("not counted")
+
+
+def test_training_range_warning_allows_the_counts_own_error():
+    from ccount_core.nn.count import _row
+
+    def warning(count: float, unc: float) -> str:
+        return _row(0, 0, np.array([count]), unc, float("nan"), {}, [None], ["Ca+"], None,
+                    30.0, 350.0, "", "views disagree")["warning"]
+
+    assert warning(350.4, 9.0) == ""  # 0.4 over the top, well inside its ±9 ions
+    assert "outside the training range 30-350" in warning(360.0, 9.0)
+    assert "outside the training range" in warning(350.4, float("nan"))  # no error known
+    assert "outside the training range" in warning(25.0, 2.0)
+    assert warning(29.0, 2.0) == ""
+
+
+def test_device_is_chosen_automatically_and_checked(model_dir, sample, monkeypatch):
+    from ccount_core.nn.count import pick_device
+
+    stack, _ = sample
+    assert pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device() == torch.device("cpu")
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        count_stack(stack[:1], model_dir, 1.5, device="cuda")
+    with pytest.raises(InputError, match="not a torch device"):
+        count_stack(stack[:1], model_dir, 1.5, device="abacus")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device() == torch.device("cuda")
+
+
+@pytest.mark.parametrize(("native", "pays"), [(False, True), (True, False), (True, True)])
+def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, native, pays):
+    import ccount_core.nn.count as count_mod
+
+    stack, meta = sample
+    timed: list[tuple[int, ...]] = []
+
+    def fake_pays(net, shape, batch_size):
+        timed.append((*shape, batch_size))
+        return pays
+
+    monkeypatch.setattr(count_mod, "native_bf16", lambda: native)
+    monkeypatch.setattr(count_mod, "_bf16_pays", fake_pays)
+    ran: list[bool] = []  # the precision each network call ran in
+    real_infer = count_mod.infer
+    monkeypatch.setattr(count_mod, "infer", lambda net, images, tta, seed, bf16: (
+        ran.append(bf16) or real_infer(net, images, tta, seed, bf16)))
+    use = native and pays  # native bfloat16 that is also faster here
+    auto = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu", batch_size=8)
+    assert timed == ([(*PRE.output_shape, 8)] if native else [])
+    assert ran == [use] and len(auto) == 2
+    for asked in (use, not use):
+        count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu", bf16=asked)
+        assert ran[-1] is asked
+    assert len(timed) == (1 if native else 0)  # an explicit choice is not timed
+
+
+def test_two_batches_at_once_count_the_same_in_order(model_dir, sample):
+    from ccount_core.nn.count import _parallel_batches
+
+    stack, meta = sample
+    cpu = torch.device("cpu")
+    assert _parallel_batches(cpu, 2, 4) == (2, 1)
+    assert _parallel_batches(cpu, 8, 4) == (2, 4)
+    assert _parallel_batches(cpu, 2, 1) == (1, 2)  # one batch keeps every thread
+    assert _parallel_batches(cpu, 1, 4) == (1, 1)
+    assert _parallel_batches(torch.device("cuda"), 8, 4) == (1, 8)
+    with pytest.raises(InputError, match="threads"):
+        _parallel_batches(cpu, 0, 4)
+    batches: list[list[int]] = []
+    # float32: the random test network magnifies rounding, and bfloat16 is chosen per thread
+    # count where the CPU has it
+    one = count_stack(stack, model_dir, meta["pixel_size_um"], batch_size=1, threads=1, tta=2,
+                      bf16=False)
+    two = count_stack(stack, model_dir, meta["pixel_size_um"], batch_size=1, threads=2, tta=2,
+                      bf16=False, on_rows=lambda rows: batches.append([r["frame"] for r in rows]))
+    assert batches == [[0], [1], [2], [3]]  # delivered in frame order
+    assert [r["frame"] for r in two] == [0, 1, 2, 3]
+    np.testing.assert_allclose([r["count"] for r in two], [r["count"] for r in one],
+                               rtol=1e-5)
+    np.testing.assert_allclose([r["uncertainty"] for r in two],
+                               [r["uncertainty"] for r in one], rtol=1e-5)
+
+
+def test_a_failing_callback_stops_the_parallel_count(model_dir, sample):
+    stack, meta = sample
+    seen: list[int] = []
+
+    def stop_after_first(rows):
+        seen.extend(r["frame"] for r in rows)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        count_stack(np.concatenate([stack] * 3), model_dir, meta["pixel_size_um"],
+                    batch_size=1, threads=2, on_rows=stop_after_first)
+    assert seen == [0]

@@ -1,0 +1,278 @@
+"""Training and evaluation on several data-set stores, and fine-tuning an existing model.
+
+The stores come from ``generate`` with a stand-in simulator that draws an elliptical crystal of
+bright spots whose size grows with the ion number, so the shared pipeline prepares them as it
+prepares real renders.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from ccount_core.dataset import generate, open_dataset
+from ccount_core.errors import InputError
+from ccount_core.image.preprocess import PreprocessConfig
+from ccount_core.nn.augment import AugmentConfig
+from ccount_core.nn.evaluate import evaluate
+from ccount_core.nn.model import load_model
+from ccount_core.nn.train import TrainConfig, open_stores, prepare_split, prepare_splits, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+NO_AUG = AugmentConfig(rotation_deg=0, shift_frac=0, scale=0, flip=False, blur_sigma_px=0,
+                       gain=0, gamma=0, noise=0, shot_noise=0)
+PRE = PreprocessConfig(model_pixel_size_um=4.0, output_shape=(32, 16))
+
+
+def fake_simulate(trap: Mapping[str, Any], ions: Sequence[tuple[str, int]],
+                  simulation: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    n = sum(c for _, c in ions)
+    return np.zeros((1, n, 3)), np.ones(n, bool)
+
+
+def fake_render(samples: np.ndarray, fluorescing: np.ndarray, imaging: Mapping[str, Any],
+                rng: np.random.Generator) -> np.ndarray:
+    """Spots inside an ellipse (trap axis horizontal) whose semi-axes grow with the ion count."""
+    rows, cols = imaging["shape"]
+    n = int(fluorescing.sum())
+    a, b = 8 + n / 4, 4 + n / 8  # px
+    image = np.zeros((rows, cols), np.float32)
+    yy, xx = np.mgrid[:rows, :cols]
+    t = rng.uniform(0, 2 * np.pi, n)
+    r = np.sqrt(rng.uniform(0, 1, n))
+    for y, x in zip(rows / 2 + b * r * np.sin(t), cols / 2 + a * r * np.cos(t), strict=True):
+        image += np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 2.0)
+    return image
+
+
+def spec(seed: int) -> dict[str, Any]:
+    return {
+        "name": f"two-stores-{seed}",
+        "seed": seed,
+        "imaging": {"shape": [48, 96], "pixel_size_um": 2.0},
+        "parameters": {"n_ions": [20, 30, 40, 50, 60], "v_rf": [190, 210], "v_end": [2.0],
+                       "eta": 0.244, "seeds": [seed, seed + 10, seed + 20]},
+        "renders": {"focal_offset_um": [0]},
+        "store": {"chunk": 8},
+    }
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
+    from distributed import Client, LocalCluster
+
+    root = tmp_path_factory.mktemp("stores")
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                           dashboard_address=None)
+    paths = [root / "a.zarr", root / "b.zarr"]
+    with Client(cluster) as client:
+        for seed, path in zip((1, 2), paths, strict=True):
+            generate(spec(seed), path, client=client, simulate_fn=fake_simulate,
+                     render_fn=fake_render)
+    cluster.close()
+    yield paths
+
+
+def split_size(path: Path, split: str) -> int:
+    return len(prepare_split(open_dataset(path), split, PRE, None, None, None).images)
+
+
+@pytest.fixture(scope="module")
+def run(stores: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(stores, out, TrainConfig(epochs=1, batch_size=8, seed=0, augment=NO_AUG), PRE)
+    return out
+
+
+def test_training_joins_the_stores(stores, run, tmp_path):
+    _model, card = load_model(run)
+    n_train = [split_size(p, "train") for p in stores]
+    n_val = [split_size(p, "validation") for p in stores]
+    assert min(n_train) > 0 and min(n_val) > 0
+    assert card["splits"]["train"] == sum(n_train)
+    assert card["splits"]["validation"] == sum(n_val)
+    assert [d["path"] for d in card["data"]] == [str(p) for p in stores]
+    assert json.loads((run / "run.json").read_text())["data"] == [str(p.resolve())
+                                                                  for p in stores]
+    assert sorted(f.name for f in run.glob("prepared_*.npy")) == [
+        "prepared_train.0.npy", "prepared_train.1.npy",
+        "prepared_validation.0.npy", "prepared_validation.1.npy"]
+    # a run.json written before a setting existed (here new_preprocess) still resumes
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    settings = json.loads((older / "run.json").read_text())
+    del settings["train"]["new_preprocess"]
+    (older / "run.json").write_text(json.dumps(settings))
+    train(stores, older, TrainConfig(epochs=1, batch_size=8, seed=0, augment=NO_AUG), PRE)
+    # started again with the stores in the other order: another run, refused
+    with pytest.raises(InputError, match="other settings"):
+        train(stores[::-1], run, TrainConfig(epochs=1, batch_size=8, seed=0, augment=NO_AUG),
+              PRE)
+
+
+def test_prepared_cache_does_not_depend_on_how_the_path_is_spelt(stores, tmp_path,
+                                                                   monkeypatch):
+    first = prepare_split(open_dataset(stores[0]), "train", PRE, None, None, tmp_path)
+    assert not isinstance(first.images, np.memmap)  # prepared afresh
+    monkeypatch.chdir(stores[0].parent)
+    again = prepare_split(open_dataset(Path(stores[0].name)), "train", PRE, None, None,
+                          tmp_path)
+    assert isinstance(again.images, np.memmap)  # read back from the cache
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.labels, first.labels)
+
+
+def test_evaluate_joins_the_stores(stores, run, tmp_path):
+    one = evaluate(run, stores[0], tmp_path / "one")
+    both = evaluate(run, stores, tmp_path / "both")
+    assert one["overall"]["n"] == split_size(stores[0], "validation")
+    assert both["overall"]["n"] == sum(split_size(p, "validation") for p in stores)
+    assert both["data"] == [str(p) for p in stores]
+
+
+def test_evaluate_with_test_time_augmentation(stores, run, tmp_path):
+    plain = evaluate(run, stores[0], tmp_path / "plain")
+    views = evaluate(run, stores[0], tmp_path / "tta", tta=3)
+    assert (plain["tta"], views["tta"]) == (0, 3)
+    assert views["overall"]["n"] == plain["overall"]["n"]
+    p0 = np.loadtxt(tmp_path / "plain" / "predictions.csv", delimiter=",", skiprows=1)
+    p3 = np.loadtxt(tmp_path / "tta" / "predictions.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(p3[:, 0], p0[:, 0])  # same images, same truth
+    assert not np.allclose(p3[:, 1], p0[:, 1])  # the changed views moved the counts
+    with pytest.raises(InputError, match="tta"):
+        evaluate(run, stores[0], tmp_path / "bad", tta=-1)
+
+
+def test_an_ensemble_evaluates_as_the_mean_of_its_members(stores, run, tmp_path):
+    from dataclasses import replace
+
+    from ccount_core.nn.ensemble import ensemble_card
+    from ccount_core.nn.model import build_model, save_model
+
+    stretched = replace(PRE, stretch_to_fit=True)
+    torch.manual_seed(7)
+    other = tmp_path / "other.safetensors"
+    save_model(other, build_model(1, label_scale=[60.0]).eval(),
+               {"label_names": ["Ca+"], "preprocess": stretched.to_dict(),
+                "input_shape": list(stretched.output_shape)})
+    pair = tmp_path / "pair.json"
+    pair.write_text(json.dumps(ensemble_card([run, other], pair, name="pair")))
+    got = evaluate(pair, stores[0], tmp_path / "pair")
+    evaluate(run, stores[0], tmp_path / "one")
+    evaluate(other, stores[0], tmp_path / "two")
+    p = {out: np.loadtxt(tmp_path / out / "predictions.csv", delimiter=",", skiprows=1)
+         for out in ("one", "two", "pair")}
+    # the stretched member also prepares the 60-ion crystals the other cannot fit: the
+    # ensemble counts the images both prepared, as the mean of the two
+    ids = {k: v[:, -1] for k, v in p.items()}
+    assert set(ids["one"]) < set(ids["two"]) and set(ids["pair"]) == set(ids["one"])
+    two = p["two"][np.isin(ids["two"], ids["one"])]
+    np.testing.assert_array_equal(p["pair"][:, 0], p["one"][:, 0])
+    np.testing.assert_allclose(p["pair"][:, 1], (p["one"][:, 1] + two[:, 1]) / 2, rtol=1e-5)
+    assert got["model"] == str(pair) and got["overall"]["n"] == len(p["one"])
+
+
+def test_fine_tuning_starts_from_the_given_model(stores, run, tmp_path):
+    start, _ = load_model(run)
+    # a learning rate so small that the weights cannot move: the result is the starting model
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-12, seed=3, augment=NO_AUG,
+                      init_model=str(run))
+    tuned, card = train(stores, tmp_path / "tuned", cfg, PRE)
+    assert card["training"]["started_from"]["model"] == str(run)
+    assert card["training"]["started_from"]["training"]["steps"] >= 1
+    for (name, a), b in zip(start.state_dict().items(), tuned.state_dict().values(),
+                            strict=True):
+        if a.is_floating_point() and "running" not in name:  # batch-norm statistics do move
+            torch.testing.assert_close(a, b.float(), rtol=0, atol=1e-6, msg=name)
+
+
+def test_bad_store_lists_and_starting_points(stores, run, tmp_path):
+    with pytest.raises(InputError, match="twice"):
+        open_stores([stores[0], stores[0]])
+    with pytest.raises(InputError, match="no such data set"):
+        open_stores([stores[0], tmp_path / "missing.zarr"])
+    with pytest.raises(InputError, match="at least one"):
+        open_stores([])
+    other = PreprocessConfig(model_pixel_size_um=5.0, output_shape=(32, 16))
+    with pytest.raises(InputError, match="init_model: preprocessing"):
+        train(stores, tmp_path / "t", TrainConfig(epochs=1, batch_size=8, augment=NO_AUG,
+                                                  init_model=str(run)), other)
+    with pytest.raises(InputError, match="one starting point"):
+        TrainConfig(init_weights="a.pth", init_model="default")
+    with pytest.raises(InputError, match="new_preprocess: only with init_model"):
+        TrainConfig(new_preprocess=True)
+
+
+def test_fine_tuning_into_another_preprocessing(stores, run, tmp_path):
+    # --new-preprocess: the weights start a run that prepares images otherwise (here the
+    # crystal stretched to fill the frame); the card keeps both configurations.
+    stretch = PreprocessConfig(model_pixel_size_um=4.0, output_shape=(32, 16),
+                               stretch_to_fit=True)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-4, seed=3, augment=NO_AUG,
+                      init_model=str(run), new_preprocess=True)
+    _, card = train(stores, tmp_path / "stretched", cfg, stretch)
+    assert card["preprocess"] == stretch.to_dict()
+    assert card["training"]["started_from"]["preprocess"] == PRE.to_dict()
+    assert card["training"]["config"]["new_preprocess"] is True
+
+
+@pytest.fixture(scope="module")
+def dark_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store whose crystals also hold 0 or 5 dark ND3+ ions."""
+    from distributed import Client, LocalCluster
+
+    path = tmp_path_factory.mktemp("dark") / "dark.zarr"
+    mixed = {**spec(3), "name": "dark", "species": {"dark": {"ND3+": {"number": [0, 5]}}}}
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                           dashboard_address=None)
+    with Client(cluster) as client:
+        generate(mixed, path, client=client, simulate_fn=fake_simulate, render_fn=fake_render)
+    cluster.close()
+    return path
+
+
+def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_store, run,
+                                                                 tmp_path):
+    both = ("Ca+", "ND3+")
+    # the pure stores hold no ND3+: they teach the new output 0
+    tr = prepare_splits(open_stores([*stores, dark_store]), "train", PRE, both, None, None)
+    n_pure = sum(split_size(p, "train") for p in stores)
+    assert np.all(tr.labels[:n_pure, 1] == 0)
+    assert set(tr.labels[n_pure:, 1]) == {0.0, 5.0}
+    start, _ = load_model(run)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-12, seed=3, augment=NO_AUG,
+                      init_model=str(run), labels=both)
+    grown, card = train([*stores, dark_store], tmp_path / "grown", cfg, PRE)
+    assert card["label_names"] == ["Ca+", "ND3+"]
+    assert card["training"]["started_from"]["label_names"] == ["Ca+"]
+    # the Ca+ output keeps its head row and scale, the backbone its weights
+    assert grown.label_scale.tolist() == [start.label_scale.item(), 5.0]
+    torch.testing.assert_close(grown.net.fc.weight[0].float(), start.net.fc.weight[0],
+                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(grown.net.conv1.weight.float(), start.net.conv1.weight,
+                               rtol=0, atol=1e-6)
+    # a two-output model is measured on a pure store (ND3+ = 0 there)
+    metrics = evaluate(tmp_path / "grown", [stores[0], dark_store], tmp_path / "eval")
+    n_val = split_size(stores[0], "validation") + split_size(dark_store, "validation")
+    assert metrics["overall"]["n"] == metrics["other_labels"]["ND3+"]["n"] == n_val
+    table = np.loadtxt(tmp_path / "eval" / "predictions.csv", delimiter=",", skiprows=1)
+    assert table.shape == (n_val, 5)  # true, predicted for Ca+ and ND3+, the image's id
+    assert len(set(table[:, 4])) == n_val
+    assert set(table[:, 2]) == {0.0, 5.0}  # true ND3+: 0 in the pure store
+    assert metrics["other_labels"]["ND3+"]["rms"] == pytest.approx(
+        np.sqrt(np.mean((table[:, 3] - table[:, 2]) ** 2)))
+    # a misspelt label is no species of any store; a run may not drop the model's labels
+    with pytest.raises(InputError, match="'ND3' is not a species of the data set"):
+        train(stores, tmp_path / "typo", TrainConfig(epochs=1, batch_size=8, augment=NO_AUG,
+                                                     labels=("Ca+", "ND3")), PRE)
+    with pytest.raises(InputError, match="may add labels to the model's"):
+        train(stores, tmp_path / "drop", TrainConfig(epochs=1, batch_size=8, augment=NO_AUG,
+                                                     init_model=str(tmp_path / "grown")), PRE)

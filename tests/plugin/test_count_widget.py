@@ -1,0 +1,214 @@
+"""Counting widget on the simulated reaction series: worker, table, plot, metadata, CSV, cancel."""
+
+from __future__ import annotations
+
+import copy
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_ccount._widgets._common import text_overlay
+from napari_ccount._widgets.count import MODEL_FILE, CountWidget, run_count
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (untrained, seeded) counting model saved as safetensors + card; it also
+    counts a dark species, as a model trained with ``--labels Ca+ ND3+`` does."""
+    import torch
+
+    from ccount_core.image.preprocess import PreprocessConfig
+    from ccount_core.nn.model import build_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model(2, label_scale=[300.0, 200.0])
+    cfg = PreprocessConfig()
+    weights, _ = save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", model,
+                            {"label_names": ["Ca+", "ND3+"], "preprocess": cfg.to_dict(),
+                             "input_shape": list(cfg.output_shape)}, half=True)
+    return weights
+
+
+@pytest.fixture
+def series(make_napari_viewer):
+    """A viewer with the first 4 frames of the sample reaction series (metadata kept)."""
+    viewer = make_napari_viewer()
+    (sample,) = viewer.open_sample("napari-ccount", "reaction_series")
+    meta = copy.deepcopy(sample.metadata)
+    viewer.layers.remove(sample)
+    layer = viewer.add_image(sample.data[:4], name="series", scale=sample.scale, metadata=meta)
+    return viewer, layer
+
+
+def _use_model(widget: CountWidget, path: Path) -> None:
+    widget.model_choice.value = MODEL_FILE
+    widget.model_file.value = path
+
+
+def test_count_series_fills_table_plot_metadata_and_csv(series, model_file, qtbot, errors,
+                                                        tmp_path: Path, monkeypatch) -> None:
+    import ccount_core.nn.count
+
+    # float32 on every CPU: the random test network magnifies bfloat16 rounding by far more
+    # than the tolerance below, and the point here is that the GUI gives the core's numbers
+    monkeypatch.setattr(ccount_core.nn.count, "native_bf16", lambda: False)
+    viewer, layer = series
+    n_frames = layer.data.shape[0]
+    widget = CountWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    _use_model(widget, model_file)
+    widget.batch.value = 2
+    widget.tta.value = 1
+    job = widget.run()
+    assert widget.cancel_button.enabled and not widget.run_button.enabled
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    assert job.error is None, job.error
+    assert errors == []
+    assert job.last_progress == (n_frames, n_frames)
+
+    rows = layer.metadata["ccount"]["counts"]
+    assert [r["frame"] for r in rows] == list(range(n_frames))
+    # The numbers are the core's: the same call outside the GUI gives the same counts.
+    meta = layer.metadata["ccount"]
+    direct = run_count(np.asarray(layer.data), str(model_file), 2, 1, meta["pixel_size_um"],
+                       meta["frame_interval_s"])["rows"]
+    np.testing.assert_allclose([r["count"] for r in rows], [r["count"] for r in direct],
+                               rtol=1e-4)
+    np.testing.assert_allclose([r["uncertainty"] for r in rows],
+                               [r["uncertainty"] for r in direct], rtol=1e-3, atol=1e-3)
+    assert all(r["uncertainty"] >= 0 for r in rows)
+    # The ellipse of each frame is the core's fit, near the crystal's centre.
+    assert all(abs(r["ellipse_center_row"] - layer.data.shape[1] / 2) < 20 for r in rows)
+    assert widget.device_label.value == "cpu"
+
+    assert widget.table.rowCount() == n_frames
+    assert widget.table.item(1, 2).text() == f"{rows[1]['count']:.1f}"
+    assert widget.table.item(1, 3).text() == f"{rows[1]['uncertainty']:.1f}"
+    assert widget.table.horizontalHeaderItem(4).text() == "ND3+ count"
+    assert widget.table.item(1, 4).text() == f"{rows[1]['count_ND3+']:.1f}"
+    times, counts, sigmas = widget.plot.plotted()
+    interval = meta["frame_interval_s"]
+    np.testing.assert_allclose(times, np.arange(n_frames) * interval)
+    np.testing.assert_allclose(counts, [r["count"] for r in rows])
+    np.testing.assert_allclose(sigmas, [r["uncertainty"] for r in rows])
+    # the model's dark-species output is plotted beside the Ca+ count
+    assert list(widget.plot.others) == ["ND3+"]
+    np.testing.assert_allclose(widget.plot.others["ND3+"], [r["count_ND3+"] for r in rows])
+
+    # The canvas shows the count of the frame on screen; a table click goes to its frame.
+    viewer.dims.set_current_step(0, n_frames - 1)
+    assert text_overlay(viewer).visible
+    last = rows[-1]
+    assert text_overlay(viewer).text == (f"frame {n_frames - 1}: N(Ca⁺) = {last['count']:.0f} "
+                                        f"± {last['uncertainty']:.0f}, "
+                                        f"N(ND3+) = {last['count_ND3+']:.0f}")
+    widget._go_to_row(1)
+    assert viewer.dims.current_step[0] == 1
+    assert text_overlay(viewer).text.startswith(f"frame 1: N(Ca⁺) = {rows[1]['count']:.0f}")
+
+    out = widget.export_csv(tmp_path / "counts.csv")
+    with out.open() as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == n_frames
+    assert float(table[2]["count"]) == pytest.approx(rows[2]["count"])
+    assert float(table[2]["time_s"]) == pytest.approx(2 * interval)
+    assert float(table[2]["ellipse_semi_major"]) == pytest.approx(rows[2]["ellipse_semi_major"])
+    assert float(table[2]["count_ND3+"]) == pytest.approx(rows[2]["count_ND3+"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counts.csv"]
+
+
+def test_cancel_keeps_the_frames_counted_so_far(series, model_file, qtbot, errors) -> None:
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    _use_model(widget, model_file)
+    widget.batch.value = 1
+    widget.tta.value = 0
+    job = widget.run()
+    widget.cancel()
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    assert job.cancelled and errors == []
+    counted = [r["frame"] for r in widget.rows]
+    assert counted == list(range(len(counted))) and len(counted) < layer.data.shape[0]
+    assert widget.status.value == f"cancelled: {len(counted)} frames counted"
+    assert [r["frame"] for r in layer.metadata["ccount"].get("counts", [])] == counted
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+def test_default_model_counts_or_says_why_not(series, qtbot, errors) -> None:
+    from ccount_core.nn.model import default_model_path
+
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    widget.tta.value = 0
+    job = widget.run()
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    if default_model_path().exists():
+        assert job.error is None and errors == []
+        truth = np.array(layer.metadata["ccount"]["true_counts"]["Ca+"][:4], float)
+        counts = np.array([r["count"] for r in layer.metadata["ccount"]["counts"]])
+        assert np.abs(counts - truth).mean() < 0.15 * truth.mean()
+    else:
+        assert len(errors) == 1 and errors[0].startswith("count ions: model:")
+        assert "counts" not in layer.metadata["ccount"]
+
+
+def test_shipped_ensemble_is_offered_and_counts_both_species(series, qtbot, errors) -> None:
+    from ccount_core.nn.ensemble import shipped_models
+
+    if "ensemble" not in shipped_models():
+        pytest.skip("no shipped ensemble")
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    assert {"shipped: dark", "shipped: ensemble"} <= set(widget.model_choice.choices)
+    widget.model_choice.value = "shipped: ensemble"
+    assert not widget.model_file.visible
+    widget.tta.value = 0
+    job = widget.run()
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    assert job.error is None and errors == []
+    rows = layer.metadata["ccount"]["counts"]
+    truth = np.array(layer.metadata["ccount"]["true_counts"]["Ca+"][:4], float)
+    counts = np.array([r["count"] for r in rows])
+    assert np.abs(counts - truth).mean() < 0.15 * truth.mean()
+    assert all(r["count_ND3+"] is not None for r in rows)  # the dark member's second output
+
+
+def test_file_that_is_not_a_model_is_one_line_error(series, qtbot, errors,
+                                                     tmp_path: Path) -> None:
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    bogus = tmp_path / "weights.safetensors"
+    bogus.write_bytes(b"not a model")
+    bogus.with_suffix(".json").write_text("{not json")
+    _use_model(widget, bogus)
+    job = widget.run()
+    qtbot.waitUntil(lambda: job.done, timeout=60_000)
+    assert job.error is not None and widget.status.value == "failed"
+    assert len(errors) == 1 and errors[0].startswith("count ions: model")
+    assert "\n" not in errors[0]
+    assert "counts" not in layer.metadata["ccount"]
+
+
+def test_bad_model_file_and_prepared_layer_are_one_line_errors(series, errors,
+                                                                tmp_path: Path) -> None:
+    viewer, _ = series
+    widget = CountWidget(viewer)
+    bogus = tmp_path / "weights.safetensors"
+    bogus.write_bytes(b"not a model")
+    _use_model(widget, bogus)
+    assert widget.run() is None
+    assert errors == ["count: model file: the model card weights.json is missing beside the "
+                      "weights"]
+    (tmp_path / "notes.txt").write_text("x")
+    widget.model_file.value = tmp_path / "notes.txt"
+    assert widget.run() is None
+    assert "is not a .safetensors model file" in errors[1]
+    prepared = viewer.add_image(np.zeros((2, 32, 32)), name="p",
+                                metadata={"ccount": {"prepared_from": "series"}})
+    widget.layer_picker.value = prepared
+    assert widget.run() is None
+    assert "layer 'p' is already prepared; choose the recording 'series'" in errors[2]
