@@ -1,6 +1,6 @@
 """Crystal lengths and widths from ccount's simulator against CCMD's (issue point 9).
 
-Picks a stratified spread of rows of shared/reference/ccmd_crystal_geometry.csv (pure Ca+,
+Picks a stratified spread of rows of benchmarks/data/ccmd_crystal_geometry.csv (pure Ca+,
 up to 600 ions: every η × ion-number band, V_RF and V_end drawn at random with a fixed seed),
 simulates each with ccount's default SimulationSettings, renders at CCMD's imaging settings
 (1 px/µm, blur 5 µm, dof 50 µm, 640 × 480, trap axis along the long side) and measures the
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference" / "ccmd_crystal_geometry.csv"
+REFERENCE = ROOT / "benchmarks" / "data" / "ccmd_crystal_geometry.csv"
 RESULTS = Path.home() / ".cache" / "ccount" / "ccmd_geometry_results.csv"
 FIELDS = ["row", "eta", "vrf", "vend", "n_ca", "length_um", "width_um", "sim_length_um",
           "sim_width_um", "dev_length", "dev_width", "seconds"]
@@ -167,7 +167,7 @@ def write_report(results: list[dict[str, float]], path: Path, command: str,
         "(`ccount_core.image.geometry.measure_crystal_size`:",
         "8-bit image, pixels > 5, outline = mask minus its erosion, 1.65 σ outlier cut, least-",
         "squares axis-aligned ellipse), against CCMD's lengths and widths in",
-        "`shared/reference/ccmd_crystal_geometry.csv`.",
+        "`benchmarks/data/ccmd_crystal_geometry.csv`.",
         "",
         f"- rows: {len(results)} (stratified over η × ion-number bands 50-600, V_RF and V_end"
         " drawn with a fixed seed)",

@@ -5,10 +5,10 @@ minutes only. Three steps:
 
 Here, next to the stores (prepares with the shared pipeline, reusing a run's cached arrays):
 
-    python docs/train_gpu.py pack v1.zarr v2.zarr v3.zarr -o .pack --cache RUN/ \
+    python scripts/train_gpu.py pack v1.zarr v2.zarr v3.zarr -o .pack --cache RUN/ \
         --pixel-size-um 6 --input-shape 96 48
 
-There (``PYTHONPATH=src python3 docs/train_gpu.py ...``):
+There (``PYTHONPATH=src python3 scripts/train_gpu.py ...``):
 
     fit .pack -o /tmp/run --budget-s 420 --batch-size 256 --lr 2e-3 --seed 4
     export /tmp/run $OUT

@@ -6,7 +6,7 @@ the name, description and notes, and writes ``ccount_core/models/NAME.safetensor
 ``NAME.json`` (``--as NAME``, default ``default``). The evaluation's ``figure3.png`` is copied
 to ``docs/images/`` (``model_figure3.png`` for the default, else ``NAME_figure3.png``).
 
-    python docs/ship_default_model.py RUN/ DATA.zarr [DATA2.zarr ...] --name "ccount default v2" \
+    python scripts/ship_default_model.py RUN/ DATA.zarr [DATA2.zarr ...] --name "ccount default v2" \
         --description "..." [--notes "..."] [--eval-dir eval_default] [--as default]
 """
 
@@ -21,7 +21,7 @@ from ccount_core.nn.ensemble import shipped_model_dir
 from ccount_core.nn.evaluate import evaluate
 from ccount_core.nn.model import load_model, save_model
 
-IMAGES = Path(__file__).parent / "images"
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
 def main() -> None:

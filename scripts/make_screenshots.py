@@ -4,7 +4,7 @@ Runs the plugin's workflow on the simulated reaction series (File > Open Sample)
 prepare, count every frame with the default model (or ``--model FILE.safetensors``), overlay a
 crystal simulated with the counted number. Needs a display; headless:
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshots.py
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/make_screenshots.py
 
 Without a model (none shipped yet, no ``--model``) the count screenshot is skipped and the
 overlay uses the sample's true Ca+ number.
@@ -24,7 +24,7 @@ from napari_ccount._widgets.count import MODEL_FILE, CountWidget
 from napari_ccount._widgets.overlay import OverlayWidget
 from napari_ccount._widgets.prepare import PrepareWidget
 
-OUT = Path(__file__).resolve().parent / "images"
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 SIZE = (1600, 950)
 
 

@@ -10,7 +10,7 @@ its own preparation of each image, their counts averaged), puts the metrics into
 calibration of its count (``ccount_core.nn.calibration``) on it; the card carries the map, and
 the validation figures are those of the calibrated ensemble.
 
-    python docs/ship_ensemble.py default dark DATA.zarr [DATA2.zarr ...] --name "..." \\
+    python scripts/ship_ensemble.py default dark DATA.zarr [DATA2.zarr ...] --name "..." \\
         --description "..." [--eval-dir eval_ensemble] [--as ensemble] [--calibrate]
 """
 
@@ -29,7 +29,7 @@ from ccount_core.nn.ensemble import ensemble_card, model_location, shipped_model
 from ccount_core.nn.evaluate import evaluate
 from ccount_core.nn.model import atomic_write_bytes
 
-IMAGES = Path(__file__).parent / "images"
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
 def main() -> None:
