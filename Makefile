@@ -12,7 +12,7 @@ SYSDEPS := xvfb xauth libgl1-mesa-dri libgl1 libegl1 libglib2.0-0 libfontconfig1
 	libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 \
 	libxcb-xkb1 libxrender1 libxi6
 
-.PHONY: install demo test lint sysdeps clean
+.PHONY: install demo test lint format hooks sysdeps clean
 
 install: $(STAMP)
 
@@ -33,8 +33,21 @@ sysdeps:
 test: $(STAMP) sysdeps
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest
 
+# Lint and format check, as CI runs them; `make format` rewrites the files.
+LINTED := src tests benchmarks scripts
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix $(LINTED)
+	$(VENV)/bin/ruff format $(LINTED)
+
+# Run lint and format on every commit (.pre-commit-config.yaml; uses the venv's ruff).
+hooks: $(STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check pre-commit
+	$(VENV)/bin/pre-commit install
 
 clean:
 	rm -rf $(VENV) build dist demo_out
