@@ -125,6 +125,7 @@ class OverlayParams:
         return groups
 
     def simulation(self) -> SimulationSettings:
+        """The run's seed and field (RF or pseudopotential); the rest at the core's defaults."""
         return SimulationSettings(seed=self.seed, mode=self.mode)
 
     def imaging(self, pixel_um: float, shape: tuple[int, int],
