@@ -50,13 +50,14 @@ def test_overlay_is_aligned_green_and_additive(make_napari_viewer, qtbot, errors
     viewer.window.add_dock_widget(widget)
     # The trap settings came from the sample's metadata.
     trap = meta["file_metadata"]["trap"]
-    assert widget.trap_lab()["v_end"] == pytest.approx(trap["v_end_V"])
-    assert widget.trap_lab()["v_rf"] == pytest.approx(trap["v_rf_V"])
-    widget.n_ca.value = truth["Ca+"][0]
+    assert widget.params().v_end == pytest.approx(trap["v_end_V"])
+    assert widget.params().v_rf == pytest.approx(trap["v_rf_V"])
+    fields = widget.param_fields
+    fields["n_ca"].value = truth["Ca+"][0]
     (dark,) = (s for s in truth if s != "Ca+")
-    widget.dark_species.value = dark
-    widget.n_dark.value = truth[dark][0]
-    widget.mode.value = "pseudo"
+    fields["dark_species"].value = dark
+    fields["n_dark"].value = truth[dark][0]
+    fields["mode"].value = "pseudo"
     job = widget.run()
     qtbot.waitUntil(lambda: job.done, timeout=120_000)
     assert job.error is None, job.error
@@ -88,4 +89,4 @@ def test_use_counted_number_needs_counts(make_napari_viewer, errors) -> None:
                                            for f in range(3)]}
     viewer.dims.set_current_step(0, 2)
     widget.use_counted_number()
-    assert widget.n_ca.value == 102
+    assert widget.param_fields["n_ca"].value == 102

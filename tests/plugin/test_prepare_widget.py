@@ -15,12 +15,12 @@ from ccount_core.image.preprocess import (
     frame_transform,
     prepare_frame,
 )
-from napari_ccount._widgets.prepare import (
+from napari_ccount._widgets._common import (
     ELLIPSE_LAYER,
-    PrepareWidget,
     corners_to_ellipse,
     ellipse_to_corners,
 )
+from napari_ccount._widgets.prepare import PrepareWidget
 
 pytestmark = pytest.mark.gui
 

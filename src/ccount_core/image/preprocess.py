@@ -44,7 +44,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numba as nb
@@ -95,50 +95,59 @@ MedianShape = Literal["cross", "square"]
 class PreprocessConfig:
     """Settings of the preprocessing pipeline (frozen; serialisable; hashable).
 
-    Attributes:
-        model_pixel_size_um: size of one output pixel (µm/px) — the model's pixel size.
-        output_shape: output ``(rows, cols)`` (px); the trap axis runs along the rows.
-        background: ``"none"``, ``"constant"`` (median of the pixels outside the crystal) or
-            ``"plane"`` (least-squares plane through them, for a gradient); after subtraction
-            negative values are set to 0.
-        rotate: turn the trap axis to vertical.
-        rotation_deg: trap-axis direction in the input frame (deg, counter-clockwise from
-            +col as displayed); ``None`` = from the ellipse (its axis nearer the horizontal;
-            0 for a round crystal).
-        mask: set everything outside the (grown) ellipse to 0.
-        mask_margin_um: growth of both semi-axes of the mask beyond the outer shell (µm),
-            so the outer ions' spots are kept.
-        median_size: median filter size (px, odd); 0 or 1 = off; 3 with ``"cross"`` is the
-            paper's 5-point median (footprint [[0,1,0],[1,1,1],[0,1,0]]).
-        median_shape: ``"cross"`` (plus-shaped footprint) or ``"square"``.
-        enhance_amplitude: A of eq. 2 (dimensionless); 0 = off.
-        normalize: scale the image so its brightness density equals the target.
-        brightness_density: target (sum of non-zero pixels)/(number of non-zero pixels),
-            in output intensity units.
-        stretch_to_fit: scale the crystal (and its mask margin) to fill the output, the
-            same zoom along both axes: small crystals are seen at a finer scale. The count
-            goes as (crystal size / ion spacing)³, a ratio a uniform zoom keeps; the physical
-            scale is lost and ``camera_pixel_size_um`` only sets the margin (off by
-            default).
+    The fields follow the pipeline's steps: the output grid, background subtraction,
+    rotation, the ellipse mask, the median filter, outer-layer enhancement, brightness
+    normalisation and the zoom. Each field's unit and meaning are in its ``metadata``
+    (``unit``: "" when none; ``help``), which the napari form shows.
 
     Equal configs compare equal and prepare equal frames identically. ``hash()`` follows
     Python's per-process string hashing; :meth:`fingerprint` is the stable identifier to
     store or compare across processes and machines.
     """
 
-    model_pixel_size_um: float = 3.0
-    output_shape: tuple[int, int] = (320, 192)
-    background: BackgroundMethod = "plane"
-    rotate: bool = True
-    rotation_deg: float | None = None
-    mask: bool = True
-    mask_margin_um: float = 10.0
-    median_size: int = 3
-    median_shape: MedianShape = "cross"
-    enhance_amplitude: float = 0.0
-    normalize: bool = True
-    brightness_density: float = 1.0
-    stretch_to_fit: bool = False
+    model_pixel_size_um: float = field(default=3.0, metadata={
+        "unit": "µm", "help": "size of one output pixel (µm/px) — the model's pixel size."})
+    output_shape: tuple[int, int] = field(default=(320, 192), metadata={
+        "unit": "px", "help": "output ``(rows, cols)`` (px); the trap axis runs along the rows."})
+    background: BackgroundMethod = field(default="plane", metadata={
+        "unit": "",
+        "help": '``"none"``, ``"constant"`` (median of the pixels outside the crystal) or '
+                '``"plane"`` (least-squares plane through them, for a gradient); after '
+                "subtraction negative values are set to 0."})
+    rotate: bool = field(default=True, metadata={
+        "unit": "", "help": "turn the trap axis to vertical."})
+    rotation_deg: float | None = field(default=None, metadata={
+        "unit": "°", "form": False,
+        "help": "trap-axis direction in the input frame (deg, counter-clockwise from +col as "
+                "displayed); ``None`` = from the ellipse (its axis nearer the horizontal; 0 for "
+                "a round crystal)."})
+    mask: bool = field(default=True, metadata={
+        "unit": "", "help": "set everything outside the (grown) ellipse to 0."})
+    mask_margin_um: float = field(default=10.0, metadata={
+        "unit": "µm",
+        "help": "growth of both semi-axes of the mask beyond the outer shell (µm), so the "
+                "outer ions' spots are kept."})
+    median_size: int = field(default=3, metadata={
+        "unit": "px",
+        "help": 'median filter size (px, odd); 0 or 1 = off; 3 with ``"cross"`` is the '
+                "paper's 5-point median (footprint [[0,1,0],[1,1,1],[0,1,0]])."})
+    median_shape: MedianShape = field(default="cross", metadata={
+        "unit": "", "help": '``"cross"`` (plus-shaped footprint) or ``"square"``.'})
+    enhance_amplitude: float = field(default=0.0, metadata={
+        "unit": "", "help": "A of eq. 2 (dimensionless); 0 = off."})
+    normalize: bool = field(default=True, metadata={
+        "unit": "", "help": "scale the image so its brightness density equals the target."})
+    brightness_density: float = field(default=1.0, metadata={
+        "unit": "",
+        "help": "target (sum of non-zero pixels)/(number of non-zero pixels), in output "
+                "intensity units."})
+    stretch_to_fit: bool = field(default=False, metadata={
+        "unit": "",
+        "help": "scale the crystal (and its mask margin) to fill the output, the same zoom "
+                "along both axes: small crystals are seen at a finer scale. The count goes as "
+                "(crystal size / ion spacing)³, a ratio a uniform zoom keeps; the physical "
+                "scale is lost and ``camera_pixel_size_um`` only sets the margin (off by "
+                "default)."})
 
     def __post_init__(self) -> None:
         shape = self.output_shape

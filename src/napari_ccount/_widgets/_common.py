@@ -1,7 +1,9 @@
-"""Pieces the three widgets share: the image-layer picker and layer calibration."""
+"""Pieces the three widgets share: the image-layer picker, layer calibration and the crystal
+ellipse drawn as a napari shape."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import napari
@@ -61,6 +63,7 @@ class LayerPicker(ComboBox):
 
 
 DOCK_WIDTH = 440  # px: the widest a widget's dock grows, so the canvas keeps its room
+ELLIPSE_LAYER = "crystal ellipse"  # the Shapes layer that holds the (editable) crystal ellipse
 
 
 def status_label() -> Label:
@@ -114,3 +117,30 @@ def pixel_size_um(layer: napari.layers.Image) -> float | None:
 def frame_interval_s(layer: napari.layers.Image) -> float | None:
     value = layer_meta(layer).get("frame_interval_s")
     return float(value) if value else None
+
+
+# --- the crystal ellipse as a napari shape ---------------------------------------------
+
+
+def ellipse_to_corners(ellipse: Any) -> np.ndarray:
+    """The 4 corners ``(4, 2)`` (row, col; px) of the ellipse's rotated bounding box."""
+    t = math.radians(ellipse.angle_deg)
+    u = np.array([-math.sin(t), math.cos(t)])  # along the major axis (row, col)
+    v = np.array([math.cos(t), math.sin(t)])  # along the minor axis
+    c = np.array([ellipse.center_row, ellipse.center_col])
+    a, b = ellipse.semi_major, ellipse.semi_minor
+    return np.array([c - a * u - b * v, c + a * u - b * v, c + a * u + b * v, c - a * u + b * v])
+
+
+def corners_to_ellipse(corners: np.ndarray) -> Any:
+    """The :class:`Ellipse` inscribed in a (possibly rotated) box of 4 corners (row, col; px)."""
+    from ccount_core.image.preprocess import Ellipse
+
+    pts = np.asarray(corners, dtype=float)[:, -2:]
+    if pts.shape != (4, 2):
+        raise InputError(f"ellipse shape: expected 4 corner points, got {pts.shape[0]}")
+    centre = pts.mean(axis=0)
+    e1, e2 = pts[1] - pts[0], pts[2] - pts[1]
+    angle1 = math.degrees(math.atan2(-e1[0], e1[1]))
+    return Ellipse.from_axes(centre[0], centre[1], np.hypot(*e1) / 2, np.hypot(*e2) / 2,
+                             angle1, quality=1.0)

@@ -10,12 +10,13 @@ import csv
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
@@ -32,6 +33,7 @@ from napari_ccount._widgets._common import (
     status_label,
     text_overlay,
 )
+from napari_ccount._widgets._forms import build_form
 from napari_ccount._workers import Job, notify_error, start_job
 
 DEFAULT_MODEL = "default model"
@@ -70,6 +72,21 @@ def run_count(
             "model": str(model_location(model_path))}
 
 
+@dataclass(frozen=True)
+class CountParams:
+    """How the count runs (the form's fields besides the layer and the model)."""
+
+    tta: int = field(default=0, metadata={
+        "label": "test-time views", "unit": "", "min": 0, "max": 32,
+        "help": "extra, mildly changed views of each frame (rotation, shift, flips): the count "
+                "is their mean and their standard deviation joins the uncertainty, which is "
+                "otherwise the model's RMS error on simulated images of that count (ions); "
+                "each view costs one pass"})
+    batch_size: int = field(default=8, metadata={
+        "unit": "", "min": 1, "max": 256,
+        "help": "frames per batch (rows appear and Cancel acts per batch)"})
+
+
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     """A core row with plain Python values (JSON-able for layer metadata)."""
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
@@ -102,13 +119,8 @@ class CountWidget(Container):
                                    visible=False,
                                    tooltip="weights (.safetensors) with the model card (.json), "
                                    "or an ensemble card (.json)")
-        self.tta = SpinBox(label="test-time views", value=0, min=0, max=32,
-                           tooltip="extra, mildly changed views of each frame (rotation, shift, "
-                           "flips): the count is their mean and their standard deviation joins "
-                           "the uncertainty, which is otherwise the model's RMS error on "
-                           "simulated images of that count (ions); each view costs one pass")
-        self.batch = SpinBox(label="batch size", value=8, min=1, max=256,
-                             tooltip="frames per batch (rows appear and Cancel acts per batch)")
+        fields = build_form(CountParams, CountParams())
+        self.tta, self.batch = fields["tta"], fields["batch_size"]
         self.device_label = Label(label="device", value="chosen by the core")
         self.run_button = PushButton(text="Count ions")
         self.cancel_button = PushButton(text="Cancel", enabled=False)

@@ -9,16 +9,29 @@ centre sits on the ellipse centre.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import Container, Label, PushButton
 
 from ccount_core.errors import InputError
+from ccount_core.simulation import (
+    SPECIES,
+    ImagingSettings,
+    IonGroup,
+    SimulationSettings,
+    TrapSettings,
+    get_species,
+    simulate,
+)
 from napari_ccount._widgets._common import (
+    ELLIPSE_LAYER,
     LayerPicker,
+    corners_to_ellipse,
     current_frame_index,
     fit_dock,
     layer_meta,
@@ -26,26 +39,109 @@ from napari_ccount._widgets._common import (
     pixel_size_um,
     status_label,
 )
+from napari_ccount._widgets._forms import build_form, read_form
 from napari_ccount._workers import Job, notify_error, start_job
 
 OVERLAY_NAME = "simulated crystal overlay"
+#: ``TrapSettings.from_lab_units``'s defaults (η, r0, z0, f_RF): the form starts at them.
+_TRAP_DEFAULTS = {k: p.default for k, p in
+                  inspect.signature(TrapSettings.from_lab_units).parameters.items()
+                  if p.default is not inspect.Parameter.empty}
+#: Where ``ccount simulate`` TIFFs and the sample data record a parameter: (group, key).
+FILE_KEYS = {"v_rf": ("trap", "v_rf_V"), "v_end": ("trap", "v_end_V"), "eta": ("trap", "eta"),
+             "r0_um": ("trap", "r0_um"), "z0_um": ("trap", "z0_um"),
+             "rf_mhz": ("trap", "rf_mhz"), "blur_um": ("imaging", "blur_um"),
+             "dof_um": ("imaging", "dof_um")}
 
 
-def _trap_defaults() -> dict[str, float]:
-    from ccount_core.simulation import TrapSettings
-
-    sig = inspect.signature(TrapSettings.from_lab_units)
-    return {k: p.default for k, p in sig.parameters.items()
-            if p.default is not inspect.Parameter.empty}
+def dark_species() -> list[str]:
+    """The species that can be dark ions: every known species but Ca+."""
+    return [s for s in SPECIES if s != "Ca+"]
 
 
-def trap_axis_angle(trap: Any, ellipse: Any) -> float:
+@dataclass(frozen=True)
+class OverlayParams:
+    """The overlay's simulation parameters in lab units, as its form shows them.
+
+    Converted to the core's SI settings by :meth:`trap`, :meth:`ions`, :meth:`simulation` and
+    :meth:`imaging`.
+    """
+
+    n_ca: int = field(default=200, metadata={
+        "label": "Ca⁺ ions", "unit": "", "min": 1, "max": 5000,
+        "help": "number of laser-cooled (fluorescing) Ca⁺ ions"})
+    dark_species: str = field(default="CaF+", metadata={
+        "unit": "", "choices": dark_species,
+        "help": "sympathetically cooled, non-fluorescing ions"})
+    n_dark: int = field(default=0, metadata={
+        "label": "dark ions", "unit": "", "min": 0, "max": 5000,
+        "help": "number of dark ions of that species"})
+    v_rf: float = field(default=200.0, metadata={
+        "label": "V_RF", "unit": "V", "min": 1.0, "max": 5000.0, "step": 1.0, "decimals": 2,
+        "help": "RF amplitude on the rods (CCMD's V_rf), V"})
+    v_end: float = field(default=2.3375, metadata={
+        "label": "V_end", "unit": "V", "min": 0.0, "max": 500.0, "step": 0.05, "decimals": 4,
+        "help": "DC voltage on the endcaps, V"})
+    eta: float = field(default=_TRAP_DEFAULTS["eta"], metadata={
+        "label": "η", "unit": "", "min": 0.0, "max": 1.0, "step": 0.001, "decimals": 3,
+        "help": "geometric factor of the endcap potential"})
+    r0_um: float = field(default=_TRAP_DEFAULTS["r0_um"], metadata={
+        "unit": "µm", "min": 1.0, "max": 1e5, "step": 10.0, "decimals": 2,
+        "help": "trap-centre to electrode distance, µm"})
+    z0_um: float = field(default=_TRAP_DEFAULTS["z0_um"], metadata={
+        "unit": "µm", "min": 1.0, "max": 1e5, "step": 10.0, "decimals": 2,
+        "help": "half the endcap separation, µm"})
+    rf_mhz: float = field(default=_TRAP_DEFAULTS["rf_mhz"], metadata={
+        "label": "f_RF", "unit": "MHz", "min": 0.01, "max": 1000.0, "step": 0.01,
+        "decimals": 2, "help": "RF frequency, MHz"})
+    blur_um: float = field(default=5.0, metadata={
+        "unit": "µm", "min": 0.1, "max": 100.0, "step": 0.5, "decimals": 2,
+        "help": "1/e radius of an in-focus ion's spot, µm"})
+    dof_um: float = field(default=50.0, metadata={
+        "label": "depth of field", "unit": "µm", "min": 1.0, "max": 1000.0, "step": 5.0,
+        "decimals": 2, "help": "defocus at which the spot doubles, µm"})
+    mode: Literal["rf", "pseudo"] = field(default="rf", metadata={
+        "label": "field", "unit": "",
+        "help": "rf: time-dependent RF field with micromotion; pseudo: pseudopotential "
+                "(faster)"})
+    seed: int = field(default=1, metadata={
+        "unit": "", "min": 0, "max": 2**31 - 1,
+        "help": "random seed of the simulation (equal inputs and seed: equal crystals)"})
+
+    def trap_lab(self) -> dict[str, float]:
+        """The trap's arguments to :meth:`TrapSettings.from_lab_units` (V, µm, MHz)."""
+        return {k: getattr(self, k) for k in ("v_rf", "v_end", "eta", "r0_um", "z0_um",
+                                              "rf_mhz")}
+
+    def trap(self) -> TrapSettings:
+        """The trap in SI units."""
+        return TrapSettings.from_lab_units(**self.trap_lab())
+
+    def ions(self) -> list[IonGroup]:
+        """The Ca+ ions, then the dark ions when there are any."""
+        groups = [IonGroup("Ca+", self.n_ca)]
+        if self.n_dark > 0:
+            groups.append(IonGroup(self.dark_species, self.n_dark))
+        return groups
+
+    def simulation(self) -> SimulationSettings:
+        """The run's seed and field (RF or pseudopotential); the rest at the core's defaults."""
+        return SimulationSettings(seed=self.seed, mode=self.mode)
+
+    def imaging(self, pixel_um: float, shape: tuple[int, int],
+                rotation_deg: float) -> ImagingSettings:
+        """The camera for a recording of ``shape`` (rows, cols) with ``pixel_um`` µm pixels,
+        the trap axis at ``rotation_deg`` (deg, counter-clockwise as displayed)."""
+        return ImagingSettings.from_lab_units(pixel_size_um=pixel_um, shape=shape,
+                                              blur_um=self.blur_um, dof_um=self.dof_um,
+                                              rotation_deg=rotation_deg)
+
+
+def trap_axis_angle(trap: TrapSettings, ellipse: Any) -> float:
     """Angle (deg, counter-clockwise as displayed) of the trap axis in the recording.
 
     A pure Ca+ crystal is prolate (long along the trap axis) when ω_z < ω_r, else oblate.
     """
-    from ccount_core.simulation import get_species
-
     omega_r, omega_z = trap.angular_frequencies(get_species("Ca+"))
     angle = ellipse.angle_deg if omega_z <= omega_r else ellipse.angle_deg - 90.0
     return (angle + 90.0) % 180.0 - 90.0
@@ -54,48 +150,32 @@ def trap_axis_angle(trap: Any, ellipse: Any) -> float:
 def simulate_overlay(
     frame: np.ndarray,
     ellipse: Any | None,
-    n_ca: int,
-    dark_species: str,
-    n_dark: int,
-    trap_lab: dict[str, float],
-    blur_um: float,
-    dof_um: float,
+    params: OverlayParams,
     pixel_um: float,
-    seed: int,
-    mode: str,
     progress: Any = None,
 ) -> dict[str, Any]:
     """Simulate and render a crystal to lay over ``frame`` ``(rows, cols)``; runs in a worker.
 
-    Fits the ellipse on ``frame`` when ``ellipse`` is None. Returns ``image`` ``(rows, cols)``
-    float32, ``centre`` (row, col; px of the recording where the trap centre lies),
-    ``rotation_deg``, ``ellipse`` and ``settings`` (lab units, for the layer metadata).
+    Fits the ellipse on ``frame`` when ``ellipse`` is None. ``pixel_um``: the recording's
+    pixel size (µm). Returns ``image`` ``(rows, cols)`` float32, ``centre`` (row, col; px of
+    the recording where the trap centre lies), ``rotation_deg``, ``ellipse`` and ``settings``
+    (lab units, for the layer metadata).
     """
-    from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
-    from ccount_core.simulation.render import ImagingSettings
-
-    trap = TrapSettings.from_lab_units(**trap_lab)
-    ions = [IonGroup("Ca+", int(n_ca))]
-    if n_dark > 0:
-        ions.append(IonGroup(dark_species, int(n_dark)))
-    settings = SimulationSettings(seed=int(seed), mode=mode)  # type: ignore[arg-type]
+    trap = params.trap()
     if ellipse is None:
         from ccount_core.image.preprocess import fit_ellipse
 
         ellipse = fit_ellipse(np.asarray(frame))
     rotation = trap_axis_angle(trap, ellipse)
-    imaging = ImagingSettings.from_lab_units(pixel_size_um=pixel_um, shape=frame.shape,
-                                             blur_um=blur_um, dof_um=dof_um,
-                                             rotation_deg=rotation)
-    result = simulate(trap, ions, settings, imaging, progress=progress)
+    imaging = params.imaging(pixel_um, frame.shape, rotation)
+    result = simulate(trap, params.ions(), params.simulation(), imaging, progress=progress)
     return {
         "image": np.asarray(result.image, np.float32),
         "centre": (ellipse.center_row, ellipse.center_col),
         "rotation_deg": rotation,
         "ellipse": ellipse,
-        "settings": {"n_ca": int(n_ca), "dark_species": dark_species, "n_dark": int(n_dark),
-                     **trap_lab, "blur_um": blur_um, "dof_um": dof_um, "pixel_size_um": pixel_um,
-                     "seed": int(seed), "mode": mode, "rotation_deg": rotation},
+        "settings": {**dataclasses.asdict(params), "pixel_size_um": pixel_um,
+                     "rotation_deg": rotation},
     }
 
 
@@ -104,48 +184,16 @@ class OverlayWidget(Container):
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(labels=True)
-        from ccount_core.simulation import SPECIES
-
         self.viewer = napari_viewer
-        d = _trap_defaults()
         self.layer_picker = LayerPicker(napari_viewer, tooltip="the recorded crystal to match")
-        self.n_ca = SpinBox(label="Ca⁺ ions", value=200, min=1, max=5000,
-                            tooltip="number of laser-cooled (fluorescing) Ca⁺ ions")
+        self.param_fields = build_form(OverlayParams, OverlayParams())
         self.use_count = PushButton(text="Use counted number (current frame)")
-        self.dark_species = ComboBox(label="dark species",
-                                     choices=[s for s in SPECIES if s != "Ca+"],
-                                     tooltip="sympathetically cooled, non-fluorescing ions")
-        self.n_dark = SpinBox(label="dark ions", value=0, min=0, max=5000,
-                              tooltip="number of dark ions of that species")
-        self.v_rf = FloatSpinBox(label="V_RF (V)", value=200.0, min=1.0, max=5000.0, step=1.0,
-                                 tooltip="RF amplitude on the rods (CCMD's V_rf), V")
-        self.v_end = FloatSpinBox(label="V_end (V)", min=0.0, max=500.0, step=0.05,
-                                  tooltip="DC voltage on the endcaps, V")
-        self.v_end.native.setDecimals(4)
-        self.v_end.value = 2.3375
-        self.eta = FloatSpinBox(label="η", value=float(d.get("eta", 0.244)), min=0.0, max=1.0,
-                                step=0.001, tooltip="geometric factor of the endcap potential")
-        self.r0 = FloatSpinBox(label="r0 (µm)", value=float(d.get("r0_um", 3500.0)), min=1.0,
-                               max=1e5, step=10.0, tooltip="trap-centre to electrode distance, µm")
-        self.z0 = FloatSpinBox(label="z0 (µm)", value=float(d.get("z0_um", 2750.0)), min=1.0,
-                               max=1e5, step=10.0, tooltip="half the endcap separation, µm")
-        self.rf = FloatSpinBox(label="f_RF (MHz)", value=float(d.get("rf_mhz", 3.85)),
-                               min=0.01, max=1000.0, step=0.01, tooltip="RF frequency, MHz")
-        self.blur = FloatSpinBox(label="blur (µm)", value=5.0, min=0.1, max=100.0, step=0.5,
-                                 tooltip="1/e radius of an in-focus ion's spot, µm")
-        self.dof = FloatSpinBox(label="depth of field (µm)", value=50.0, min=1.0, max=1000.0,
-                                step=5.0, tooltip="defocus at which the spot doubles, µm")
         self.pixel = Label(label="pixel size (µm)", value="from the layer (1 when unknown)")
-        self.mode = ComboBox(label="field", choices=["rf", "pseudo"], value="rf",
-                             tooltip="rf: time-dependent RF field with micromotion; pseudo: "
-                             "pseudopotential (faster)")
-        self.seed = SpinBox(label="seed", value=1, min=0, max=2**31 - 1)
         self.run_button = PushButton(text="Simulate and overlay")
         self.status = status_label()
-        self.extend([self.layer_picker, self.n_ca, self.use_count, self.dark_species,
-                     self.n_dark, self.v_rf, self.v_end, self.eta, self.r0, self.z0, self.rf,
-                     self.blur, self.dof, self.pixel, self.mode, self.seed, self.run_button,
-                     self.status])
+        n_ca, *trap_and_optics, mode, seed = self.param_fields.values()
+        self.extend([self.layer_picker, n_ca, self.use_count, *trap_and_optics, self.pixel,
+                     mode, seed, self.run_button, self.status])
         fit_dock(self)
         self.layer_picker.changed.connect(self.fill_from_metadata)
         self.fill_from_metadata()
@@ -154,30 +202,26 @@ class OverlayWidget(Container):
         self.job: Job | None = None
         self.overlay_layer: napari.layers.Image | None = None
 
-    def trap_lab(self) -> dict[str, float]:
-        return {"v_rf": float(self.v_rf.value), "v_end": float(self.v_end.value),
-                "eta": float(self.eta.value), "r0_um": float(self.r0.value),
-                "z0_um": float(self.z0.value), "rf_mhz": float(self.rf.value)}
+    def params(self) -> OverlayParams:
+        """The parameters the form shows."""
+        return read_form(OverlayParams(), self.param_fields)
 
     def fill_from_metadata(self, *_: Any) -> bool:
         """Take trap and optics settings from the layer's file metadata when it has them.
 
-        ``ccount simulate`` TIFFs and the sample data record ``trap`` (V_rf_V, v_end_V, eta,
-        r0_um, z0_um, rf_mhz) and ``imaging`` (blur_um, dof_um); returns True when any was set.
+        ``ccount simulate`` TIFFs and the sample data record them (:data:`FILE_KEYS`: ``trap``
+        v_rf_V, v_end_V, eta, r0_um, z0_um, rf_mhz; ``imaging`` blur_um, dof_um); returns True
+        when any was set.
         """
         layer = self.layer_picker.value
         if not isinstance(layer, napari.layers.Image):
             return False
         meta = layer.metadata.get("ccount", {}).get("file_metadata") or {}
-        fields = {("trap", "v_rf_V"): self.v_rf, ("trap", "v_end_V"): self.v_end,
-                  ("trap", "eta"): self.eta, ("trap", "r0_um"): self.r0,
-                  ("trap", "z0_um"): self.z0, ("trap", "rf_mhz"): self.rf,
-                  ("imaging", "blur_um"): self.blur, ("imaging", "dof_um"): self.dof}
         found = False
-        for (group, key), widget in fields.items():
+        for name, (group, key) in FILE_KEYS.items():
             value = (meta.get(group) or {}).get(key)
             if isinstance(value, int | float):
-                widget.value = float(value)
+                self.param_fields[name].value = float(value)
                 found = True
         return found
 
@@ -195,12 +239,10 @@ class OverlayWidget(Container):
         except InputError as exc:
             notify_error(exc, "overlay")
             return
-        self.n_ca.value = max(1, round(row["count"]))
+        self.param_fields["n_ca"].value = max(1, round(row["count"]))
 
     def _ellipse_for(self, layer: napari.layers.Image) -> Any | None:
         """The crystal ellipse: the user's edited shape, else the last fit, else None."""
-        from napari_ccount._widgets.prepare import ELLIPSE_LAYER, corners_to_ellipse
-
         shapes = self.viewer.layers[ELLIPSE_LAYER] if ELLIPSE_LAYER in self.viewer.layers \
             else None
         if shapes is not None and len(shapes.data) and \
@@ -225,14 +267,12 @@ class OverlayWidget(Container):
             notify_error(exc, "overlay")
             return None
         px = pixel_size_um(layer) or 1.0
+        params = self.params()
         self.pixel.value = f"{px:g}"
-        self.status.value = f"simulating {self.n_ca.value} Ca⁺ + {self.n_dark.value} dark…"
+        self.status.value = f"simulating {params.n_ca} Ca⁺ + {params.n_dark} dark…"
         self.run_button.enabled = False
         self.job = start_job(
-            simulate_overlay, frame, ellipse, int(self.n_ca.value),
-            str(self.dark_species.value), int(self.n_dark.value), self.trap_lab(),
-            float(self.blur.value), float(self.dof.value), px, int(self.seed.value),
-            str(self.mode.value), desc="simulate crystal",
+            simulate_overlay, frame, ellipse, params, px, desc="simulate crystal",
             on_done=lambda out: self._show(layer, out),
             on_finish=lambda: setattr(self.run_button, "enabled", True),
             on_error=lambda exc: setattr(self.status, "value", "failed"),

@@ -2,161 +2,37 @@
 
 The fitted :class:`~ccount_core.image.preprocess.Ellipse` is drawn as an editable ellipse in a
 Shapes layer ("crystal ellipse") on the image's pixel grid; the widget reads the edited shape
-back. The preprocessing parameters are built from :class:`PreprocessConfig`'s fields, with
-units and tooltips from its docstring. The prepared stack is a new Image layer computed lazily
-(one frame when napari shows it), placed to the right of the recording.
+back. The preprocessing form is built from :class:`PreprocessConfig`'s fields and their
+metadata (unit, help). The prepared stack is a new Image layer computed lazily (one frame when
+napari shows it), placed to the right of the recording.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import re
-import typing
 from typing import Any
 
 import dask.array as da
 import napari
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FloatSpinBox,
-    Label,
-    LineEdit,
-    PushButton,
-    SpinBox,
-    Widget,
-)
+from magicgui.widgets import CheckBox, Container, Label, PushButton
 
 from ccount_core.errors import InputError
 from napari_ccount._widgets._common import (
+    ELLIPSE_LAYER,
     LayerPicker,
+    corners_to_ellipse,
     current_frame_index,
+    ellipse_to_corners,
     fit_dock,
     layer_meta,
     layer_stack,
     pixel_size_um,
     status_label,
 )
+from napari_ccount._widgets._forms import build_form, read_form
 from napari_ccount._workers import Job, notify_error, start_job
 
-ELLIPSE_LAYER = "crystal ellipse"
 GAP_PX = 20  # gap between the recording and the prepared images placed to its right
-_UNIT_SUFFIXES = {"_um": "µm", "_px": "px", "_deg": "°", "_s": "s", "_v": "V", "_mhz": "MHz",
-                  "_frac": "fraction", "_percent": "%"}
-
-
-# --- ellipse <-> napari shape ---------------------------------------------------------------
-
-
-def ellipse_to_corners(ellipse: Any) -> np.ndarray:
-    """The 4 corners ``(4, 2)`` (row, col; px) of the ellipse's rotated bounding box."""
-    t = math.radians(ellipse.angle_deg)
-    u = np.array([-math.sin(t), math.cos(t)])  # along the major axis (row, col)
-    v = np.array([math.cos(t), math.sin(t)])  # along the minor axis
-    c = np.array([ellipse.center_row, ellipse.center_col])
-    a, b = ellipse.semi_major, ellipse.semi_minor
-    return np.array([c - a * u - b * v, c + a * u - b * v, c + a * u + b * v, c - a * u + b * v])
-
-
-def corners_to_ellipse(corners: np.ndarray) -> Any:
-    """The :class:`Ellipse` inscribed in a (possibly rotated) box of 4 corners (row, col; px)."""
-    from ccount_core.image.preprocess import Ellipse
-
-    pts = np.asarray(corners, dtype=float)[:, -2:]
-    if pts.shape != (4, 2):
-        raise InputError(f"ellipse shape: expected 4 corner points, got {pts.shape[0]}")
-    centre = pts.mean(axis=0)
-    e1, e2 = pts[1] - pts[0], pts[2] - pts[1]
-    angle1 = math.degrees(math.atan2(-e1[0], e1[1]))
-    return Ellipse.from_axes(centre[0], centre[1], np.hypot(*e1) / 2, np.hypot(*e2) / 2,
-                             angle1, quality=1.0)
-
-
-# --- configuration form ---------------------------------------------------------------------
-
-
-def _field_docs(cls: type) -> dict[str, str]:
-    """``name: text`` entries of the class docstring's Attributes section (joined lines)."""
-    doc = cls.__doc__ or ""
-    out: dict[str, str] = {}
-    current = None
-    for line in doc.splitlines():
-        m = re.match(r"^\s{4,8}([a-z_][a-z0-9_, ]*):\s*(.*)$", line)
-        if m:
-            names = [n.strip() for n in m.group(1).split(",")]
-            current = names
-            for n in names:
-                out[n] = m.group(2).strip()
-        elif current and line.strip() and line.startswith(" " * 10):
-            for n in current:
-                out[n] += " " + line.strip()
-        else:
-            current = None
-    return out
-
-
-def _unit(name: str, doc: str) -> str:
-    for suffix, unit in _UNIT_SUFFIXES.items():
-        if name.endswith(suffix):
-            return unit
-    m = re.search(r",\s*(µm|px|pixels|deg|degrees|s|V|MHz|%)\.?\s*$", doc)
-    return m.group(1) if m else ""
-
-
-def config_widgets(cls: type, config: Any) -> dict[str, Widget]:
-    """One magicgui widget per scalar field of the dataclass ``config`` (units in the label)."""
-    docs = _field_docs(cls)
-    hints = typing.get_type_hints(cls)
-    widgets: dict[str, Widget] = {}
-    for f in dataclasses.fields(cls):
-        value = getattr(config, f.name)
-        doc = f.metadata.get("help") or docs.get(f.name, "")
-        unit = f.metadata.get("unit") or _unit(f.name, doc)
-        base = f.name
-        for suffix in _UNIT_SUFFIXES:
-            base = base.removesuffix(suffix)
-        label = base.replace("_", " ") + (f" ({unit})" if unit else "")
-        hint = hints.get(f.name)
-        kw = {"label": label, "tooltip": doc or f.name, "name": f.name}
-        if isinstance(value, bool):
-            w: Widget = CheckBox(value=value, **kw)
-        elif isinstance(value, int) and hint is not float:
-            w = SpinBox(value=value, min=-(2**31), max=2**31 - 1, **kw)
-        elif isinstance(value, float):
-            w = FloatSpinBox(value=value, min=-1e9, max=1e9, step=0.1, **kw)
-            w.native.setDecimals(4)
-        elif isinstance(value, str) and typing.get_origin(hint) is typing.Literal:
-            w = ComboBox(value=value, choices=list(typing.get_args(hint)), **kw)
-        elif isinstance(value, str):
-            w = LineEdit(value=value, **kw)
-        elif isinstance(value, tuple) and all(isinstance(v, int | float) for v in value):
-            w = LineEdit(value=", ".join(str(v) for v in value), **kw)
-            w.tooltip = f"{kw['tooltip']} (comma-separated)"
-        else:
-            continue  # not a scalar: kept from the default configuration
-        widgets[f.name] = w
-    return widgets
-
-
-def read_config(cls: type, base: Any, widgets: dict[str, Widget]) -> Any:
-    """A new config from ``base`` with the widgets' values (the core validates them)."""
-    changes: dict[str, Any] = {}
-    for name, w in widgets.items():
-        old = getattr(base, name)
-        if isinstance(old, tuple):
-            try:
-                parts = [p for p in str(w.value).replace(";", ",").split(",") if p.strip()]
-                changes[name] = tuple(type(o)(float(p)) for o, p in
-                                      zip(old, parts, strict=True))
-            except ValueError as exc:
-                raise InputError(f"{name}: expected {len(old)} comma-separated numbers, "
-                                 f"got {w.value!r}") from exc
-        else:
-            changes[name] = w.value
-    return dataclasses.replace(base, **changes)
 
 
 # --- the core calls, run in workers -----------------------------------------------------------
@@ -214,7 +90,6 @@ class PrepareWidget(Container):
         from ccount_core.image.preprocess import PreprocessConfig
 
         self.viewer = napari_viewer
-        self.config_cls = PreprocessConfig
         self.base_config = PreprocessConfig()
         self.layer_picker = LayerPicker(napari_viewer, tooltip="the recorded image stack")
         self.fit_button = PushButton(text="Fit ellipse on current frame")
@@ -222,7 +97,7 @@ class PrepareWidget(Container):
             value=False, label="fit every frame",
             tooltip="fit each frame's own ellipse when preparing the stack; off: use the "
             "drawn (edited) ellipse for every frame")
-        self.config_fields = config_widgets(PreprocessConfig, self.base_config)
+        self.config_fields = build_form(PreprocessConfig, self.base_config)
         self.preview_button = PushButton(text="Preview current frame")
         self.prepare_button = PushButton(text="Prepare stack (lazy layer)")
         self.status = status_label()
@@ -244,7 +119,7 @@ class PrepareWidget(Container):
 
     def config(self) -> Any:
         """The PreprocessConfig the fields describe (InputError when a value is invalid)."""
-        return read_config(self.config_cls, self.base_config, self.config_fields)
+        return read_form(self.base_config, self.config_fields)
 
     def ellipse(self) -> Any | None:
         """The ellipse drawn in the "crystal ellipse" layer (after the user's edits), or None."""
