@@ -7,7 +7,8 @@ the name, description and notes, and writes ``ccount_core/models/NAME.safetensor
 to ``docs/images/`` (``model_figure3.png`` for the default, else ``NAME_figure3.png``).
 
     python scripts/ship_default_model.py RUN/ DATA.zarr [DATA2.zarr ...] \
-        --name "ccount default v2" --description "..." [--notes "..."] [--eval-dir eval_default] [--as default]
+        --name "ccount default v2" --description "..." [--notes "..."] \
+        [--eval-dir eval_default] [--as default]
 """
 
 from __future__ import annotations
