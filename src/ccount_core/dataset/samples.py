@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ccount_core.checks import check_number
 from ccount_core.errors import InputError
 from ccount_core.progress import ProgressCallback, report
 from ccount_core.simulation.render import CameraModel, ImagingSettings
@@ -86,8 +87,7 @@ def reaction_series(
         raise InputError(f"n_frames: must be a positive integer, got {n_frames!r}")
     if not (isinstance(n_initial, int) and n_initial >= 1):
         raise InputError(f"n_initial: must be a positive integer, got {n_initial!r}")
-    if not (math.isfinite(decay_per_frame) and decay_per_frame >= 0):
-        raise InputError(f"decay_per_frame: must be >= 0, got {decay_per_frame!r}")
+    check_number("decay_per_frame", decay_per_frame, nonnegative=True, numpy_scalars=True)
     if get_species(product).laser_cooled:
         raise InputError(f"product: {product} is laser-cooled; the product must be dark")
     trap = _trap(trap)
