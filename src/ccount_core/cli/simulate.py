@@ -184,20 +184,12 @@ def _tidy(value: float) -> float:
 
 def write_positions(path: Path, result: Any) -> None:
     """Final positions as CSV (species, x_um, y_um, z_um), written atomically."""
-    import os
-    import tempfile
+    from ccount_core.files import atomic_path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".csv", dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("species,x_um,y_um,z_um\n")
-            for k, (x, y, z) in zip(result.species_index, result.positions * 1e6, strict=True):
-                fh.write(f"{result.species[k].name},{x:.4f},{y:.4f},{z:.4f}\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, tmp.open("w") as fh:
+        fh.write("species,x_um,y_um,z_um\n")
+        for k, (x, y, z) in zip(result.species_index, result.positions * 1e6, strict=True):
+            fh.write(f"{result.species[k].name},{x:.4f},{y:.4f},{z:.4f}\n")
 
 
 def run(args: argparse.Namespace) -> int:
