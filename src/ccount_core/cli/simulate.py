@@ -158,6 +158,7 @@ def metadata(trap: Any, groups: list[Any], sim: Any, imaging: Any, info: dict[st
     sim_dict = json.loads(json.dumps(dataclasses.asdict(sim), default=str))
     if "temperature" in sim_dict:  # K → mK at the interface
         sim_dict["temperature_mk"] = sim_dict.pop("temperature") * 1e3
+    lab = trap.to_lab_units()
     return {
         "software": "ccount simulate",
         "ccount_version": __version__,
@@ -167,19 +168,12 @@ def metadata(trap: Any, groups: list[Any], sim: Any, imaging: Any, info: dict[st
              "laser_cooled": g.species.laser_cooled}
             for g in groups
         ],
-        "trap": {"v_rf_V": trap.v_rf, "v_end_V": trap.v_end, "eta": trap.eta,
-                 "r0_um": _tidy(trap.r0 * 1e6), "z0_um": _tidy(trap.z0 * 1e6),
-                 "rf_mhz": _tidy(trap.rf_frequency * 1e-6)},
+        "trap": {"v_rf_V": lab.pop("v_rf"), "v_end_V": lab.pop("v_end"), **lab},
         "simulation": sim_dict,
         "imaging": imaging.to_lab_units(),
         "run": json.loads(json.dumps(info, default=float)),
         **extra,
     }
-
-
-def _tidy(value: float) -> float:
-    """Drop the float noise of a unit conversion (12 significant digits)."""
-    return float(f"{value:.12g}")
 
 
 def write_positions(path: Path, result: Any) -> None:

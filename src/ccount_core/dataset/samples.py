@@ -131,14 +131,13 @@ def _metadata(trap: Any, imaging: ImagingSettings, simulation: Any, seed: int,
     if "temperature" in sim_dict:
         sim_dict["temperature_mk"] = sim_dict.pop("temperature") * 1e3
     sim_dict["seed"] = seed
+    lab = trap.to_lab_units()
     return {
         "software": "ccount samples",
         "ccount_version": __version__,
         "pixel_size_um": imaging.to_lab_units()["pixel_size_um"],
         "true_counts": {k: [int(n) for n in v] for k, v in truth.items()},
-        "trap": {"v_rf_V": trap.v_rf, "v_end_V": trap.v_end, "eta": trap.eta,
-                 "r0_um": float(f"{trap.r0 * 1e6:.12g}"), "z0_um": float(f"{trap.z0 * 1e6:.12g}"),
-                 "rf_mhz": float(f"{trap.rf_frequency * 1e-6:.12g}")},
+        "trap": {"v_rf_V": lab.pop("v_rf"), "v_end_V": lab.pop("v_end"), **lab},
         "imaging": imaging.to_lab_units(),
         "simulation": sim_dict,
     }

@@ -59,6 +59,11 @@ def mathieu_beta(a: float, q: float, depth: int = 12) -> float:
     return beta
 
 
+def _tidy(value: float) -> float:
+    """``value`` rounded to 12 significant digits."""
+    return float(f"{value:.12g}")
+
+
 @dataclass(frozen=True)
 class TrapSettings:
     """A linear Paul trap. SI units: v_rf, v_end in V; r0, z0 in m; rf_frequency in Hz.
@@ -95,6 +100,14 @@ class TrapSettings:
         z0 = check_number("trap z0_um", z0_um, positive=True) / 1e6
         f = check_number("trap rf_mhz", rf_mhz, positive=True) * 1e6
         return cls(v_rf=v_rf, v_end=v_end, eta=eta, r0=r0, z0=z0, rf_frequency=f)
+
+    def to_lab_units(self) -> dict[str, float]:
+        """The keyword arguments of :meth:`from_lab_units`: V_RF and V_end in V, η, r0_um and
+        z0_um in µm, rf_mhz in MHz; the converted values are rounded to 12 significant digits
+        to drop the float noise of the unit conversion."""
+        return {"v_rf": self.v_rf, "v_end": self.v_end, "eta": self.eta,
+                "r0_um": _tidy(self.r0 * 1e6), "z0_um": _tidy(self.z0 * 1e6),
+                "rf_mhz": _tidy(self.rf_frequency * 1e-6)}
 
     @property
     def omega(self) -> float:

@@ -94,8 +94,9 @@ def simulate_overlay(
         "rotation_deg": rotation,
         "ellipse": ellipse,
         "settings": {"n_ca": int(n_ca), "dark_species": dark_species, "n_dark": int(n_dark),
-                     **trap_lab, "blur_um": blur_um, "dof_um": dof_um, "pixel_size_um": pixel_um,
-                     "seed": int(seed), "mode": mode, "rotation_deg": rotation},
+                     **trap.to_lab_units(), "blur_um": blur_um, "dof_um": dof_um,
+                     "pixel_size_um": pixel_um, "seed": int(seed), "mode": mode,
+                     "rotation_deg": rotation},
     }
 
 
