@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
 from ccount_core.dataset.samples import reaction_series, single_crystal
+from ccount_core.files import atomic_path
 from ccount_core.progress import tqdm_progress
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "ccount_core" / "data"
@@ -27,16 +27,10 @@ def write_uint16(path: Path, stack: np.ndarray, meta: dict) -> None:
     """uint16 TIFF (zlib), JSON metadata, resolution tags in px/cm; atomic replace."""
     counts = np.clip(np.rint(stack), 0, 65535).astype(np.uint16)
     ppcm = 1e4 / meta["pixel_size_um"]
-    fd, tmp = tempfile.mkstemp(suffix=".tif", dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, counts, photometric="minisblack", metadata=meta,
                          compression="zlib", resolution=(ppcm, ppcm), resolutionunit=3)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     print(f"wrote {path} {counts.shape} ({path.stat().st_size / 1e6:.2f} MB)")
 
 

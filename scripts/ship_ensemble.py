@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ccount_core.files import atomic_write_bytes
 from ccount_core.nn.calibration import fit_calibration
 from ccount_core.nn.ensemble import ensemble_card, model_location, shipped_model_dir
 from ccount_core.nn.evaluate import evaluate
-from ccount_core.nn.model import atomic_write_bytes
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 

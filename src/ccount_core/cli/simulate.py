@@ -158,6 +158,7 @@ def metadata(trap: Any, groups: list[Any], sim: Any, imaging: Any, info: dict[st
     sim_dict = json.loads(json.dumps(dataclasses.asdict(sim), default=str))
     if "temperature" in sim_dict:  # K → mK at the interface
         sim_dict["temperature_mk"] = sim_dict.pop("temperature") * 1e3
+    lab = trap.to_lab_units()
     return {
         "software": "ccount simulate",
         "ccount_version": __version__,
@@ -167,9 +168,7 @@ def metadata(trap: Any, groups: list[Any], sim: Any, imaging: Any, info: dict[st
              "laser_cooled": g.species.laser_cooled}
             for g in groups
         ],
-        "trap": {"v_rf_V": trap.v_rf, "v_end_V": trap.v_end, "eta": trap.eta,
-                 "r0_um": _tidy(trap.r0 * 1e6), "z0_um": _tidy(trap.z0 * 1e6),
-                 "rf_mhz": _tidy(trap.rf_frequency * 1e-6)},
+        "trap": {"v_rf_V": lab.pop("v_rf"), "v_end_V": lab.pop("v_end"), **lab},
         "simulation": sim_dict,
         "imaging": imaging.to_lab_units(),
         "run": json.loads(json.dumps(info, default=float)),
@@ -177,27 +176,14 @@ def metadata(trap: Any, groups: list[Any], sim: Any, imaging: Any, info: dict[st
     }
 
 
-def _tidy(value: float) -> float:
-    """Drop the float noise of a unit conversion (12 significant digits)."""
-    return float(f"{value:.12g}")
-
-
 def write_positions(path: Path, result: Any) -> None:
     """Final positions as CSV (species, x_um, y_um, z_um), written atomically."""
-    import os
-    import tempfile
+    from ccount_core.files import atomic_path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".csv", dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("species,x_um,y_um,z_um\n")
-            for k, (x, y, z) in zip(result.species_index, result.positions * 1e6, strict=True):
-                fh.write(f"{result.species[k].name},{x:.4f},{y:.4f},{z:.4f}\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, tmp.open("w") as fh:
+        fh.write("species,x_um,y_um,z_um\n")
+        for k, (x, y, z) in zip(result.species_index, result.positions * 1e6, strict=True):
+            fh.write(f"{result.species[k].name},{x:.4f},{y:.4f},{z:.4f}\n")
 
 
 def run(args: argparse.Namespace) -> int:

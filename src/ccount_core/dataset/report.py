@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import numpy as np
 from ccount_core.dataset.spec import SPLIT_NAMES
 from ccount_core.dataset.store import Dataset, count_column
 from ccount_core.errors import InputError
+from ccount_core.files import atomic_path
 
 _RANGE_COLUMNS = ("v_rf", "v_end", "eta", "seed", "focal_offset_um", "blur_um", "dof_um",
                   "rotation_deg", "pixel_size_um", "noise_draw")
@@ -101,13 +100,6 @@ def contact_sheet(ds: Dataset, path: str | Path, n: int = 16, split: str = "all"
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

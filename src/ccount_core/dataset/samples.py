@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ccount_core.checks import check_number
 from ccount_core.errors import InputError
 from ccount_core.progress import ProgressCallback, report
 from ccount_core.simulation.render import CameraModel, ImagingSettings
@@ -86,8 +87,7 @@ def reaction_series(
         raise InputError(f"n_frames: must be a positive integer, got {n_frames!r}")
     if not (isinstance(n_initial, int) and n_initial >= 1):
         raise InputError(f"n_initial: must be a positive integer, got {n_initial!r}")
-    if not (math.isfinite(decay_per_frame) and decay_per_frame >= 0):
-        raise InputError(f"decay_per_frame: must be >= 0, got {decay_per_frame!r}")
+    check_number("decay_per_frame", decay_per_frame, nonnegative=True, numpy_scalars=True)
     if get_species(product).laser_cooled:
         raise InputError(f"product: {product} is laser-cooled; the product must be dark")
     trap = _trap(trap)
@@ -131,14 +131,13 @@ def _metadata(trap: Any, imaging: ImagingSettings, simulation: Any, seed: int,
     if "temperature" in sim_dict:
         sim_dict["temperature_mk"] = sim_dict.pop("temperature") * 1e3
     sim_dict["seed"] = seed
+    lab = trap.to_lab_units()
     return {
         "software": "ccount samples",
         "ccount_version": __version__,
         "pixel_size_um": imaging.to_lab_units()["pixel_size_um"],
         "true_counts": {k: [int(n) for n in v] for k, v in truth.items()},
-        "trap": {"v_rf_V": trap.v_rf, "v_end_V": trap.v_end, "eta": trap.eta,
-                 "r0_um": float(f"{trap.r0 * 1e6:.12g}"), "z0_um": float(f"{trap.z0 * 1e6:.12g}"),
-                 "rf_mhz": float(f"{trap.rf_frequency * 1e-6:.12g}")},
+        "trap": {"v_rf_V": lab.pop("v_rf"), "v_end_V": lab.pop("v_end"), **lab},
         "imaging": imaging.to_lab_units(),
         "simulation": sim_dict,
     }

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ccount_core.checks import check_number
 from ccount_core.errors import InputError
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -143,9 +144,9 @@ def normalise_spec(data: Any) -> dict[str, Any]:
     trap = _mapping(data.get("trap", {}), "trap")
     _unknown(trap, _TRAP_KEYS, "trap")
     spec["trap"] = {
-        "r0_um": _number(trap.get("r0_um", 3500.0), "trap.r0_um", positive=True),
-        "z0_um": _number(trap.get("z0_um", 2750.0), "trap.z0_um", positive=True),
-        "rf_mhz": _number(trap.get("rf_mhz", 3.85), "trap.rf_mhz", positive=True),
+        "r0_um": check_number("trap.r0_um", trap.get("r0_um", 3500.0), positive=True),
+        "z0_um": check_number("trap.z0_um", trap.get("z0_um", 2750.0), positive=True),
+        "rf_mhz": check_number("trap.rf_mhz", trap.get("rf_mhz", 3.85), positive=True),
     }
     params = _mapping(data.get("parameters"), "parameters")
     _unknown(params, _PARAM_KEYS, "parameters")
@@ -236,7 +237,7 @@ def _renders(raw: Any) -> dict[str, Any]:
             values = r[name] if isinstance(r[name], list) else [r[name]]
             if not values:
                 raise InputError(f"renders.{name} must not be empty")
-            out[name] = [_number(v, f"renders.{name}") for v in values]
+            out[name] = [check_number(f"renders.{name}", v) for v in values]
     out["noise_draws"] = _int(r.get("noise_draws", 1), "renders.noise_draws", minimum=1)
     return out
 
@@ -287,7 +288,7 @@ def _axis(raw: Any, key: str, sampling: str, *, integer: bool = False,
     """One swept parameter: ``{"values": [...]}`` or (random only) ``{"min": a, "max": b}``."""
 
     def num(v: Any) -> float | int:
-        x = _int(v, key) if integer else _number(v, key)
+        x = _int(v, key) if integer else check_number(key, v)
         if minimum is not None and x < minimum:
             raise InputError(f"{key} must be >= {minimum}, got {x!r}")
         if below is not None and x >= below:
@@ -297,7 +298,9 @@ def _axis(raw: Any, key: str, sampling: str, *, integer: bool = False,
     if isinstance(raw, Mapping):
         keys = set(raw)
         if keys == {"start", "stop", "step"}:
-            start, stop, step = (_number(raw[k], f"{key}.{k}") for k in ("start", "stop", "step"))
+            start, stop, step = (
+                check_number(f"{key}.{k}", raw[k]) for k in ("start", "stop", "step")
+            )
             if step <= 0 or stop < start:
                 raise InputError(f"{key}: need step > 0 and stop >= start")
             n = math.floor((stop - start) / step + 1e-9) + 1
@@ -517,14 +520,6 @@ def _unknown(m: Mapping[str, Any], allowed: set[str], where: str) -> None:
     if extra:
         raise InputError(f"{where}: unknown key(s) {', '.join(extra)} "
                          f"(allowed: {', '.join(sorted(allowed))})")
-
-
-def _number(v: Any, key: str, positive: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise InputError(f"{key} must be a finite number, got {v!r}")
-    if positive and v <= 0:
-        raise InputError(f"{key} must be > 0, got {v!r}")
-    return float(v)
 
 
 def _int(v: Any, key: str, minimum: int | None = None) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import dask.array as da
 import numpy as np
 
 from ccount_core.errors import InputError
+from ccount_core.files import atomic_path
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 FRAME_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg", ".bmp")
@@ -130,16 +130,9 @@ def write_tiff(
         # Pixels per centimetre in the standard tags (ResolutionUnit 3 = cm).
         ppcm = 1e4 / float(pixel_size_um)
         kwargs.update(resolution=(ppcm, ppcm), resolutionunit=3)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tif", dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         tifffile.imwrite(tmp, np.asarray(stack), photometric="minisblack", metadata=meta,
                          **kwargs)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target
 
 

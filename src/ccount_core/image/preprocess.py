@@ -51,6 +51,7 @@ import numba as nb
 import numpy as np
 from scipy import ndimage as ndi
 
+from ccount_core.checks import check_number
 from ccount_core.errors import InputError
 from ccount_core.image.ellipse import (
     Ellipse,
@@ -158,12 +159,10 @@ class PreprocessConfig:
         object.__setattr__(self, "output_shape", (int(shape[0]), int(shape[1])))
         if min(self.output_shape) < 16:
             raise InputError(f"output_shape: each side must be >= 16 px, got {self.output_shape}")
-        _positive("model_pixel_size_um", self.model_pixel_size_um)
-        _positive("brightness_density", self.brightness_density)
-        if not (_is_number(self.mask_margin_um) and self.mask_margin_um >= 0):
-            raise InputError(f"mask_margin_um: must be >= 0 µm, got {self.mask_margin_um!r}")
-        if not (_is_number(self.enhance_amplitude) and self.enhance_amplitude >= 0):
-            raise InputError(f"enhance_amplitude: must be >= 0, got {self.enhance_amplitude!r}")
+        for name in ("model_pixel_size_um", "brightness_density"):
+            check_number(name, getattr(self, name), positive=True, numpy_scalars=True)
+        for name in ("mask_margin_um", "enhance_amplitude"):
+            check_number(name, getattr(self, name), nonnegative=True, numpy_scalars=True)
         if self.background not in ("none", "constant", "plane"):
             raise InputError("background: must be 'none', 'constant' or 'plane', "
                              f"got {self.background!r}")
@@ -175,8 +174,8 @@ class PreprocessConfig:
                 and (m <= 1 or m % 2 == 1)):
             raise InputError(f"median_size: must be 0, 1 or an odd size >= 3 px, got {m!r}")
         object.__setattr__(self, "median_size", int(m))
-        if self.rotation_deg is not None and not _is_number(self.rotation_deg):
-            raise InputError(f"rotation_deg: must be a number or None, got {self.rotation_deg!r}")
+        if self.rotation_deg is not None:
+            check_number("rotation_deg", self.rotation_deg, numpy_scalars=True)
         for name in ("rotate", "mask", "normalize", "stretch_to_fit"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name}: must be true or false, got {getattr(self, name)!r}")
@@ -229,19 +228,9 @@ class PreprocessConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
 
-def _is_number(x: object) -> bool:
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) \
-        and math.isfinite(float(x))
-
-
 def _check_cfg(cfg: object) -> None:
     if not isinstance(cfg, PreprocessConfig):
         raise InputError(f"cfg: expected a PreprocessConfig, got {type(cfg).__name__}")
-
-
-def _positive(name: str, x: object) -> None:
-    if not (_is_number(x) and float(x) > 0):  # type: ignore[arg-type]
-        raise InputError(f"{name}: must be a positive number, got {x!r}")
 
 
 # -------------------------------------------------------------------------------- geometry
@@ -292,7 +281,7 @@ def frame_transform(ellipse: Ellipse, cfg: PreprocessConfig,
     the output and ``stretch_to_fit`` is off.
     """
     cam = cfg.model_pixel_size_um if camera_pixel_size_um is None else camera_pixel_size_um
-    _positive("camera_pixel_size_um", cam)
+    check_number("camera_pixel_size_um", cam, positive=True, numpy_scalars=True)
     zoom = float(cam) / cfg.model_pixel_size_um
     # Trap axis: the ellipse axis nearer the horizontal, or the configured angle.
     if cfg.rotation_deg is not None:
@@ -533,7 +522,8 @@ def prepare_frame(frame: np.ndarray, cfg: PreprocessConfig, ellipse: Ellipse | N
     """
     _check_cfg(cfg)
     if camera_pixel_size_um is not None:
-        _positive("camera_pixel_size_um", camera_pixel_size_um)
+        check_number("camera_pixel_size_um", camera_pixel_size_um, positive=True,
+                     numpy_scalars=True)
     if ellipse is not None and not isinstance(ellipse, Ellipse):
         raise InputError(f"ellipse: expected an Ellipse or None, got {type(ellipse).__name__}")
     img = as_float_frame(frame, "frame")
@@ -689,7 +679,8 @@ def prepare_stack(stack: Any, cfg: PreprocessConfig,
     _check_cfg(cfg)
     n, _, _ = _check_stack(stack)
     if camera_pixel_size_um is not None:
-        _positive("camera_pixel_size_um", camera_pixel_size_um)
+        check_number("camera_pixel_size_um", camera_pixel_size_um, positive=True,
+                     numpy_scalars=True)
     ells = _stack_ellipses(ellipses, n)
     h, w = cfg.output_shape
     if _is_dask(stack):

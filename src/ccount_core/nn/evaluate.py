@@ -116,7 +116,7 @@ def figure3(pred: np.ndarray, true: np.ndarray, metrics: Mapping[str, Any], path
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    from ccount_core.nn.model import atomic_write_bytes
+    from ccount_core.files import atomic_write_bytes
 
     atomic_write_bytes(path, buf.getvalue())
 
@@ -144,9 +144,9 @@ def evaluate(
     (packed, ``ccount_core.nn.cpu_inference``), as ``ccount count`` runs them on a CPU where
     that is faster; else float32.
     """
+    from ccount_core.files import atomic_write_bytes
     from ccount_core.image.preprocess import PreprocessConfig
     from ccount_core.nn.ensemble import load_counter
-    from ccount_core.nn.model import atomic_write_bytes
     from ccount_core.nn.train import open_stores, predict, prepare_splits
 
     if split not in ("train", "validation", "test"):

@@ -15,8 +15,6 @@ by ``label_scale`` (ions); ``forward`` returns ion numbers ``(batch, n_outputs)`
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import torch
 from torch import nn
 
 from ccount_core.errors import InputError
+from ccount_core.files import atomic_write_bytes
 from ccount_core.nn._triton import hide_triton_without_gpu
 
 ARCHITECTURE = "resnet50-greyscale-regression"
@@ -145,24 +144,6 @@ def model_paths(path: Path | str) -> tuple[Path, Path]:
 def default_model_path() -> Path:
     """The model shipped inside the package (``ccount_core/models/default.safetensors``)."""
     return Path(__file__).parents[1] / "models" / "default.safetensors"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(

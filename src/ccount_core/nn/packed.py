@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ccount_core.errors import InputError
-from ccount_core.nn.model import atomic_write_bytes
+from ccount_core.files import atomic_write_bytes
 from ccount_core.nn.train import Split
 
 FORMAT = "ccount-packed-split"

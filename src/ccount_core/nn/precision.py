@@ -67,7 +67,7 @@ def bf16_pays(run: Callable[[bool], object], workload: str,
     known[key] = {"bf16": choice, "float32_s": seconds[False], "bfloat16_s": seconds[True],
                   "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
-        from ccount_core.nn.model import atomic_write_bytes
+        from ccount_core.files import atomic_write_bytes
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, (json.dumps(known, indent=1) + "\n").encode())

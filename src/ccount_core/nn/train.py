@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 from ccount_core.errors import InputError
+from ccount_core.files import atomic_write_bytes
 from ccount_core.nn.augment import AugmentConfig, augment
 from ccount_core.nn.model import (
     CountingNet,
-    atomic_write_bytes,
     build_model,
     check_config,
     load_model,

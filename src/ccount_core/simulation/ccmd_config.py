@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ccount_core.checks import parse_number
 from ccount_core.errors import InputError
 
 
@@ -132,18 +133,8 @@ def _where(node: InfoNode, parent: str, source: str) -> str:
     return f"{source}:{node.line}: {node.path(parent)}"
 
 
-def _float(node: InfoNode, parent: str, source: str) -> float:
-    try:
-        value = float(node.value) if node.value is not None else math.nan
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise InputError(f"{_where(node, parent, source)}: expected a number, got {node.value!r}")
-    return value
-
-
 def _int(node: InfoNode, parent: str, source: str) -> int:
-    value = _float(node, parent, source)
+    value = parse_number(_where(node, parent, source), node.value)
     if value != int(value):
         raise InputError(f"{_where(node, parent, source)}: expected an integer, got {node.value!r}")
     return int(value)
@@ -190,7 +181,7 @@ def _leaf_values(
         elif node.value is None:
             raise InputError(f"{_where(node, parent, source)}: has no value")
         elif kind == "float":
-            out[node.key] = _float(node, parent, source)
+            out[node.key] = parse_number(_where(node, parent, source), node.value)
         elif kind == "int":
             out[node.key] = _int(node, parent, source)
         elif kind == "bool":

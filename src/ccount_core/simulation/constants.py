@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ccount_core.checks import check_number
 from ccount_core.errors import InputError
 
 E_CHARGE = 1.602176634e-19
@@ -41,10 +42,7 @@ class Species:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise InputError(f"species name: must be a non-empty string, got {self.name!r}")
-        if not (isinstance(self.mass, int | float) and math.isfinite(self.mass) and self.mass > 0):
-            raise InputError(
-                f"species {self.name} mass: must be a positive number, got {self.mass!r}"
-            )
+        check_number(f"species {self.name} mass", self.mass, positive=True)
         if isinstance(self.charge, bool) or not isinstance(self.charge, int) or self.charge < 1:
             raise InputError(
                 f"species {self.name} charge: must be a positive integer (units of e), "
@@ -56,9 +54,8 @@ class Species:
         cls, name: str, mass_u: float, charge: int = 1, laser_cooled: bool = False
     ) -> Species:
         """A species with its mass given in atomic mass units (u)."""
-        if not (isinstance(mass_u, int | float) and math.isfinite(mass_u) and mass_u > 0):
-            raise InputError(f"species {name} mass_u: must be a positive number, got {mass_u!r}")
-        return cls(name, float(mass_u) * AMU, charge, laser_cooled)
+        mass = check_number(f"species {name} mass_u", mass_u, positive=True) * AMU
+        return cls(name, mass, charge, laser_cooled)
 
     @property
     def mass_u(self) -> float:

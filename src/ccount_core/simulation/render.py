@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from ccount_core.checks import check_number
 from ccount_core.errors import InputError
 
 # Gaussian kernels are cut at this many σ (scipy's ``truncate``); CCMD cuts at ~5σ + 5 px.
@@ -37,16 +38,6 @@ _TRUNCATE = 4.0
 _MAX_PAD_PX = 256
 
 DefocusWeighting = Literal["ccmd", "flux"]
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise InputError(f"{name} must be a positive finite number, got {value!r}")
-
-
-def _check_nonnegative(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-        raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -81,13 +72,10 @@ class CameraModel:
     bit_depth: int = 16
 
     def __post_init__(self) -> None:
-        _check_nonnegative("camera photons_per_ion", self.photons_per_ion)
-        _check_nonnegative("camera background", self.background)
-        _check_nonnegative("camera read_noise", self.read_noise)
-        _check_nonnegative("camera offset", self.offset)
-        _check_positive("camera electrons_per_count", self.electrons_per_count)
-        if not (math.isfinite(self.em_gain) and self.em_gain >= 1.0):
-            raise InputError(f"camera em_gain must be >= 1, got {self.em_gain!r}")
+        for name in ("photons_per_ion", "background", "read_noise", "offset"):
+            check_number(f"camera {name}", getattr(self, name), nonnegative=True)
+        check_number("camera electrons_per_count", self.electrons_per_count, positive=True)
+        check_number("camera em_gain", self.em_gain, low=1.0, numpy_scalars=True)
         if not (isinstance(self.bit_depth, int) and 1 <= self.bit_depth <= 32):
             raise InputError(f"camera bit_depth must be an integer 1..32, got {self.bit_depth!r}")
 
@@ -163,13 +151,11 @@ class ImagingSettings:
     defocus_weighting: DefocusWeighting = "ccmd"
 
     def __post_init__(self) -> None:
-        _check_positive("pixel size", self.pixel_size)
-        _check_positive("blur", self.blur)
-        _check_positive("depth of field", self.depth_of_field)
+        check_number("pixel size", self.pixel_size, positive=True)
+        check_number("blur", self.blur, positive=True)
+        check_number("depth of field", self.depth_of_field, positive=True)
         for name in ("focal_offset", "rotation_deg", "view_azimuth_deg"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value)):
-                raise InputError(f"{name} must be a finite number, got {value!r}")
+            check_number(name, getattr(self, name))
         shape = tuple(self.shape)
         if len(shape) != 2 or not all(
             isinstance(n, int | np.integer) and 1 <= n <= 16384 for n in shape
@@ -202,7 +188,7 @@ class ImagingSettings:
             ("blur", blur_um),
             ("depth of field", dof_um),
         ):
-            _check_positive(f"{name} (µm)", value)
+            check_number(f"{name} (µm)", value, positive=True)
         return cls(
             pixel_size=pixel_size_um * 1e-6,
             shape=tuple(shape),  # type: ignore[arg-type]

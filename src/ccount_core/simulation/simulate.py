@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numba
 import numpy as np
 
+from ccount_core.checks import check_number
 from ccount_core.errors import InputError
 from ccount_core.progress import ProgressCallback, report
 from ccount_core.simulation.constants import K_B, Species, get_species
@@ -49,13 +50,6 @@ class IonGroup:
         if c < 0:
             raise InputError(f"ions: number of {self.species.name} must not be negative, got {c}")
         object.__setattr__(self, "count", int(c))
-
-
-def _positive(name: str, value: float, allow_zero: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        need = "non-negative" if allow_zero else "positive"
-        raise InputError(f"simulation {name}: must be a finite {need} number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -100,9 +94,8 @@ class SimulationSettings:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        _positive("temperature", self.temperature, allow_zero=True)
-        _positive("cooling_rate", self.cooling_rate, allow_zero=True)
-        _positive("isotropic_rate", self.isotropic_rate, allow_zero=True)
+        for name in ("temperature", "cooling_rate", "isotropic_rate"):
+            check_number(f"simulation {name}", getattr(self, name), nonnegative=True)
         ax = self.cooling_axis
         if (
             len(ax) != 3
@@ -149,9 +142,9 @@ def ccmd_cooling_rate(beta: float, mass_u: float, rf_frequency: float = 3.85e6) 
     CCMD (``LaserCooledIon``) applies the friction −m β v_z in its scaled time unit
     τ = 1/(π f_RF) and its Tuckerman-Berne velocity correction divides v_z by 1 + (dt/2) β/m_u,
     so per unit τ the net rate is β (1 + 1/m_u) / 2: γ = β (1 + 1/m_u) / 2 · π f_RF."""
-    _positive("beta", beta, allow_zero=True)
-    _positive("mass_u", mass_u)
-    _positive("rf_frequency", rf_frequency)
+    check_number("simulation beta", beta, nonnegative=True)
+    check_number("simulation mass_u", mass_u, positive=True)
+    check_number("simulation rf_frequency", rf_frequency, positive=True)
     return 0.5 * beta * (1.0 + 1.0 / mass_u) * math.pi * rf_frequency
 
 
@@ -175,8 +168,9 @@ def ccmd_heating_temperature(
     L = (e² / (π ε0 u Ω²))^(1/3) is CCMD's length unit (docs/PHYSICS.md)."""
     from ccount_core.simulation.constants import AMU, E_CHARGE, EPSILON_0
 
-    for name, v in (("recoil", recoil), ("beta", beta), ("mass_u", mass_u)):
-        _positive(name, v, allow_zero=name == "recoil")
+    check_number("simulation recoil", recoil, nonnegative=True)
+    check_number("simulation beta", beta, positive=True)
+    check_number("simulation mass_u", mass_u, positive=True)
     omega = 2.0 * math.pi * rf_frequency
     length = (E_CHARGE**2 / (math.pi * EPSILON_0 * AMU * omega**2)) ** (1.0 / 3.0)
     tau = 1.0 / (math.pi * rf_frequency)

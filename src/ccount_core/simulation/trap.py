@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from scipy.special import mathieu_a, mathieu_b
 
+from ccount_core.checks import check_number
 from ccount_core.errors import InputError
 from ccount_core.simulation.constants import E_CHARGE, EPSILON_0, Species
 
@@ -58,12 +59,9 @@ def mathieu_beta(a: float, q: float, depth: int = 12) -> float:
     return beta
 
 
-def _check_finite(name: str, value: float, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputError(f"trap {name}: must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise InputError(f"trap {name}: must be positive, got {value!r}")
-    return float(value)
+def _tidy(value: float) -> float:
+    """``value`` rounded to 12 significant digits."""
+    return float(f"{value:.12g}")
 
 
 @dataclass(frozen=True)
@@ -82,12 +80,10 @@ class TrapSettings:
     rf_frequency: float = 3.85e6
 
     def __post_init__(self) -> None:
-        _check_finite("v_rf", self.v_rf)
-        _check_finite("v_end", self.v_end)
-        _check_finite("eta", self.eta, positive=True)
-        _check_finite("r0", self.r0, positive=True)
-        _check_finite("z0", self.z0, positive=True)
-        _check_finite("rf_frequency", self.rf_frequency, positive=True)
+        check_number("trap v_rf", self.v_rf)
+        check_number("trap v_end", self.v_end)
+        for name in ("eta", "r0", "z0", "rf_frequency"):
+            check_number(f"trap {name}", getattr(self, name), positive=True)
 
     @classmethod
     def from_lab_units(
@@ -100,10 +96,18 @@ class TrapSettings:
         rf_mhz: float = 3.85,
     ) -> TrapSettings:
         """Build from lab units: V_RF and V_end in V, η, r0 and z0 in µm, RF frequency in MHz."""
-        r0 = _check_finite("r0_um", r0_um, positive=True) / 1e6
-        z0 = _check_finite("z0_um", z0_um, positive=True) / 1e6
-        f = _check_finite("rf_mhz", rf_mhz, positive=True) * 1e6
+        r0 = check_number("trap r0_um", r0_um, positive=True) / 1e6
+        z0 = check_number("trap z0_um", z0_um, positive=True) / 1e6
+        f = check_number("trap rf_mhz", rf_mhz, positive=True) * 1e6
         return cls(v_rf=v_rf, v_end=v_end, eta=eta, r0=r0, z0=z0, rf_frequency=f)
+
+    def to_lab_units(self) -> dict[str, float]:
+        """The keyword arguments of :meth:`from_lab_units`: V_RF and V_end in V, η, r0_um and
+        z0_um in µm, rf_mhz in MHz; the converted values are rounded to 12 significant digits
+        to drop the float noise of the unit conversion."""
+        return {"v_rf": self.v_rf, "v_end": self.v_end, "eta": self.eta,
+                "r0_um": _tidy(self.r0 * 1e6), "z0_um": _tidy(self.z0 * 1e6),
+                "rf_mhz": _tidy(self.rf_frequency * 1e-6)}
 
     @property
     def omega(self) -> float:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import csv
 import math
 import os
+<<<<<<< HEAD
 import tempfile
 from dataclasses import dataclass, field
+=======
+>>>>>>> p3-helpers
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
 from ccount_core.errors import InputError
+from ccount_core.files import atomic_path
 from napari_ccount._plot import CountPlot
 from napari_ccount._widgets._common import (
     LayerPicker,
@@ -336,16 +340,10 @@ class CountWidget(Container):
 
         target = Path(path)
         extra = sorted({k for r in self.rows for k in r} - set(COLUMNS))
-        fd, tmp = tempfile.mkstemp(suffix=".csv", dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *extra])
-                writer.writeheader()
-                writer.writerows({k: ("" if v is None else v) for k, v in r.items()}
-                                 for r in self.rows)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(target) as tmp, tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *extra])
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in r.items()}
+                             for r in self.rows)
         show_info(f"ccount: {len(self.rows)} counts written to {target}")
         return target

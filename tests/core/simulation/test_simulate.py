@@ -103,6 +103,24 @@ def test_progress_reaches_the_total() -> None:
 
 
 @pytest.mark.parametrize(
+    "trap",
+    [
+        TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375),
+        TrapSettings(v_rf=181.3, v_end=1.7, eta=0.2, r0=3.3e-3, z0=2.9e-3, rf_frequency=4.1e6),
+        TrapSettings.from_lab_units(v_rf=0.1, v_end=1e-3, eta=0.31, r0_um=123.456789,
+                                    z0_um=0.7, rf_mhz=27.125),
+    ],
+)
+def test_lab_units_round_trip(trap: TrapSettings) -> None:
+    lab = trap.to_lab_units()
+    assert list(lab) == ["v_rf", "v_end", "eta", "r0_um", "z0_um", "rf_mhz"]
+    again = TrapSettings.from_lab_units(**lab)
+    for name in ("v_rf", "v_end", "eta", "r0", "z0", "rf_frequency"):
+        assert getattr(again, name) == pytest.approx(getattr(trap, name), rel=1e-12)
+    assert TrapSettings.from_lab_units(**lab).to_lab_units() == lab
+
+
+@pytest.mark.parametrize(
     ("make", "match"),
     [
         (lambda: IonGroup("Ca+", -5), "must not be negative"),
