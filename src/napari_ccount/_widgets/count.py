@@ -9,11 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-<<<<<<< HEAD
-import tempfile
 from dataclasses import dataclass, field
-=======
->>>>>>> p3-helpers
 from pathlib import Path
 from typing import Any
 
