@@ -348,7 +348,15 @@ def simulate(
     charge = np.array([float(species[i].charge) for i in index])
     a = np.array([aq[i][0] for i in index])
     q = np.array([aq[i][1] for i in index])
-    system = IonSystem(pos, np.zeros((3, n)), mass, charge, a, q, trap.omega)
+    system = IonSystem(
+        pos=pos,
+        vel=np.zeros((3, n)),
+        mass=mass,
+        charge=charge,
+        mathieu_a=a,
+        mathieu_q=q,
+        omega=trap.omega,
+    )
     cooled = np.array([species[i].laser_cooled for i in index], dtype=bool)
 
     # time steps: RF steps resolve the RF period; pseudopotential steps resolve the fastest
@@ -364,7 +372,6 @@ def simulate(
     steps_eq = max(1, round(settings.equilibrate_periods * t_rf / dt))
     steps_gather = max(settings.samples, round(settings.gather_periods * t_rf / dt))
     total = settings.relax_steps + steps_eq + steps_gather
-    bounds = (trap.r0, trap.z0)
     done_before = 0
 
     sub = settings.trap_substeps if rf else 1
@@ -381,11 +388,11 @@ def simulate(
         if settings.relax_steps:
             relax_used = relax(
                 system,
-                settings.relax_steps,
-                w_plasma,
-                1e-4 * w_z_min**2 * spacing,
-                0.05 * spacing,
-                threads,
+                max_iter=settings.relax_steps,
+                omega_max=w_plasma,
+                atol=1e-4 * w_z_min**2 * spacing,
+                max_step=0.05 * spacing,
+                threads=threads,
             )
         done_before += settings.relax_steps
         timings["relax_s"] = time.perf_counter() - t_start
@@ -398,22 +405,23 @@ def simulate(
             system.pos[1] *= 1.0 + 0.5 * q
         system.vel[:] = np.sqrt(K_B * settings.temperature / mass) * rng.standard_normal((3, n))
         bath = Thermostat(
-            settings.temperature,
-            settings.cooling_rate,
-            settings.cooling_axis,
-            cooled,
-            settings.isotropic_rate,
-            cooled,
+            temperature=settings.temperature,
+            cooling_rate=settings.cooling_rate,
+            axis=settings.cooling_axis,
+            cooled=cooled,
+            isotropic_rate=settings.isotropic_rate,
+            isotropic=cooled,
         )
         t0 = time.perf_counter()
         run_steps(
             system,
-            dt,
-            steps_eq,
-            rf,
-            bath,
-            rng,
-            bounds,
+            dt=dt,
+            nsteps=steps_eq,
+            rf=rf,
+            bath=bath,
+            rng=rng,
+            r_max=trap.r0,
+            z_max=trap.z0,
             on_chunk=tick,
             threads=threads,
             substeps=sub,
@@ -433,12 +441,13 @@ def simulate(
         t0 = time.perf_counter()
         run_steps(
             system,
-            dt,
-            steps_gather,
-            rf,
-            bath,
-            rng,
-            bounds,
+            dt=dt,
+            nsteps=steps_gather,
+            rf=rf,
+            bath=bath,
+            rng=rng,
+            r_max=trap.r0,
+            z_max=trap.z0,
             samples=snaps,
             sample_every=every,
             on_chunk=tick,
