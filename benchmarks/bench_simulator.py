@@ -23,7 +23,7 @@ import numpy as np
 
 from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
 from ccount_core.simulation.constants import COULOMB_K
-from ccount_core.simulation.forces import coulomb_accel, pair_chunks
+from ccount_core.simulation.forces import CoulombSum, coulomb_accel, pair_chunks
 from ccount_core.simulation.render import ImagingSettings, render
 
 TRAP = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375, eta=0.244)
@@ -37,16 +37,22 @@ def pair_throughput(n: int, threads: int, repeats: int) -> tuple[float, float]:
     pos = rng.uniform(-1e-4, 1e-4, (3, n))
     ones = np.ones(n)
     bounds = pair_chunks(n, 16 if n >= 64 else 1)
-    buf = np.zeros((len(bounds) - 1, 3, n))
+    coulomb = CoulombSum(
+        charge_over_mass=ones,
+        charge=ones,
+        kc=COULOMB_K,
+        bounds=bounds,
+        buf=np.zeros((len(bounds) - 1, 3, n)),
+    )
     acc = np.zeros((3, n))
     numba.set_num_threads(threads)
-    coulomb_accel(pos, ones, ones, COULOMB_K, bounds, buf, acc)
+    coulomb_accel(pos, coulomb, acc)
     calls = max(1, int(2e7 / n**2))
     best = cpu = np.inf
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(calls):
-            coulomb_accel(pos, ones, ones, COULOMB_K, bounds, buf, acc)
+            coulomb_accel(pos, coulomb, acc)
         best = min(best, (time.perf_counter() - t0) / calls)
         cpu = min(cpu, (time.process_time() - c0) / calls)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ccount_core.simulation.constants import COULOMB_K, Species
-from ccount_core.simulation.forces import coulomb_accel, coulomb_energy, pair_chunks
+from ccount_core.simulation.forces import CoulombSum, coulomb_accel, coulomb_energy, pair_chunks
 
 
 def length_unit(species: Species, omega_z: float) -> float:
@@ -34,13 +34,18 @@ def minimise(
     n = pos.shape[0]
     k = np.asarray(kappa, dtype=np.float64)[:, None]
     ones = np.ones(n)
-    bounds = pair_chunks(n, 1)
-    buf = np.zeros((1, 3, n))
+    coulomb = CoulombSum(
+        charge_over_mass=ones,
+        charge=ones,
+        kc=1.0,
+        bounds=pair_chunks(n, 1),
+        buf=np.zeros((1, 3, n)),
+    )
     acc = np.zeros((3, n))
 
     def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
         p = flat.reshape(3, n)
-        coulomb_accel(p, ones, ones, 1.0, bounds, buf, acc)
+        coulomb_accel(p, coulomb, acc)
         e = 0.5 * float(np.sum(k * p * p)) + coulomb_energy(p, ones, 1.0)
         return e, (k * p - acc).ravel()
 

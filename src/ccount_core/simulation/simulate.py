@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -305,6 +306,219 @@ def validate(trap: TrapSettings, ions: Sequence[IonGroup]) -> list[IonGroup]:
     return groups
 
 
+@dataclass(frozen=True)
+class _Schedule:
+    """The time grid of one run: outer step ``dt`` (s) in the RF field (``rf``) or the
+    pseudopotential, RF period ``t_rf`` (s), the steps of each phase (``relax``: most FIRE
+    iterations), the stride ``every`` between snapshots, trap sub-steps and Numba threads."""
+
+    rf: bool
+    dt: float
+    t_rf: float
+    relax: int
+    equilibrate: int
+    gather: int
+    every: int
+    substeps: int
+    threads: int
+
+    @property
+    def total(self) -> int:
+        """Steps of all phases, for progress reports."""
+        return self.relax + self.equilibrate + self.gather
+
+
+def _fastest_frequency(trap: TrapSettings, groups: Sequence[IonGroup]) -> float:
+    """Highest collective angular frequency (rad/s): the plasma frequency √(2 ω_r² + ω_z²) of
+    the most tightly confined species present."""
+    return max(
+        math.sqrt(2 * wr**2 + wz**2)
+        for wr, wz in (trap.angular_frequencies(g.species) for g in groups if g.count)
+    )
+
+
+def _schedule(
+    trap: TrapSettings, groups: Sequence[IonGroup], settings: SimulationSettings
+) -> _Schedule:
+    """Time steps: RF steps resolve the RF period; pseudopotential steps resolve the fastest
+    collective motion. The snapshot stride is coprime with the steps per RF period in the RF
+    field, so that the snapshots sample every RF phase."""
+    t_rf = 1.0 / trap.rf_frequency
+    rf = settings.mode == "rf"
+    if rf:
+        dt = t_rf / settings.steps_per_period
+    else:
+        dt = min(0.25 / _fastest_frequency(trap, groups), t_rf)
+    gather = max(settings.samples, round(settings.gather_periods * t_rf / dt))
+    every = max(1, gather // settings.samples)
+    if rf:
+        while math.gcd(every, settings.steps_per_period) != 1 and every > 1:
+            every -= 1
+    return _Schedule(
+        rf=rf,
+        dt=dt,
+        t_rf=t_rf,
+        relax=settings.relax_steps,
+        equilibrate=max(1, round(settings.equilibrate_periods * t_rf / dt)),
+        gather=gather,
+        every=every,
+        substeps=settings.trap_substeps if rf else 1,
+        threads=settings.threads or numba.config.NUMBA_NUM_THREADS,
+    )
+
+
+def _start(
+    trap: TrapSettings, groups: Sequence[IonGroup], rng: np.random.Generator
+) -> tuple[IonSystem, np.ndarray]:
+    """Phase 1: the ions at rest on the lattice start (:func:`_lattice_start`) and their
+    species index (N,)."""
+    species = [g.species for g in groups]
+    omega_r = np.array(
+        [trap.angular_frequencies(g.species)[0] if g.count else 0.0 for g in groups]
+    )
+    pos, index = _lattice_start(trap, groups, omega_r, rng)
+    aq = [trap.mathieu(s) for s in species]
+    system = IonSystem(
+        pos=pos,
+        vel=np.zeros((3, pos.shape[1])),
+        mass=np.array([species[i].mass for i in index]),
+        charge=np.array([float(species[i].charge) for i in index]),
+        mathieu_a=np.array([aq[i][0] for i in index]),
+        mathieu_q=np.array([aq[i][1] for i in index]),
+        omega=trap.omega,
+    )
+    return system, index
+
+
+def _relax(
+    system: IonSystem,
+    trap: TrapSettings,
+    groups: Sequence[IonGroup],
+    first: Species,
+    plan: _Schedule,
+) -> int:
+    """Phase 2: FIRE at T = 0 in the pseudopotential to a local minimum (rms acceleration
+    below 1e-4 ω_z² a_WS, a_WS from the density of ``first``, the species of ion 0).
+    Returns the iterations used."""
+    if not plan.relax:
+        return 0
+    spacing = (4.0 / 3.0 * math.pi / trap.uniform_density(first)) ** (1 / 3)
+    w_z_min = min(trap.angular_frequencies(g.species)[1] for g in groups if g.count)
+    return relax(
+        system,
+        max_iter=plan.relax,
+        omega_max=_fastest_frequency(trap, groups),
+        atol=1e-4 * w_z_min**2 * spacing,
+        max_step=0.05 * spacing,
+        threads=plan.threads,
+    )
+
+
+def _thermalise(
+    system: IonSystem, temperature: float, rf: bool, rng: np.random.Generator
+) -> None:
+    """Start of phase 3: t = 0, Maxwell velocities at ``temperature`` (K) and, in the RF
+    field, the micromotion in phase (x = X (1 − q/2), y = Y (1 + q/2) at Ω t = 0)."""
+    system.t = 0.0
+    if rf:
+        system.pos[0] *= 1.0 - 0.5 * system.mathieu_q
+        system.pos[1] *= 1.0 + 0.5 * system.mathieu_q
+    noise = rng.standard_normal((3, system.n))
+    system.vel[:] = np.sqrt(K_B * temperature / system.mass) * noise
+
+
+def _thermostat(settings: SimulationSettings, cooled: np.ndarray) -> Thermostat:
+    """The Langevin bath of phases 3 and 4: laser cooling and the isotropic bath act on the
+    laser-cooled ions (``cooled`` (N,) bool) only."""
+    return Thermostat(
+        temperature=settings.temperature,
+        cooling_rate=settings.cooling_rate,
+        axis=settings.cooling_axis,
+        cooled=cooled,
+        isotropic_rate=settings.isotropic_rate,
+        isotropic=cooled,
+    )
+
+
+def _langevin(
+    system: IonSystem,
+    trap: TrapSettings,
+    plan: _Schedule,
+    bath: Thermostat,
+    rng: np.random.Generator,
+    nsteps: int,
+    on_chunk: Callable[[int], object],
+    samples: np.ndarray | None = None,
+) -> None:
+    """``nsteps`` Langevin steps on the schedule's grid; snapshots into ``samples`` (S, 3, N)
+    every ``plan.every`` steps when given."""
+    run_steps(
+        system,
+        dt=plan.dt,
+        nsteps=nsteps,
+        rf=plan.rf,
+        bath=bath,
+        rng=rng,
+        r_max=trap.r0,
+        z_max=trap.z0,
+        samples=samples,
+        sample_every=plan.every if samples is not None else 0,
+        on_chunk=on_chunk,
+        threads=plan.threads,
+        substeps=plan.substeps,
+    )
+
+
+def _gather(
+    system: IonSystem,
+    trap: TrapSettings,
+    plan: _Schedule,
+    bath: Thermostat,
+    rng: np.random.Generator,
+    n_samples: int,
+    on_chunk: Callable[[int], object],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Phase 4: ``n_samples`` snapshots (S, 3, N) m over the gathering steps, the last on
+    the last step, and their times (S,) s."""
+    snaps = np.empty((n_samples, 3, system.n))
+    t0 = system.t
+    _langevin(system, trap, plan, bath, rng, plan.gather, on_chunk, samples=snaps)
+    first = plan.gather - (n_samples - 1) * plan.every
+    return snaps, t0 + (first + plan.every * np.arange(n_samples)) * plan.dt
+
+
+def _ticker(
+    progress: ProgressCallback | None, offset: int, total: int
+) -> Callable[[int], None]:
+    """Progress callback of a phase that starts after ``offset`` of ``total`` steps."""
+
+    def tick(done: int) -> None:
+        report(progress, offset + done, total)
+
+    return tick
+
+
+@contextmanager
+def _escape_is_input_error(trap: TrapSettings) -> Iterator[None]:
+    """Report an ion leaving ``trap`` during the block as bad input (a too weak trap)."""
+    try:
+        yield
+    except EscapeError as err:
+        raise InputError(
+            f"trap: the crystal left the trap ({err}); the trap is too weak or unstable for "
+            f"these ions (V_RF {trap.v_rf:g} V, V_end {trap.v_end:g} V)"
+        ) from None
+
+
+def _render(
+    snaps: np.ndarray, lit: np.ndarray, imaging: ImagingSettings, seed: np.random.SeedSequence
+) -> np.ndarray:
+    """Phase 5: the camera image of the snapshots (S, 3, N) of the ions where ``lit`` (N,)."""
+    from ccount_core.simulation.render import render
+
+    return render(snaps.transpose(0, 2, 1), lit, imaging, np.random.default_rng(seed))
+
+
 def simulate(
     trap: TrapSettings,
     ions: Sequence[IonGroup],
@@ -325,144 +539,38 @@ def simulate(
     species = tuple(g.species for g in groups)
     seeds = np.random.SeedSequence(settings.seed).spawn(2)
     rng = np.random.default_rng(seeds[0])
+    plan = _schedule(trap, groups, settings)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
-    present = [g for g in groups if g.count]
-    aq = [trap.mathieu(s) for s in species]
-    omega_r = np.array(
-        [
-            trap.angular_frequencies(s)[0] if g.count else 0.0
-            for s, g in zip(species, groups, strict=True)
-        ]
-    )
-    pos, index = _lattice_start(trap, groups, omega_r, rng)
-    n = pos.shape[1]
-    mass = np.array([species[i].mass for i in index])
-    charge = np.array([float(species[i].charge) for i in index])
-    a = np.array([aq[i][0] for i in index])
-    q = np.array([aq[i][1] for i in index])
-    system = IonSystem(pos, np.zeros((3, n)), mass, charge, a, q, trap.omega)
-    cooled = np.array([species[i].laser_cooled for i in index], dtype=bool)
-
-    # time steps: RF steps resolve the RF period; pseudopotential steps resolve the fastest
-    # collective motion (the plasma frequency of the lightest species)
-    w_plasma = max(
-        math.sqrt(2 * wr**2 + wz**2)
-        for wr, wz in (trap.angular_frequencies(g.species) for g in present)
-    )
-    t_rf = 1.0 / trap.rf_frequency
-    dt_rf = t_rf / settings.steps_per_period
-    rf = settings.mode == "rf"
-    dt = dt_rf if rf else min(0.25 / w_plasma, t_rf)
-    steps_eq = max(1, round(settings.equilibrate_periods * t_rf / dt))
-    steps_gather = max(settings.samples, round(settings.gather_periods * t_rf / dt))
-    total = settings.relax_steps + steps_eq + steps_gather
-    bounds = (trap.r0, trap.z0)
-    done_before = 0
-
-    sub = settings.trap_substeps if rf else 1
-    threads = settings.threads or numba.config.NUMBA_NUM_THREADS
-
-    def tick(done: int) -> None:
-        report(progress, done_before + done, total)
-
-    try:
-        # 2. relax at T = 0 in the pseudopotential to a local minimum
-        spacing = (4.0 / 3.0 * math.pi / trap.uniform_density(species[index[0]])) ** (1 / 3)
-        w_z_min = min(trap.angular_frequencies(g.species)[1] for g in present)
-        relax_used = 0
-        if settings.relax_steps:
-            relax_used = relax(
-                system,
-                settings.relax_steps,
-                w_plasma,
-                1e-4 * w_z_min**2 * spacing,
-                0.05 * spacing,
-                threads,
-            )
-        done_before += settings.relax_steps
+    system, index = _start(trap, groups, rng)
+    lit = np.array([s.laser_cooled for s in species], dtype=bool)[index]
+    with _escape_is_input_error(trap):
+        relax_used = _relax(system, trap, groups, species[index[0]], plan)
         timings["relax_s"] = time.perf_counter() - t_start
-
-        # 3. equilibrate at temperature; enter the RF field with the micromotion in phase
-        # (x = X (1 − q/2), y = Y (1 + q/2) at Ω t = 0) and thermal velocities
-        system.t = 0.0
-        if rf:
-            system.pos[0] *= 1.0 - 0.5 * q
-            system.pos[1] *= 1.0 + 0.5 * q
-        system.vel[:] = np.sqrt(K_B * settings.temperature / mass) * rng.standard_normal((3, n))
-        bath = Thermostat(
-            settings.temperature,
-            settings.cooling_rate,
-            settings.cooling_axis,
-            cooled,
-            settings.isotropic_rate,
-            cooled,
-        )
+        _thermalise(system, settings.temperature, plan.rf, rng)
+        bath = _thermostat(settings, lit)
         t0 = time.perf_counter()
-        run_steps(
-            system,
-            dt,
-            steps_eq,
-            rf,
-            bath,
-            rng,
-            bounds,
-            on_chunk=tick,
-            threads=threads,
-            substeps=sub,
-        )
-        done_before += steps_eq
+        on_chunk = _ticker(progress, plan.relax, plan.total)
+        _langevin(system, trap, plan, bath, rng, plan.equilibrate, on_chunk)
         timings["equilibrate_s"] = time.perf_counter() - t0
-
-        # 4. gather: S snapshots, the stride coprime with the steps per RF period so that
-        # the snapshots sample every RF phase
-        s = settings.samples
-        every = max(1, steps_gather // s)
-        if rf:
-            while math.gcd(every, settings.steps_per_period) != 1 and every > 1:
-                every -= 1
-        snaps = np.empty((s, 3, n))
-        t_gather0 = system.t
         t0 = time.perf_counter()
-        run_steps(
-            system,
-            dt,
-            steps_gather,
-            rf,
-            bath,
-            rng,
-            bounds,
-            samples=snaps,
-            sample_every=every,
-            on_chunk=tick,
-            threads=threads,
-            substeps=sub,
-        )
+        on_chunk = _ticker(progress, plan.relax + plan.equilibrate, plan.total)
+        snaps, sample_times = _gather(system, trap, plan, bath, rng, settings.samples, on_chunk)
         timings["gather_s"] = time.perf_counter() - t0
-    except EscapeError as err:
-        raise InputError(
-            f"trap: the crystal left the trap ({err}); the trap is too weak or unstable for "
-            f"these ions (V_RF {trap.v_rf:g} V, V_end {trap.v_end:g} V)"
-        ) from None
-    report(progress, total, total)
-    first = steps_gather - (s - 1) * every
-    sample_times = t_gather0 + (first + every * np.arange(s)) * dt
+    report(progress, plan.total, plan.total)
 
     image = None
     if imaging is not None:
-        from ccount_core.simulation.render import render
-
         t0 = time.perf_counter()
-        lit = np.array([sp.laser_cooled for sp in species], dtype=bool)[index]
-        image = render(snaps.transpose(0, 2, 1), lit, imaging, np.random.default_rng(seeds[1]))
+        image = _render(snaps, lit, imaging, seeds[1])
         timings["render_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     info = {
-        "dt_s": dt,
-        "steps": {"relax": relax_used, "equilibrate": steps_eq, "gather": steps_gather},
-        "sample_every": every,
-        "rf_periods": (steps_eq + steps_gather) * dt / t_rf,
+        "dt_s": plan.dt,
+        "steps": {"relax": relax_used, "equilibrate": plan.equilibrate, "gather": plan.gather},
+        "sample_every": plan.every,
+        "rf_periods": (plan.equilibrate + plan.gather) * plan.dt / plan.t_rf,
         "timings": timings,
     }
     return SimulationResult(

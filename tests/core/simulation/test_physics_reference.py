@@ -113,24 +113,27 @@ def test_secular_frequencies_from_a_single_ion_trajectory(v_rf: float) -> None:
     dt = 1.0 / trap.rf_frequency / spp
     pos = np.array([[2e-6 * (1 - q / 2)], [1e-6 * (1 + q / 2)], [3e-6]])
     ion = IonSystem(
-        pos,
-        np.zeros((3, 1)),
-        np.array([ca.mass]),
-        np.ones(1),
-        np.array([a]),
-        np.array([q]),
-        trap.omega,
+        pos=pos,
+        vel=np.zeros((3, 1)),
+        mass=np.array([ca.mass]),
+        charge=np.ones(1),
+        mathieu_a=np.array([a]),
+        mathieu_q=np.array([q]),
+        omega=trap.omega,
     )
     traj = np.empty((spp * periods, 3, 1))
-    no_bath = Thermostat(0.0, 0.0, (0.0, 0.0, 1.0), np.zeros(1, dtype=bool))
+    no_bath = Thermostat(
+        temperature=0.0, cooling_rate=0.0, axis=(0.0, 0.0, 1.0), cooled=np.zeros(1, dtype=bool)
+    )
     run_steps(
         ion,
-        dt,
-        spp * periods,
-        True,
-        no_bath,
-        np.random.default_rng(0),
-        (1.0, 1.0),
+        dt=dt,
+        nsteps=spp * periods,
+        rf=True,
+        bath=no_bath,
+        rng=np.random.default_rng(0),
+        r_max=1.0,
+        z_max=1.0,
         samples=traj,
         sample_every=1,
         substeps=9,
@@ -158,28 +161,33 @@ def test_langevin_temperature_does_not_depend_on_the_step() -> None:
     for steps_per_secular in (10, 60):
         dt = 2 * np.pi / w_r / steps_per_secular
         ion = IonSystem(
-            np.zeros((3, 1)),
-            np.zeros((3, 1)),
-            np.array([ca.mass]),
-            np.ones(1),
-            np.array([a]),
-            np.array([q]),
-            trap.omega,
+            pos=np.zeros((3, 1)),
+            vel=np.zeros((3, 1)),
+            mass=np.array([ca.mass]),
+            charge=np.ones(1),
+            mathieu_a=np.array([a]),
+            mathieu_q=np.array([q]),
+            omega=trap.omega,
         )
         bath = Thermostat(
-            temperature, w_z, (0.0, 0.0, 1.0), np.ones(1, dtype=bool), isotropic_rate=0.5 * w_z
+            temperature=temperature,
+            cooling_rate=w_z,
+            axis=(0.0, 0.0, 1.0),
+            cooled=np.ones(1, dtype=bool),
+            isotropic_rate=0.5 * w_z,
         )
         n_samples = 20000
         every = max(1, steps_per_secular // 2)
         traj = np.empty((n_samples, 3, 1))
         run_steps(
             ion,
-            dt,
-            n_samples * every,
-            False,
-            bath,
-            np.random.default_rng(1),
-            (1.0, 1.0),
+            dt=dt,
+            nsteps=n_samples * every,
+            rf=False,
+            bath=bath,
+            rng=np.random.default_rng(1),
+            r_max=1.0,
+            z_max=1.0,
             samples=traj,
             sample_every=every,
         )

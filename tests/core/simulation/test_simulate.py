@@ -3,6 +3,7 @@ reference README, seeds and bad input."""
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
 
@@ -100,6 +101,21 @@ def test_progress_reaches_the_total() -> None:
     simulate(trap, [IonGroup("Ca+", 20)], FAST, progress=lambda d, t: calls.append((d, t)))
     assert calls and calls[-1][0] == calls[-1][1]
     assert all(b[0] >= a[0] for a, b in itertools.pairwise(calls))
+
+
+def test_an_ion_leaving_the_trap_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ccount_core.simulation.integrate import EscapeError
+
+    # the module, not the function of the same name that the package exports
+    simulate_module = importlib.import_module("ccount_core.simulation.simulate")
+
+    def escape(*args: object, **kwargs: object) -> None:
+        raise EscapeError(7, 2e-6)
+
+    monkeypatch.setattr(simulate_module, "run_steps", escape)
+    trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375)
+    with pytest.raises(InputError, match=r"ion 7 left the trap.*too weak or unstable"):
+        simulate(trap, [IonGroup("Ca+", 20)], FAST)
 
 
 @pytest.mark.parametrize(
