@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core" / "image"))
+from synthetic_crystals import synthetic_crystal
+
 from ccount_core.image.preprocess import PreprocessConfig, fit_ellipse, prepare_stack
-from test_preprocess_synthetic import synthetic_crystal
 
 
 def make_stack(n_frames: int, n_distinct: int = 8) -> np.ndarray:

@@ -1,11 +1,17 @@
-"""Shared fixtures. napari's own pytest plugin provides ``make_napari_viewer``."""
+"""Fixtures shared by the core and the plugin tests. napari's own pytest plugin provides
+``make_napari_viewer``; the image tests' synthetic crystals are in ``core/image/conftest.py``."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from ccount_core.image.preprocess import PreprocessConfig
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,3 +54,45 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def write_model() -> Callable[..., Path]:
+    """Write a real, untrained counting model (``ccount_core.nn.model.build_model`` seeded with
+    ``torch.manual_seed(seed)``, saved by ``save_model`` as safetensors + JSON card) and return
+    its weights path. For tests of the plumbing around a model, not of its accuracy.
+
+    ``labels`` are the card's ``label_names`` (one output each); ``label_scale`` defaults to
+    350 ions per output; ``preprocess`` (a ``PreprocessConfig``, default the default one) gives
+    the card's ``preprocess`` and ``input_shape``; ``card`` adds fields (``label_range``,
+    ``metrics``); ``half`` stores float16 weights, as the shipped models are.
+    """
+    import torch
+
+    from ccount_core.image.preprocess import PreprocessConfig
+    from ccount_core.nn.model import build_model, save_model
+
+    def write(path: Path, labels: Sequence[str] = ("Ca+",), *,
+              label_scale: Sequence[float] | None = None,
+              preprocess: PreprocessConfig | None = None, seed: int = 0, half: bool = False,
+              card: Mapping[str, Any] | None = None) -> Path:
+        cfg = PreprocessConfig() if preprocess is None else preprocess
+        scale = [350.0] * len(labels) if label_scale is None else list(label_scale)
+        torch.manual_seed(seed)
+        model = build_model(len(labels), label_scale=scale).eval()
+        weights, _ = save_model(path, model, {"label_names": list(labels),
+                                              "preprocess": cfg.to_dict(),
+                                              "input_shape": list(cfg.output_shape),
+                                              **(card or {})}, half=half)
+        return weights
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def model_file(write_model: Callable[..., Path],
+               tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model of the demo and plugin tests: seed 0, the default preparation, float16
+    weights, and a second output for ND3+ as a model trained with ``--labels Ca+ ND3+`` has."""
+    return write_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", ["Ca+", "ND3+"],
+                       label_scale=[300.0, 200.0], half=True)

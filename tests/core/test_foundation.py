@@ -1,4 +1,4 @@
-"""The ground every issue builds on: imports, command line, packaging."""
+"""The ground everything else builds on: imports, command line, packaging."""
 
 from __future__ import annotations
 

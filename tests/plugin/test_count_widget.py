@@ -15,24 +15,6 @@ from napari_ccount._widgets.count import MODEL_FILE, CountWidget, run_count
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (untrained, seeded) counting model saved as safetensors + card; it also
-    counts a dark species, as a model trained with ``--labels Ca+ ND3+`` does."""
-    import torch
-
-    from ccount_core.image.preprocess import PreprocessConfig
-    from ccount_core.nn.model import build_model, save_model
-
-    torch.manual_seed(0)
-    model = build_model(2, label_scale=[300.0, 200.0])
-    cfg = PreprocessConfig()
-    weights, _ = save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", model,
-                            {"label_names": ["Ca+", "ND3+"], "preprocess": cfg.to_dict(),
-                             "input_shape": list(cfg.output_shape)}, half=True)
-    return weights
-
-
 @pytest.fixture
 def series(make_napari_viewer):
     """A viewer with the first 4 frames of the sample reaction series (metadata kept)."""

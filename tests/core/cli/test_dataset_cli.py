@@ -1,8 +1,9 @@
 """`ccount dataset` end to end with the real simulator (small crystals, small images).
 
-Includes the kill test of issue 5 point 6: a real run is SIGKILLed part-way (client and dask
-workers at once), the same command is run again, and the store must then hold every sample
-exactly once, each image equal to a fresh computation of its own parameters.
+Includes the kill test of docs/DATASET.md ("Resuming and locking"): a real run is SIGKILLed
+part-way (client and dask workers at once), the same command is run again, and the store must
+then hold every sample exactly once, each image equal to a fresh computation of its own
+parameters.
 """
 
 from __future__ import annotations

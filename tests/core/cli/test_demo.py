@@ -13,24 +13,6 @@ from ccount_core.cli.demo import count_sample
 from ccount_core.image.io import open_stack
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (untrained, seeded) counting model: the demo's plumbing, not its accuracy. It
-    also counts ND3+, as a model trained with ``--labels Ca+ ND3+`` does."""
-    import torch
-
-    from ccount_core.image.preprocess import PreprocessConfig
-    from ccount_core.nn.model import build_model, save_model
-
-    torch.manual_seed(0)
-    cfg = PreprocessConfig()
-    weights, _ = save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors",
-                            build_model(2, label_scale=[300.0, 200.0]),
-                            {"label_names": ["Ca+", "ND3+"], "preprocess": cfg.to_dict(),
-                             "input_shape": list(cfg.output_shape)}, half=True)
-    return weights
-
-
 @pytest.mark.slow
 def test_demo_simulates_and_counts_every_frame(
     tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]

@@ -1,4 +1,6 @@
-"""Crystal sizes against CCMD (issue point 9, small rows) and the measurement itself."""
+"""Crystal sizes against CCMD (two small rows of its table) and the measurement itself.
+
+The full comparison is benchmarks/ccmd_geometry.py (docs/CCMD_COMPARISON.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from ccount_core.image.geometry import measure_crystal_size, to_ccmd_8bit
 from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
 from ccount_core.simulation.render import ImagingSettings
 
-# Rows of shared/reference/ccmd_crystal_geometry.csv (CCMD, pure Ca+):
+# Rows of benchmarks/data/ccmd_crystal_geometry.csv (CCMD, pure Ca+; data rows counted from 0,
+# the header not counted; benchmarks/data/README.md says how CCMD made them):
 # (row, eta, V_RF V, V_end V, Ca+, length µm, width µm)
 CCMD_ROWS = [
     (560, 0.1, 180.0, 4.0, 50, 228.10, 78.77),

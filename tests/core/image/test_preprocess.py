@@ -1,7 +1,7 @@
 """Preprocessing pipeline: ellipse finding, steps, config, stacks and bad input.
 
-Truth comes from the synthetic crystals of test_preprocess_synthetic.py (ion shells of known
-geometry), not from the code under test.
+Truth comes from the synthetic crystals of the ``synthetic_crystal`` fixture (conftest.py here,
+ion shells of known geometry), not from the code under test.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from ccount_core.image.preprocess import (
     prepare_stack,
     resample,
 )
-from test_preprocess_synthetic import synthetic_crystal
 
 # Every step off except the geometry: for checks of the geometry alone.
 GEOMETRY_ONLY = PreprocessConfig(background="none", mask=False, median_size=0, normalize=False,
@@ -73,14 +72,14 @@ FIT_CASES = {
 
 @pytest.mark.parametrize("case", sorted(FIT_CASES))
 @pytest.mark.parametrize("seed", [0, 1])
-def test_fit_ellipse_recovers_truth(case: str, seed: int) -> None:
+def test_fit_ellipse_recovers_truth(case: str, seed: int, synthetic_crystal) -> None:
     img, truth = synthetic_crystal(seed=seed, **FIT_CASES[case])
     fit = fit_ellipse(img)
     assert_close_ellipse(fit, truth)
     assert 0.5 < fit.quality <= 1.0
 
 
-def test_fit_ellipse_large_frame_and_integer_types() -> None:
+def test_fit_ellipse_large_frame_and_integer_types(synthetic_crystal) -> None:
     img, truth = synthetic_crystal(shape=(512, 480), center=(250, 230), a_t=150, a_r=85,
                                    spacing=13, spot_sigma=2.4, depth_of_field=18, snr=3,
                                    angle_deg=5, hot_pixels=200)
@@ -118,7 +117,7 @@ def test_ellipse_angle_convention_and_f() -> None:
 
 # -------------------------------------------------------------------------- pipeline steps
 
-def test_user_ellipse_is_used_as_given() -> None:
+def test_user_ellipse_is_used_as_given(synthetic_crystal) -> None:
     img, _ = synthetic_crystal(snr=5.0)
     user = Ellipse(128.0, 128.0, 70.0, 40.0, 0.0)
     _, ell = prepare_frame(img, PreprocessConfig(), ellipse=user)
@@ -128,7 +127,7 @@ def test_user_ellipse_is_used_as_given() -> None:
 
 
 @pytest.mark.parametrize("margin_um", [0.0, 6.0])
-def test_mask_leaves_nothing_outside_the_ellipse(margin_um: float) -> None:
+def test_mask_leaves_nothing_outside_the_ellipse(margin_um: float, synthetic_crystal) -> None:
     img, _ = synthetic_crystal(snr=3.0, angle_deg=12.0, gradient=0.3)
     cfg = PreprocessConfig(mask_margin_um=margin_um, model_pixel_size_um=1.5)
     out, ell = prepare_frame(img, cfg, camera_pixel_size_um=1.5)
@@ -146,7 +145,7 @@ def test_mask_leaves_nothing_outside_the_ellipse(margin_um: float) -> None:
 
 @pytest.mark.parametrize("target", [1.0, 37.5])
 @pytest.mark.parametrize("amp", [0.0, 2.0])
-def test_brightness_density_equals_target(target: float, amp: float) -> None:
+def test_brightness_density_equals_target(target: float, amp: float, synthetic_crystal) -> None:
     img, _ = synthetic_crystal(snr=3.0, hot_pixels=40)
     cfg = PreprocessConfig(brightness_density=target, enhance_amplitude=amp)
     out, _ = prepare_frame(img, cfg)
@@ -156,7 +155,7 @@ def test_brightness_density_equals_target(target: float, amp: float) -> None:
     assert np.all(out >= 0)
 
 
-def test_outer_layer_enhancement_follows_eq_2_3() -> None:
+def test_outer_layer_enhancement_follows_eq_2_3(synthetic_crystal) -> None:
     img, _ = synthetic_crystal(offset=0.0)
     base = PreprocessConfig(background="none", median_size=0, normalize=False, mask=False)
     enh = PreprocessConfig(background="none", median_size=0, normalize=False, mask=False,
@@ -173,7 +172,7 @@ def test_outer_layer_enhancement_follows_eq_2_3() -> None:
     assert ratio.max() > 2.2  # the outer layer really is brightened (~1 + A at f = 1)
 
 
-def test_pipeline_is_the_composition_of_the_step_functions() -> None:
+def test_pipeline_is_the_composition_of_the_step_functions(synthetic_crystal) -> None:
     img, _ = synthetic_crystal(snr=3.0, angle_deg=-7.0, gradient=0.4, hot_pixels=30)
     cfg = PreprocessConfig(model_pixel_size_um=2.0, enhance_amplitude=0.8, mask_margin_um=4.0,
                            brightness_density=3.0)
@@ -206,7 +205,8 @@ def test_median_is_five_point_cross() -> None:
 
 @pytest.mark.parametrize(("a_t", "a_r", "angle"), [(80.0, 45.0, 17.0), (45.0, 75.0, -9.0)])
 def test_rotation_makes_trap_axis_vertical_and_round_trips(a_t: float, a_r: float,
-                                                            angle: float) -> None:
+                                                            angle: float,
+                                                            synthetic_crystal) -> None:
     img, truth = synthetic_crystal(a_t=a_t, a_r=a_r, angle_deg=angle, offset=0.0,
                                    center=(120.0, 135.0))
     out, ell = prepare_frame(img, GEOMETRY_ONLY)
@@ -230,7 +230,7 @@ def test_rotation_makes_trap_axis_vertical_and_round_trips(a_t: float, a_r: floa
 
 
 @pytest.mark.parametrize("angle", [0.0, 20.0])
-def test_rotation_is_a_clockwise_turn_not_a_mirror(angle: float) -> None:
+def test_rotation_is_a_clockwise_turn_not_a_mirror(angle: float, synthetic_crystal) -> None:
     """The frame turns clockwise (as displayed) by 90° + trap-axis angle: right -> down."""
     img, truth = synthetic_crystal(angle_deg=angle, offset=0.0, center=(128.0, 128.0))
     # A bright marker 60 px from the centre along the trap axis, 30 px across it (to the
@@ -246,7 +246,7 @@ def test_rotation_is_a_clockwise_turn_not_a_mirror(angle: float) -> None:
     assert abs(pr - (159.5 + 60)) <= 1.5 and abs(pc - (159.5 + 30)) <= 1.5
 
 
-def test_given_rotation_angle_and_no_rotation() -> None:
+def test_given_rotation_angle_and_no_rotation(synthetic_crystal) -> None:
     img, _ = synthetic_crystal(angle_deg=12.0, offset=0.0)
     auto, ell = prepare_frame(img, GEOMETRY_ONLY)
     fixed, _ = prepare_frame(img, replace(GEOMETRY_ONLY, rotation_deg=12.0), ellipse=ell)
@@ -266,7 +266,7 @@ def test_given_rotation_angle_and_no_rotation() -> None:
     assert np.array_equal(out.images[1], kept)
 
 
-def test_resampling_keeps_physical_scale_and_stretch_fills() -> None:
+def test_resampling_keeps_physical_scale_and_stretch_fills(synthetic_crystal) -> None:
     img, truth = synthetic_crystal(snr=5.0)
     # Camera 1.5 µm/px, model 3 µm/px: the crystal halves in pixels, whatever output shape.
     for shape in [(200, 120), (320, 192)]:
@@ -282,7 +282,7 @@ def test_resampling_keeps_physical_scale_and_stretch_fills() -> None:
     assert oe.semi_major == pytest.approx(99.5 - 1.0, rel=1e-6)  # fills the rows
 
 
-def test_stretch_to_fit_keeps_the_margin_in_micrometres() -> None:
+def test_stretch_to_fit_keeps_the_margin_in_micrometres(synthetic_crystal) -> None:
     # The same crystal, once small and once twice as large in pixels: stretched, both fill
     # the output with the crystal plus a 10 µm margin, whatever the zoom.
     small, _ = synthetic_crystal(a_t=40.0, a_r=22.0, spacing=3.5, spot_sigma=0.65)
@@ -307,7 +307,7 @@ def test_stretch_to_fit_keeps_the_margin_in_micrometres() -> None:
     assert frame_transform(ell, plain, 1.0).margin_px == pytest.approx(2.5)
 
 
-def test_crystal_larger_than_output_is_refused() -> None:
+def test_crystal_larger_than_output_is_refused(synthetic_crystal) -> None:
     img, _ = synthetic_crystal()
     with pytest.raises(InputError, match="does not fit the output field"):
         prepare_frame(img, PreprocessConfig(output_shape=(100, 100)))
@@ -315,7 +315,7 @@ def test_crystal_larger_than_output_is_refused() -> None:
         prepare_frame(img, PreprocessConfig(), camera_pixel_size_um=-1.0)
 
 
-def test_background_plane_removes_gradient() -> None:
+def test_background_plane_removes_gradient(synthetic_crystal) -> None:
     img, _ = synthetic_crystal(gradient=2.0, offset=500.0)
     flat, _ = synthetic_crystal(offset=0.0)
     cfg = PreprocessConfig(median_size=0, normalize=False, mask=False)
@@ -343,7 +343,7 @@ def test_config_round_trip_equality_and_fingerprint() -> None:
     assert fp == cfg.fingerprint()
 
 
-def test_equal_configs_prepare_identically() -> None:
+def test_equal_configs_prepare_identically(synthetic_crystal) -> None:
     img, _ = synthetic_crystal(snr=3.0, angle_deg=6.0)
     a = PreprocessConfig(enhance_amplitude=1.0)
     b = PreprocessConfig.from_json(a.to_json())
@@ -368,7 +368,7 @@ def test_bad_config_names_the_field(kwargs: dict, field: str) -> None:
         PreprocessConfig(**kwargs)
 
 
-def test_config_argument_must_be_a_config() -> None:
+def test_config_argument_must_be_a_config(synthetic_crystal) -> None:
     img, _ = synthetic_crystal()
     with pytest.raises(InputError, match="cfg"):
         prepare_frame(img, {"output_shape": (320, 192)})  # type: ignore[arg-type]
@@ -388,18 +388,25 @@ def test_config_from_dict_refuses_unknown_and_newer() -> None:
 
 # ---------------------------------------------------------------------------------- stacks
 
-def _stack(n: int = 4) -> tuple[np.ndarray, list[Ellipse]]:
-    frames, truths = [], []
-    for i in range(n):
-        img, t = synthetic_crystal(seed=i, snr=4.0, angle_deg=3.0 * i,
-                                   center=(128.0 + i, 126.0 - i))
-        frames.append(img)
-        truths.append(t)
-    return np.stack(frames), truths
+@pytest.fixture
+def crystal_stack(synthetic_crystal):
+    """``crystal_stack(n)``: ``n`` noisy crystals, each turned and moved a little, stacked,
+    with their truth ellipses."""
+    def crystal_stack(n: int = 4) -> tuple[np.ndarray, list[Ellipse]]:
+        frames, truths = [], []
+        for i in range(n):
+            img, t = synthetic_crystal(seed=i, snr=4.0, angle_deg=3.0 * i,
+                                       center=(128.0 + i, 126.0 - i))
+            frames.append(img)
+            truths.append(t)
+        return np.stack(frames), truths
+
+    return crystal_stack
 
 
-def test_numpy_stack_with_bad_frames_reports_them_and_processes_the_rest() -> None:
-    stack, truths = _stack(6)
+def test_numpy_stack_with_bad_frames_reports_them_and_processes_the_rest(synthetic_crystal,
+                                                                         crystal_stack) -> None:
+    stack, truths = crystal_stack(6)
     rng = np.random.default_rng(1)
     stack[1, 5, 7] = np.nan
     stack[2] = 0.0
@@ -424,8 +431,8 @@ def test_numpy_stack_with_bad_frames_reports_them_and_processes_the_rest() -> No
     assert calls[-1] == (6, 6) and len(calls) == 6
 
 
-def test_dask_stack_is_lazy_frame_by_frame_and_matches_numpy() -> None:
-    stack, _ = _stack(5)
+def test_dask_stack_is_lazy_frame_by_frame_and_matches_numpy(crystal_stack) -> None:
+    stack, _ = crystal_stack(5)
     stack[3] = 7.0  # a bad frame
     loads: list[int] = []
 
@@ -449,8 +456,8 @@ def test_dask_stack_is_lazy_frame_by_frame_and_matches_numpy() -> None:
     assert out.ellipses == ref.ellipses
 
 
-def test_lazy_images_survive_pickling_for_distributed_schedulers() -> None:
-    stack, _ = _stack(2)
+def test_lazy_images_survive_pickling_for_distributed_schedulers(crystal_stack) -> None:
+    stack, _ = crystal_stack(2)
     out = prepare_stack(da.from_array(stack, chunks=(1, -1, -1)), PreprocessConfig(),
                         progress=lambda d, t: None)
     copy = pickle.loads(pickle.dumps(out.images))
@@ -458,8 +465,8 @@ def test_lazy_images_survive_pickling_for_distributed_schedulers() -> None:
                           prepare_stack(stack, PreprocessConfig()).images)
 
 
-def test_dask_compute_prepares_each_frame_once() -> None:
-    stack, _ = _stack(3)
+def test_dask_compute_prepares_each_frame_once(crystal_stack) -> None:
+    stack, _ = crystal_stack(3)
     stack[1] = 0.0
     loads: list[int] = []
 
@@ -475,8 +482,8 @@ def test_dask_compute_prepares_each_frame_once() -> None:
     assert sorted(loads) == [0, 1, 2]  # each frame read once
 
 
-def test_dask_stack_ellipses_without_computing_images() -> None:
-    stack, truths = _stack(3)
+def test_dask_stack_ellipses_without_computing_images(crystal_stack) -> None:
+    stack, truths = crystal_stack(3)
     out = prepare_stack(da.from_array(stack, chunks=(2, -1, -1)), PreprocessConfig(),
                         ellipses=[None, truths[1], None])
     assert out.bad_frames == {}
@@ -507,7 +514,7 @@ def test_bad_frames_get_a_clear_one_line_error(frame: np.ndarray, message: str) 
         assert "\n" not in str(info.value) and str(info.value).startswith("frame:")
 
 
-def test_no_crystal_and_border_crystal_are_refused() -> None:
+def test_no_crystal_and_border_crystal_are_refused(synthetic_crystal) -> None:
     rng = np.random.default_rng(0)
     noise = rng.normal(100.0, 5.0, (128, 128))
     with pytest.raises(InputError, match="no crystal"):
@@ -535,8 +542,8 @@ def test_bad_stacks_are_refused_before_work(stack: np.ndarray, message: str) -> 
         prepare_stack(stack, PreprocessConfig())
 
 
-def test_stack_ellipse_arguments_checked() -> None:
-    stack, truths = _stack(2)
+def test_stack_ellipse_arguments_checked(crystal_stack) -> None:
+    stack, truths = crystal_stack(2)
     with pytest.raises(InputError, match="2 frames"):
         prepare_stack(stack, PreprocessConfig(), ellipses=[truths[0]])
     out = prepare_stack(stack, PreprocessConfig(), ellipses=truths[0])

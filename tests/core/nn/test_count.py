@@ -11,7 +11,6 @@ from ccount_core.errors import InputError
 from ccount_core.image.io import write_tiff
 from ccount_core.image.preprocess import PreprocessConfig
 from ccount_core.nn.count import COLUMNS, count_file, count_stack, read_counts, validation_error
-from ccount_core.nn.model import build_model, save_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -20,14 +19,10 @@ PRE = PreprocessConfig(model_pixel_size_um=12.0, output_shape=(48, 32))
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model(1, label_scale=[350.0]).eval()
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(path, model, {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
-                             "input_shape": list(PRE.output_shape), "label_range": [30, 350]},
-               half=True)
-    return path
+def model_dir(write_model, tmp_path_factory):
+    """A tiny Ca+ model (seed 0, float16 weights) on PRE, trained on 30-350 ions."""
+    return write_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", preprocess=PRE,
+                       half=True, card={"label_range": [30, 350]})
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +60,11 @@ def test_validation_error_interpolates_the_card():
     assert np.isnan(validation_error({}, np.array([100.0]))).all()
 
 
-def test_uncertainty_is_the_validation_error_joined_with_the_tta_spread(sample, tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "evaluated.safetensors"
-    save_model(path, build_model(1, label_scale=[350.0]).eval(),
-               {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
-                "input_shape": list(PRE.output_shape), "label_range": [30, 350],
-                "metrics": {"ccount_evaluate": {"bins": BINS}}})
+def test_uncertainty_is_the_validation_error_joined_with_the_tta_spread(sample, tmp_path,
+                                                                       write_model):
+    path = write_model(tmp_path / "evaluated.safetensors", preprocess=PRE,
+                       card={"label_range": [30, 350],
+                             "metrics": {"ccount_evaluate": {"bins": BINS}}})
     stack, meta = sample
     card = {"metrics": {"ccount_evaluate": {"bins": BINS}}}
     plain = count_stack(stack[:2], path, meta["pixel_size_um"], tta=0)

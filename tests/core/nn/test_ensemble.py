@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ccount_core.dataset.samples import load_sample
 from ccount_core.errors import InputError
@@ -24,21 +23,15 @@ from ccount_core.nn.ensemble import (
     shipped_model_dir,
     shipped_models,
 )
-from ccount_core.nn.model import build_model, read_card, save_model
+from ccount_core.nn.model import read_card
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PRE = PreprocessConfig(model_pixel_size_um=12.0, output_shape=(48, 32))
 STRETCHED = replace(PRE, stretch_to_fit=True)
-
-
-def _save(path: Path, seed: int, labels: list[str], cfg: PreprocessConfig) -> Path:
-    torch.manual_seed(seed)
-    model = build_model(len(labels), label_scale=[350.0] * len(labels)).eval()
-    save_model(path, model, {"label_names": labels, "preprocess": cfg.to_dict(),
-                             "input_shape": list(cfg.output_shape), "label_range": [30, 350]},
-               half=True)
-    return path
+# the tiny member models (conftest.write_model: 350 ions per output) as shipped: float16
+# weights, trained on 30-350 ions
+MEMBER = {"half": True, "card": {"label_range": [30, 350]}}
 
 
 def _write(card: dict, path: Path) -> Path:
@@ -47,11 +40,12 @@ def _write(card: dict, path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def members(tmp_path_factory) -> tuple[Path, Path, Path]:
+def members(write_model, tmp_path_factory) -> tuple[Path, Path, Path]:
     """A Ca+ model, a Ca+ + ND3+ model with stretched preparation, and their ensemble card."""
     root = tmp_path_factory.mktemp("ensemble")
-    a = _save(root / "a.safetensors", 0, ["Ca+"], PRE)
-    b = _save(root / "b.safetensors", 1, ["Ca+", "ND3+"], STRETCHED)
+    a = write_model(root / "a.safetensors", ["Ca+"], preprocess=PRE, seed=0, **MEMBER)
+    b = write_model(root / "b.safetensors", ["Ca+", "ND3+"], preprocess=STRETCHED, seed=1,
+                    **MEMBER)
     card = ensemble_card([a, b], root / "both.json", name="test pair")
     return a, b, _write(card, root / "both.json")
 
@@ -126,7 +120,7 @@ def test_ensemble_counts_a_file_with_its_name_and_dark_column(members, sample, t
     assert len(written) == len(rows) == 3 and "count_ND3+" in written[0]
 
 
-def test_bad_ensembles_are_one_line_errors(members, tmp_path):
+def test_bad_ensembles_are_one_line_errors(members, write_model, tmp_path):
     a, _, both = members
     card = json.loads(both.read_text())
     gone = _write({**card, "members": [card["members"][0], "missing.json"]},
@@ -148,7 +142,7 @@ def test_bad_ensembles_are_one_line_errors(members, tmp_path):
         ensemble_card([a], tmp_path / "one.json")
     with pytest.raises(InputError, match="preprocessing configuration differs"):
         load_counter(both, expected_config=STRETCHED)
-    other = _save(tmp_path / "k.safetensors", 2, ["K+"], PRE)
+    other = write_model(tmp_path / "k.safetensors", ["K+"], preprocess=PRE, seed=2, **MEMBER)
     mixed = ensemble_card([a, other], both.parent / "mixed.json")
     mixed["label_names"] = ["Ca+", "K+"]
     with pytest.raises(InputError, match="different species"):

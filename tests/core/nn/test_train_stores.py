@@ -151,18 +151,14 @@ def test_evaluate_with_test_time_augmentation(stores, run, tmp_path):
         evaluate(run, stores[0], tmp_path / "bad", tta=-1)
 
 
-def test_an_ensemble_evaluates_as_the_mean_of_its_members(stores, run, tmp_path):
+def test_an_ensemble_evaluates_as_the_mean_of_its_members(stores, run, tmp_path, write_model):
     from dataclasses import replace
 
     from ccount_core.nn.ensemble import ensemble_card
-    from ccount_core.nn.model import build_model, save_model
 
     stretched = replace(PRE, stretch_to_fit=True)
-    torch.manual_seed(7)
-    other = tmp_path / "other.safetensors"
-    save_model(other, build_model(1, label_scale=[60.0]).eval(),
-               {"label_names": ["Ca+"], "preprocess": stretched.to_dict(),
-                "input_shape": list(stretched.output_shape)})
+    other = write_model(tmp_path / "other.safetensors", label_scale=[60.0],
+                        preprocess=stretched, seed=7)
     pair = tmp_path / "pair.json"
     pair.write_text(json.dumps(ensemble_card([run, other], pair, name="pair")))
     got = evaluate(pair, stores[0], tmp_path / "pair")

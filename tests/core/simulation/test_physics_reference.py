@@ -1,7 +1,10 @@
-"""The simulator against independent physics (issue point 8), each within 1%.
+"""The simulator against independent physics, each within 1% (docs/PHYSICS.md, section 6).
 
-Reference values are copied from shared/reference/README.md (James 1998; Schiffer's
-linear-zigzag thresholds; ground states of spherical Coulomb clusters).
+Reference values from the literature: the equilibrium positions of ions in a linear chain
+(D. F. V. James, Appl. Phys. B 66, 181 (1998)), the linear-to-zigzag thresholds of the radial
+to axial trap frequency ratio (J. P. Schiffer, Phys. Rev. Lett. 70, 818 (1993); N = 3 is
+√(12/5) exactly), and the ground-state energies per ion of spherical Coulomb clusters in an
+isotropic harmonic trap, E = Σ r_i² + Σ_{i<j} 1/r_ij in dimensionless units.
 """
 
 from __future__ import annotations
@@ -142,7 +145,8 @@ def test_secular_frequencies_from_a_single_ion_trajectory(v_rf: float) -> None:
     fy = _peak_frequency(traj[:, 1, 0], dt, 0.5 * trap.rf_frequency)
     fz = _peak_frequency(traj[:, 2, 0], dt, 0.5 * trap.rf_frequency)
     assert fz == pytest.approx(f_z, rel=1e-4)
-    # lowest-order pseudopotential formula (CCMD, reference README): within 1% for q < ~0.3
+    # lowest-order pseudopotential formula (CCMD's; docs/PHYSICS.md, section 1): within 1% for
+    # q < ~0.3
     assert fx == pytest.approx(f_r, rel=0.02 if q > 0.2 else 0.01)
     # the exact Mathieu exponent: within 0.1%
     assert fx == pytest.approx(trap.radial_frequency_exact(ca), rel=1e-3)

@@ -1,5 +1,5 @@
-"""The simulator's public contract, the trap formulas against the worked example of the
-reference README, seeds and bad input."""
+"""The simulator's public contract, the trap formulas against a worked example
+(docs/PHYSICS.md, section 1), seeds and bad input."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ FAST = SimulationSettings(
 
 
 def test_trap_matches_reference_worked_example() -> None:
-    # shared/reference/README.md: Ca+, V_RF 200 V, V_end 2.3375 V, eta 0.235
+    # the worked example of docs/PHYSICS.md, section 1 (Oxford trap): Ca+, V_RF 200 V,
+    # V_end 2.3375 V, eta 0.235
     trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375, eta=0.235)
     ca = get_species("Ca+")
     a, q = trap.mathieu(ca)
