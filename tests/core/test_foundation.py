@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -43,6 +44,32 @@ def test_core_imports_without_qt_or_napari() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) >= 3
+
+
+PIPELINE = ("simulation", "image", "dataset", "nn", "cli")  # docs/ARCHITECTURE.md
+SHARED = ("errors", "checks", "files", "progress")
+
+
+def _core_imports() -> list[tuple[str, str]]:
+    """``(importing module's part, imported part)`` for every ``ccount_core.X`` import in the
+    core, function-level imports included; a part is a subpackage or a top-level module."""
+    pairs = []
+    for path in sorted((ROOT / "src" / "ccount_core").rglob("*.py")):
+        parts = path.relative_to(ROOT / "src" / "ccount_core").parts
+        me = parts[0] if len(parts) > 1 else path.stem
+        text = path.read_text(encoding="utf-8")
+        pairs += [(me, m) for m in re.findall(r"(?:from|import) ccount_core\.(\w+)", text)]
+    return pairs
+
+
+def test_core_imports_run_one_way_along_the_pipeline() -> None:
+    pairs = _core_imports()
+    assert {me for me, _ in pairs} >= set(PIPELINE)  # the scan sees every subpackage
+    wrong = sorted({(me, dep) for me, dep in pairs
+                    if (me in PIPELINE and dep in PIPELINE
+                        and PIPELINE.index(dep) > PIPELINE.index(me))
+                    or (me in SHARED and dep in PIPELINE)})
+    assert not wrong, f"imports against the pipeline (module part, imported part): {wrong}"
 
 
 def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
