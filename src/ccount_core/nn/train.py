@@ -24,7 +24,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -672,10 +672,5 @@ def train(
     return fit(tr, va, run_dir, config, card, progress=progress)
 
 
-def replace_config(config: TrainConfig, **changes: Any) -> TrainConfig:
-    """``config`` with some fields changed (None values are ignored)."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
-
-
 __all__ = ["Split", "TrainConfig", "fit", "open_stores", "predict", "prepare_split",
-           "prepare_splits", "replace_config", "resolve_labels", "summary_metrics", "train"]
+           "prepare_splits", "resolve_labels", "summary_metrics", "train"]
