@@ -40,7 +40,8 @@ import torch
 from ccount_core.errors import InputError
 from ccount_core.nn.model import load_model, save_model
 from ccount_core.nn.packed import load_packed, save_packed
-from ccount_core.nn.train import Split, TrainConfig, fit
+from ccount_core.nn.train import TrainConfig, fit
+from ccount_core.nn.training_data import Split
 
 START = time.monotonic()
 PART_BYTES = 15 * 2**20
@@ -51,7 +52,12 @@ def pack(args: argparse.Namespace) -> None:
     import dataclasses
 
     from ccount_core.image.preprocess import PreprocessConfig
-    from ccount_core.nn.train import _data_summary, open_stores, prepare_splits, resolve_labels
+    from ccount_core.nn.training_data import (
+        data_summary,
+        open_stores,
+        prepare_splits,
+        resolve_labels,
+    )
     from ccount_core.progress import tqdm_progress
 
     if args.preprocess:
@@ -67,7 +73,7 @@ def pack(args: argparse.Namespace) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     meta = {"preprocess": pre.to_dict(),
             "label_names": list(labels),
-            "data": [_data_summary(ds, path) for path, ds in stores],
+            "data": [data_summary(ds, path) for path, ds in stores],
             "test": sum(len(ds.indices("test")) for _, ds in stores)}
     for split in SPLITS:
         with tqdm_progress(f"prepare {split}", unit="img") as bar:

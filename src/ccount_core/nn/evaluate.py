@@ -147,7 +147,8 @@ def evaluate(
     from ccount_core.image.preprocess import PreprocessConfig
     from ccount_core.nn.ensemble import load_counter
     from ccount_core.nn.model import atomic_write_bytes
-    from ccount_core.nn.train import open_stores, predict, prepare_splits
+    from ccount_core.nn.train import predict
+    from ccount_core.nn.training_data import open_stores, prepare_splits
 
     if split not in ("train", "validation", "test"):
         raise InputError(f"split: must be train, validation or test, got {split!r}")

@@ -22,7 +22,7 @@ import numpy as np
 
 from ccount_core.errors import InputError
 from ccount_core.nn.model import atomic_write_bytes
-from ccount_core.nn.train import Split
+from ccount_core.nn.training_data import Split
 
 FORMAT = "ccount-packed-split"
 VERSION = 1

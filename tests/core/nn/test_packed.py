@@ -7,7 +7,7 @@ import pytest
 
 from ccount_core.errors import InputError
 from ccount_core.nn.packed import load_packed, save_packed
-from ccount_core.nn.train import Split
+from ccount_core.nn.training_data import Split
 
 
 def test_round_trip_within_one_level(tmp_path):
