@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from ccount_core.errors import InputError
-from ccount_core.nn.cpu_inference import PackedCpuNet
 from ccount_core.nn.ensemble import Counter
+from ccount_core.nn.inference import infer
 from ccount_core.progress import ProgressCallback, report
 
 COLUMNS = ("frame", "time_s", "count", "uncertainty", "ellipse_center_row",
@@ -185,34 +185,6 @@ def _bf16_pays(counter: Counter, shape: Sequence[int], batch_size: int) -> bool:
     return bf16_pays(lambda flag: infer(counter.packed_for_cpu(flag)[0], probe),
                      f"{type(counter.members[0][0]).__name__} {shape[0]}x{shape[1]} "
                      f"batch {batch_size} packed bfloat16 against packed float32")
-
-
-def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
-          bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(counts (B, k), spread (B, k))`` for prepared images ``(B, H, W)``.
-
-    Runs on the model's device. Without TTA the spread is NaN; with ``tta=K`` the count
-    is the mean of the plain and K changed views and the spread their standard deviation
-    (ions).
-    """
-    from ccount_core.nn.augment import tta_views
-
-    device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
-    if tta > 0:
-        x = torch.cat([x[None], tta_views(x, tta, seed)]).flatten(0, 1)
-    x = x.to(device)
-    # a packed network runs in its own precision (ccount_core.nn.cpu_inference)
-    bf16 = bf16 and not isinstance(model, PackedCpuNet)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                enabled=bf16):
-        if bf16:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = model(x).float().cpu().numpy()
-    if tta <= 0:
-        return y, np.full_like(y, np.nan)
-    y = y.reshape(tta + 1, len(images), -1)
-    return y.mean(axis=0), y.std(axis=0, ddof=1)
 
 
 def count_stack(

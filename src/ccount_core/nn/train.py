@@ -34,6 +34,7 @@ import torch
 
 from ccount_core.errors import InputError
 from ccount_core.nn.augment import AugmentConfig, augment
+from ccount_core.nn.inference import amp_dtype, predict
 from ccount_core.nn.model import (
     CountingNet,
     atomic_write_bytes,
@@ -156,15 +157,8 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 where the device has it; float16 (which needs loss scaling) on an old GPU."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
-
-
 def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=_amp_dtype(device), enabled=enabled)
+    return torch.autocast(device_type=device.type, dtype=amp_dtype(device), enabled=enabled)
 
 
 def _freeze_batchnorm(model: torch.nn.Module) -> None:
@@ -180,26 +174,6 @@ def _loss(scaled_pred: torch.Tensor, scaled_true: torch.Tensor,
     ``scaled_floor`` (``loss_floor_ions / label_scale``) bounds the weight of small counts."""
     rel = (scaled_pred.float() - scaled_true) / (scaled_true.abs() + scaled_floor)
     return rel.square().mean()
-
-
-def predict(
-    model: CountingNet,
-    images: np.ndarray,
-    batch_size: int = 64,
-    amp: bool = False,
-    progress: ProgressCallback | None = None,
-) -> np.ndarray:
-    """Ion numbers ``(n, n_outputs)`` float32 for prepared images ``(n, H, W)``."""
-    device = next(model.parameters()).device
-    model.eval()
-    out = []
-    with torch.inference_mode(), _autocast(device, amp and device.type == "cuda"):
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.asarray(images[start:start + batch_size], np.float32))
-            x = x[:, None].to(device).contiguous(memory_format=torch.channels_last)
-            out.append(model(x).float().cpu().numpy())
-            report(progress, min(start + batch_size, len(images)), len(images))
-    return np.concatenate(out) if out else np.zeros((0, model.n_outputs), np.float32)
 
 
 def summary_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -272,7 +246,7 @@ def fit(
     use_amp = config.amp
     # Loss scaling only for float16; it also reads a flag from the GPU every step.
     scaler = torch.amp.GradScaler(device.type,
-                                  enabled=use_amp and _amp_dtype(device) == torch.float16)
+                                  enabled=use_amp and amp_dtype(device) == torch.float16)
     step, elapsed = 0, 0.0
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.csv"
     if ckpt_path.exists():
@@ -498,4 +472,4 @@ def train(
     return fit(tr, va, run_dir, config, card, progress=progress)
 
 
-__all__ = ["TrainConfig", "fit", "predict", "summary_metrics", "train"]
+__all__ = ["TrainConfig", "fit", "summary_metrics", "train"]

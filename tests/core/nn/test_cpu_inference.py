@@ -11,9 +11,10 @@ import torch
 import ccount_core.nn.count as count_mod
 from ccount_core.dataset.samples import load_sample
 from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
-from ccount_core.nn.count import count_stack, infer
+from ccount_core.nn.count import count_stack
 from ccount_core.nn.cpu_inference import fold_batchnorm, pack_for_cpu
 from ccount_core.nn.ensemble import Counter, load_counter
+from ccount_core.nn.inference import infer
 from ccount_core.nn.model import CountingNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
