@@ -13,14 +13,13 @@ An ensemble (``ccount_core.nn.ensemble``) averages its members, and their spread
 On experimental images the error is larger (the paper: about 10 %).
 
 ``count_file(path, out_csv, ...)`` does the same for a file read lazily by
-``ccount_core.image.io.open_stack`` and appends each batch's rows to the CSV as soon as they are
-known (flushed to disk); a killed run started again skips the frames already in the file.
+``ccount_core.image.io.open_stack`` and appends each batch's rows to the CSV
+(``ccount_core.nn.counts_file``) as soon as they are known (flushed to disk); a killed run
+started again skips the frames already in the file.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from collections import deque
@@ -34,29 +33,21 @@ import numpy as np
 import torch
 
 from ccount_core.errors import InputError
+from ccount_core.nn.counts_file import (
+    OTHER_COUNT_PREFIX,
+    CountsWriter,
+    Row,
+    counts_metadata,
+    resume_counts,
+)
 from ccount_core.nn.ensemble import Counter
 from ccount_core.nn.inference import infer
 from ccount_core.progress import ProgressCallback, report
-
-COLUMNS = ("frame", "time_s", "count", "uncertainty", "ellipse_center_row",
-           "ellipse_center_col", "ellipse_semi_major", "ellipse_semi_minor",
-           "ellipse_angle_deg", "warning")
-OTHER_COUNT_PREFIX = "count_"
-"""Column of a model's further output (a dark species): ``count_<label>``, e.g. ``count_ND3+``."""
-
-
-def other_counts(rows: Sequence[Row]) -> dict[str, str]:
-    """Species name -> column of the further outputs the rows hold (``{"ND3+": "count_ND3+"}``);
-    empty for a model that counts Ca+ alone or for no rows."""
-    keys = rows[0] if rows else {}
-    return {k[len(OTHER_COUNT_PREFIX):]: k for k in keys if k.startswith(OTHER_COUNT_PREFIX)}
-
 
 MIN_SIDE_PX = 16
 UNCERTAIN_FRACTION = 0.1
 #: Counts of at least this many frames pack a fresh Counter's networks for the CPU first.
 PACK_MIN_FRAMES = 64
-Row = dict[str, Any]
 
 
 @contextmanager
@@ -223,7 +214,7 @@ def count_stack(
     (:func:`native_bf16`) and runs it faster than float32 (timed once per machine,
     :func:`ccount_core.nn.precision.bf16_pays`); it moves counts by about 0.3 ions RMS (at most
     2.4 in 3,000 validation images, ``benchmarks/bf16_accuracy.py``).
-    Row keys: ``COLUMNS`` plus ``count_<label>`` for every further model output.
+    Row keys: ``counts_file.COLUMNS`` plus ``count_<label>`` for every further model output.
     """
     from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
 
@@ -353,28 +344,6 @@ def _num(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-# --- CSV --------------------------------------------------------------------------------------
-
-
-def _header(card: dict[str, Any], source: str, pixel_size_um: float | None, tta: int) -> str:
-    meta = {"source": source, "pixel_size_um": pixel_size_um, "tta": tta,
-            "model_name": card.get("name", ""), "label_names": card["label_names"],
-            "preprocess": card["preprocess"]}
-    return "# ccount counts " + json.dumps(meta, sort_keys=True) + "\n"
-
-
-def read_counts(path: Path | str) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """``(metadata, rows as strings)`` of a counts CSV written by :func:`count_file`."""
-    path = Path(path)
-    with path.open(newline="") as fh:
-        first = fh.readline()
-        if not first.startswith("# ccount counts "):
-            raise InputError(f"output: {path} exists and is not a ccount counts file")
-        meta = json.loads(first[len("# ccount counts "):])
-        rows = list(csv.DictReader(fh))
-    return meta, rows
-
-
 def count_file(
     path: Path | str,
     out_csv: Path | str,
@@ -399,45 +368,17 @@ def count_file(
     _check_stack(stack.data)
     px = pixel_size_um if pixel_size_um is not None else stack.pixel_size_um
     counter = _resolve_model(model)
-    card = counter.card
-    header = _header(card, str(Path(path).resolve()), px, tta)
-    names = counter.label_names
-    columns = list(COLUMNS) + [f"{OTHER_COUNT_PREFIX}{n}" for n in names[1:]]
-    done: set[int] = set()
-    if out_csv.exists() and out_csv.stat().st_size > 0:
-        meta, old = read_counts(out_csv)
-        if _header_meta(header) != meta:
-            raise InputError(f"output: {out_csv} was counted from another source, pixel size "
-                             "or model; choose a new -o or delete it")
-        _drop_partial_line(out_csv)
-        _, old = read_counts(out_csv)
-        done = {int(r["frame"]) for r in old if (r.get("frame") or "").isdigit()}
-    else:
-        out_csv.parent.mkdir(parents=True, exist_ok=True)
-        with out_csv.open("w", newline="") as fh:
-            fh.write(header)
-            csv.writer(fh).writerow(columns)
+    meta = counts_metadata(counter.card, str(Path(path).resolve()), px, tta)
+    others = counter.label_names[1:]
+    done = resume_counts(out_csv, meta, others)
     with out_csv.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer = CountsWriter(fh, others)
 
         def write(rows: list[Row]) -> None:
-            writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in columns}
-                             for r in rows)
+            writer.write(rows)
             fh.flush()
             os.fsync(fh.fileno())
 
         return count_stack(stack.data, counter, px, frame_interval_s=stack.frame_interval_s,
                            batch_size=batch_size, tta=tta, threads=threads, bf16=bf16,
                            device=device, skip_frames=done, on_rows=write, progress=progress)
-
-
-def _header_meta(header: str) -> dict[str, Any]:
-    return json.loads(header[len("# ccount counts "):])
-
-
-def _drop_partial_line(path: Path) -> None:
-    """Cut a last line a killed writer left without its newline."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)

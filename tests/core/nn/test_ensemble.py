@@ -14,7 +14,8 @@ from ccount_core.dataset.samples import load_sample
 from ccount_core.errors import InputError
 from ccount_core.image.io import write_tiff
 from ccount_core.image.preprocess import PreprocessConfig
-from ccount_core.nn.count import count_file, count_stack, read_counts
+from ccount_core.nn.count import count_file, count_stack
+from ccount_core.nn.counts_file import read_counts
 from ccount_core.nn.ensemble import (
     Counter,
     ensemble_card,
