@@ -40,13 +40,13 @@ from ccount_core.nn.counts_file import (
     counts_metadata,
     resume_counts,
 )
-from ccount_core.nn.ensemble import Counter
+from ccount_core.nn.ensemble import IonCounter
 from ccount_core.nn.inference import infer
 from ccount_core.progress import ProgressCallback, report
 
 MIN_SIDE_PX = 16
 UNCERTAIN_FRACTION = 0.1
-#: Counts of at least this many frames pack a fresh Counter's networks for the CPU first.
+#: Counts of at least this many frames pack a fresh IonCounter's networks for the CPU first.
 PACK_MIN_FRAMES = 64
 
 
@@ -101,15 +101,15 @@ def _in_order(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> I
                 future.cancel()
 
 
-def _resolve_model(model: Any) -> Counter:
-    """A :class:`Counter` from None (the default model), a path or shipped name, a
-    ``(model, card)`` pair from ``load_model``, or a Counter."""
+def _resolve_model(model: Any) -> IonCounter:
+    """An :class:`IonCounter` from None (the default model), a path or shipped name, a
+    ``(model, card)`` pair from ``load_model``, or an IonCounter."""
     from ccount_core.nn.ensemble import load_counter
 
-    if isinstance(model, Counter):
+    if isinstance(model, IonCounter):
         return model
     if isinstance(model, tuple) and len(model) == 2:
-        return Counter([model], model[1])
+        return IonCounter([model], model[1])
     return load_counter(model)
 
 
@@ -166,9 +166,9 @@ def native_bf16() -> bool:
         return False
 
 
-def _bf16_pays(counter: Counter, shape: Sequence[int], batch_size: int) -> bool:
+def _bf16_pays(counter: IonCounter, shape: Sequence[int], batch_size: int) -> bool:
     """Whether a batch of ``batch_size`` images of ``shape`` (rows, cols) counts faster with
-    the first member packed in bfloat16 than packed in float32 (``Counter.packed_for_cpu``)
+    the first member packed in bfloat16 than packed in float32 (``IonCounter.packed_for_cpu``)
     on this CPU (measured once, then remembered)."""
     from ccount_core.nn.precision import bf16_pays
 
@@ -198,7 +198,7 @@ def count_stack(
     """One row per frame of ``stack`` (numpy or dask ``(frames, rows, cols)``), in order.
 
     ``model``: None (the default model), a path or shipped name (``default``, ``dark``,
-    ``ensemble``), ``(model, card)`` from ``load_model``, or a ``Counter`` from
+    ``ensemble``), ``(model, card)`` from ``load_model``, or an ``IonCounter`` from
     ``load_counter``. An ensemble counts each frame with every member (each on the frame
     prepared its own way) and reports their mean; their disagreement joins the spread.
     ``pixel_size_um``: camera µm per pixel in the object plane (None: the model's own pixel
@@ -250,9 +250,9 @@ def count_stack(
         if bf16 is None:  # timed with the threads a batch runs on
             bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(
                 counter, cfg.output_shape, batch_size)
-        # On a CPU the members are packed once per Counter and precision (batch norm
+        # On a CPU the members are packed once per IonCounter and precision (batch norm
         # folded, weights cast and in oneDNN's layout). Packing costs about what counting 80
-        # frames saves, so a short count with a fresh Counter runs the members as they are.
+        # frames saves, so a short count with a fresh IonCounter runs the members as they are.
         packed = dev.type == "cpu" and (
             counter.is_packed(bf16) or len(todo) >= PACK_MIN_FRAMES)
         nets = counter.packed_for_cpu(bf16) if packed else [net for net, _ in counter.members]
