@@ -24,7 +24,7 @@ from ccount_core.dataset.samples import load_sample
 from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
 from ccount_core.nn.count import count_stack
 from ccount_core.nn.cpu_inference import pack_for_cpu
-from ccount_core.nn.ensemble import Counter
+from ccount_core.nn.ensemble import IonCounter
 from ccount_core.nn.model import build_model, default_model_path, load_model
 
 
@@ -75,8 +75,8 @@ def main() -> None:
     x_all = torch.from_numpy(prepared)[:, None]
     # what count_stack runs on a CPU, in float32 or (where faster) bfloat16
     packed = {"fp32 packed": pack_for_cpu(model), "bf16 packed": pack_for_cpu(model, bf16=True)}
-    # one Counter for every count below: it packs its network once, as `ccount count` does
-    counter = Counter([(model, card)], card)
+    # one IonCounter for every count below: it packs its network once, as `ccount count` does
+    counter = IonCounter([(model, card)], card)
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for name, layout, bf16 in (("fp32", torch.contiguous_format, False),

@@ -15,7 +15,8 @@ import time
 import numpy as np
 import torch
 
-from ccount_core.nn.train import Split, TrainConfig, fit
+from ccount_core.nn.train import TrainConfig, fit
+from ccount_core.nn.training_data import Split
 
 
 def main() -> None:

@@ -15,9 +15,10 @@ import argparse
 import numpy as np
 
 from ccount_core.image.preprocess import PreprocessConfig
-from ccount_core.nn.count import infer, native_bf16
+from ccount_core.nn.count import native_bf16
 from ccount_core.nn.ensemble import load_counter
-from ccount_core.nn.train import open_stores, prepare_splits
+from ccount_core.nn.inference import infer
+from ccount_core.nn.training_data import open_stores, prepare_splits
 
 
 def main() -> None:

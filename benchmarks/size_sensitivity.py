@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ccount_core.image.preprocess import PreprocessConfig
+from ccount_core.nn.inference import predict
 from ccount_core.nn.model import load_model
-from ccount_core.nn.train import open_stores, predict, prepare_splits
+from ccount_core.nn.training_data import open_stores, prepare_splits
 
 
 def resized(images: np.ndarray, factor: float) -> np.ndarray:

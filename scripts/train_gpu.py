@@ -1,4 +1,6 @@
-"""Train a counting model on a lent GPU machine from packed prepared splits, inside a budget.
+"""Train a counting model on a lent GPU machine from split archives, inside a budget.
+
+A split archive (``ccount_core.nn.split_archive``) holds one prepared split in a compact file.
 
 The GPU machine has neither the data-set stores nor a network, and one command may run for
 minutes only. Three steps:
@@ -39,8 +41,9 @@ import torch
 
 from ccount_core.errors import InputError
 from ccount_core.nn.model import load_model, save_model
-from ccount_core.nn.packed import load_packed, save_packed
-from ccount_core.nn.train import Split, TrainConfig, fit
+from ccount_core.nn.split_archive import load_split_archive, save_split_archive
+from ccount_core.nn.train import TrainConfig, fit
+from ccount_core.nn.training_data import Split
 
 START = time.monotonic()
 PART_BYTES = 15 * 2**20
@@ -51,7 +54,12 @@ def pack(args: argparse.Namespace) -> None:
     import dataclasses
 
     from ccount_core.image.preprocess import PreprocessConfig
-    from ccount_core.nn.train import _data_summary, open_stores, prepare_splits, resolve_labels
+    from ccount_core.nn.training_data import (
+        data_summary,
+        open_stores,
+        prepare_splits,
+        resolve_labels,
+    )
     from ccount_core.progress import tqdm_progress
 
     if args.preprocess:
@@ -67,17 +75,17 @@ def pack(args: argparse.Namespace) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     meta = {"preprocess": pre.to_dict(),
             "label_names": list(labels),
-            "data": [_data_summary(ds, path) for path, ds in stores],
+            "data": [data_summary(ds, path) for path, ds in stores],
             "test": sum(len(ds.indices("test")) for _, ds in stores)}
     for split in SPLITS:
         with tqdm_progress(f"prepare {split}", unit="img") as bar:
             part = prepare_splits(stores, split, pre, labels, None, cache, bar)
-        path = save_packed(out / f"{split}.npz.xz", part, meta)
+        path = save_split_archive(out / f"{split}.npz.xz", part, meta)
         print(f"{path}: {len(part.images)} images, {path.stat().st_size / 2**20:.1f} MiB")
 
 
 def _loaded(folder: Path, limit: int | None) -> tuple[Split, Split, dict]:
-    (train, meta), (val, meta_val) = (load_packed(folder / f"{s}.npz.xz") for s in SPLITS)
+    (train, meta), (val, meta_val) = (load_split_archive(folder / f"{s}.npz.xz") for s in SPLITS)
     if meta_val["preprocess"] != meta["preprocess"]:
         raise InputError("packs: train and validation were prepared differently")
     if limit:
@@ -159,7 +167,7 @@ def export(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(required=True)
-    p = sub.add_parser("pack", help="prepare and pack the train and validation splits")
+    p = sub.add_parser("pack", help="prepare the train and validation splits into split archives")
     p.add_argument("data", nargs="+")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--cache", required=True, help="folder of prepared arrays (reused)")

@@ -75,7 +75,8 @@ def count_sample(out: Path, model: Path | None) -> Path | None:
     from importlib.resources import files
 
     from ccount_core.image.io import open_stack
-    from ccount_core.nn.count import count_file, other_counts
+    from ccount_core.nn.count import count_file
+    from ccount_core.nn.counts_file import other_counts
     from ccount_core.nn.model import default_model_path
     from ccount_core.progress import tqdm_progress
 
@@ -118,7 +119,7 @@ def plot_counts(rows: list[dict[str, Any]], truth: dict[str, list[int]], interva
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ccount_core.nn.count import other_counts
+    from ccount_core.nn.counts_file import other_counts
 
     step = interval_s or 1.0
     t = np.array([r["frame"] for r in rows], float) * step

@@ -9,7 +9,7 @@ can only move counts toward where the held-out images say they belong and never 
 frames. Outside its knots it keeps the last offset (slope 1).
 
 A card carries it as ``calibration: {label: {"knots": [...], "values": [...]}}`` (ions);
-:meth:`ccount_core.nn.ensemble.Counter.combine` applies it to the counts it returns.
+:meth:`ccount_core.nn.ensemble.IonCounter.combine` applies it to the counts it returns.
 """
 
 from __future__ import annotations

@@ -13,14 +13,13 @@ An ensemble (``ccount_core.nn.ensemble``) averages its members, and their spread
 On experimental images the error is larger (the paper: about 10 %).
 
 ``count_file(path, out_csv, ...)`` does the same for a file read lazily by
-``ccount_core.image.io.open_stack`` and appends each batch's rows to the CSV as soon as they are
-known (flushed to disk); a killed run started again skips the frames already in the file.
+``ccount_core.image.io.open_stack`` and appends each batch's rows to the CSV
+(``ccount_core.nn.counts_file``) as soon as they are known (flushed to disk); a killed run
+started again skips the frames already in the file.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from collections import deque
@@ -34,29 +33,21 @@ import numpy as np
 import torch
 
 from ccount_core.errors import InputError
-from ccount_core.nn.cpu_inference import PackedCpuNet
-from ccount_core.nn.ensemble import Counter
+from ccount_core.nn.counts_file import (
+    OTHER_COUNT_PREFIX,
+    CountsWriter,
+    Row,
+    counts_metadata,
+    resume_counts,
+)
+from ccount_core.nn.ensemble import IonCounter
+from ccount_core.nn.inference import infer
 from ccount_core.progress import ProgressCallback, report
-
-COLUMNS = ("frame", "time_s", "count", "uncertainty", "ellipse_center_row",
-           "ellipse_center_col", "ellipse_semi_major", "ellipse_semi_minor",
-           "ellipse_angle_deg", "warning")
-OTHER_COUNT_PREFIX = "count_"
-"""Column of a model's further output (a dark species): ``count_<label>``, e.g. ``count_ND3+``."""
-
-
-def other_counts(rows: Sequence[Row]) -> dict[str, str]:
-    """Species name -> column of the further outputs the rows hold (``{"ND3+": "count_ND3+"}``);
-    empty for a model that counts Ca+ alone or for no rows."""
-    keys = rows[0] if rows else {}
-    return {k[len(OTHER_COUNT_PREFIX):]: k for k in keys if k.startswith(OTHER_COUNT_PREFIX)}
-
 
 MIN_SIDE_PX = 16
 UNCERTAIN_FRACTION = 0.1
-#: Counts of at least this many frames pack a fresh Counter's networks for the CPU first.
+#: Counts of at least this many frames pack a fresh IonCounter's networks for the CPU first.
 PACK_MIN_FRAMES = 64
-Row = dict[str, Any]
 
 
 @contextmanager
@@ -110,15 +101,15 @@ def _in_order(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> I
                 future.cancel()
 
 
-def _resolve_model(model: Any) -> Counter:
-    """A :class:`Counter` from None (the default model), a path or shipped name, a
-    ``(model, card)`` pair from ``load_model``, or a Counter."""
+def _resolve_model(model: Any) -> IonCounter:
+    """An :class:`IonCounter` from None (the default model), a path or shipped name, a
+    ``(model, card)`` pair from ``load_model``, or an IonCounter."""
     from ccount_core.nn.ensemble import load_counter
 
-    if isinstance(model, Counter):
+    if isinstance(model, IonCounter):
         return model
     if isinstance(model, tuple) and len(model) == 2:
-        return Counter([model], model[1])
+        return IonCounter([model], model[1])
     return load_counter(model)
 
 
@@ -175,9 +166,9 @@ def native_bf16() -> bool:
         return False
 
 
-def _bf16_pays(counter: Counter, shape: Sequence[int], batch_size: int) -> bool:
+def _bf16_pays(counter: IonCounter, shape: Sequence[int], batch_size: int) -> bool:
     """Whether a batch of ``batch_size`` images of ``shape`` (rows, cols) counts faster with
-    the first member packed in bfloat16 than packed in float32 (``Counter.packed_for_cpu``)
+    the first member packed in bfloat16 than packed in float32 (``IonCounter.packed_for_cpu``)
     on this CPU (measured once, then remembered)."""
     from ccount_core.nn.precision import bf16_pays
 
@@ -185,34 +176,6 @@ def _bf16_pays(counter: Counter, shape: Sequence[int], batch_size: int) -> bool:
     return bf16_pays(lambda flag: infer(counter.packed_for_cpu(flag)[0], probe),
                      f"{type(counter.members[0][0]).__name__} {shape[0]}x{shape[1]} "
                      f"batch {batch_size} packed bfloat16 against packed float32")
-
-
-def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
-          bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(counts (B, k), spread (B, k))`` for prepared images ``(B, H, W)``.
-
-    Runs on the model's device. Without TTA the spread is NaN; with ``tta=K`` the count
-    is the mean of the plain and K changed views and the spread their standard deviation
-    (ions).
-    """
-    from ccount_core.nn.augment import tta_views
-
-    device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
-    if tta > 0:
-        x = torch.cat([x[None], tta_views(x, tta, seed)]).flatten(0, 1)
-    x = x.to(device)
-    # a packed network runs in its own precision (ccount_core.nn.cpu_inference)
-    bf16 = bf16 and not isinstance(model, PackedCpuNet)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                enabled=bf16):
-        if bf16:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = model(x).float().cpu().numpy()
-    if tta <= 0:
-        return y, np.full_like(y, np.nan)
-    y = y.reshape(tta + 1, len(images), -1)
-    return y.mean(axis=0), y.std(axis=0, ddof=1)
 
 
 def count_stack(
@@ -235,7 +198,7 @@ def count_stack(
     """One row per frame of ``stack`` (numpy or dask ``(frames, rows, cols)``), in order.
 
     ``model``: None (the default model), a path or shipped name (``default``, ``dark``,
-    ``ensemble``), ``(model, card)`` from ``load_model``, or a ``Counter`` from
+    ``ensemble``), ``(model, card)`` from ``load_model``, or an ``IonCounter`` from
     ``load_counter``. An ensemble counts each frame with every member (each on the frame
     prepared its own way) and reports their mean; their disagreement joins the spread.
     ``pixel_size_um``: camera µm per pixel in the object plane (None: the model's own pixel
@@ -251,7 +214,7 @@ def count_stack(
     (:func:`native_bf16`) and runs it faster than float32 (timed once per machine,
     :func:`ccount_core.nn.precision.bf16_pays`); it moves counts by about 0.3 ions RMS (at most
     2.4 in 3,000 validation images, ``benchmarks/bf16_accuracy.py``).
-    Row keys: ``COLUMNS`` plus ``count_<label>`` for every further model output.
+    Row keys: ``counts_file.COLUMNS`` plus ``count_<label>`` for every further model output.
     """
     from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
 
@@ -287,9 +250,9 @@ def count_stack(
         if bf16 is None:  # timed with the threads a batch runs on
             bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(
                 counter, cfg.output_shape, batch_size)
-        # On a CPU the members are packed once per Counter and precision (batch norm
+        # On a CPU the members are packed once per IonCounter and precision (batch norm
         # folded, weights cast and in oneDNN's layout). Packing costs about what counting 80
-        # frames saves, so a short count with a fresh Counter runs the members as they are.
+        # frames saves, so a short count with a fresh IonCounter runs the members as they are.
         packed = dev.type == "cpu" and (
             counter.is_packed(bf16) or len(todo) >= PACK_MIN_FRAMES)
         nets = counter.packed_for_cpu(bf16) if packed else [net for net, _ in counter.members]
@@ -381,28 +344,6 @@ def _num(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-# --- CSV --------------------------------------------------------------------------------------
-
-
-def _header(card: dict[str, Any], source: str, pixel_size_um: float | None, tta: int) -> str:
-    meta = {"source": source, "pixel_size_um": pixel_size_um, "tta": tta,
-            "model_name": card.get("name", ""), "label_names": card["label_names"],
-            "preprocess": card["preprocess"]}
-    return "# ccount counts " + json.dumps(meta, sort_keys=True) + "\n"
-
-
-def read_counts(path: Path | str) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """``(metadata, rows as strings)`` of a counts CSV written by :func:`count_file`."""
-    path = Path(path)
-    with path.open(newline="") as fh:
-        first = fh.readline()
-        if not first.startswith("# ccount counts "):
-            raise InputError(f"output: {path} exists and is not a ccount counts file")
-        meta = json.loads(first[len("# ccount counts "):])
-        rows = list(csv.DictReader(fh))
-    return meta, rows
-
-
 def count_file(
     path: Path | str,
     out_csv: Path | str,
@@ -427,45 +368,17 @@ def count_file(
     _check_stack(stack.data)
     px = pixel_size_um if pixel_size_um is not None else stack.pixel_size_um
     counter = _resolve_model(model)
-    card = counter.card
-    header = _header(card, str(Path(path).resolve()), px, tta)
-    names = counter.label_names
-    columns = list(COLUMNS) + [f"{OTHER_COUNT_PREFIX}{n}" for n in names[1:]]
-    done: set[int] = set()
-    if out_csv.exists() and out_csv.stat().st_size > 0:
-        meta, old = read_counts(out_csv)
-        if _header_meta(header) != meta:
-            raise InputError(f"output: {out_csv} was counted from another source, pixel size "
-                             "or model; choose a new -o or delete it")
-        _drop_partial_line(out_csv)
-        _, old = read_counts(out_csv)
-        done = {int(r["frame"]) for r in old if (r.get("frame") or "").isdigit()}
-    else:
-        out_csv.parent.mkdir(parents=True, exist_ok=True)
-        with out_csv.open("w", newline="") as fh:
-            fh.write(header)
-            csv.writer(fh).writerow(columns)
+    meta = counts_metadata(counter.card, str(Path(path).resolve()), px, tta)
+    others = counter.label_names[1:]
+    done = resume_counts(out_csv, meta, others)
     with out_csv.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer = CountsWriter(fh, others)
 
         def write(rows: list[Row]) -> None:
-            writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in columns}
-                             for r in rows)
+            writer.write(rows)
             fh.flush()
             os.fsync(fh.fileno())
 
         return count_stack(stack.data, counter, px, frame_interval_s=stack.frame_interval_s,
                            batch_size=batch_size, tta=tta, threads=threads, bf16=bf16,
                            device=device, skip_frames=done, on_rows=write, progress=progress)
-
-
-def _header_meta(header: str) -> dict[str, Any]:
-    return json.loads(header[len("# ccount counts "):])
-
-
-def _drop_partial_line(path: Path) -> None:
-    """Cut a last line a killed writer left without its newline."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)

@@ -11,7 +11,7 @@ models (paths relative to the card) and carries what the counting code reads fro
 view), ``name`` and its own ``metrics``. Each member keeps its own card, weights and
 preprocessing configuration; every member counts frames prepared its own way.
 
-:func:`load_counter` reads a model or an ensemble into a :class:`Counter`, the one object
+:func:`load_counter` reads a model or an ensemble into an :class:`IonCounter`, the one object
 ``count_stack`` and ``evaluate`` run.
 """
 
@@ -34,7 +34,7 @@ ENSEMBLE_VERSION = 1
 
 
 @dataclass
-class Counter:
+class IonCounter:
     """Member models ``[(CountingNet, card), ...]`` and the card that speaks for them all
     (for one model: that model's card)."""
 
@@ -57,7 +57,7 @@ class Counter:
     def is_ensemble(self) -> bool:
         return len(self.members) > 1
 
-    def to(self, device: Any) -> Counter:
+    def to(self, device: Any) -> IonCounter:
         """Move every member to ``device`` (a torch device); returns self."""
         for net, _ in self.members:
             net.to(device)
@@ -147,7 +147,7 @@ def is_ensemble(path: Path | str | None) -> bool:
     return isinstance(card, dict) and card.get("format") == ENSEMBLE_FORMAT
 
 
-def load_counter(path: Path | str | None = None, expected_config: Any = None) -> Counter:
+def load_counter(path: Path | str | None = None, expected_config: Any = None) -> IonCounter:
     """A model or an ensemble, ready to count (members in eval mode, float32 on CPU).
 
     ``path``: a model (directory, ``.safetensors`` or ``.json``), an ensemble card, or the
@@ -159,7 +159,7 @@ def load_counter(path: Path | str | None = None, expected_config: Any = None) ->
     location = model_location(path)
     if not is_ensemble(location):
         net, card = load_model(location, expected_config)
-        return Counter([(net, card)], card)
+        return IonCounter([(net, card)], card)
     card = _read_ensemble_card(location)
     members = []
     for name in card["members"]:
@@ -170,7 +170,7 @@ def load_counter(path: Path | str | None = None, expected_config: Any = None) ->
     _check_members(location, card, members)
     if expected_config is not None:
         check_config(card, expected_config, where="ensemble")
-    return Counter(members, card)
+    return IonCounter(members, card)
 
 
 def _read_ensemble_card(path: Path) -> dict[str, Any]:

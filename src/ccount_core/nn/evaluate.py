@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ccount_core.errors import InputError
-from ccount_core.progress import ProgressCallback, report
+from ccount_core.progress import ProgressCallback
 
 # Standard deviation of the inferred Ca+ number per true number (ions), paper section III A.
 PAPER_STD = {50: 0.9, 150: 2.0, 250: 2.7, 350: 3.7}
@@ -147,7 +147,8 @@ def evaluate(
     from ccount_core.files import atomic_write_bytes
     from ccount_core.image.preprocess import PreprocessConfig
     from ccount_core.nn.ensemble import load_counter
-    from ccount_core.nn.train import open_stores, predict, prepare_splits
+    from ccount_core.nn.inference import predict
+    from ccount_core.nn.training_data import open_stores, prepare_splits
 
     if split not in ("train", "validation", "test"):
         raise InputError(f"split: must be train, validation or test, got {split!r}")
@@ -175,10 +176,7 @@ def evaluate(
     outputs = []
     for net, (_, member) in zip(counter.packed_for_cpu(bf16), counter.members, strict=True):
         images = splits[PreprocessConfig.from_dict(member["preprocess"]).to_json()].images
-        if tta == 0:
-            p = predict(net, images, batch_size=batch_size, progress=progress)
-        else:
-            p = _predict_tta(net, images, tta, batch_size, progress)
+        p = predict(net, images, batch_size, tta=tta, progress=progress)
         outputs.append((p, np.full_like(p, np.nan)))
     pred = counter.combine(outputs)[0]
     metrics = bin_metrics(pred[:, 0], prepared.labels[:, 0])
@@ -207,16 +205,3 @@ def evaluate(
     atomic_write_bytes(out_dir / "predictions.csv", buf.getvalue().encode())
     figure3(pred[:, 0], prepared.labels[:, 0], metrics, out_dir / "figure3.png")
     return metrics
-
-
-def _predict_tta(model: Any, images: np.ndarray, tta: int, batch_size: int,
-                 progress: ProgressCallback | None) -> np.ndarray:
-    """Counts ``(n, k)`` (ions), each the mean over the plain and ``tta`` changed views."""
-    from ccount_core.nn.count import infer
-
-    model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        out.append(infer(model, np.asarray(images[start:start + batch_size]), tta, seed=start)[0])
-        report(progress, min(start + batch_size, len(images)), len(images))
-    return np.concatenate(out)

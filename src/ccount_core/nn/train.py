@@ -1,13 +1,14 @@
 """Train the counting network on a simulated data set, with checkpoints and exact resume.
 
 ``train(data, run_dir, ...)`` prepares the data set's images with the shared pipeline
-(``ccount_core.image.preprocess.prepare_stack`` and one ``PreprocessConfig``; the prepared arrays
-are cached in the run directory), then runs ``fit(...)``: AdamW with a one-cycle learning-rate
-schedule, augmentation (``ccount_core.nn.augment``), validation after each epoch, a CSV log and a
-checkpoint every ``checkpoint_every`` steps and at each epoch's end. A killed run started
-again with the same settings continues from its last checkpoint and ends with the same
-weights as an uninterrupted run: the data order of an epoch and the augmentation of a step
-are drawn from generators seeded by ``(seed, epoch)`` and ``(seed, step)``.
+(``ccount_core.nn.training_data``: ``prepare_stack`` and one ``PreprocessConfig``; the
+prepared arrays are cached in the run directory), then runs ``fit(...)``: AdamW with a
+one-cycle learning-rate schedule, augmentation (``ccount_core.nn.augment``), validation after
+each epoch, a CSV log and a checkpoint every ``checkpoint_every`` steps and at each epoch's
+end. A killed run started again with the same settings continues from its last checkpoint
+and ends with the same weights as an uninterrupted run: the data order of an epoch and the
+augmentation of a step are drawn from generators seeded by ``(seed, epoch)`` and
+``(seed, step)``.
 
 Run directory ``RUN/``:
 ``run.json`` (settings), ``checkpoint.pt`` (tensors and plain values only, read with
@@ -24,7 +25,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,20 @@ import torch
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_write_bytes
 from ccount_core.nn.augment import AugmentConfig, augment
+from ccount_core.nn.inference import amp_dtype, predict
 from ccount_core.nn.model import (
     CountingNet,
     build_model,
     check_config,
     load_model,
     save_model,
+)
+from ccount_core.nn.training_data import (
+    Split,
+    data_summary,
+    open_stores,
+    prepare_splits,
+    resolve_labels,
 )
 from ccount_core.progress import ProgressCallback, report
 
@@ -136,35 +145,6 @@ class TrainConfig:
         return cls(**d)
 
 
-@dataclass
-class Split:
-    """Prepared images ``(n, H, W)`` float32 and labels ``(n, k)`` float32 (ions); ``ids``
-    ``(n,)`` int64, when known, names each image (its index in its data set, plus the store's
-    number times ``STORE_ID``), so two preparations of one split can be matched."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    ids: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.images.ndim != 3 or self.labels.ndim != 2 or len(self.images) != len(self.labels):
-            raise InputError(f"split: images {self.images.shape} and labels "
-                             f"{self.labels.shape} do not match")
-        if self.ids is not None and len(self.ids) != len(self.labels):
-            raise InputError(f"split: {len(self.ids)} ids for {len(self.labels)} images")
-
-    def select(self, ids: np.ndarray) -> Split:
-        """The images whose ids are in ``ids``, in this split's order."""
-        if self.ids is None:
-            raise InputError("split: its images carry no ids")
-        keep = np.isin(self.ids, ids)
-        return Split(self.images[keep], self.labels[keep], self.ids[keep])
-
-
-STORE_ID = 1 << 40
-"""Image ids of the n-th joined store start at ``n * STORE_ID``."""
-
-
 def hardware() -> str:
     """A short description of the device training or inference runs on."""
     if torch.cuda.is_available():
@@ -177,15 +157,8 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 where the device has it; float16 (which needs loss scaling) on an old GPU."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
-
-
 def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=_amp_dtype(device), enabled=enabled)
+    return torch.autocast(device_type=device.type, dtype=amp_dtype(device), enabled=enabled)
 
 
 def _freeze_batchnorm(model: torch.nn.Module) -> None:
@@ -201,26 +174,6 @@ def _loss(scaled_pred: torch.Tensor, scaled_true: torch.Tensor,
     ``scaled_floor`` (``loss_floor_ions / label_scale``) bounds the weight of small counts."""
     rel = (scaled_pred.float() - scaled_true) / (scaled_true.abs() + scaled_floor)
     return rel.square().mean()
-
-
-def predict(
-    model: CountingNet,
-    images: np.ndarray,
-    batch_size: int = 64,
-    amp: bool = False,
-    progress: ProgressCallback | None = None,
-) -> np.ndarray:
-    """Ion numbers ``(n, n_outputs)`` float32 for prepared images ``(n, H, W)``."""
-    device = next(model.parameters()).device
-    model.eval()
-    out = []
-    with torch.inference_mode(), _autocast(device, amp and device.type == "cuda"):
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.asarray(images[start:start + batch_size], np.float32))
-            x = x[:, None].to(device).contiguous(memory_format=torch.channels_last)
-            out.append(model(x).float().cpu().numpy())
-            report(progress, min(start + batch_size, len(images)), len(images))
-    return np.concatenate(out) if out else np.zeros((0, model.n_outputs), np.float32)
 
 
 def summary_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -293,7 +246,7 @@ def fit(
     use_amp = config.amp
     # Loss scaling only for float16; it also reads a flag from the GPU every step.
     scaler = torch.amp.GradScaler(device.type,
-                                  enabled=use_amp and _amp_dtype(device) == torch.float16)
+                                  enabled=use_amp and amp_dtype(device) == torch.float16)
     step, elapsed = 0, 0.0
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.csv"
     if ckpt_path.exists():
@@ -467,159 +420,6 @@ def _trim_log(path: Path, step: int) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-# --- data sets -------------------------------------------------------------------------------
-
-
-def _pixel_sizes_um(ds: Any, idx: np.ndarray) -> np.ndarray:
-    """Camera pixel size (µm) of each selected row (the store's ``pixel_size_um`` column)."""
-    column = ds.table.get("pixel_size_um") if hasattr(ds.table, "get") else None
-    if column is None:
-        raise InputError("data: the data set has no pixel_size_um column")
-    return np.asarray(column, dtype=float)[idx]
-
-
-def prepare_split(
-    ds: Any,
-    split: str,
-    preprocess: Any,
-    labels: tuple[str, ...] | None,
-    limit: int | None,
-    cache_dir: Path | None,
-    progress: ProgressCallback | None = None,
-    cache_tag: str = "",
-) -> Split:
-    """Prepared images and labels of one split of an opened data set (cached when asked, in
-    ``cache_dir/prepared_{split}{cache_tag}.npy`` and ``.json``).
-
-    Frames the pipeline cannot prepare (``bad_frames``) are left out. A wanted label the data
-    set lacks is a species its spec does not hold: its count is 0 in every image (so a model
-    that also counts dark ions learns from, and is measured on, pure crystals too).
-    """
-    import dask.array as da
-
-    from ccount_core.image.preprocess import prepare_stack
-
-    names = list(ds.label_names)
-    wanted = list(labels) if labels else names[:1]
-    idx = np.sort(np.asarray(ds.indices(split), dtype=np.int64))
-    if limit is not None:
-        idx = idx[:limit]
-    store = getattr(ds, "path", None)
-    store = str(Path(store).resolve()) if store else ""
-    key = json.dumps({"store": store, "split": split, "n": len(idx),
-                      "first": idx[:1].tolist(), "last": idx[-1:].tolist(), "labels": wanted,
-                      "preprocess": preprocess.to_dict()}, sort_keys=True)
-    if cache_dir is not None:
-        img_path = cache_dir / f"prepared_{split}{cache_tag}.npy"
-        meta_path = cache_dir / f"prepared_{split}{cache_tag}.json"
-        if img_path.exists() and meta_path.exists():
-            meta = json.loads(meta_path.read_text())
-            if meta.get("key") == key:
-                left_out = {int(k) for k in meta.get("bad_frames", {})}
-                return Split(np.load(img_path, mmap_mode="r"),
-                             np.asarray(meta["labels"], np.float32),
-                             np.asarray([i for i in idx if int(i) not in left_out], np.int64))
-    held = np.asarray(ds.labels, dtype=np.float32)[idx]
-    labels_all = np.zeros((len(idx), len(wanted)), np.float32)
-    for j, w in enumerate(wanted):
-        if w in names:
-            labels_all[:, j] = held[:, names.index(w)]
-    if len(idx) == 0:
-        return Split(np.zeros((0, 1, 1), np.float32), labels_all, idx)
-    stack = da.from_zarr(ds.images) if not isinstance(ds.images, np.ndarray) else ds.images
-    sizes = _pixel_sizes_um(ds, idx)
-    images = np.zeros((len(idx), *preprocess.output_shape), np.float32)
-    bad: dict[int, str] = {}
-    for size in np.unique(sizes):
-        rows = np.flatnonzero(sizes == size)
-        out = prepare_stack(stack[idx[rows]], preprocess, camera_pixel_size_um=float(size),
-                            progress=progress).compute()
-        images[rows] = out.images
-        bad.update({int(rows[i]): reason for i, reason in out.bad_frames.items()})
-    keep = np.array([i not in bad for i in range(len(idx))], dtype=bool)
-    images = images[keep]
-    result = Split(images, labels_all[keep], idx[keep])
-    if cache_dir is not None:
-        buf = io.BytesIO()
-        np.save(buf, images)
-        atomic_write_bytes(img_path, buf.getvalue())
-        atomic_write_bytes(meta_path, json.dumps(
-            {"key": key, "labels": result.labels.tolist(),
-             "bad_frames": {str(int(idx[i])): r for i, r in bad.items()}}).encode())
-    return result
-
-
-def _data_summary(ds: Any, path: Path) -> dict[str, Any]:
-    summary: dict[str, Any] = {"path": str(path), "n_images": len(ds.labels),
-                               "label_names": list(ds.label_names)}
-    spec = getattr(ds, "spec", None)
-    if spec is not None:
-        summary["spec"] = spec.to_dict() if hasattr(spec, "to_dict") else spec
-    return summary
-
-
-def open_stores(data: Path | str | Sequence[Path | str]) -> list[tuple[Path, Any]]:
-    """``[(path, opened data set), ...]`` for one store or several that count the same
-    (laser-cooled, first-label) species; their dark species may differ."""
-    from ccount_core.dataset import open_dataset
-
-    paths = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
-    if not paths:
-        raise InputError("data: give at least one data set")
-    for path in paths:
-        if not path.exists():
-            raise InputError(f"data: no such data set: {path}")
-    if len({p.resolve() for p in paths}) != len(paths):
-        raise InputError("data: the same data set is given twice")
-    stores = [(path, open_dataset(path)) for path in paths]
-    cooled = stores[0][1].label_names[0]
-    for path, ds in stores[1:]:
-        if ds.label_names[0] != cooled:
-            raise InputError(f"data: {path} counts {ds.label_names[0]}, {paths[0]} counts "
-                             f"{cooled}")
-    return stores
-
-
-def resolve_labels(stores: Sequence[tuple[Path, Any]], labels: Sequence[str] | None
-                   ) -> tuple[str, ...]:
-    """The labels a run learns: ``labels``, each held by at least one of ``stores`` (the
-    others count 0 of it), or by default the counted (first) label."""
-    held = {name for _, ds in stores for name in ds.label_names}
-    unknown = [w for w in labels or () if w not in held]
-    if unknown:
-        raise InputError(f"labels: {unknown[0]!r} is not a species of the data set(s); they "
-                         f"hold {sorted(held)}")
-    return tuple(labels) if labels else (stores[0][1].label_names[0],)
-
-
-def prepare_splits(
-    stores: Sequence[tuple[Path, Any]],
-    split: str,
-    preprocess: Any,
-    labels: tuple[str, ...] | None,
-    limit: int | None,
-    cache_dir: Path | None,
-    progress: ProgressCallback | None = None,
-) -> Split:
-    """One split of several data sets, prepared and joined in the order given; ``limit``
-    counts over all of them. Each store's arrays are cached apart (``prepared_{split}.{i}``).
-    A store without a label's species counts 0 of it."""
-    parts: list[Split] = []
-    left = limit
-    for i, (_path, ds) in enumerate(stores):
-        tag = "" if len(stores) == 1 else f".{i}"
-        part = prepare_split(ds, split, preprocess, labels, left, cache_dir, progress, tag)
-        parts.append(Split(part.images, part.labels, part.ids + i * STORE_ID))
-        if left is not None:
-            left = max(left - len(part.images), 0)
-    if len(parts) == 1:
-        return parts[0]
-    shaped = [p for p in parts if len(p.images)] or parts[:1]
-    return Split(np.concatenate([p.images for p in shaped]),
-                 np.concatenate([p.labels for p in shaped]),
-                 np.concatenate([p.ids for p in shaped]))
-
-
 def train(
     data: Path | str | Sequence[Path | str],
     run_dir: Path | str,
@@ -665,17 +465,11 @@ def train(
     card = {
         "label_names": names,
         "preprocess": preprocess.to_dict(),
-        "data": [_data_summary(ds, path) for path, ds in stores],
+        "data": [data_summary(ds, path) for path, ds in stores],
         "splits": {"train": len(tr.images), "validation": len(va.images),
                    "test": sum(len(ds.indices("test")) for _, ds in stores)},
     }
     return fit(tr, va, run_dir, config, card, progress=progress)
 
 
-def replace_config(config: TrainConfig, **changes: Any) -> TrainConfig:
-    """``config`` with some fields changed (None values are ignored)."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
-
-
-__all__ = ["Split", "TrainConfig", "fit", "open_stores", "predict", "prepare_split",
-           "prepare_splits", "replace_config", "resolve_labels", "summary_metrics", "train"]
+__all__ = ["TrainConfig", "fit", "summary_metrics", "train"]

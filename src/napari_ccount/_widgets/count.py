@@ -6,7 +6,6 @@ Results: a docked table (one row per frame), a docked N(t) plot with its ±σ ba
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_path
+from ccount_core.nn.counts_file import CountsWriter, other_counts
 from napari_ccount._plot import CountPlot
 from napari_ccount._widgets._common import (
     LayerPicker,
@@ -253,8 +253,6 @@ class CountWidget(Container):
             ]
         interval = frame_interval_s(layer)
         frames = np.array([r["frame"] for r in self.rows], float)
-        from ccount_core.nn.count import other_counts  # lazy: torch stays out of plugin import
-
         others = {name: [_num(r.get(k)) for r in self.rows]
                   for name, k in other_counts(self.rows).items()}
         self.plot.set_data(frames * interval if interval else frames,
@@ -265,8 +263,6 @@ class CountWidget(Container):
         self._on_step()
 
     def _fill_table(self) -> None:
-        from ccount_core.nn.count import other_counts  # lazy: torch stays out of plugin import
-
         others = other_counts(self.rows)
         headers = [*TABLE_COLUMNS[:4], *(f"{name} count" for name in others),
                    *TABLE_COLUMNS[4:]]
@@ -312,8 +308,6 @@ class CountWidget(Container):
             return
         sigma = _num(row["uncertainty"])
         pm = f" ± {sigma:.0f}" if math.isfinite(sigma) else ""
-        from ccount_core.nn.count import other_counts  # lazy: torch stays out of plugin import
-
         dark = "".join(f", N({name}) = {_num(row.get(k)):.0f}"
                        for name, k in other_counts(self.rows).items())
         overlay.text = f"frame {frame}: N(Ca⁺) = {row['count']:.0f}{pm}{dark}"
@@ -331,15 +325,12 @@ class CountWidget(Container):
             self.export_csv(path)
 
     def export_csv(self, path: str | os.PathLike[str]) -> Path:
-        """Write the rows (the core's columns) to ``path`` through a temporary file."""
-        from ccount_core.nn.count import COLUMNS
-
+        """Write the rows to ``path`` through a temporary file: the column names, then the
+        rows as ``ccount count`` writes them (``ccount_core.nn.counts_file.CountsWriter``)."""
         target = Path(path)
-        extra = sorted({k for r in self.rows for k in r} - set(COLUMNS))
         with atomic_path(target) as tmp, tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *extra])
-            writer.writeheader()
-            writer.writerows({k: ("" if v is None else v) for k, v in r.items()}
-                             for r in self.rows)
+            writer = CountsWriter(fh, other_counts(self.rows))
+            writer.write_column_names()
+            writer.write(self.rows)
         show_info(f"ccount: {len(self.rows)} counts written to {target}")
         return target

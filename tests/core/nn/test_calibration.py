@@ -1,4 +1,4 @@
-"""The count calibration: fitted on held-out counts, applied by every Counter that carries one."""
+"""The count calibration: fitted on held-out counts, applied by every IonCounter carrying one."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ccount_core.dataset.samples import load_sample
 from ccount_core.errors import InputError
 from ccount_core.nn.calibration import apply_calibration, check_calibration, fit_calibration
 from ccount_core.nn.count import count_stack
-from ccount_core.nn.ensemble import Counter, ensemble_card, load_counter
+from ccount_core.nn.ensemble import IonCounter, ensemble_card, load_counter
 
 
 def _shrunk(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +73,7 @@ def test_bad_fits_and_bad_maps_are_one_line_errors():
 def test_counter_applies_its_cards_calibration():
     cal = {"knots": [0.0, 100.0, 400.0], "values": [0.0, 90.0, 390.0]}
     cards = [{"label_names": ["Ca+"]}, {"label_names": ["Ca+", "ND3+"]}]
-    counter = Counter([(None, cards[0]), (None, cards[1])],
+    counter = IonCounter([(None, cards[0]), (None, cards[1])],
                       {"label_names": ["Ca+", "ND3+"], "calibration": {"Ca+": cal}})
     a = (np.array([[100.0], [50.0]]), np.full((2, 1), np.nan))
     b = (np.array([[110.0, 7.0], [50.0, 3.0]]), np.full((2, 2), np.nan))
@@ -81,7 +81,7 @@ def test_counter_applies_its_cards_calibration():
     np.testing.assert_allclose(counts, [[95.0, 7.0], [45.0, 3.0]])  # ND3+ not calibrated
     np.testing.assert_allclose(spread[:, 0], [np.sqrt(50.0), 0.0])
     with pytest.raises(InputError, match="model 'x': calibration of 'Ca\\+' needs"):
-        Counter([(None, cards[0])], {"label_names": ["Ca+"], "name": "x",
+        IonCounter([(None, cards[0])], {"label_names": ["Ca+"], "name": "x",
                                      "calibration": {"Ca+": {"knots": [0], "values": [0]}}})
 
 

@@ -10,7 +10,8 @@ from ccount_core.dataset.samples import load_sample
 from ccount_core.errors import InputError
 from ccount_core.image.io import write_tiff
 from ccount_core.image.preprocess import PreprocessConfig
-from ccount_core.nn.count import COLUMNS, count_file, count_stack, read_counts, validation_error
+from ccount_core.nn.count import count_file, count_stack, validation_error
+from ccount_core.nn.counts_file import COLUMNS, read_counts
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

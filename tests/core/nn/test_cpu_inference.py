@@ -11,9 +11,10 @@ import torch
 import ccount_core.nn.count as count_mod
 from ccount_core.dataset.samples import load_sample
 from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
-from ccount_core.nn.count import count_stack, infer
+from ccount_core.nn.count import count_stack
 from ccount_core.nn.cpu_inference import fold_batchnorm, pack_for_cpu
-from ccount_core.nn.ensemble import Counter, load_counter
+from ccount_core.nn.ensemble import IonCounter, load_counter
+from ccount_core.nn.inference import infer
 from ccount_core.nn.model import CountingNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -92,11 +93,11 @@ def test_count_stack_packs_a_long_count_and_counts_the_same(monkeypatch):
     net = _trained_like_net(1)
     card = {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
             "input_shape": list(PRE.output_shape), "label_range": [30, 350]}
-    fresh = Counter([(net, card)], card)
+    fresh = IonCounter([(net, card)], card)
     plain = count_stack(stack, fresh, meta["pixel_size_um"], device="cpu", bf16=False)
     assert not fresh.is_packed()  # 3 frames: packing would cost more than it saves
     monkeypatch.setattr(count_mod, "PACK_MIN_FRAMES", 3)
-    long = Counter([(net, card)], card)
+    long = IonCounter([(net, card)], card)
     packed = count_stack(stack, long, meta["pixel_size_um"], device="cpu", bf16=False)
     assert long.is_packed() and not long.is_packed(bf16=True)
     a = np.array([r["count"] for r in plain])
@@ -104,7 +105,7 @@ def test_count_stack_packs_a_long_count_and_counts_the_same(monkeypatch):
     assert np.all(np.abs(a) > 1.0)
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
     # bfloat16 packs its own copy
-    bf = Counter([(net, card)], card)
+    bf = IonCounter([(net, card)], card)
     count_stack(stack, bf, meta["pixel_size_um"], device="cpu", bf16=True)
     assert bf.is_packed(bf16=True) and not bf.is_packed()
 

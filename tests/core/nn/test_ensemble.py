@@ -13,9 +13,10 @@ from ccount_core.dataset.samples import load_sample
 from ccount_core.errors import InputError
 from ccount_core.image.io import write_tiff
 from ccount_core.image.preprocess import PreprocessConfig
-from ccount_core.nn.count import count_file, count_stack, read_counts
+from ccount_core.nn.count import count_file, count_stack
+from ccount_core.nn.counts_file import read_counts
 from ccount_core.nn.ensemble import (
-    Counter,
+    IonCounter,
     ensemble_card,
     is_ensemble,
     load_counter,
@@ -58,7 +59,7 @@ def sample():
 
 def test_combine_means_members_and_adds_their_spread():
     cards = [{"label_names": ["Ca+"]}, {"label_names": ["Ca+", "ND3+"]}]
-    counter = Counter([(None, cards[0]), (None, cards[1])],
+    counter = IonCounter([(None, cards[0]), (None, cards[1])],
                       {"label_names": ["Ca+", "ND3+"]})
     a = (np.array([[100.0], [50.0]]), np.array([[np.nan], [np.nan]]))
     b = (np.array([[110.0, 7.0], [50.0, 3.0]]), np.array([[np.nan, 1.5], [np.nan, np.nan]]))

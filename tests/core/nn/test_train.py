@@ -11,7 +11,8 @@ import torch
 from ccount_core.errors import InputError
 from ccount_core.nn.augment import AugmentConfig, augment, blur, tta_views
 from ccount_core.nn.model import load_model
-from ccount_core.nn.train import Split, TrainConfig, _loss, fit, summary_metrics
+from ccount_core.nn.train import TrainConfig, _loss, fit, summary_metrics
+from ccount_core.nn.training_data import Split
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

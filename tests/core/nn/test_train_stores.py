@@ -23,7 +23,8 @@ from ccount_core.image.preprocess import PreprocessConfig
 from ccount_core.nn.augment import AugmentConfig
 from ccount_core.nn.evaluate import evaluate
 from ccount_core.nn.model import load_model
-from ccount_core.nn.train import TrainConfig, open_stores, prepare_split, prepare_splits, train
+from ccount_core.nn.train import TrainConfig, train
+from ccount_core.nn.training_data import open_stores, prepare_split, prepare_splits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

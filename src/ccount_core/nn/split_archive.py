@@ -1,11 +1,12 @@
-"""Prepared splits in one compact file, to train where the data set's store is not.
+"""Split archives: prepared splits in one compact file, to train where the data set's store
+is not.
 
 A GPU machine that cannot reach the raw store (gigabytes of 240 × 320 float32 frames) needs
-only the prepared images. ``save_packed`` stores each image as 8-bit levels between its own
+only the prepared images. ``save_split_archive`` stores each image as 8-bit levels between its own
 minimum and maximum (a quantisation step of 1/255 of its range, far below the noise training
 adds), with the labels and a JSON ``meta`` (the preprocessing configuration, label names,
 data summary), LZMA-compressed: about 0.7 kB per 96 × 48 prepared image instead of 18 kB.
-``load_packed`` returns the split as float32 and ``meta``. The file is a ``.npz`` inside an
+``load_split_archive`` returns the split as float32 and ``meta``. The file is a ``.npz`` inside an
 ``.xz`` stream, read without pickle.
 """
 
@@ -22,9 +23,10 @@ import numpy as np
 
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_write_bytes
-from ccount_core.nn.train import Split
+from ccount_core.nn.training_data import Split
 
 FORMAT = "ccount-packed-split"
+"""Written in every archive; unchanged since the first ones, so that those still load."""
 VERSION = 1
 
 
@@ -44,7 +46,7 @@ def dequantise(levels: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndar
     return levels.astype(np.float32) * step[:, None, None] + low[:, None, None]
 
 
-def save_packed(path: Path | str, split: Split, meta: Mapping[str, Any]) -> Path:
+def save_split_archive(path: Path | str, split: Split, meta: Mapping[str, Any]) -> Path:
     """Write ``split`` and ``meta`` (plain JSON values) to ``path`` (atomically)."""
     levels, low, high = quantise(split.images)
     header = {"format": FORMAT, "version": VERSION, "meta": dict(meta)}
@@ -57,21 +59,21 @@ def save_packed(path: Path | str, split: Split, meta: Mapping[str, Any]) -> Path
     return path
 
 
-def load_packed(path: Path | str) -> tuple[Split, dict[str, Any]]:
-    """The split (float32 images, labels) and ``meta`` stored by :func:`save_packed`."""
+def load_split_archive(path: Path | str) -> tuple[Split, dict[str, Any]]:
+    """The split (float32 images, labels) and ``meta`` stored by :func:`save_split_archive`."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"packed split: no such file: {path}")
+        raise InputError(f"split archive: no such file: {path}")
     try:
         raw = lzma.decompress(path.read_bytes())
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode())
             levels, low, high, labels = z["levels"], z["low"], z["high"], z["labels"]
     except (lzma.LZMAError, ValueError, KeyError, OSError) as exc:
-        raise InputError(f"packed split: {path} is not one ({exc})") from None
+        raise InputError(f"split archive: {path} is not one ({exc})") from None
     if header.get("format") != FORMAT:
-        raise InputError(f"packed split: {path} is not one (format {header.get('format')!r})")
+        raise InputError(f"split archive: {path} is not one (format {header.get('format')!r})")
     return Split(dequantise(levels, low, high), labels), header["meta"]
 
 
-__all__ = ["dequantise", "load_packed", "quantise", "save_packed"]
+__all__ = ["dequantise", "load_split_archive", "quantise", "save_split_archive"]

@@ -1,0 +1,114 @@
+"""The counts file: the CSV of one row per frame that ``ccount count`` and the plugin write.
+
+A file ``count_file`` writes starts with ``# ccount counts {json}`` (the source, pixel size
+(µm), test-time views and the model's name, labels and preprocessing), then the column names
+and one row per frame, appended batch by batch; a file a killed run left is resumed
+(:func:`resume_counts`). The plugin's export has the same columns and rows, without the first
+line. Columns: ``COLUMNS``, then ``count_<label>`` for each further output of the model
+(ions); an empty cell is a value that is not known (a frame not counted, no time).
+
+No torch here: the plugin reads and writes rows without loading the network.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ccount_core.errors import InputError
+
+COLUMNS = ("frame", "time_s", "count", "uncertainty", "ellipse_center_row",
+           "ellipse_center_col", "ellipse_semi_major", "ellipse_semi_minor",
+           "ellipse_angle_deg", "warning")
+OTHER_COUNT_PREFIX = "count_"
+"""Column of a model's further output (a dark species): ``count_<label>``, e.g. ``count_ND3+``."""
+META_PREFIX = "# ccount counts "
+"""Start of the first line of a file ``count_file`` writes; its JSON metadata follows."""
+Row = dict[str, Any]
+
+
+def other_counts(rows: Sequence[Row]) -> dict[str, str]:
+    """Species name -> column of the further outputs the rows hold (``{"ND3+": "count_ND3+"}``);
+    empty for a model that counts Ca+ alone or for no rows."""
+    keys = rows[0] if rows else {}
+    return {k[len(OTHER_COUNT_PREFIX):]: k for k in keys if k.startswith(OTHER_COUNT_PREFIX)}
+
+
+class CountsWriter:
+    """Writes rows to an open text file (opened with ``newline=""``) as CSV lines.
+
+    Columns: ``COLUMNS``, then ``count_<name>`` for each of ``others`` (the model's further
+    species in label order, e.g. ``["ND3+"]``); a value that is None or missing is an empty
+    cell.
+    """
+
+    def __init__(self, fh: TextIO, others: Iterable[str] = ()) -> None:
+        self.columns = [*COLUMNS, *(f"{OTHER_COUNT_PREFIX}{name}" for name in others)]
+        self._writer = csv.DictWriter(fh, fieldnames=self.columns)
+
+    def write_column_names(self) -> None:
+        self._writer.writeheader()
+
+    def write(self, rows: Iterable[Row]) -> None:
+        self._writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in self.columns}
+                               for r in rows)
+
+
+def counts_metadata(card: Mapping[str, Any], source: str, pixel_size_um: float | None,
+                    tta: int) -> dict[str, Any]:
+    """The first line's metadata for ``source`` counted with the model of ``card`` at
+    ``pixel_size_um`` (µm per camera pixel, None: unknown) with ``tta`` extra views."""
+    return {"source": source, "pixel_size_um": pixel_size_um, "tta": tta,
+            "model_name": card.get("name", ""), "label_names": card["label_names"],
+            "preprocess": card["preprocess"]}
+
+
+def read_counts(path: Path | str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """``(metadata, rows as strings)`` of a counts CSV written by
+    :func:`ccount_core.nn.count.count_file`."""
+    path = Path(path)
+    with path.open(newline="") as fh:
+        first = fh.readline()
+        if not first.startswith(META_PREFIX):
+            raise InputError(f"output: {path} exists and is not a ccount counts file")
+        meta = json.loads(first[len(META_PREFIX):])
+        rows = list(csv.DictReader(fh))
+    return meta, rows
+
+
+def resume_counts(path: Path, meta: Mapping[str, Any], others: Sequence[str]) -> set[int]:
+    """The frames already in the counts file ``path``, which must hold ``meta``
+    (:func:`counts_metadata`; a last line cut by a killed writer is dropped); a missing or
+    empty file is started (its first line and the column names) and has none."""
+    if path.exists() and path.stat().st_size > 0:
+        old_meta, _ = read_counts(path)
+        if old_meta != json.loads(_meta_line(meta)[len(META_PREFIX):]):  # as it reads back
+            raise InputError(f"output: {path} was counted from another source, pixel size "
+                             "or model; choose a new -o or delete it")
+        _drop_partial_line(path)
+        _, old = read_counts(path)
+        return {int(r["frame"]) for r in old if (r.get("frame") or "").isdigit()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        fh.write(_meta_line(meta))
+        CountsWriter(fh, others).write_column_names()
+    return set()
+
+
+def _meta_line(meta: Mapping[str, Any]) -> str:
+    return META_PREFIX + json.dumps(meta, sort_keys=True) + "\n"
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line a killed writer left without its newline."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
+__all__ = ["COLUMNS", "META_PREFIX", "OTHER_COUNT_PREFIX", "CountsWriter", "Row",
+           "counts_metadata", "other_counts", "read_counts", "resume_counts"]
