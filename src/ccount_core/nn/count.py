@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ccount_core.errors import InputError
+from ccount_core.nn import cpu_inference
 from ccount_core.nn.counts_file import (
     OTHER_COUNT_PREFIX,
     CountsWriter,
@@ -210,7 +211,8 @@ def count_stack(
     more, two batches are counted at once with half the threads each (the counts are the
     same either way).
     ``device``: torch device to count on (None: CUDA when available, else CPU); the model is
-    moved there. ``bf16``: bfloat16 inference; None: on a CPU that computes it natively
+    moved there. ``bf16``: bfloat16 inference (packed where oneDNN packs bfloat16 weights,
+    else under autocast, slower); None: on a CPU that computes it natively
     (:func:`native_bf16`) and runs it faster than float32 (timed once per machine,
     :func:`ccount_core.nn.precision.bf16_pays`); it moves counts by about 0.3 ions RMS (at most
     2.4 in 3,000 validation images, ``benchmarks/bf16_accuracy.py``).
@@ -253,7 +255,8 @@ def count_stack(
         # On a CPU the members are packed once per IonCounter and precision (batch norm
         # folded, weights cast and in oneDNN's layout). Packing costs about what counting 80
         # frames saves, so a short count with a fresh IonCounter runs the members as they are.
-        packed = dev.type == "cpu" and (
+        # A CPU without oneDNN's bfloat16 packing runs bfloat16 under autocast, unpacked.
+        packed = dev.type == "cpu" and (not bf16 or cpu_inference.bf16_packable()) and (
             counter.is_packed(bf16) or len(todo) >= PACK_MIN_FRAMES)
         nets = counter.packed_for_cpu(bf16) if packed else [net for net, _ in counter.members]
 

@@ -15,14 +15,36 @@ CPU's bfloat16 units (AVX512-BF16, AMX) and moves counts by a fraction of an ion
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ccount_core.errors import InputError
 from ccount_core.nn.model import CountingNet
 
-__all__ = ["PackedCpuNet", "fold_batchnorm", "pack_for_cpu"]
+__all__ = ["PackedCpuNet", "bf16_packable", "check_bf16_packable", "fold_batchnorm",
+           "pack_for_cpu"]
+
+
+@functools.cache
+def bf16_packable() -> bool:
+    """Whether oneDNN packs bfloat16 convolution weights on this CPU (it needs AVX512-BW/VL/DQ
+    or AVX-NE-CONVERT; an AVX2-only CPU has neither), tried once on a 1 × 1 convolution."""
+    weight = torch.zeros(1, 1, 1, 1, dtype=torch.bfloat16).to_mkldnn()
+    try:
+        torch._C._nn.mkldnn_reorder_conv2d_weight(weight, (0, 0), (1, 1), (1, 1), 1)
+    except RuntimeError:
+        return False
+    return True
+
+
+def check_bf16_packable() -> None:
+    """Raise :class:`InputError` (one line) when bfloat16 networks cannot run on this CPU."""
+    if not bf16_packable():
+        raise InputError("bf16: this CPU cannot pack bfloat16 networks (oneDNN needs "
+                         "AVX512-BW/VL/DQ or AVX-NE-CONVERT); leave out --bf16")
 
 
 def fold_batchnorm(resnet: nn.Module) -> nn.Module:
@@ -107,5 +129,8 @@ class PackedCpuNet(nn.Module):
 
 def pack_for_cpu(net: CountingNet, bf16: bool = False) -> PackedCpuNet:
     """A packed copy of ``net`` (in eval mode) for CPU inference, its convolutions in bfloat16
-    when ``bf16`` else float32; ``net`` is untouched."""
+    when ``bf16`` else float32; ``net`` is untouched. Raises :class:`InputError` for
+    bfloat16 on a CPU that cannot run it (:func:`bf16_packable`)."""
+    if bf16:
+        check_bf16_packable()
     return PackedCpuNet(net, torch.bfloat16 if bf16 else torch.float32).eval()

@@ -154,6 +154,10 @@ def evaluate(
         raise InputError(f"split: must be train, validation or test, got {split!r}")
     if tta < 0:
         raise InputError(f"tta: must be 0 or more, got {tta}")
+    if bf16:
+        from ccount_core.nn.cpu_inference import check_bf16_packable
+
+        check_bf16_packable()
     out_dir = Path(out_dir)
     stores = open_stores(data)
     counter = load_counter(model_path)

@@ -10,14 +10,19 @@ import torch
 
 import ccount_core.nn.count as count_mod
 from ccount_core.dataset.samples import load_sample
+from ccount_core.errors import InputError
 from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
+from ccount_core.nn import cpu_inference
 from ccount_core.nn.count import count_stack
-from ccount_core.nn.cpu_inference import fold_batchnorm, pack_for_cpu
+from ccount_core.nn.cpu_inference import bf16_packable, fold_batchnorm, pack_for_cpu
 from ccount_core.nn.ensemble import IonCounter, load_counter
 from ccount_core.nn.inference import infer
 from ccount_core.nn.model import CountingNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+needs_bf16_packing = pytest.mark.skipif(
+    not bf16_packable(), reason="this CPU cannot pack bfloat16 weights (no AVX512-BW/VL/DQ or "
+    "AVX-NE-CONVERT); test_bfloat16_where_it_cannot_be_packed covers it")
 
 PRE = PreprocessConfig(model_pixel_size_um=12.0, output_shape=(48, 32))
 
@@ -49,6 +54,7 @@ def test_packed_network_counts_as_the_network_does():
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
+@needs_bf16_packing
 def test_bfloat16_packed_network_counts_within_its_rounding():
     net = _trained_like_net()
     x = torch.rand(5, 1, 96, 48) * 3.0
@@ -104,12 +110,40 @@ def test_count_stack_packs_a_long_count_and_counts_the_same(monkeypatch):
     b = np.array([r["count"] for r in packed])
     assert np.all(np.abs(a) > 1.0)
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
-    # bfloat16 packs its own copy
+    # bfloat16 packs its own copy where the CPU packs bfloat16 weights
     bf = IonCounter([(net, card)], card)
     count_stack(stack, bf, meta["pixel_size_um"], device="cpu", bf16=True)
-    assert bf.is_packed(bf16=True) and not bf.is_packed()
+    assert bf.is_packed(bf16=True) is bf16_packable() and not bf.is_packed()
 
 
+def test_bfloat16_where_it_cannot_be_packed(monkeypatch, tmp_path):
+    """An AVX2-only CPU: asked for bfloat16, a count runs the networks unpacked under autocast,
+    and packing or evaluating in bfloat16 says so in one line, before any work."""
+    from ccount_core.nn.evaluate import evaluate
+
+    monkeypatch.setattr(cpu_inference, "bf16_packable", lambda: False)
+    net = _trained_like_net(1)
+    with pytest.raises(InputError, match=r"^bf16: this CPU cannot pack bfloat16"):
+        pack_for_cpu(net, bf16=True)
+    with pytest.raises(InputError, match=r"^bf16: this CPU cannot pack bfloat16"):
+        evaluate(None, tmp_path / "no_such_store.zarr", tmp_path / "eval", bf16=True)
+    assert not (tmp_path / "eval").exists()
+    stack, meta = load_sample("reaction_series")
+    card = {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
+            "input_shape": list(PRE.output_shape), "label_range": [30, 350]}
+    monkeypatch.setattr(count_mod, "PACK_MIN_FRAMES", 3)
+    bf = IonCounter([(net, card)], card)
+    rows = count_stack(stack[:3], bf, meta["pixel_size_um"], device="cpu", bf16=True)
+    assert not bf.is_packed(bf16=True) and not bf.is_packed()
+    f32 = count_stack(stack[:3], IonCounter([(net, card)], card), meta["pixel_size_um"],
+                      device="cpu", bf16=False)
+    a = np.array([r["count"] for r in f32])
+    b = np.array([r["count"] for r in rows])
+    assert np.all(np.abs(a) > 1.0)
+    np.testing.assert_allclose(b, a, rtol=0.05)  # bfloat16 keeps 8 bits of mantissa
+
+
+@needs_bf16_packing
 def test_bfloat16_packed_shipped_model_counts_within_an_ion():
     """The trained network in bfloat16 (what an AMX or AVX512-BF16 CPU runs) against float32,
     both packed, on the sample frames: bfloat16 rounding moves a count by a fraction of an ion."""
