@@ -37,8 +37,13 @@ def spec_for(n_ions: int, renders: int, runs: int) -> dict:
         raise SystemExit("--runs must be 4 or 8")
     return {
         "name": f"bench-{n_ions}",
-        "parameters": {"n_ions": [n_ions], "v_rf": [200, 240], "v_end": [2.0, 3.0],
-                       "eta": [0.244, 0.3][: runs // 4], "seeds": [1]},
+        "parameters": {
+            "n_ions": [n_ions],
+            "v_rf": [200, 240],
+            "v_end": [2.0, 3.0],
+            "eta": [0.244, 0.3][: runs // 4],
+            "seeds": [1],
+        },
         "renders": {"focal_offset_um": [0.0, 15.0, -15.0, 30.0, -30.0, 45.0][:renders]},
     }
 
@@ -51,8 +56,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=8, help="MD runs per case (4 or 8)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--mix", type=int, default=0, metavar="K",
-                    help="measure K random MD runs of the 10k-set mix instead")
+    ap.add_argument(
+        "--mix",
+        type=int,
+        default=0,
+        metavar="K",
+        help="measure K random MD runs of the 10k-set mix instead",
+    )
     args = ap.parse_args()
     if args.mix:
         mix(args.mix)
@@ -66,14 +76,20 @@ def main() -> None:
     try:
         for w in args.workers:
             t0 = time.perf_counter()
-            cluster = LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR,
-                                   env={"NUMBA_NUM_THREADS": "1"})
+            cluster = LocalCluster(
+                n_workers=w,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+                env={"NUMBA_NUM_THREADS": "1"},
+            )
             client = Client(cluster)
             warm = spec_for(20, 1, 4)
             generate(warm, tmp / "warm.zarr", client=client)  # numba cache into every worker
-            print(f"workers={w}: cluster start + warm-up {time.perf_counter() - t0:.1f} s",
-                  flush=True)
+            print(
+                f"workers={w}: cluster start + warm-up {time.perf_counter() - t0:.1f} s", flush=True
+            )
             for r in args.renders:
                 for n in args.n_ions:
                     best, cpu = np.inf, np.inf
@@ -87,16 +103,21 @@ def main() -> None:
                         cpu = min(cpu, float(np.mean(ds.table["cpu_seconds"])))
                         shutil.rmtree(out)
                     rows.append((w, r, n, best, md, ren, s.n_rows, cpu))
-                    print(f"W={w} R={r} N={n:4d}: {s.n_rows} images in {best:6.2f} s = "
-                          f"{s.n_rows / best:6.2f} img/s (MD {md:.2f} s/run, render "
-                          f"{ren:.3f} s/img, CPU {cpu:.3f} s/img)", flush=True)
+                    print(
+                        f"W={w} R={r} N={n:4d}: {s.n_rows} images in {best:6.2f} s = "
+                        f"{s.n_rows / best:6.2f} img/s (MD {md:.2f} s/run, render "
+                        f"{ren:.3f} s/img, CPU {cpu:.3f} s/img)",
+                        flush=True,
+                    )
             client.close()
             cluster.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print("\n| workers | renders/MD run | N ions | images/s (wall) | MD s/run | render s/image "
-          "| CPU s/image |")
+    print(
+        "\n| workers | renders/MD run | N ions | images/s (wall) | MD s/run | render s/image "
+        "| CPU s/image |"
+    )
     print("|---|---|---|---|---|---|---|")
     for w, r, n, best, md, ren, n_img, cpu in rows:
         print(f"| {w} | {r} | {n} | {n_img / best:.2f} | {md:.2f} | {ren:.3f} | {cpu:.3f} |")
@@ -104,25 +125,36 @@ def main() -> None:
     print("\n10,000 images, N uniform over 30..350 (step 10), interpolated linearly in N:")
     for w in args.workers:
         for r in args.renders:
-            sel = [(n, best / n_img, cpu) for ww, rr, n, best, _, _, n_img, cpu in rows
-                   if ww == w and rr == r]
+            sel = [
+                (n, best / n_img, cpu)
+                for ww, rr, n, best, _, _, n_img, cpu in rows
+                if ww == w and rr == r
+            ]
             if len(sel) < 2:
                 continue
             ns, wall, cpu = np.array(sel).T
             wall_h = 10_000 * float(np.mean(np.interp(grid, ns, wall))) / 3600
             cpu_h = 10_000 * float(np.mean(np.interp(grid, ns, cpu))) / 3600
-            print(f"  workers={w}, {r} render(s)/MD run: measured wall {wall_h:.2f} h; "
-                  f"CPU {cpu_h:.2f} core-h = {cpu_h / w:.2f} h on {w} dedicated core(s)")
+            print(
+                f"  workers={w}, {r} render(s)/MD run: measured wall {wall_h:.2f} h; "
+                f"CPU {cpu_h:.2f} core-h = {cpu_h / w:.2f} h on {w} dedicated core(s)"
+            )
 
 
 def mix(k: int, renders: int = 4) -> None:
     """Generate K random MD runs of the paper's ranges x ``renders`` images; scale to 10k."""
     spec = {
-        "name": "bench-mix", "seed": 1,
-        "parameters": {"sampling": "random", "n_samples": k,
-                       "n_ions": {"min": 30, "max": 350}, "v_rf": {"min": 170, "max": 300},
-                       "v_end": {"min": 1.5, "max": 3.5}, "eta": {"min": 0.24, "max": 0.355},
-                       "seeds": [1]},
+        "name": "bench-mix",
+        "seed": 1,
+        "parameters": {
+            "sampling": "random",
+            "n_samples": k,
+            "n_ions": {"min": 30, "max": 350},
+            "v_rf": {"min": 170, "max": 300},
+            "v_end": {"min": 1.5, "max": 3.5},
+            "eta": {"min": 0.24, "max": 0.355},
+            "seeds": [1],
+        },
         "renders": {"focal_offset_um": [0.0, 15.0, -15.0, 30.0][:renders]},
     }
     tmp = Path(tempfile.mkdtemp(prefix="bench_dataset_mix_"))
@@ -133,11 +165,15 @@ def mix(k: int, renders: int = 4) -> None:
         n = ds.table["n_Ca+"][::renders]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{s.n_rows} images ({k} MD runs, N {n.min()}..{n.max()}, mean {n.mean():.0f}) in "
-          f"{s.seconds:.1f} s wall = {s.n_rows / s.seconds:.2f} img/s; worker CPU {cpu:.1f} s "
-          f"= {cpu / s.n_rows:.3f} s/img")
-    print(f"10,000 images: {10_000 / (s.n_rows / s.seconds) / 3600:.2f} h at the measured rate; "
-          f"{10_000 * cpu / s.n_rows / 3600:.2f} core-h of CPU")
+    print(
+        f"{s.n_rows} images ({k} MD runs, N {n.min()}..{n.max()}, mean {n.mean():.0f}) in "
+        f"{s.seconds:.1f} s wall = {s.n_rows / s.seconds:.2f} img/s; worker CPU {cpu:.1f} s "
+        f"= {cpu / s.n_rows:.3f} s/img"
+    )
+    print(
+        f"10,000 images: {10_000 / (s.n_rows / s.seconds) / 3600:.2f} h at the measured rate; "
+        f"{10_000 * cpu / s.n_rows / 3600:.2f} core-h of CPU"
+    )
 
 
 if __name__ == "__main__":

@@ -62,11 +62,18 @@ def main() -> None:
     reps = -(-args.frames // len(stack))
     frames = np.concatenate([stack] * reps)[: args.frames]
     prepared = prepare_stack(frames, cfg, camera_pixel_size_um=px).images
-    print(f"model: {source}; input {cfg.output_shape} px at {cfg.model_pixel_size_um} µm; "
-          f"frames {frames.shape}; torch {torch.__version__}")
-    results: dict = {"model": source, "input_shape": list(cfg.output_shape),
-                     "frames": args.frames, "batch_size": args.batch_size, "network": [],
-                     "pipeline": []}
+    print(
+        f"model: {source}; input {cfg.output_shape} px at {cfg.model_pixel_size_um} µm; "
+        f"frames {frames.shape}; torch {torch.__version__}"
+    )
+    results: dict = {
+        "model": source,
+        "input_shape": list(cfg.output_shape),
+        "frames": args.frames,
+        "batch_size": args.batch_size,
+        "network": [],
+        "pipeline": [],
+    }
 
     t_pre = best_time(lambda: prepare_stack(frames, cfg, camera_pixel_size_um=px), args.repeats)
     results["preprocess_fps"] = args.frames / t_pre
@@ -79,18 +86,19 @@ def main() -> None:
     counter = IonCounter([(model, card)], card)
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        for name, layout, bf16 in (("fp32", torch.contiguous_format, False),
-                                   ("fp32 channels_last", torch.channels_last, False),
-                                   ("bf16 channels_last", torch.channels_last, True),
-                                   ("fp32 packed", torch.contiguous_format, False),
-                                   ("bf16 packed", torch.contiguous_format, False)):
+        for name, layout, bf16 in (
+            ("fp32", torch.contiguous_format, False),
+            ("fp32 channels_last", torch.channels_last, False),
+            ("bf16 channels_last", torch.channels_last, True),
+            ("fp32 packed", torch.contiguous_format, False),
+            ("bf16 packed", torch.contiguous_format, False),
+        ):
             net = packed[name] if name in packed else model.to(memory_format=layout)
 
             def run(net=net, layout=layout, bf16=bf16) -> None:
-                with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
-                                                            enabled=bf16):
+                with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
                     for s in range(0, len(x_all), args.batch_size):
-                        net(x_all[s:s + args.batch_size].contiguous(memory_format=layout))
+                        net(x_all[s : s + args.batch_size].contiguous(memory_format=layout))
 
             fps = args.frames / best_time(run, args.repeats)
             results["network"].append({"threads": threads, "mode": name, "fps": fps})
@@ -99,16 +107,37 @@ def main() -> None:
 
     for threads in (1, 2):
         for tta, bf16 in ((0, False), (0, True), (4, False), (4, True)):
-            t = best_time(lambda tta=tta, bf16=bf16, threads=threads: count_stack(
-                frames, counter, px, batch_size=args.batch_size, tta=tta,
-                threads=threads, bf16=bf16), args.repeats)
-            lat = best_time(lambda tta=tta, bf16=bf16, threads=threads: count_stack(
-                frames[:1], counter, px, tta=tta, threads=threads, bf16=bf16),
-                args.repeats)
-            results["pipeline"].append({"threads": threads, "tta": tta, "bf16": bf16,
-                                        "fps": args.frames / t, "latency_s": lat})
-            print(f"count_stack, {threads} thread(s), tta={tta}, bf16={bf16!s:<5}: "
-                  f"{args.frames / t:7.1f} frames/s batched, {lat * 1000:6.0f} ms one frame")
+            t = best_time(
+                lambda tta=tta, bf16=bf16, threads=threads: count_stack(
+                    frames,
+                    counter,
+                    px,
+                    batch_size=args.batch_size,
+                    tta=tta,
+                    threads=threads,
+                    bf16=bf16,
+                ),
+                args.repeats,
+            )
+            lat = best_time(
+                lambda tta=tta, bf16=bf16, threads=threads: count_stack(
+                    frames[:1], counter, px, tta=tta, threads=threads, bf16=bf16
+                ),
+                args.repeats,
+            )
+            results["pipeline"].append(
+                {
+                    "threads": threads,
+                    "tta": tta,
+                    "bf16": bf16,
+                    "fps": args.frames / t,
+                    "latency_s": lat,
+                }
+            )
+            print(
+                f"count_stack, {threads} thread(s), tta={tta}, bf16={bf16!s:<5}: "
+                f"{args.frames / t:7.1f} frames/s batched, {lat * 1000:6.0f} ms one frame"
+            )
     # The defaults (bf16=None, every core): the first count on a machine times float32 against
     # bfloat16 once (ccount_core.nn.precision) and remembers the faster.
     import os
@@ -122,15 +151,25 @@ def main() -> None:
         count_stack(frames[:1], counter, px)
         first = time.perf_counter() - t0
         lat = best_time(lambda: count_stack(frames[:1], counter, px), args.repeats)
-        t = best_time(lambda: count_stack(frames, counter, px,
-                                          batch_size=args.batch_size), args.repeats)
-        chose = [v["bf16"] for v in json.loads((Path(cache) / CHOICE_FILE).read_text()).values()
-                 ] if (Path(cache) / CHOICE_FILE).exists() else ["not native"]
-    results["default"] = {"fps": args.frames / t, "latency_s": lat, "first_call_s": first,
-                          "bf16": chose}
-    print(f"count_stack defaults (bf16 chosen: {chose}): {args.frames / t:7.1f} frames/s "
-          f"batched, {lat * 1000:6.0f} ms one frame; first call on a new machine "
-          f"{first:.2f} s (the one-time timing included)")
+        t = best_time(
+            lambda: count_stack(frames, counter, px, batch_size=args.batch_size), args.repeats
+        )
+        chose = (
+            [v["bf16"] for v in json.loads((Path(cache) / CHOICE_FILE).read_text()).values()]
+            if (Path(cache) / CHOICE_FILE).exists()
+            else ["not native"]
+        )
+    results["default"] = {
+        "fps": args.frames / t,
+        "latency_s": lat,
+        "first_call_s": first,
+        "bf16": chose,
+    }
+    print(
+        f"count_stack defaults (bf16 chosen: {chose}): {args.frames / t:7.1f} frames/s "
+        f"batched, {lat * 1000:6.0f} ms one frame; first call on a new machine "
+        f"{first:.2f} s (the one-time timing included)"
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

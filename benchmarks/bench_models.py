@@ -33,12 +33,17 @@ def main() -> None:
     frames = np.concatenate([stack] * -(-args.frames // len(stack)))[: args.frames]
     for name in args.models or shipped_models():
         counter = load_counter(name)
-        t = best_time(lambda c=counter: count_stack(frames, c, px, batch_size=args.batch_size,
-                                                    tta=args.tta), args.repeats)
-        lat = best_time(lambda c=counter: count_stack(frames[:1], c, px, tta=args.tta),
-                        args.repeats)
-        print(f"{name:<10} ({len(counter.members)} network(s), tta {args.tta}): "
-              f"{args.frames / t:6.1f} frames/s batched, {1000 * lat:5.0f} ms one frame")
+        t = best_time(
+            lambda c=counter: count_stack(frames, c, px, batch_size=args.batch_size, tta=args.tta),
+            args.repeats,
+        )
+        lat = best_time(
+            lambda c=counter: count_stack(frames[:1], c, px, tta=args.tta), args.repeats
+        )
+        print(
+            f"{name:<10} ({len(counter.members)} network(s), tta {args.tta}): "
+            f"{args.frames / t:6.1f} frames/s batched, {1000 * lat:5.0f} ms one frame"
+        )
 
 
 if __name__ == "__main__":

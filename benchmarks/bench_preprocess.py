@@ -29,9 +29,20 @@ def make_stack(n_frames: int, n_distinct: int = 8) -> np.ndarray:
     frames = []
     for i in range(n_distinct):
         img, _ = synthetic_crystal(
-            shape=(512, 512), center=(256.0 + 5 * i, 250.0 - 3 * i), a_t=150.0 - 4 * i,
-            a_r=85.0 - 2 * i, angle_deg=-6.0 + 2 * i, spacing=13.0, spot_sigma=2.4,
-            depth_of_field=18.0, snr=3.0, hot_pixels=200, gradient=0.3, seed=i, offset=300.0)
+            shape=(512, 512),
+            center=(256.0 + 5 * i, 250.0 - 3 * i),
+            a_t=150.0 - 4 * i,
+            a_r=85.0 - 2 * i,
+            angle_deg=-6.0 + 2 * i,
+            spacing=13.0,
+            spot_sigma=2.4,
+            depth_of_field=18.0,
+            snr=3.0,
+            hot_pixels=200,
+            gradient=0.3,
+            seed=i,
+            offset=300.0,
+        )
         frames.append(np.clip(img, 0, 65535).astype(np.uint16))
     return np.stack([frames[i % n_distinct] for i in range(n_frames)])
 
@@ -63,19 +74,22 @@ def main() -> None:
         "default + enhancement A=1": (PreprocessConfig(enhance_amplitude=1.0), 3.0),
     }
     for name, (cfg, cam) in configs.items():
-        cases[f"prepare_stack numpy, {name}"] = (
-            lambda cfg=cfg, cam=cam: prepare_stack(stack, cfg, camera_pixel_size_um=cam))
+        cases[f"prepare_stack numpy, {name}"] = lambda cfg=cfg, cam=cam: prepare_stack(
+            stack, cfg, camera_pixel_size_um=cam
+        )
     import dask.array as da
 
     lazy = da.from_array(stack, chunks=(16, -1, -1))
-    cases["prepare_stack dask (2 threads), default, camera 3 um/px"] = (
-        lambda: prepare_stack(lazy, PreprocessConfig(), camera_pixel_size_um=3.0)
-        .images.compute(scheduler="threads", num_workers=2))
+    cases["prepare_stack dask (2 threads), default, camera 3 um/px"] = lambda: prepare_stack(
+        lazy, PreprocessConfig(), camera_pixel_size_um=3.0
+    ).images.compute(scheduler="threads", num_workers=2)
     prepare_stack(stack[:4], PreprocessConfig(), camera_pixel_size_um=3.0)  # warm-up
     out = prepare_stack(stack[:8], PreprocessConfig(), camera_pixel_size_um=3.0)
     assert not out.bad_frames, out.bad_frames
-    print(f"{n} frames of 512 x 512 uint16, best of {args.repeats}; frames/s by the wall "
-          "clock and per CPU-second of this process (less disturbed by other jobs)")
+    print(
+        f"{n} frames of 512 x 512 uint16, best of {args.repeats}; frames/s by the wall "
+        "clock and per CPU-second of this process (less disturbed by other jobs)"
+    )
     for name, fn in cases.items():
         wall, cpu = best_fps(fn, n, args.repeats)
         print(f"{name:62s} {wall:7.1f} wall  {cpu:7.1f} per CPU-s")

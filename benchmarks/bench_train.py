@@ -21,8 +21,10 @@ from ccount_core.nn.training_data import Split
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    train = Split(rng.standard_normal((640, 96, 48)).astype(np.float32),
-                  rng.uniform(30, 350, (640, 1)).astype(np.float32))
+    train = Split(
+        rng.standard_normal((640, 96, 48)).astype(np.float32),
+        rng.uniform(30, 350, (640, 1)).astype(np.float32),
+    )
     val = Split(train.images[:32], train.labels[:32])
     card = {"label_names": ["Ca+"], "preprocess": {}, "data": [], "splits": {}}
     torch.set_num_threads(2)
@@ -33,12 +35,15 @@ def main() -> None:
             if done in (5, 45):
                 marks[done] = time.perf_counter()
 
-        config = TrainConfig(batch_size=32, epochs=1, epoch_images=46 * 32, amp=amp, seed=0,
-                             checkpoint_every=10**9)
+        config = TrainConfig(
+            batch_size=32, epochs=1, epoch_images=46 * 32, amp=amp, seed=0, checkpoint_every=10**9
+        )
         with tempfile.TemporaryDirectory() as run_dir:
             fit(train, val, run_dir, config, card, progress=clock)
-        print(f"{'bfloat16 autocast' if amp else 'float32':<17}: "
-              f"{40 / (marks[45] - marks[5]):.2f} steps/s of 32")
+        print(
+            f"{'bfloat16 autocast' if amp else 'float32':<17}: "
+            f"{40 / (marks[45] - marks[5]):.2f} steps/s of 32"
+        )
 
 
 if __name__ == "__main__":

@@ -30,20 +30,32 @@ def main() -> None:
     args = ap.parse_args()
     counter = load_counter(None if args.model == "default" else args.model)
     card = counter.members[0][1]
-    split = prepare_splits(open_stores(args.data), "validation",
-                           PreprocessConfig.from_dict(card["preprocess"]),
-                           tuple(card["label_names"]), args.limit, None)
+    split = prepare_splits(
+        open_stores(args.data),
+        "validation",
+        PreprocessConfig.from_dict(card["preprocess"]),
+        tuple(card["label_names"]),
+        args.limit,
+        None,
+    )
     truth = split.labels[:, 0]
     counts = {}
     for bf16 in (False, True):
-        counts[bf16] = np.concatenate([
-            infer(counter.packed_for_cpu(bf16)[0], split.images[i:i + args.batch_size])[0][:, 0]
-            for i in range(0, len(truth), args.batch_size)])
+        counts[bf16] = np.concatenate(
+            [
+                infer(counter.packed_for_cpu(bf16)[0], split.images[i : i + args.batch_size])[0][
+                    :, 0
+                ]
+                for i in range(0, len(truth), args.batch_size)
+            ]
+        )
         rms = np.sqrt(np.mean(((counts[bf16] - truth) / truth) ** 2)) * 100
         print(f"{'bf16' if bf16 else 'fp32'}: RMS error {rms:.2f} % on {len(truth)} images")
     diff = counts[True] - counts[False]
-    print(f"bf16 - fp32: RMS {np.sqrt(np.mean(diff**2)):.2f} ions, largest "
-          f"{np.abs(diff).max():.2f} ions; native bf16 on this CPU: {native_bf16()}")
+    print(
+        f"bf16 - fp32: RMS {np.sqrt(np.mean(diff**2)):.2f} ions, largest "
+        f"{np.abs(diff).max():.2f} ions; native bf16 on this CPU: {native_bf16()}"
+    )
 
 
 if __name__ == "__main__":

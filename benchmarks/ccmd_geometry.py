@@ -28,8 +28,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "benchmarks" / "data" / "ccmd_crystal_geometry.csv"
 RESULTS = Path.home() / ".cache" / "ccount" / "ccmd_geometry_results.csv"
-FIELDS = ["row", "eta", "vrf", "vend", "n_ca", "length_um", "width_um", "sim_length_um",
-          "sim_width_um", "dev_length", "dev_width", "seconds"]
+FIELDS = [
+    "row",
+    "eta",
+    "vrf",
+    "vend",
+    "n_ca",
+    "length_um",
+    "width_um",
+    "sim_length_um",
+    "sim_width_um",
+    "dev_length",
+    "dev_width",
+    "seconds",
+]
 N_BANDS = ((50, 150), (200, 300), (350, 450), (500, 600))
 
 NOTES = """
@@ -71,7 +83,6 @@ Conventions taken from CCMD's source (softleygroup/ccmd: `ImageHistogramListener
 """
 
 
-
 def pick_rows(reference: Path, n_rows: int, seed: int = 0) -> list[dict[str, float]]:
     """A stratified spread of reference rows: equal shares per (η, ion-number band)."""
     with reference.open() as fh:
@@ -92,8 +103,9 @@ def pick_rows(reference: Path, n_rows: int, seed: int = 0) -> list[dict[str, flo
     return ordered[:n_rows]
 
 
-def measure_row(row: dict[str, float], temperature_k: float | None = None,
-                view_azimuth_deg: float = 45.0) -> dict[str, float]:
+def measure_row(
+    row: dict[str, float], temperature_k: float | None = None, view_azimuth_deg: float = 45.0
+) -> dict[str, float]:
     """Simulate, render and measure one reference row (default simulation settings, or
     these with the bath temperature ``temperature_k``; CCMD's view unless told)."""
     from ccount_core.image.geometry import measure_crystal_size
@@ -121,8 +133,9 @@ def load_results(path: Path) -> dict[int, dict[str, float]]:
     if not path.exists():
         return {}
     with path.open() as fh:
-        return {int(float(r["row"])): {k: float(v) for k, v in r.items()}
-                for r in csv.DictReader(fh)}
+        return {
+            int(float(r["row"])): {k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)
+        }
 
 
 def append_result(path: Path, result: dict[str, float]) -> None:
@@ -153,8 +166,12 @@ def results_path(base: Path, temperature_mk: float | None, view_deg: float = 45.
     return base.with_name(f"{base.stem}{tag}{base.suffix}")
 
 
-def write_report(results: list[dict[str, float]], path: Path, command: str,
-                 extra: dict[str, dict[int, dict[str, float]]]) -> None:
+def write_report(
+    results: list[dict[str, float]],
+    path: Path,
+    command: str,
+    extra: dict[str, dict[int, dict[str, float]]],
+) -> None:
     dl, dw = summary(results)
     bias_l = float(np.median([r["dev_length"] for r in results]))
     bias_w = float(np.median([r["dev_width"] for r in results]))
@@ -197,8 +214,10 @@ def write_report(results: list[dict[str, float]], path: Path, command: str,
     worst_w = max(abs(r["dev_width"]) for r in results)
     lines.insert(11, f"- worst row: length {100 * worst_l:.1f} %, width {100 * worst_w:.1f} %")
     lines += ["", NOTES.strip(), ""]
-    head = ("| row | η | V_RF (V) | V_end (V) | Ca+ | CCMD L (µm) | ccount L (µm) | ΔL | "
-            "CCMD W (µm) | ccount W (µm) | ΔW | s |")
+    head = (
+        "| row | η | V_RF (V) | V_end (V) | Ca+ | CCMD L (µm) | ccount L (µm) | ΔL | "
+        "CCMD W (µm) | ccount W (µm) | ΔW | s |"
+    )
     rule = "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for label in extra:
         head += f" ΔL, ΔW {label} |"
@@ -213,8 +232,9 @@ def write_report(results: list[dict[str, float]], path: Path, command: str,
         )
         for runs in extra.values():
             o = runs.get(int(r["row"]))
-            line += (f" {100 * o['dev_length']:+.1f} %, {100 * o['dev_width']:+.1f} % |"
-                     if o else " |")
+            line += (
+                f" {100 * o['dev_length']:+.1f} %, {100 * o['dev_width']:+.1f} % |" if o else " |"
+            )
         lines.append(line)
     path.write_text("\n".join(lines) + "\n")
 
@@ -235,9 +255,11 @@ def time_render(n_ions: int = 300, repeats: int = 20) -> None:
         render(result.samples, result.fluorescing, imaging)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    print(f"render: {n} ions x {s} samples = {n * s} points, 640 x 480: wall best "
-          f"{min(wall) * 1e3:.0f} ms (median {np.median(wall) * 1e3:.0f} ms), CPU best "
-          f"{min(cpu) * 1e3:.0f} ms (median {np.median(cpu) * 1e3:.0f} ms)")
+    print(
+        f"render: {n} ions x {s} samples = {n * s} points, 640 x 480: wall best "
+        f"{min(wall) * 1e3:.0f} ms (median {np.median(wall) * 1e3:.0f} ms), CPU best "
+        f"{min(cpu) * 1e3:.0f} ms (median {np.median(cpu) * 1e3:.0f} ms)"
+    )
 
 
 def main() -> None:
@@ -245,15 +267,32 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=48, help="number of reference rows")
     parser.add_argument("--results", type=Path, default=RESULTS, help="results CSV (resumed)")
     parser.add_argument("--reference", type=Path, default=REFERENCE)
-    parser.add_argument("--temperature-mk", type=float,
-                        help="bath temperature, mK (default: SimulationSettings' default)")
-    parser.add_argument("--view-azimuth-deg", type=float, default=45.0,
-                        help="line of sight (45 = CCMD's view between the electrodes)")
+    parser.add_argument(
+        "--temperature-mk",
+        type=float,
+        help="bath temperature, mK (default: SimulationSettings' default)",
+    )
+    parser.add_argument(
+        "--view-azimuth-deg",
+        type=float,
+        default=45.0,
+        help="line of sight (45 = CCMD's view between the electrodes)",
+    )
     parser.add_argument("--report", type=Path, help="write the markdown table here and stop")
-    parser.add_argument("--also-mk", type=float, nargs="*", default=[],
-                        help="with --report: add the runs made at these temperatures, mK")
-    parser.add_argument("--also-view", type=float, nargs="*", default=[],
-                        help="with --report: add the runs made with these view angles, deg")
+    parser.add_argument(
+        "--also-mk",
+        type=float,
+        nargs="*",
+        default=[],
+        help="with --report: add the runs made at these temperatures, mK",
+    )
+    parser.add_argument(
+        "--also-view",
+        type=float,
+        nargs="*",
+        default=[],
+        help="with --report: add the runs made with these view angles, deg",
+    )
     parser.add_argument("--commit", default="", help="with --report: the commit that ran")
     parser.add_argument("--time-render", action="store_true", help="time render() and stop")
     args = parser.parse_args()
@@ -270,10 +309,11 @@ def main() -> None:
         command = f"nice -n 0 .venv/bin/python benchmarks/ccmd_geometry.py --rows {args.rows}"
         if args.commit:
             command += f"` at commit `{args.commit}"
-        extra = {f"at {t:g} mK": load_results(results_path(args.results, t))
-                 for t in args.also_mk}
-        extra |= {f"viewed at {v:g}°": load_results(results_path(args.results, None, v))
-                  for v in args.also_view}
+        extra = {f"at {t:g} mK": load_results(results_path(args.results, t)) for t in args.also_mk}
+        extra |= {
+            f"viewed at {v:g}°": load_results(results_path(args.results, None, v))
+            for v in args.also_view
+        }
         command += "`; variants: the same rows and seeds with `--temperature-mk T` or "
         command += "`--view-azimuth-deg V`; this page: `.venv/bin/python "
         command += f"benchmarks/ccmd_geometry.py --rows {args.rows} --report {args.report}"

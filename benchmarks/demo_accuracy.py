@@ -28,19 +28,24 @@ def main() -> None:
     truth = np.asarray(meta["true_counts"]["Ca+"], dtype=float)
     print("true   " + " ".join(f"{t:6.0f}" for t in truth))
     for name in args.models:
-        rows = count_stack(stack, None if name == "default" else name, meta["pixel_size_um"],
-                           tta=args.tta)
+        rows = count_stack(
+            stack, None if name == "default" else name, meta["pixel_size_um"], tta=args.tta
+        )
         counts = np.array([r["count"] for r in rows], dtype=float)
         err = 100 * (counts - truth) / truth
         print(f"{name}\n       " + " ".join(f"{c:6.1f}" for c in counts))
-        print(f"  frame 0 (pure Ca+): {err[0]:+.1f} %; dark-core frames 1-15: mean |error| "
-              f"{np.abs(err[1:]).mean():.1f} %, worst {err[1:][np.argmax(np.abs(err[1:]))]:+.1f} %")
+        print(
+            f"  frame 0 (pure Ca+): {err[0]:+.1f} %; dark-core frames 1-15: mean |error| "
+            f"{np.abs(err[1:]).mean():.1f} %, worst {err[1:][np.argmax(np.abs(err[1:]))]:+.1f} %"
+        )
         dark = [k for k in rows[0] if k.startswith("count_") and k[6:] in meta["true_counts"]]
         for key in dark:  # a model that also counts a dark species
             true_dark = np.asarray(meta["true_counts"][key[6:]], dtype=float)
             found = np.array([r[key] for r in rows], dtype=float)
-            print(f"  {key[6:]}: " + " ".join(f"{c:6.1f}" for c in found) + "; mean |error| "
-                  f"{np.abs(found - true_dark).mean():.1f} ions")
+            print(
+                f"  {key[6:]}: " + " ".join(f"{c:6.1f}" for c in found) + "; mean |error| "
+                f"{np.abs(found - true_dark).mean():.1f} ions"
+            )
 
 
 if __name__ == "__main__":

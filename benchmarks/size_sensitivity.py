@@ -45,20 +45,30 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, card = load_model(None if args.model == "default" else args.model)
-    prepared = prepare_splits(open_stores(args.data), "validation",
-                              PreprocessConfig.from_dict(card["preprocess"]),
-                              tuple(card["label_names"]), args.limit, None)
+    prepared = prepare_splits(
+        open_stores(args.data),
+        "validation",
+        PreprocessConfig.from_dict(card["preprocess"]),
+        tuple(card["label_names"]),
+        args.limit,
+        None,
+    )
     base = predict(model, prepared.images)[:, 0]
     truth = prepared.labels[:, 0]
-    out = {"model": args.model, "n": len(base),
-           "rms_percent": float(np.sqrt(np.mean(((base - truth) / truth) ** 2)) * 100),
-           "count_change_percent": {}}
+    out = {
+        "model": args.model,
+        "n": len(base),
+        "rms_percent": float(np.sqrt(np.mean(((base - truth) / truth) ** 2)) * 100),
+        "count_change_percent": {},
+    }
     print(f"{len(base)} validation images, RMS error {out['rms_percent']:.2f} %")
     for s in args.scales:
         change = float(np.mean(predict(model, resized(prepared.images, s))[:, 0] / base - 1))
         out["count_change_percent"][str(s)] = 100 * change
-        print(f"size x{s:.3f} ({100 * (s - 1):+.1f} %): count {100 * change:+.2f} % "
-              f"(same density would give {100 * (s**3 - 1):+.1f} %)")
+        print(
+            f"size x{s:.3f} ({100 * (s - 1):+.1f} %): count {100 * change:+.2f} % "
+            f"(same density would give {100 * (s**3 - 1):+.1f} %)"
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2)

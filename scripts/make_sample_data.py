@@ -28,8 +28,15 @@ def write_uint16(path: Path, stack: np.ndarray, meta: dict) -> None:
     counts = np.clip(np.rint(stack), 0, 65535).astype(np.uint16)
     ppcm = 1e4 / meta["pixel_size_um"]
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, counts, photometric="minisblack", metadata=meta,
-                         compression="zlib", resolution=(ppcm, ppcm), resolutionunit=3)
+        tifffile.imwrite(
+            tmp,
+            counts,
+            photometric="minisblack",
+            metadata=meta,
+            compression="zlib",
+            resolution=(ppcm, ppcm),
+            resolutionunit=3,
+        )
         os.chmod(tmp, 0o644)
     print(f"wrote {path} {counts.shape} ({path.stat().st_size / 1e6:.2f} MB)")
 

@@ -33,8 +33,12 @@ def main() -> None:
     ap.add_argument("--description", required=True)
     ap.add_argument("--notes", default=None, help="notes on how it was trained")
     ap.add_argument("--eval-dir", default="eval_default", help="where the evaluation goes")
-    ap.add_argument("--as", dest="ship_as", default="default",
-                    help="shipped name (default: default, the model used when none is named)")
+    ap.add_argument(
+        "--as",
+        dest="ship_as",
+        default="default",
+        help="shipped name (default: default, the model used when none is named)",
+    )
     args = ap.parse_args()
 
     model, card = load_model(args.run)
@@ -47,14 +51,18 @@ def main() -> None:
         metrics = evaluate(Path(tmp) / "half.safetensors", args.data, args.eval_dir)
     metrics["model"] = args.ship_as
     card["metrics"] = dict(card.get("metrics", {}), ccount_evaluate=metrics)
-    weights, card_path = save_model(shipped_model_dir() / f"{args.ship_as}.safetensors", model,
-                                    card, half=True)
-    figure = IMAGES / ("model_figure3.png" if args.ship_as == "default"
-                       else f"{args.ship_as}_figure3.png")
+    weights, card_path = save_model(
+        shipped_model_dir() / f"{args.ship_as}.safetensors", model, card, half=True
+    )
+    figure = IMAGES / (
+        "model_figure3.png" if args.ship_as == "default" else f"{args.ship_as}_figure3.png"
+    )
     shutil.copyfile(Path(args.eval_dir) / "figure3.png", figure)
     o = metrics["overall"]
-    print(f"shipped {weights} and {card_path}: {o['n']} validation images, "
-          f"RMS {o['rms_percent']:.2f} %; figure in {figure}")
+    print(
+        f"shipped {weights} and {card_path}: {o['n']} validation images, "
+        f"RMS {o['rms_percent']:.2f} %; figure in {figure}"
+    )
 
 
 if __name__ == "__main__":

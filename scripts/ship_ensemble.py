@@ -39,14 +39,18 @@ def main() -> None:
     ap.add_argument("--description", required=True)
     ap.add_argument("--eval-dir", default="eval_ensemble", help="where the evaluation goes")
     ap.add_argument("--as", dest="ship_as", default="ensemble", help="shipped name")
-    ap.add_argument("--calibrate", action="store_true",
-                    help="fit a calibration of the count on DATA's test split")
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit a calibration of the count on DATA's test split",
+    )
     args = ap.parse_args()
     members = [m for m in args.members if not m.rstrip("/").endswith(".zarr")]
     data = [m for m in args.members if m.rstrip("/").endswith(".zarr")]
     path = shipped_model_dir() / f"{args.ship_as}.json"
-    card = ensemble_card([model_location(m) for m in members], path, name=args.name,
-                         description=args.description)
+    card = ensemble_card(
+        [model_location(m) for m in members], path, name=args.name, description=args.description
+    )
     with tempfile.TemporaryDirectory() as tmp:
         # evaluate the card as it will ship (its member paths are relative to the models folder)
         trial = shipped_model_dir() / f".{args.ship_as}.{Path(tmp).name}.json"
@@ -57,10 +61,10 @@ def main() -> None:
                 evaluate(trial, data, test_dir, split="test")
                 table = np.genfromtxt(test_dir / "predictions.csv", delimiter=",", names=True)
                 label = card["label_names"][0]
-                card["calibration"] = {label: fit_calibration(
-                    table["predicted"], table["true"], *card["label_range"])}
-                card["calibration_data"] = {"split": "test", "data": data,
-                                            "images": len(table)}
+                card["calibration"] = {
+                    label: fit_calibration(table["predicted"], table["true"], *card["label_range"])
+                }
+                card["calibration_data"] = {"split": "test", "data": data, "images": len(table)}
             _write(trial, card)
             metrics = evaluate(trial, data, args.eval_dir)
         finally:
@@ -71,8 +75,10 @@ def main() -> None:
     figure = IMAGES / f"{args.ship_as}_figure3.png"
     shutil.copyfile(Path(args.eval_dir) / "figure3.png", figure)
     o = metrics["overall"]
-    print(f"shipped {path}: {o['n']} validation images, RMS {o['rms_percent']:.2f} %; "
-          f"figure in {figure}")
+    print(
+        f"shipped {path}: {o['n']} validation images, RMS {o['rms_percent']:.2f} %; "
+        f"figure in {figure}"
+    )
 
 
 def _write(path: Path, card: dict) -> None:

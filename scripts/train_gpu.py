@@ -65,18 +65,23 @@ def pack(args: argparse.Namespace) -> None:
     if args.preprocess:
         pre = PreprocessConfig.from_dict(json.loads(Path(args.preprocess).read_text()))
     else:
-        pre = dataclasses.replace(PreprocessConfig(), model_pixel_size_um=args.pixel_size_um,
-                                  output_shape=tuple(args.input_shape))
+        pre = dataclasses.replace(
+            PreprocessConfig(),
+            model_pixel_size_um=args.pixel_size_um,
+            output_shape=tuple(args.input_shape),
+        )
     stores = open_stores(args.data)
     labels = resolve_labels(stores, args.labels)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    meta = {"preprocess": pre.to_dict(),
-            "label_names": list(labels),
-            "data": [data_summary(ds, path) for path, ds in stores],
-            "test": sum(len(ds.indices("test")) for _, ds in stores)}
+    meta = {
+        "preprocess": pre.to_dict(),
+        "label_names": list(labels),
+        "data": [data_summary(ds, path) for path, ds in stores],
+        "test": sum(len(ds.indices("test")) for _, ds in stores),
+    }
     for split in SPLITS:
         with tqdm_progress(f"prepare {split}", unit="img") as bar:
             part = prepare_splits(stores, split, pre, labels, None, cache, bar)
@@ -121,13 +126,22 @@ def _timings(train: Split, val: Split, card: dict, config: TrainConfig) -> tuple
 def fit_in_budget(args: argparse.Namespace) -> None:
     torch.backends.cudnn.benchmark = True
     train, val, meta = _loaded(Path(args.packs), args.limit)
-    card = {"label_names": meta["label_names"], "preprocess": meta["preprocess"],
-            "data": meta["data"], "splits": {"train": len(train.images),
-                                             "validation": len(val.images),
-                                             "test": meta["test"]}}
-    base = TrainConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed, amp=True,
-                       weight_decay=args.weight_decay, checkpoint_every=10**9,
-                       init_model=args.init_model, new_preprocess=args.new_preprocess)
+    card = {
+        "label_names": meta["label_names"],
+        "preprocess": meta["preprocess"],
+        "data": meta["data"],
+        "splits": {"train": len(train.images), "validation": len(val.images), "test": meta["test"]},
+    }
+    base = TrainConfig(
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        amp=True,
+        weight_decay=args.weight_decay,
+        checkpoint_every=10**9,
+        init_model=args.init_model,
+        new_preprocess=args.new_preprocess,
+    )
     step_s, end_s = _timings(train, val, card, base)
     left = args.budget_s - (time.monotonic() - START)
     steps = int(0.97 * (left - args.epochs * end_s - args.reserve_s) / step_s)
@@ -135,15 +149,20 @@ def fit_in_budget(args: argparse.Namespace) -> None:
     if per_epoch < 1:
         raise InputError(f"budget: {left:.0f} s left, one step takes {step_s:.3f} s")
     config = replace(base, epochs=args.epochs, epoch_images=per_epoch * args.batch_size)
-    print(f"{len(train.images)} training images; {step_s * 1e3:.1f} ms per step of "
-          f"{args.batch_size} ({args.batch_size / step_s:.0f} img/s), {end_s:.1f} s per epoch "
-          f"end; {args.epochs} epochs of {per_epoch} steps = "
-          f"{args.epochs * per_epoch * args.batch_size / len(train.images):.0f} passes in "
-          f"{left:.0f} s left", flush=True)
+    print(
+        f"{len(train.images)} training images; {step_s * 1e3:.1f} ms per step of "
+        f"{args.batch_size} ({args.batch_size / step_s:.0f} img/s), {end_s:.1f} s per epoch "
+        f"end; {args.epochs} epochs of {per_epoch} steps = "
+        f"{args.epochs * per_epoch * args.batch_size / len(train.images):.0f} passes in "
+        f"{left:.0f} s left",
+        flush=True,
+    )
 
     def show(row: dict) -> None:
-        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v
-                          for k, v in row.items()}), flush=True)
+        print(
+            json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}),
+            flush=True,
+        )
 
     fit(train, val, args.output, config, card, on_epoch=show)
     print(f"done after {time.monotonic() - START:.0f} s", flush=True)
@@ -157,8 +176,7 @@ def export(args: argparse.Namespace) -> None:
         weights, card_path = save_model(Path(tmp) / "model.safetensors", model, card, half=True)
         data = weights.read_bytes()
         for i in range(0, len(data), PART_BYTES):
-            (out / f"model.safetensors.part{i // PART_BYTES}").write_bytes(
-                data[i:i + PART_BYTES])
+            (out / f"model.safetensors.part{i // PART_BYTES}").write_bytes(data[i : i + PART_BYTES])
         shutil.copyfile(card_path, out / "model.json")
     shutil.copyfile(run / "log.csv", out / "log.csv")
     print(f"exported {len(data) / 2**20:.1f} MiB in {-(-len(data) // PART_BYTES)} parts")
@@ -173,11 +191,18 @@ def main() -> None:
     p.add_argument("--cache", required=True, help="folder of prepared arrays (reused)")
     p.add_argument("--pixel-size-um", type=float, default=6.0)
     p.add_argument("--input-shape", type=int, nargs=2, default=(96, 48))
-    p.add_argument("--preprocess", default=None,
-                   help="a PreprocessConfig JSON (instead of the two options above)")
-    p.add_argument("--labels", nargs="+", default=None,
-                   help="labels to learn (default: the first); a store without a label's "
-                        "species counts 0 of it")
+    p.add_argument(
+        "--preprocess",
+        default=None,
+        help="a PreprocessConfig JSON (instead of the two options above)",
+    )
+    p.add_argument(
+        "--labels",
+        nargs="+",
+        default=None,
+        help="labels to learn (default: the first); a store without a label's "
+        "species counts 0 of it",
+    )
     p.set_defaults(func=pack)
     p = sub.add_parser("fit", help="train inside a time budget")
     p.add_argument("packs")
@@ -188,12 +213,19 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=4)
-    p.add_argument("--reserve-s", type=float, default=15.0,
-                   help="seconds kept for the run's start and last save")
+    p.add_argument(
+        "--reserve-s",
+        type=float,
+        default=15.0,
+        help="seconds kept for the run's start and last save",
+    )
     p.add_argument("--limit", type=int, default=None, help="at most N images (a dry run)")
     p.add_argument("--init-model", default=None, help="a ccount model to fine-tune")
-    p.add_argument("--new-preprocess", action="store_true",
-                   help="let --init-model start packs prepared otherwise than it was")
+    p.add_argument(
+        "--new-preprocess",
+        action="store_true",
+        help="let --init-model start packs prepared otherwise than it was",
+    )
     p.set_defaults(func=fit_in_budget)
     p = sub.add_parser("export", help="float16 model in pieces, card and log")
     p.add_argument("run")

@@ -72,27 +72,43 @@ def write_model() -> Callable[..., Path]:
     from ccount_core.image.preprocess import PreprocessConfig
     from ccount_core.nn.model import build_model, save_model
 
-    def write(path: Path, labels: Sequence[str] = ("Ca+",), *,
-              label_scale: Sequence[float] | None = None,
-              preprocess: PreprocessConfig | None = None, seed: int = 0, half: bool = False,
-              card: Mapping[str, Any] | None = None) -> Path:
+    def write(
+        path: Path,
+        labels: Sequence[str] = ("Ca+",),
+        *,
+        label_scale: Sequence[float] | None = None,
+        preprocess: PreprocessConfig | None = None,
+        seed: int = 0,
+        half: bool = False,
+        card: Mapping[str, Any] | None = None,
+    ) -> Path:
         cfg = PreprocessConfig() if preprocess is None else preprocess
         scale = [350.0] * len(labels) if label_scale is None else list(label_scale)
         torch.manual_seed(seed)
         model = build_model(len(labels), label_scale=scale).eval()
-        weights, _ = save_model(path, model, {"label_names": list(labels),
-                                              "preprocess": cfg.to_dict(),
-                                              "input_shape": list(cfg.output_shape),
-                                              **(card or {})}, half=half)
+        weights, _ = save_model(
+            path,
+            model,
+            {
+                "label_names": list(labels),
+                "preprocess": cfg.to_dict(),
+                "input_shape": list(cfg.output_shape),
+                **(card or {}),
+            },
+            half=half,
+        )
         return weights
 
     return write
 
 
 @pytest.fixture(scope="session")
-def model_file(write_model: Callable[..., Path],
-               tmp_path_factory: pytest.TempPathFactory) -> Path:
+def model_file(write_model: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model of the demo and plugin tests: seed 0, the default preparation, float16
     weights, and a second output for ND3+ as a model trained with ``--labels Ca+ ND3+`` has."""
-    return write_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", ["Ca+", "ND3+"],
-                       label_scale=[300.0, 200.0], half=True)
+    return write_model(
+        tmp_path_factory.mktemp("model") / "tiny.safetensors",
+        ["Ca+", "ND3+"],
+        label_scale=[300.0, 200.0],
+        half=True,
+    )

@@ -36,8 +36,9 @@ def check_number(
     Raises:
         InputError: one line naming ``name``, the value and what was expected.
     """
-    types: tuple[type, ...] = (int, float, np.integer, np.floating) if numpy_scalars \
-        else (int, float)
+    types: tuple[type, ...] = (
+        (int, float, np.integer, np.floating) if numpy_scalars else (int, float)
+    )
     if isinstance(value, bool) or not isinstance(value, types):
         raise InputError(f"{name}: expected a number, got {value!r}")
     return _in_range(name, value, value, positive, nonnegative, low)
@@ -77,7 +78,11 @@ def _in_range(
         what = f"a finite number >= {low:g}"
     else:
         what = "a finite number"
-    if (not math.isfinite(x) or (positive and x <= 0) or (nonnegative and x < 0)
-            or (low is not None and x < low)):
+    if (
+        not math.isfinite(x)
+        or (positive and x <= 0)
+        or (nonnegative and x < 0)
+        or (low is not None and x < low)
+    ):
         raise InputError(f"{name}: expected {what}, got {shown!r}")
     return x

@@ -48,9 +48,15 @@ class CountPlot(QWidget):
         ax.yaxis.label.set_color(FOREGROUND)
         ax.title.set_color(FOREGROUND)
 
-    def set_data(self, times: np.ndarray, counts: np.ndarray, sigmas: np.ndarray,
-                 time_label: str = "time (s)", title: str = "",
-                 others: Mapping[str, np.ndarray] | None = None) -> None:
+    def set_data(
+        self,
+        times: np.ndarray,
+        counts: np.ndarray,
+        sigmas: np.ndarray,
+        time_label: str = "time (s)",
+        title: str = "",
+        others: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         """Plot ``counts`` ± ``sigmas`` (ions) against ``times`` (s, or frame numbers), and
         ``others``: species name -> counts (ions) of a model's further outputs."""
         self.times = np.asarray(times, float)
@@ -60,8 +66,15 @@ class CountPlot(QWidget):
         ax = self.ax
         ax.clear()
         self._style()
-        ax.fill_between(self.times, self.counts - self.sigmas, self.counts + self.sigmas,
-                        color=LINE, alpha=0.3, linewidth=0, label="±1σ")
+        ax.fill_between(
+            self.times,
+            self.counts - self.sigmas,
+            self.counts + self.sigmas,
+            color=LINE,
+            alpha=0.3,
+            linewidth=0,
+            label="±1σ",
+        )
         ax.plot(self.times, self.counts, "o-", color=LINE, markersize=3, label="Ca⁺ count")
         for (name, values), color in zip(self.others.items(), OTHER_LINES, strict=False):
             ax.plot(self.times, values, "s--", color=color, markersize=3, label=f"{name} count")
@@ -70,8 +83,13 @@ class CountPlot(QWidget):
         if title:
             ax.set_title(title, fontsize=9)
         self._marker = ax.axvline(np.nan, color="#ffb000", linewidth=1)
-        ax.legend(loc="best", fontsize=8, facecolor=BACKGROUND, labelcolor=FOREGROUND,
-                  edgecolor=FOREGROUND)
+        ax.legend(
+            loc="best",
+            fontsize=8,
+            facecolor=BACKGROUND,
+            labelcolor=FOREGROUND,
+            edgecolor=FOREGROUND,
+        )
         self.canvas.draw_idle()
 
     def set_current(self, time: float) -> None:

@@ -50,8 +50,9 @@ def read_stack(path: str | list[str]) -> list[LayerData]:
     return [stack_layer_data(stack)]
 
 
-def stack_layer_data(stack: Stack, name: str | None = None,
-                     extra: dict[str, Any] | None = None) -> LayerData:
+def stack_layer_data(
+    stack: Stack, name: str | None = None, extra: dict[str, Any] | None = None
+) -> LayerData:
     """``(data, kwargs, "image")`` for a :class:`Stack`: scale in µm, calibration in metadata."""
     px = stack.pixel_size_um
     scale = (1.0, px, px) if px else (1.0, 1.0, 1.0)

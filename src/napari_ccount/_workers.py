@@ -73,8 +73,7 @@ class Job:
             keyword, handler = on_partial
             self._bridge.partial.connect(handler)
             kwargs[keyword] = self._bridge.partial.emit
-        connect = {"returned": self._returned, "errored": self._errored,
-                   "finished": self._finished}
+        connect = {"returned": self._returned, "errored": self._errored, "finished": self._finished}
         self.worker = create_worker(func, *args, _start_thread=False, _connect=connect, **kwargs)
 
     def start(self) -> Job:

@@ -65,10 +65,14 @@ def _core_imports() -> list[tuple[str, str]]:
 def test_core_imports_run_one_way_along_the_pipeline() -> None:
     pairs = _core_imports()
     assert {me for me, _ in pairs} >= set(PIPELINE)  # the scan sees every subpackage
-    wrong = sorted({(me, dep) for me, dep in pairs
-                    if (me in PIPELINE and dep in PIPELINE
-                        and PIPELINE.index(dep) > PIPELINE.index(me))
-                    or (me in SHARED and dep in PIPELINE)})
+    wrong = sorted(
+        {
+            (me, dep)
+            for me, dep in pairs
+            if (me in PIPELINE and dep in PIPELINE and PIPELINE.index(dep) > PIPELINE.index(me))
+            or (me in SHARED and dep in PIPELINE)
+        }
+    )
     assert not wrong, f"imports against the pipeline (module part, imported part): {wrong}"
 
 
@@ -96,8 +100,17 @@ def test_wheel_carries_manifest_and_napari_finds_plugin(tmp_path: Path) -> None:
     """A plain (non-editable) wheel holds napari.yaml in the package; npe2 finds the plugin."""
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels),
-         str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
         check=True,
     )
     (wheel,) = wheels.glob("napari_ccount-*.whl")
@@ -108,8 +121,17 @@ def test_wheel_carries_manifest_and_napari_finds_plugin(tmp_path: Path) -> None:
     assert "name: napari-ccount" in manifest
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
-         str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--quiet",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
     )
     code = textwrap.dedent(
@@ -130,6 +152,8 @@ def test_wheel_carries_manifest_and_napari_finds_plugin(tmp_path: Path) -> None:
     assert name == "napari-ccount"
     validate = subprocess.run(
         [str(Path(sys.executable).with_name("npe2")), "validate", "napari_ccount"],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert validate.returncode == 0, validate.stdout + validate.stderr

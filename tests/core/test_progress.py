@@ -8,7 +8,8 @@ from ccount_core.progress import tqdm_progress
 
 
 def test_a_bar_times_the_job_from_its_first_report_and_not_the_steps_it_resumed_from(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     now = [100.0]
     monkeypatch.setattr("tqdm.std.time", lambda: now[0])
     with tqdm_progress("train", unit="step") as progress:

@@ -31,8 +31,9 @@ def _use_model(widget: CountWidget, path: Path) -> None:
     widget.model_file.value = path
 
 
-def test_count_series_fills_table_plot_metadata_and_csv(series, model_file, qtbot, errors,
-                                                        tmp_path: Path, monkeypatch) -> None:
+def test_count_series_fills_table_plot_metadata_and_csv(
+    series, model_file, qtbot, errors, tmp_path: Path, monkeypatch
+) -> None:
     import ccount_core.nn.count
 
     # float32 on every CPU: the random test network magnifies bfloat16 rounding by far more
@@ -56,12 +57,18 @@ def test_count_series_fills_table_plot_metadata_and_csv(series, model_file, qtbo
     assert [r["frame"] for r in rows] == list(range(n_frames))
     # The numbers are the core's: the same call outside the GUI gives the same counts.
     meta = layer.metadata["ccount"]
-    direct = run_count(np.asarray(layer.data), str(model_file), 2, 1, meta["pixel_size_um"],
-                       meta["frame_interval_s"])["rows"]
-    np.testing.assert_allclose([r["count"] for r in rows], [r["count"] for r in direct],
-                               rtol=1e-4)
-    np.testing.assert_allclose([r["uncertainty"] for r in rows],
-                               [r["uncertainty"] for r in direct], rtol=1e-3, atol=1e-3)
+    direct = run_count(
+        np.asarray(layer.data),
+        str(model_file),
+        2,
+        1,
+        meta["pixel_size_um"],
+        meta["frame_interval_s"],
+    )["rows"]
+    np.testing.assert_allclose([r["count"] for r in rows], [r["count"] for r in direct], rtol=1e-4)
+    np.testing.assert_allclose(
+        [r["uncertainty"] for r in rows], [r["uncertainty"] for r in direct], rtol=1e-3, atol=1e-3
+    )
     assert all(r["uncertainty"] >= 0 for r in rows)
     # The ellipse of each frame is the core's fit, near the crystal's centre.
     assert all(abs(r["ellipse_center_row"] - layer.data.shape[1] / 2) < 20 for r in rows)
@@ -85,9 +92,11 @@ def test_count_series_fills_table_plot_metadata_and_csv(series, model_file, qtbo
     viewer.dims.set_current_step(0, n_frames - 1)
     assert text_overlay(viewer).visible
     last = rows[-1]
-    assert text_overlay(viewer).text == (f"frame {n_frames - 1}: N(Ca⁺) = {last['count']:.0f} "
-                                        f"± {last['uncertainty']:.0f}, "
-                                        f"N(ND3+) = {last['count_ND3+']:.0f}")
+    assert text_overlay(viewer).text == (
+        f"frame {n_frames - 1}: N(Ca⁺) = {last['count']:.0f} "
+        f"± {last['uncertainty']:.0f}, "
+        f"N(ND3+) = {last['count_ND3+']:.0f}"
+    )
     widget._go_to_row(1)
     assert viewer.dims.current_step[0] == 1
     assert text_overlay(viewer).text.startswith(f"frame 1: N(Ca⁺) = {rows[1]['count']:.0f}")
@@ -159,8 +168,7 @@ def test_shipped_ensemble_is_offered_and_counts_both_species(series, qtbot, erro
     assert all(r["count_ND3+"] is not None for r in rows)  # the dark member's second output
 
 
-def test_file_that_is_not_a_model_is_one_line_error(series, qtbot, errors,
-                                                     tmp_path: Path) -> None:
+def test_file_that_is_not_a_model_is_one_line_error(series, qtbot, errors, tmp_path: Path) -> None:
     viewer, layer = series
     widget = CountWidget(viewer)
     bogus = tmp_path / "weights.safetensors"
@@ -175,22 +183,25 @@ def test_file_that_is_not_a_model_is_one_line_error(series, qtbot, errors,
     assert "counts" not in layer.metadata["ccount"]
 
 
-def test_bad_model_file_and_prepared_layer_are_one_line_errors(series, errors,
-                                                                tmp_path: Path) -> None:
+def test_bad_model_file_and_prepared_layer_are_one_line_errors(
+    series, errors, tmp_path: Path
+) -> None:
     viewer, _ = series
     widget = CountWidget(viewer)
     bogus = tmp_path / "weights.safetensors"
     bogus.write_bytes(b"not a model")
     _use_model(widget, bogus)
     assert widget.run() is None
-    assert errors == ["count: model file: the model card weights.json is missing beside the "
-                      "weights"]
+    assert errors == [
+        "count: model file: the model card weights.json is missing beside the weights"
+    ]
     (tmp_path / "notes.txt").write_text("x")
     widget.model_file.value = tmp_path / "notes.txt"
     assert widget.run() is None
     assert "is not a .safetensors model file" in errors[1]
-    prepared = viewer.add_image(np.zeros((2, 32, 32)), name="p",
-                                metadata={"ccount": {"prepared_from": "series"}})
+    prepared = viewer.add_image(
+        np.zeros((2, 32, 32)), name="p", metadata={"ccount": {"prepared_from": "series"}}
+    )
     widget.layer_picker.value = prepared
     assert widget.run() is None
     assert "layer 'p' is already prepared; choose the recording 'series'" in errors[2]

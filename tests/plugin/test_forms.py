@@ -56,8 +56,20 @@ def test_labels_and_units_as_shown() -> None:
     assert prep["enhance_amplitude"].label == "enhance amplitude"
     overlay = build_form(OverlayParams, OverlayParams())
     assert [w.label for w in overlay.values()] == [
-        "Ca⁺ ions", "dark species", "dark ions", "V_RF (V)", "V_end (V)", "η", "r0 (µm)",
-        "z0 (µm)", "f_RF (MHz)", "blur (µm)", "depth of field (µm)", "field", "seed"]
+        "Ca⁺ ions",
+        "dark species",
+        "dark ions",
+        "V_RF (V)",
+        "V_end (V)",
+        "η",
+        "r0 (µm)",
+        "z0 (µm)",
+        "f_RF (MHz)",
+        "blur (µm)",
+        "depth of field (µm)",
+        "field",
+        "seed",
+    ]
     assert overlay["v_end"].value == 2.3375  # shown to 4 decimals, not rounded
     assert list(overlay["mode"].choices) == ["rf", "pseudo"]
     assert "Ca+" not in overlay["dark_species"].choices
@@ -66,8 +78,10 @@ def test_labels_and_units_as_shown() -> None:
 def test_widgets_use_the_built_forms(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     prepare, overlay, count = PrepareWidget(viewer), OverlayWidget(viewer), CountWidget(viewer)
-    for container, widgets, cls in ((prepare, prepare.config_fields, PreprocessConfig),
-                                    (overlay, overlay.param_fields, OverlayParams)):
+    for container, widgets, cls in (
+        (prepare, prepare.config_fields, PreprocessConfig),
+        (overlay, overlay.param_fields, OverlayParams),
+    ):
         assert list(widgets) == [f.name for f in form_fields(cls)]
         assert all(w in container for w in widgets.values())
     by_name = {f.name: f for f in form_fields(CountParams)}

@@ -11,11 +11,14 @@ from napari_ccount._widgets.prepare import PrepareWidget
 pytestmark = pytest.mark.gui
 
 
-@pytest.mark.parametrize(("name", "cls"), [
-    ("1. Prepare crystal images", PrepareWidget),
-    ("2. Count ions", CountWidget),
-    ("3. Overlay simulated crystal", OverlayWidget),
-])
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("1. Prepare crystal images", PrepareWidget),
+        ("2. Count ions", CountWidget),
+        ("3. Overlay simulated crystal", OverlayWidget),
+    ],
+)
 def test_widget_opens_from_plugins_menu(make_napari_viewer, name: str, cls: type) -> None:
     viewer = make_napari_viewer()
     (sample,) = viewer.open_sample("napari-ccount", "single_crystal")

@@ -85,8 +85,9 @@ def test_use_counted_number_needs_counts(make_napari_viewer, errors) -> None:
     widget = OverlayWidget(viewer)
     widget.use_counted_number()
     assert errors == ["overlay: layer 'rec' has no counts yet: run Count ions first"]
-    layer.metadata["ccount"] = {"counts": [{"frame": f, "count": 100.0 + f, "uncertainty": 2.0}
-                                           for f in range(3)]}
+    layer.metadata["ccount"] = {
+        "counts": [{"frame": f, "count": 100.0 + f, "uncertainty": 2.0} for f in range(3)]
+    }
     viewer.dims.set_current_step(0, 2)
     widget.use_counted_number()
     assert widget.param_fields["n_ca"].value == 102

@@ -55,8 +55,9 @@ def test_fit_edit_preview_and_lazy_prepare(make_napari_viewer, qtbot, errors) ->
     fitted = widget.fitted
     # The core's fit, and the crystal where its light is (independent of the fit).
     assert fitted == fit_ellipse(frame)
-    np.testing.assert_allclose([fitted.center_row, fitted.center_col],
-                               _crystal_centroid(frame), atol=3.0)
+    np.testing.assert_allclose(
+        [fitted.center_row, fitted.center_col], _crystal_centroid(frame), atol=3.0
+    )
     tilt = image.metadata["ccount"]["file_metadata"]["imaging"]["rotation_deg"]
     assert fitted.angle_deg == pytest.approx(tilt, abs=1.5)  # the camera's tilt of the trap axis
     shapes = viewer.layers[ELLIPSE_LAYER]
@@ -117,8 +118,7 @@ def test_fit_edit_preview_and_lazy_prepare(make_napari_viewer, qtbot, errors) ->
     job = widget.prepare()
     qtbot.waitUntil(lambda: job.done, timeout=60_000)
     own, _ = prepare_frame(frame, cfg, camera_pixel_size_um=px)
-    np.testing.assert_allclose(np.asarray(widget.prepared_layer.data[0]), own, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(widget.prepared_layer.data[0]), own, rtol=1e-5, atol=1e-6)
     assert widget.prepared_layer.metadata["ccount"]["ellipse"] is None
     assert len(viewer.layers) == 4  # recording, ellipse, preview, one prepared stack
     assert errors == []

@@ -60,8 +60,7 @@ def test_rgb_file_is_opened_as_grey_with_a_warning(tmp_path: Path) -> None:
 
 def test_npe2_validate_passes() -> None:
     npe2 = Path(sys.executable).with_name("npe2")
-    out = subprocess.run([str(npe2), "validate", "napari_ccount"], capture_output=True,
-                         text=True)
+    out = subprocess.run([str(npe2), "validate", "napari_ccount"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -29,8 +29,9 @@ SCRIPT = textwrap.dedent(
 
 def test_model_loads_after_the_canvas_exists() -> None:
     """The default model is loaded in a fresh process whose napari canvas already exists."""
-    res = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     n_rows, device = res.stdout.split()[-2:]
     assert n_rows == "2"

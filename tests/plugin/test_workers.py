@@ -16,9 +16,14 @@ def test_job_reports_progress_and_returns(qtbot, errors) -> None:
     stack, meta = load_sample("reaction_series")
     stack = stack[:4]
     results = []
-    job = start_job(prepare_stack, stack, PreprocessConfig(),
-                    camera_pixel_size_um=meta["pixel_size_um"], desc="prepare",
-                    on_done=results.append)
+    job = start_job(
+        prepare_stack,
+        stack,
+        PreprocessConfig(),
+        camera_pixel_size_um=meta["pixel_size_um"],
+        desc="prepare",
+        on_done=results.append,
+    )
     qtbot.waitUntil(lambda: job.done, timeout=60_000)
     assert job.error is None and not job.cancelled
     assert job.last_progress == (4, 4)
@@ -31,9 +36,14 @@ def test_job_reports_progress_and_returns(qtbot, errors) -> None:
 def test_cancel_stops_at_the_next_progress_report(qtbot, errors) -> None:
     stack, meta = load_sample("reaction_series")
     results = []
-    job = start_job(prepare_stack, stack, PreprocessConfig(),
-                    camera_pixel_size_um=meta["pixel_size_um"], desc="prepare",
-                    on_done=results.append)
+    job = start_job(
+        prepare_stack,
+        stack,
+        PreprocessConfig(),
+        camera_pixel_size_um=meta["pixel_size_um"],
+        desc="prepare",
+        on_done=results.append,
+    )
     job.cancel()
     qtbot.waitUntil(lambda: job.done, timeout=60_000)
     assert job.cancelled and results == [] and errors == []
@@ -43,8 +53,13 @@ def test_cancel_stops_at_the_next_progress_report(qtbot, errors) -> None:
 
 def test_input_error_becomes_one_notification_line(qtbot, errors) -> None:
     results = []
-    job = start_job(prepare_stack, np.zeros((2, 30, 40, 3)), PreprocessConfig(),
-                    desc="prepare stack", on_done=results.append)
+    job = start_job(
+        prepare_stack,
+        np.zeros((2, 30, 40, 3)),
+        PreprocessConfig(),
+        desc="prepare stack",
+        on_done=results.append,
+    )
     qtbot.waitUntil(lambda: job.done, timeout=60_000)
     assert results == [] and not job.cancelled
     assert len(errors) == 1 and errors[0].startswith("prepare stack: stack: shape (2, 30, 40, 3)")

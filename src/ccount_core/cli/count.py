@@ -10,33 +10,52 @@ from ccount_core.cli._threads import add_threads_argument
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ccount count``."""
     p = subparsers.add_parser(
-        "count", help="count the ions in every frame of a TIFF stack, folder or Zarr array",
+        "count",
+        help="count the ions in every frame of a TIFF stack, folder or Zarr array",
         description="Prepare every frame with the model's preprocessing and count its ions. "
-                    "Rows are appended to the CSV as they are computed; running the same "
-                    "command again after a kill skips the frames already written.",
+        "Rows are appended to the CSV as they are computed; running the same "
+        "command again after a kill skips the frames already written.",
     )
     p.add_argument("stack", help="TIFF stack, folder of frames, or Zarr array")
     p.add_argument("-o", "--output", default="counts.csv", help="CSV to write (default counts.csv)")
-    p.add_argument("--pixel-size-um", type=float, default=None,
-                   help="camera µm per pixel in the object plane (default: from the file)")
-    p.add_argument("--model", default=None,
-                   help="model file, run directory or ensemble card (.json), or a shipped "
-                        "one: default (pure Ca+), dark (Ca+ and ND3+), ensemble (the two "
-                        "averaged: more accurate, 0.6x as fast); default: default")
+    p.add_argument(
+        "--pixel-size-um",
+        type=float,
+        default=None,
+        help="camera µm per pixel in the object plane (default: from the file)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model file, run directory or ensemble card (.json), or a shipped "
+        "one: default (pure Ca+), dark (Ca+ and ND3+), ensemble (the two "
+        "averaged: more accurate, 0.6x as fast); default: default",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="frames per batch (default 32)")
-    p.add_argument("--tta", type=int, default=0,
-                   help="extra test-time views per frame: the count is their mean and their "
-                        "spread joins the uncertainty; each view is one more network pass "
-                        "(default 0: the model's validation error alone). --model ensemble "
-                        "--tta 1 is the most accurate setting at 100+ frames/s on a CPU with "
-                        "bfloat16 units (docs/MODEL.md)")
+    p.add_argument(
+        "--tta",
+        type=int,
+        default=0,
+        help="extra test-time views per frame: the count is their mean and their "
+        "spread joins the uncertainty; each view is one more network pass "
+        "(default 0: the model's validation error alone). --model ensemble "
+        "--tta 1 is the most accurate setting at 100+ frames/s on a CPU with "
+        "bfloat16 units (docs/MODEL.md)",
+    )
     add_threads_argument(p)
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="bfloat16 inference (default: on where the CPU computes it natively "
-                        "and faster than float32, timed once per machine; counts move by "
-                        "~0.3 ions RMS)")
-    p.add_argument("--device", default=None,
-                   help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 inference (default: on where the CPU computes it natively "
+        "and faster than float32, timed once per machine; counts move by "
+        "~0.3 ions RMS)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -45,10 +64,21 @@ def _run(args: argparse.Namespace) -> int:
     from ccount_core.progress import tqdm_progress
 
     with tqdm_progress("count", unit="frame") as bar:
-        rows = count_file(args.stack, args.output, args.model, args.pixel_size_um,
-                          batch_size=args.batch_size, tta=args.tta, threads=args.threads,
-                          bf16=args.bf16, device=args.device, progress=bar)
+        rows = count_file(
+            args.stack,
+            args.output,
+            args.model,
+            args.pixel_size_um,
+            batch_size=args.batch_size,
+            tta=args.tta,
+            threads=args.threads,
+            bf16=args.bf16,
+            device=args.device,
+            progress=bar,
+        )
     warned = sum(1 for r in rows if r["warning"])
-    print(f"counted {len(rows)} frames into {args.output}"
-          + (f" ({warned} with warnings)" if warned else ""))
+    print(
+        f"counted {len(rows)} frames into {args.output}"
+        + (f" ({warned} with warnings)" if warned else "")
+    )
     return 0

@@ -24,10 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-o", "--output", type=Path, default=Path("demo_out"),
-                   help="folder for the results (default: demo_out)")
-    p.add_argument("--model", type=Path, default=None,
-                   help="model file instead of the shipped default")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("demo_out"),
+        help="folder for the results (default: demo_out)",
+    )
+    p.add_argument(
+        "--model", type=Path, default=None, help="model file instead of the shipped default"
+    )
     p.set_defaults(func=run)
 
 
@@ -55,17 +61,26 @@ def simulate_crystal(out: Path) -> Path:
     imaging = ImagingSettings.from_lab_units()
     t0 = time.perf_counter()
     with tqdm_progress(f"simulating {DEMO_IONS} Ca+", unit="step") as progress:
-        result = simulate(trap, [IonGroup("Ca+", DEMO_IONS)], SimulationSettings(seed=0),
-                          imaging, progress=progress)
+        result = simulate(
+            trap,
+            [IonGroup("Ca+", DEMO_IONS)],
+            SimulationSettings(seed=0),
+            imaging,
+            progress=progress,
+        )
     seconds = time.perf_counter() - t0
-    tif = write_tiff(out / "simulated_crystal.tif", result.image,
-                     pixel_size_um=imaging.pixel_size * 1e6,
-                     metadata={"ions": {"Ca+": DEMO_IONS}, "v_rf_V": 200.0,
-                               "v_end_V": 2.3375, "eta": 0.244})
+    tif = write_tiff(
+        out / "simulated_crystal.tif",
+        result.image,
+        pixel_size_um=imaging.pixel_size * 1e6,
+        metadata={"ions": {"Ca+": DEMO_IONS}, "v_rf_V": 200.0, "v_end_V": 2.3375, "eta": 0.244},
+    )
     plt.imsave(out / "simulated_crystal.png", result.image, cmap="gray")
     f_r, f_z = trap.secular_frequencies(result.species[0])
-    print(f"simulated {DEMO_IONS} Ca+ ions in {seconds:.1f} s "
-          f"(secular frequencies: radial {f_r / 1e3:.1f} kHz, axial {f_z / 1e3:.1f} kHz)")
+    print(
+        f"simulated {DEMO_IONS} Ca+ ions in {seconds:.1f} s "
+        f"(secular frequencies: radial {f_r / 1e3:.1f} kHz, axial {f_z / 1e3:.1f} kHz)"
+    )
     print(f"  wrote {tif} and {out / 'simulated_crystal.png'}")
     return tif
 
@@ -82,8 +97,10 @@ def count_sample(out: Path, model: Path | None) -> Path | None:
 
     model_path = model if model is not None else default_model_path()
     if model is None and not model_path.exists():
-        print("no default model is shipped in this version, so the sample series is not "
-              "counted (docs/MODEL.md says how to train one; pass --model FILE to use yours)")
+        print(
+            "no default model is shipped in this version, so the sample series is not "
+            "counted (docs/MODEL.md says how to train one; pass --model FILE to use yours)"
+        )
         return None
     stack_path = Path(str(files("ccount_core.data") / f"{SAMPLE}.tif"))
     meta = open_stack(stack_path).metadata["description"]  # the file's JSON; no pixels read
@@ -95,22 +112,27 @@ def count_sample(out: Path, model: Path | None) -> Path | None:
         rows = count_file(stack_path, csv_path, model_path, tta=4, progress=progress)
     seconds = time.perf_counter() - t0
     others = other_counts(rows)  # a model's dark-species outputs
-    print(f"\n{'frame':>5} {'time_s':>7} {'count':>7} {'±':>5} {'true':>5}"
-          + "".join(f" {name:>7}" for name in others) + "  warning")
+    print(
+        f"\n{'frame':>5} {'time_s':>7} {'count':>7} {'±':>5} {'true':>5}"
+        + "".join(f" {name:>7}" for name in others)
+        + "  warning"
+    )
     for row, true in zip(rows, truth, strict=True):
-        print(f"{row['frame']:>5} {_fmt(row['time_s'], 7, 0)} {_fmt(row['count'], 7, 1)} "
-              f"{_fmt(row['uncertainty'], 5, 1)} {true:>5}"
-              + "".join(f" {_fmt(row[k], 7, 1)}" for k in others.values())
-              + f"  {row['warning'] or ''}")
+        print(
+            f"{row['frame']:>5} {_fmt(row['time_s'], 7, 0)} {_fmt(row['count'], 7, 1)} "
+            f"{_fmt(row['uncertainty'], 5, 1)} {true:>5}"
+            + "".join(f" {_fmt(row[k], 7, 1)}" for k in others.values())
+            + f"  {row['warning'] or ''}"
+        )
     print(f"counted {len(rows)} frames in {seconds:.1f} s; wrote {csv_path}")
-    png = plot_counts(rows, meta["true_counts"], meta.get("frame_interval_s"),
-                      out / "counts.png")
+    png = plot_counts(rows, meta["true_counts"], meta.get("frame_interval_s"), out / "counts.png")
     print(f"  and {png}")
     return csv_path
 
 
-def plot_counts(rows: list[dict[str, Any]], truth: dict[str, list[int]], interval_s: float | None,
-                path: Path) -> Path:
+def plot_counts(
+    rows: list[dict[str, Any]], truth: dict[str, list[int]], interval_s: float | None, path: Path
+) -> Path:
     """Ion number against time with its ±1σ band and the true numbers (species -> numbers per
     frame); a model's further outputs (dark species) beside their truth. A PNG at ``path``."""
     import matplotlib
@@ -130,8 +152,13 @@ def plot_counts(rows: list[dict[str, Any]], truth: dict[str, list[int]], interva
     ax.plot(t, n, "o-", label="counted Ca+")
     ax.plot(t, truth["Ca+"], "k--", label="true Ca+ (simulation)")
     for name, key in other_counts(rows).items():
-        line = ax.plot(t, [np.nan if r[key] is None else r[key] for r in rows], "s-",
-                       markersize=3, label=f"counted {name}")[0]
+        line = ax.plot(
+            t,
+            [np.nan if r[key] is None else r[key] for r in rows],
+            "s-",
+            markersize=3,
+            label=f"counted {name}",
+        )[0]
         if name in truth:
             ax.plot(t, truth[name], ":", color=line.get_color(), label=f"true {name}")
     ax.set_xlabel("time (s)" if interval_s else "frame")

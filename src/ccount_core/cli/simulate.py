@@ -1,7 +1,7 @@
 """``ccount simulate``: one Coulomb crystal → a float32 TIFF whose metadata holds every input.
 
-    ccount simulate -o crystal.tif --ions "Ca+:300,CaF+:50" --v-rf 200 --v-end 2.3375
-    ccount simulate -o crystal.tif --trap-info trap.info          # a CCMD input file
+ccount simulate -o crystal.tif --ions "Ca+:300,CaF+:50" --v-rf 200 --v-end 2.3375
+ccount simulate -o crystal.tif --trap-info trap.info          # a CCMD input file
 """
 
 from __future__ import annotations
@@ -16,8 +16,15 @@ from ccount_core.errors import InputError
 
 # Trap and ion flags: None means "not given", so that --trap-info can refuse them.
 _TRAP_FLAGS = ("ions", "v_rf", "v_end", "eta", "rf_mhz", "r0_um", "z0_um")
-_DEFAULTS = {"ions": "Ca+:300", "v_rf": 200.0, "v_end": 2.3375, "eta": 0.244, "rf_mhz": 3.85,
-             "r0_um": 3500.0, "z0_um": 2750.0}
+_DEFAULTS = {
+    "ions": "Ca+:300",
+    "v_rf": 200.0,
+    "v_end": 2.3375,
+    "eta": 0.244,
+    "rf_mhz": 3.85,
+    "r0_um": 3500.0,
+    "z0_um": 2750.0,
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,8 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", required=True, type=Path, help="output TIFF file")
     p.add_argument("--positions", type=Path, help="also write final ion positions (CSV, µm)")
-    p.add_argument("--trap-info", type=Path,
-                   help="CCMD trap.info file: trap, ions, seed and image settings from it")
+    p.add_argument(
+        "--trap-info",
+        type=Path,
+        help="CCMD trap.info file: trap, ions, seed and image settings from it",
+    )
     g = p.add_argument_group("trap and ions (defaults: the paper's trap, 300 Ca+)")
     g.add_argument("--ions", help='ion numbers per species, e.g. "Ca+:300,CaF+:50"')
     g.add_argument("--v-rf", type=float, help="RF amplitude as CCMD's q uses it, V (200)")
@@ -43,8 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = p.add_argument_group("simulation")
     s.add_argument("--temperature-mk", type=float, help="bath temperature, mK (default 10)")
     s.add_argument("--seed", type=int, help="random seed (default 0, or the trap.info seed)")
-    s.add_argument("--mode", choices=("rf", "pseudo"), default="rf",
-                   help="full RF field with micromotion, or the pseudopotential (rf)")
+    s.add_argument(
+        "--mode",
+        choices=("rf", "pseudo"),
+        default="rf",
+        help="full RF field with micromotion, or the pseudopotential (rf)",
+    )
     s.add_argument("--gather-periods", type=int, help="RF periods of image gathering")
     s.add_argument("--samples", type=int, help="position snapshots for the image")
     i = p.add_argument_group("imaging (defaults: CCMD's)")
@@ -53,20 +67,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("--cols", type=int, help="image columns, along the trap axis (640)")
     i.add_argument("--blur-um", type=float, help="blur radius (1/e) in focus, µm (5)")
     i.add_argument("--dof-um", type=float, help="depth of field, µm (50)")
-    i.add_argument("--focal-offset-um", type=float, default=0.0,
-                   help="focal plane offset along the line of sight, µm (0)")
-    i.add_argument("--rotation-deg", type=float, default=0.0,
-                   help="counter-clockwise turn of the crystal in the image, degrees (0)")
-    i.add_argument("--view-azimuth-deg", type=float, default=45.0,
-                   help="line of sight around the trap axis from y towards x, degrees "
-                   "(45 = CCMD's view)")
+    i.add_argument(
+        "--focal-offset-um",
+        type=float,
+        default=0.0,
+        help="focal plane offset along the line of sight, µm (0)",
+    )
+    i.add_argument(
+        "--rotation-deg",
+        type=float,
+        default=0.0,
+        help="counter-clockwise turn of the crystal in the image, degrees (0)",
+    )
+    i.add_argument(
+        "--view-azimuth-deg",
+        type=float,
+        default=45.0,
+        help="line of sight around the trap axis from y towards x, degrees (45 = CCMD's view)",
+    )
     c = p.add_argument_group("camera (off unless --camera)")
-    c.add_argument("--camera", action="store_true",
-                   help="render camera counts with noise instead of the noise-free image")
-    c.add_argument("--photons-per-ion", type=float, default=200.0,
-                   help="detected photons per in-focus ion per exposure (200)")
-    c.add_argument("--background", type=float, default=2.0,
-                   help="background photons per pixel (2)")
+    c.add_argument(
+        "--camera",
+        action="store_true",
+        help="render camera counts with noise instead of the noise-free image",
+    )
+    c.add_argument(
+        "--photons-per-ion",
+        type=float,
+        default=200.0,
+        help="detected photons per in-focus ion per exposure (200)",
+    )
+    c.add_argument("--background", type=float, default=2.0, help="background photons per pixel (2)")
     c.add_argument("--em-gain", type=float, default=1.0, help="EMCCD gain, 1 = none (1)")
     c.add_argument("--read-noise", type=float, default=2.0, help="read noise, e- rms (2)")
     c.add_argument("--offset", type=float, default=100.0, help="bias, counts (100)")
@@ -117,11 +148,17 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[Any], Any, Any, dict[
         base_imaging = cfg.imaging
         extra["trap_info"] = str(args.trap_info)
     else:
-        vals = {f: getattr(args, f) if getattr(args, f) is not None else _DEFAULTS[f]
-                for f in _TRAP_FLAGS}
+        vals = {
+            f: getattr(args, f) if getattr(args, f) is not None else _DEFAULTS[f]
+            for f in _TRAP_FLAGS
+        }
         trap = TrapSettings.from_lab_units(
-            v_rf=vals["v_rf"], v_end=vals["v_end"], eta=vals["eta"], r0_um=vals["r0_um"],
-            z0_um=vals["z0_um"], rf_mhz=vals["rf_mhz"],
+            v_rf=vals["v_rf"],
+            v_end=vals["v_end"],
+            eta=vals["eta"],
+            r0_um=vals["r0_um"],
+            z0_um=vals["z0_um"],
+            rf_mhz=vals["rf_mhz"],
         )
         groups = [IonGroup(name, count) for name, count in parse_ions(vals["ions"])]
         sim = SimulationSettings(**sim_kwargs)
@@ -131,15 +168,20 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[Any], Any, Any, dict[
     camera = None
     if args.camera:
         camera = CameraModel(
-            photons_per_ion=args.photons_per_ion, background=args.background,
-            em_gain=args.em_gain, read_noise=args.read_noise, offset=args.offset,
+            photons_per_ion=args.photons_per_ion,
+            background=args.background,
+            em_gain=args.em_gain,
+            read_noise=args.read_noise,
+            offset=args.offset,
             bit_depth=args.bit_depth,
         )
     lab = base_imaging.to_lab_units()
     imaging = ImagingSettings.from_lab_units(
         pixel_size_um=args.pixel_um if args.pixel_um is not None else lab["pixel_size_um"],
-        shape=(args.rows if args.rows is not None else lab["shape"][0],
-               args.cols if args.cols is not None else lab["shape"][1]),
+        shape=(
+            args.rows if args.rows is not None else lab["shape"][0],
+            args.cols if args.cols is not None else lab["shape"][1],
+        ),
         blur_um=args.blur_um if args.blur_um is not None else lab["blur_um"],
         dof_um=args.dof_um if args.dof_um is not None else lab["dof_um"],
         focal_offset_um=args.focal_offset_um,
@@ -150,8 +192,14 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[Any], Any, Any, dict[
     return trap, groups, sim, imaging, extra
 
 
-def metadata(trap: Any, groups: list[Any], sim: Any, imaging: Any, info: dict[str, Any],
-             extra: dict[str, Any]) -> dict[str, Any]:
+def metadata(
+    trap: Any,
+    groups: list[Any],
+    sim: Any,
+    imaging: Any,
+    info: dict[str, Any],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """Every parameter of a run, in lab units, as plain JSON."""
     from ccount_core import __version__
 
@@ -164,8 +212,12 @@ def metadata(trap: Any, groups: list[Any], sim: Any, imaging: Any, info: dict[st
         "ccount_version": __version__,
         "ions": {g.species.name: g.count for g in groups},
         "species": [
-            {"name": g.species.name, "mass_u": g.species.mass_u, "charge": g.species.charge,
-             "laser_cooled": g.species.laser_cooled}
+            {
+                "name": g.species.name,
+                "mass_u": g.species.mass_u,
+                "charge": g.species.charge,
+                "laser_cooled": g.species.laser_cooled,
+            }
             for g in groups
         ],
         "trap": {"v_rf_V": lab.pop("v_rf"), "v_end_V": lab.pop("v_end"), **lab},
@@ -205,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
     if args.positions is not None:
         write_positions(args.positions, result)
     counts = ", ".join(f"{n} {s}" for s, n in meta["ions"].items())
-    print(f"wrote {args.output} ({counts}; {result.info['timings']['total_s']:.1f} s)",
-          file=sys.stderr)
+    print(
+        f"wrote {args.output} ({counts}; {result.info['timings']['total_s']:.1f} s)",
+        file=sys.stderr,
+    )
     return 0

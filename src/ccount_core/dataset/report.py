@@ -11,10 +11,27 @@ from ccount_core.dataset.store import Dataset, count_column
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_path
 
-_RANGE_COLUMNS = ("v_rf", "v_end", "eta", "seed", "focal_offset_um", "blur_um", "dof_um",
-                  "rotation_deg", "pixel_size_um", "noise_draw")
-_UNITS = {"v_rf": "V", "v_end": "V", "focal_offset_um": "µm", "blur_um": "µm", "dof_um": "µm",
-          "rotation_deg": "deg", "pixel_size_um": "µm"}
+_RANGE_COLUMNS = (
+    "v_rf",
+    "v_end",
+    "eta",
+    "seed",
+    "focal_offset_um",
+    "blur_um",
+    "dof_um",
+    "rotation_deg",
+    "pixel_size_um",
+    "noise_draw",
+)
+_UNITS = {
+    "v_rf": "V",
+    "v_end": "V",
+    "focal_offset_um": "µm",
+    "blur_um": "µm",
+    "dof_um": "µm",
+    "rotation_deg": "deg",
+    "pixel_size_um": "µm",
+}
 
 
 def describe(ds: Dataset) -> str:
@@ -28,8 +45,8 @@ def describe(ds: Dataset) -> str:
         f"sha256 {a['spec_sha256'][:12]})",
         f"images     {len(ds)} of {rows} x {cols} {a['images_dtype']} ({a['image_units']}); "
         f"{a['n_md_runs']} MD runs x {a['n_renders']} render(s)",
-        f"done       {int(done.sum())} of {len(ds)}" + ("" if ds.complete else " (incomplete: "
-                                                          "rerun generate to finish)"),
+        f"done       {int(done.sum())} of {len(ds)}"
+        + ("" if ds.complete else " (incomplete: rerun generate to finish)"),
         f"labels     {', '.join(ds.label_names)}",
         "split      planned     done",
     ]
@@ -41,14 +58,18 @@ def describe(ds: Dataset) -> str:
     for name in [count_column(s) for s in ds.label_names] + list(_RANGE_COLUMNS):
         v = t[name][sel]
         unit = _UNITS.get(name, "")
-        lines.append(f"  {name:<16} {_fmt(v.min())} .. {_fmt(v.max())} {unit:<3} "
-                     f"({np.unique(v).size} values)")
+        lines.append(
+            f"  {name:<16} {_fmt(v.min())} .. {_fmt(v.max())} {unit:<3} "
+            f"({np.unique(v).size} values)"
+        )
     if done.any():
         md = t["md_seconds"][done][t["render_index"][done] == 0]
         versions = sorted(set(t["simulator_version"][done].tolist()))
-        lines.append(f"time       MD {md.sum():.1f} s in {md.size} runs "
-                     f"(mean {md.mean():.2f} s), rendering {t['render_seconds'][done].sum():.1f} s,"
-                     f" CPU {t['cpu_seconds'][done].sum():.1f} s")
+        lines.append(
+            f"time       MD {md.sum():.1f} s in {md.size} runs "
+            f"(mean {md.mean():.2f} s), rendering {t['render_seconds'][done].sum():.1f} s,"
+            f" CPU {t['cpu_seconds'][done].sum():.1f} s"
+        )
         lines.append(f"simulator  {', '.join(versions)}")
     if a.get("duplicates_dropped"):
         lines.append(f"note       {a['duplicates_dropped']} repeated MD points were dropped")
@@ -59,8 +80,9 @@ def _fmt(x: float) -> str:
     return format(float(x), ".6g")
 
 
-def contact_sheet(ds: Dataset, path: str | Path, n: int = 16, split: str = "all",
-                  seed: int = 0) -> Path:
+def contact_sheet(
+    ds: Dataset, path: str | Path, n: int = 16, split: str = "all", seed: int = 0
+) -> Path:
     """Write a PNG grid of ``n`` random finished samples titled with their labels and split.
 
     Each tile is scaled to its own 99.5th percentile so faint and bright crystals both show.
@@ -92,11 +114,17 @@ def contact_sheet(ds: Dataset, path: str | Path, n: int = 16, split: str = "all"
         img = np.asarray(ds.images[int(i)], np.float32)
         hi = float(np.percentile(img, 99.5)) or float(img.max()) or 1.0
         ax.imshow(img, cmap="gray", vmin=float(img.min()), vmax=hi)
-        counts = " ".join(f"{int(c)} {s}" for s, c in zip(ds.label_names, labels[i], strict=True)
-                          if c > 0 or s == ds.label_names[0])
+        counts = " ".join(
+            f"{int(c)} {s}"
+            for s, c in zip(ds.label_names, labels[i], strict=True)
+            if c > 0 or s == ds.label_names[0]
+        )
         focus = f", focus {t['focal_offset_um'][i]:g} µm" if t["focal_offset_um"][i] else ""
-        ax.set_title(f"#{i} {counts}{focus}\n{t['v_rf'][i]:g} V, {t['v_end'][i]:g} V, "
-                     f"η {t['eta'][i]:g}, {SPLIT_NAMES[t['split'][i]]}", fontsize=7)
+        ax.set_title(
+            f"#{i} {counts}{focus}\n{t['v_rf'][i]:g} V, {t['v_end'][i]:g} V, "
+            f"η {t['eta'][i]:g}, {SPLIT_NAMES[t['split'][i]]}",
+            fontsize=7,
+        )
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()

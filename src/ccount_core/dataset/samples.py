@@ -30,12 +30,19 @@ SAMPLES = ("reaction_series", "single_crystal")
 
 #: An EMCCD-like camera: gain 100, 10 e-/count, a weak background; peak crystal pixels of a
 #: few hundred counts above a bias of 100 (typical of Ca+ crystal images).
-SAMPLE_CAMERA = CameraModel(photons_per_ion=1500.0, background=3.0, em_gain=100.0,
-                            read_noise=20.0, electrons_per_count=10.0, offset=100.0,
-                            bit_depth=16)
+SAMPLE_CAMERA = CameraModel(
+    photons_per_ion=1500.0,
+    background=3.0,
+    em_gain=100.0,
+    read_noise=20.0,
+    electrons_per_count=10.0,
+    offset=100.0,
+    bit_depth=16,
+)
 #: 1.5 µm pixels, 256 × 400, crystal turned by 3° like a camera that is not quite level.
-SAMPLE_IMAGING = ImagingSettings.from_lab_units(pixel_size_um=1.5, shape=(256, 400),
-                                                rotation_deg=3.0, camera=SAMPLE_CAMERA)
+SAMPLE_IMAGING = ImagingSettings.from_lab_units(
+    pixel_size_um=1.5, shape=(256, 400), rotation_deg=3.0, camera=SAMPLE_CAMERA
+)
 
 
 def _trap(trap: Any) -> Any:
@@ -49,8 +56,9 @@ def reaction_numbers(n_initial: int, n_frames: int, decay_per_frame: float) -> l
     return [round(n_initial * math.exp(-decay_per_frame * f)) for f in range(n_frames)]
 
 
-def _simulate_frame(trap: Any, numbers: dict[str, int], imaging: ImagingSettings,
-                    simulation: Any, seed: int) -> np.ndarray:
+def _simulate_frame(
+    trap: Any, numbers: dict[str, int], imaging: ImagingSettings, simulation: Any, seed: int
+) -> np.ndarray:
     from ccount_core.simulation import IonGroup, SimulationSettings, simulate
 
     sim = simulation if simulation is not None else SimulationSettings()
@@ -99,8 +107,12 @@ def reaction_series(
         frames.append(_simulate_frame(trap, numbers, imaging, simulation, seed + f))
         report(progress, f + 1, n_frames)
     meta = _metadata(trap, imaging, simulation, seed, truth)
-    meta.update(kind="reaction_series", frame_interval_s=frame_interval_s,
-                decay_per_frame=decay_per_frame, product=product)
+    meta.update(
+        kind="reaction_series",
+        frame_interval_s=frame_interval_s,
+        decay_per_frame=decay_per_frame,
+        product=product,
+    )
     return np.stack(frames).astype(np.float32), meta
 
 
@@ -121,8 +133,9 @@ def single_crystal(
     return image.astype(np.float32), meta
 
 
-def _metadata(trap: Any, imaging: ImagingSettings, simulation: Any, seed: int,
-              truth: dict[str, Sequence[int]]) -> dict[str, Any]:
+def _metadata(
+    trap: Any, imaging: ImagingSettings, simulation: Any, seed: int, truth: dict[str, Sequence[int]]
+) -> dict[str, Any]:
     from ccount_core import __version__
     from ccount_core.simulation import SimulationSettings
 
@@ -155,9 +168,7 @@ def load_sample(name: str) -> tuple[np.ndarray, dict[str, Any]]:
         raise InputError(f"sample: unknown sample {name!r} (known: {', '.join(SAMPLES)})")
     resource = files("ccount_core.data") / f"{name}.tif"
     if not resource.is_file():
-        raise InputError(
-            f"sample: {name}.tif is not installed (run scripts/make_sample_data.py)"
-        )
+        raise InputError(f"sample: {name}.tif is not installed (run scripts/make_sample_data.py)")
     with resource.open("rb") as fh, tifffile.TiffFile(fh) as tif:
         stack = tif.asarray()
         meta = json.loads(tif.pages[0].description)

@@ -36,8 +36,18 @@ SPLIT_CODES = {name: code for code, name in enumerate(SPLIT_NAMES)}
 KEY_VERSION = "ccount-key-1"
 """Prefix of the canonical key; changing the key format must change this string."""
 
-_TOP_KEYS = {"name", "seed", "trap", "species", "simulation", "imaging", "renders", "parameters",
-             "store", "split"}
+_TOP_KEYS = {
+    "name",
+    "seed",
+    "trap",
+    "species",
+    "simulation",
+    "imaging",
+    "renders",
+    "parameters",
+    "store",
+    "split",
+}
 _TRAP_KEYS = {"r0_um", "z0_um", "rf_mhz"}
 _PARAM_KEYS = {"sampling", "n_samples", "n_ions", "v_rf", "v_end", "eta", "seeds"}
 _RENDER_AXES = ("focal_offset_um", "blur_um", "dof_um", "rotation_deg", "pixel_size_um")
@@ -127,8 +137,9 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         else:
             data = yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"spec {p.name}: not valid {p.suffix[1:] or 'YAML'}: "
-                         f"{' '.join(str(exc).split())}") from None
+        raise InputError(
+            f"spec {p.name}: not valid {p.suffix[1:] or 'YAML'}: {' '.join(str(exc).split())}"
+        ) from None
     return normalise_spec(data)
 
 
@@ -158,16 +169,19 @@ def normalise_spec(data: Any) -> dict[str, Any]:
     spec["imaging"] = _imaging(data.get("imaging", {}))
     spec["renders"] = _renders(data.get("renders", {}))
     if spec["renders"]["noise_draws"] > 1 and not spec["imaging"].get("camera"):
-        raise InputError("renders.noise_draws > 1 needs imaging.camera (without a camera the "
-                         "image has no noise to draw)")
+        raise InputError(
+            "renders.noise_draws > 1 needs imaging.camera (without a camera the "
+            "image has no noise to draw)"
+        )
     spec["parameters"] = _parameters(params, sampling)
     spec["store"] = _store(data.get("store", {}))
     split = _mapping(data.get("split", {}), "split")
     _unknown(split, _SPLIT_KEYS, "split")
     exclude = split.get("exclude", [])
     if not isinstance(exclude, list) or any(e not in _HASH_PARAMS for e in exclude):
-        raise InputError(f"split.exclude must be a list drawn from {list(_HASH_PARAMS)}, "
-                         f"got {exclude!r}")
+        raise InputError(
+            f"split.exclude must be a list drawn from {list(_HASH_PARAMS)}, got {exclude!r}"
+        )
     spec["split"] = {"exclude": sorted(set(exclude))}
     return json.loads(json.dumps(spec))  # plain JSON types only (tuples → lists)
 
@@ -192,11 +206,13 @@ def _species(raw: Any, sampling: str) -> dict[str, Any]:
             raise InputError(f"{key} must have exactly one of 'number' or 'fraction'")
         kind, axis = next(iter(how.items()))
         if kind == "number":
-            dark[str(name)] = {"number": _axis(axis, f"{key}.number", sampling, integer=True,
-                                               minimum=0)}
+            dark[str(name)] = {
+                "number": _axis(axis, f"{key}.number", sampling, integer=True, minimum=0)
+            }
         else:
-            dark[str(name)] = {"fraction": _axis(axis, f"{key}.fraction", sampling,
-                                                 minimum=0.0, below=1.0)}
+            dark[str(name)] = {
+                "fraction": _axis(axis, f"{key}.fraction", sampling, minimum=0.0, below=1.0)
+            }
     fractions = [_axis_max(d["fraction"]) for d in dark.values() if "fraction" in d]
     if sum(fractions) >= 1.0:
         raise InputError("species.dark: the largest fractions add up to 1 or more")
@@ -255,8 +271,9 @@ def _store(raw: Any) -> dict[str, Any]:
         "chunk": _int(s.get("chunk", 32), "store.chunk", minimum=1),
         "dtype": dtype,
         "order": order,
-        "compression_level": _int(s.get("compression_level", 3), "store.compression_level",
-                                  minimum=0),
+        "compression_level": _int(
+            s.get("compression_level", 3), "store.compression_level", minimum=0
+        ),
     }
 
 
@@ -283,8 +300,15 @@ def _parameters(p: Mapping[str, Any], sampling: str) -> dict[str, Any]:
     return out
 
 
-def _axis(raw: Any, key: str, sampling: str, *, integer: bool = False,
-          minimum: float | None = None, below: float | None = None) -> dict[str, Any]:
+def _axis(
+    raw: Any,
+    key: str,
+    sampling: str,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    below: float | None = None,
+) -> dict[str, Any]:
     """One swept parameter: ``{"values": [...]}`` or (random only) ``{"min": a, "max": b}``."""
 
     def num(v: Any) -> float | int:
@@ -309,14 +333,18 @@ def _axis(raw: Any, key: str, sampling: str, *, integer: bool = False,
             return {"values": [num(_tidy(start + i * step)) for i in range(n)]}
         if keys == {"min", "max"}:
             if sampling != "random":
-                raise InputError(f"{key}: min/max ranges need sampling: random "
-                                 "(a grid takes a list or start/stop/step)")
+                raise InputError(
+                    f"{key}: min/max ranges need sampling: random "
+                    "(a grid takes a list or start/stop/step)"
+                )
             lo, hi = num(raw["min"]), num(raw["max"])
             if hi < lo:
                 raise InputError(f"{key}: max < min")
             return {"min": lo, "max": hi}
-        raise InputError(f"{key} must be a number, a list, {{start, stop, step}} or "
-                         f"{{min, max}}, got keys {sorted(keys)}")
+        raise InputError(
+            f"{key} must be a number, a list, {{start, stop, step}} or "
+            f"{{min, max}}, got keys {sorted(keys)}"
+        )
     values = raw if isinstance(raw, list) else [raw]
     if not values:
         raise InputError(f"{key} must not be empty")
@@ -345,8 +373,13 @@ def plan(spec: Mapping[str, Any]) -> Plan:
     total_given = spec["species"].get("n_ions") == "total"
     rng = np.random.default_rng(spec["seed"])
     names = ["n_ions", *(f"dark:{d}" for d in dark), "v_rf", "v_end", "eta"]
-    axes = [params["n_ions"], *(next(iter(d.values())) for d in dark.values()),
-            params["v_rf"], params["v_end"], params["eta"]]
+    axes = [
+        params["n_ions"],
+        *(next(iter(d.values())) for d in dark.values()),
+        params["v_rf"],
+        params["v_end"],
+        params["eta"],
+    ]
     integer = [True, *("number" in d for d in dark.values()), False, False, False]
     if params["sampling"] == "grid":
         n_combos = math.prod(len(a["values"]) for a in axes) * len(params["seeds"])
@@ -354,8 +387,10 @@ def plan(spec: Mapping[str, Any]) -> Plan:
             raise InputError(f"parameters: the grid has {n_combos} points, more than {_MAX_ROWS}")
         combos: Sequence[tuple[Any, ...]] = list(itertools.product(*(a["values"] for a in axes)))
     else:
-        columns = [_draw(a, params["n_samples"], integ, rng) for a, integ in zip(axes, integer,
-                                                                                 strict=True)]
+        columns = [
+            _draw(a, params["n_samples"], integ, rng)
+            for a, integ in zip(axes, integer, strict=True)
+        ]
         combos = list(zip(*columns, strict=True))
     points: list[MdPoint] = []
     keys: list[str] = []
@@ -383,8 +418,7 @@ def plan(spec: Mapping[str, Any]) -> Plan:
     renders = _render_variants(spec)
     if len(points) * len(renders) > _MAX_ROWS:
         raise InputError(f"spec: {len(points) * len(renders)} images, more than {_MAX_ROWS}")
-    return Plan(dict(spec), tuple(points), tuple(renders), (cooled, *dark), duplicates,
-                tuple(keys))
+    return Plan(dict(spec), tuple(points), tuple(renders), (cooled, *dark), duplicates, tuple(keys))
 
 
 def _draw(axis: Mapping[str, Any], n: int, integer: bool, rng: np.random.Generator) -> list[Any]:
@@ -395,8 +429,9 @@ def _draw(axis: Mapping[str, Any], n: int, integer: bool, rng: np.random.Generat
     return [_tidy(v) for v in rng.uniform(axis["min"], axis["max"], n)]
 
 
-def _counts(cooled: str, dark: Mapping[str, Any], values: Mapping[str, Any],
-            total_given: bool = False) -> tuple[tuple[str, int], ...]:
+def _counts(
+    cooled: str, dark: Mapping[str, Any], values: Mapping[str, Any], total_given: bool = False
+) -> tuple[tuple[str, int], ...]:
     """Ion numbers per species; a dark ``fraction`` is that species' share of the crystal.
 
     ``total_given``: ``n_ions`` is the whole crystal (every dark species by fraction, rounded
@@ -426,8 +461,9 @@ def _render_variants(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     axes = [(k, r[k]) for k in _RENDER_AXES if k in r]
     out = []
     for combo in itertools.product(*(v for _, v in axes)):
-        variant = resolve_imaging({**base, **dict(zip((k for k, _ in axes), combo, strict=True))},
-                                  "renders")
+        variant = resolve_imaging(
+            {**base, **dict(zip((k for k, _ in axes), combo, strict=True))}, "renders"
+        )
         for draw in range(r["noise_draws"]):
             out.append({**variant, "noise_draw": draw})
     return out
@@ -449,8 +485,13 @@ def canonical_key(point: MdPoint, exclude: Sequence[str] = ()) -> str:
     return key if "seed" in exclude else f"{key}|seed={point.seed}"
 
 
-def _key_base(counts: tuple[tuple[str, int], ...], v_rf: float, v_end: float, eta: float,
-              exclude: Sequence[str]) -> str:
+def _key_base(
+    counts: tuple[tuple[str, int], ...],
+    v_rf: float,
+    v_end: float,
+    eta: float,
+    exclude: Sequence[str],
+) -> str:
     """The canonical key without the seed."""
     parts = [KEY_VERSION]
     if "counts" not in exclude:
@@ -518,8 +559,9 @@ def _mapping(raw: Any, key: str) -> Mapping[str, Any]:
 def _unknown(m: Mapping[str, Any], allowed: set[str], where: str) -> None:
     extra = sorted(set(map(str, m)) - allowed)
     if extra:
-        raise InputError(f"{where}: unknown key(s) {', '.join(extra)} "
-                         f"(allowed: {', '.join(sorted(allowed))})")
+        raise InputError(
+            f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def _int(v: Any, key: str, minimum: int | None = None) -> int:

@@ -73,12 +73,20 @@ TABLE_COLUMNS: dict[str, tuple[str, str]] = {
     "simulator_version": ("str", "ccount version that computed the row ('' until done)"),
     "md_seconds": ("float32", "wall time of the row's MD run (shared by its renders), s"),
     "render_seconds": ("float32", "wall time of rendering this image, s"),
-    "cpu_seconds": ("float32", "worker CPU time of this image: its share of the MD run's CPU "
-                               "time plus its rendering, s"),
+    "cpu_seconds": (
+        "float32",
+        "worker CPU time of this image: its share of the MD run's CPU time plus its rendering, s",
+    ),
     "done": ("bool", "True once the image is written"),
 }
-_RENDER_COLUMNS = ("focal_offset_um", "blur_um", "dof_um", "rotation_deg", "pixel_size_um",
-                   "noise_draw")
+_RENDER_COLUMNS = (
+    "focal_offset_um",
+    "blur_um",
+    "dof_um",
+    "rotation_deg",
+    "pixel_size_um",
+    "noise_draw",
+)
 
 
 class StoreLockedError(CcountError):
@@ -165,8 +173,10 @@ class StoreLock:
     def _busy_message(self) -> str:
         h = self._holder()
         who = f"pid {h.get('pid', '?')} on {h.get('host', '?')} since {h.get('since', '?')}"
-        return (f"{self.path.with_suffix('')} is being written by another run ({who}); "
-                "wait for it to finish or stop it, then run again")
+        return (
+            f"{self.path.with_suffix('')} is being written by another run ({who}); "
+            "wait for it to finish or stop it, then run again"
+        )
 
     def _acquire_excl(self) -> StoreLock:
         for _ in range(3):
@@ -178,8 +188,9 @@ class StoreLock:
                     with contextlib.suppress(FileNotFoundError):
                         self.path.unlink()  # stale: its writer is gone
                     continue
-                raise StoreLockedError(self._busy_message() + f" (or delete {self.path} if "
-                                       "that run is gone)") from None
+                raise StoreLockedError(
+                    self._busy_message() + f" (or delete {self.path} if that run is gone)"
+                ) from None
             os.write(fd, self._info().encode())
             os.close(fd)
             self._excl = True
@@ -229,8 +240,12 @@ def _build(path: Path, plan: Plan) -> None:
     chunk = max(1, min(store_cfg["chunk"], n))
     root = zarr.open_group(str(path), mode="w-")
     root.create_array(
-        "images", shape=(n, rows, cols), dtype=store_cfg["dtype"], chunks=(1, rows, cols),
-        shards=(chunk, rows, cols), fill_value=0,
+        "images",
+        shape=(n, rows, cols),
+        dtype=store_cfg["dtype"],
+        chunks=(1, rows, cols),
+        shards=(chunk, rows, cols),
+        fill_value=0,
         compressors=zarr.codecs.ZstdCodec(level=store_cfg["compression_level"]),
     )
     md_index = np.repeat(np.arange(len(plan.points), dtype=np.int64), r)
@@ -244,15 +259,18 @@ def _build(path: Path, plan: Plan) -> None:
     }
     for s, name in enumerate(plan.label_names):
         cols_data[count_column(name)] = np.repeat(
-            np.array([p.counts[s][1] for p in plan.points], dtype=np.int32), r)
+            np.array([p.counts[s][1] for p in plan.points], dtype=np.int32), r
+        )
     for name in ("v_rf", "v_end", "eta", "seed"):
         dtype = TABLE_COLUMNS[name][0]
-        cols_data[name] = np.repeat(np.array([getattr(p, name) for p in plan.points],
-                                             dtype=dtype), r)
+        cols_data[name] = np.repeat(
+            np.array([getattr(p, name) for p in plan.points], dtype=dtype), r
+        )
     for name in _RENDER_COLUMNS:
         dtype = TABLE_COLUMNS[name][0]
-        cols_data[name] = np.tile(np.array([v[name] for v in plan.renders], dtype=dtype),
-                                  len(plan.points))
+        cols_data[name] = np.tile(
+            np.array([v[name] for v in plan.renders], dtype=dtype), len(plan.points)
+        )
     table = root.create_group("table")
     tchunk = max(1, min(TABLE_CHUNK, n))
     for name, data in cols_data.items():
@@ -277,8 +295,9 @@ def _build(path: Path, plan: Plan) -> None:
         "duplicates_dropped": plan.duplicates,
         "image_shape": [rows, cols],
         "images_dtype": store_cfg["dtype"],
-        "image_units": "camera counts" if plan.renders[0].get("camera") else
-                       "ion exposures (an in-focus ion integrates to 1)",
+        "image_units": "camera counts"
+        if plan.renders[0].get("camera")
+        else "ion exposures (an in-focus ion integrates to 1)",
         "columns": {k: v[1] for k, v in TABLE_COLUMNS.items()},
         "created_by": f"ccount {__version__}",
         "created_utc": time.strftime("%FT%TZ", time.gmtime()),
@@ -297,8 +316,10 @@ def open_for_writing(path: str | Path, plan: Plan) -> zarr.Group:
     attrs = _read_attrs(path)
     diff = first_difference(attrs["spec"], plan.spec)
     if diff is not None:
-        raise InputError(f"{path} was made from a different spec ({diff} differs); "
-                         "use a new output path or the original spec")
+        raise InputError(
+            f"{path} was made from a different spec ({diff} differs); "
+            "use a new output path or the original spec"
+        )
     for tmp in path.rglob("*.partial"):
         tmp.unlink(missing_ok=True)
     return zarr.open_group(str(path), mode="r+")
@@ -315,8 +336,9 @@ def _read_attrs(path: Path) -> dict[str, Any]:
     if not isinstance(attrs, dict) or attrs.get("format") != FORMAT:
         raise InputError(f"{path}: not a ccount data-set store")
     if attrs.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{path}: store format version {attrs.get('format_version')} is not "
-                         f"{FORMAT_VERSION}")
+        raise InputError(
+            f"{path}: store format version {attrs.get('format_version')} is not {FORMAT_VERSION}"
+        )
     return attrs
 
 
@@ -353,12 +375,23 @@ class StoreWriter:
         self.done = np.asarray(self.table["done"][:], dtype=bool)
         self.dtype = np.dtype(self.images.dtype)
 
-    def add(self, md_index: int, images: np.ndarray, md_seconds: float,
-            render_seconds: Sequence[float], cpu_seconds: Sequence[float], version: str) -> None:
+    def add(
+        self,
+        md_index: int,
+        images: np.ndarray,
+        md_seconds: float,
+        render_seconds: Sequence[float],
+        cpu_seconds: Sequence[float],
+        version: str,
+    ) -> None:
         """Queue the ``(R, rows, cols)`` images of one MD run (times in s); writes what is due."""
-        self._pending[md_index] = _Pending(np.asarray(images), float(md_seconds),
-                                           np.asarray(render_seconds, np.float32),
-                                           np.asarray(cpu_seconds, np.float32), version)
+        self._pending[md_index] = _Pending(
+            np.asarray(images),
+            float(md_seconds),
+            np.asarray(render_seconds, np.float32),
+            np.asarray(cpu_seconds, np.float32),
+            version,
+        )
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
         else:
@@ -373,17 +406,19 @@ class StoreWriter:
         r = self.n_renders
         covered = self.done.copy()
         for m in self._pending:
-            covered[m * r:(m + 1) * r] = True
+            covered[m * r : (m + 1) * r] = True
         n = covered.size
         ready: set[int] = set()
         for m in self._pending:
             for s in {m * r // self.shard, ((m + 1) * r - 1) // self.shard}:
-                if covered[s * self.shard:min(n, (s + 1) * self.shard)].all():
+                if covered[s * self.shard : min(n, (s + 1) * self.shard)].all():
                     ready.add(s)
         if ready:
-            runs = [m for m in self._pending
-                    if any(m * r // self.shard <= s <= ((m + 1) * r - 1) // self.shard
-                           for s in ready)]
+            runs = [
+                m
+                for m in self._pending
+                if any(m * r // self.shard <= s <= ((m + 1) * r - 1) // self.shard for s in ready)
+            ]
             self._write(sorted(runs))
 
     def _write(self, md_indices: list[int]) -> None:
@@ -393,18 +428,19 @@ class StoreWriter:
         for a, b in _runs(md_indices):  # consecutive MD runs → one region write each
             items = [self._pending[m] for m in range(a, b)]
             block = np.concatenate([p.images for p in items])
-            self.images[a * r:b * r] = self._convert(block)
+            self.images[a * r : b * r] = self._convert(block)
         for a, b in _runs(md_indices):
             items = [self._pending[m] for m in range(a, b)]
             sl = slice(a * r, b * r)
             self.table["simulator_version"][sl] = np.repeat([p.version for p in items], r)
-            self.table["md_seconds"][sl] = np.repeat([p.md_seconds for p in items], r
-                                                     ).astype(np.float32)
+            self.table["md_seconds"][sl] = np.repeat([p.md_seconds for p in items], r).astype(
+                np.float32
+            )
             self.table["render_seconds"][sl] = np.concatenate([p.render_seconds for p in items])
             self.table["cpu_seconds"][sl] = np.concatenate([p.cpu_seconds for p in items])
         for a, b in _runs(md_indices):  # last: mark done only once images and times are in
-            self.table["done"][a * r:b * r] = True
-            self.done[a * r:b * r] = True
+            self.table["done"][a * r : b * r] = True
+            self.done[a * r : b * r] = True
         for m in md_indices:
             del self._pending[m]
 

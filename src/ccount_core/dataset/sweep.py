@@ -35,8 +35,10 @@ from ccount_core.dataset.store import StoreLock, StoreWriter, open_for_writing
 from ccount_core.errors import InputError
 from ccount_core.progress import ProgressCallback, report
 
-SimulateFn = Callable[[Mapping[str, Any], Sequence[tuple[str, int]], Mapping[str, Any], int],
-                      tuple[np.ndarray, np.ndarray]]
+SimulateFn = Callable[
+    [Mapping[str, Any], Sequence[tuple[str, int]], Mapping[str, Any], int],
+    tuple[np.ndarray, np.ndarray],
+]
 """``(trap_lab, ions, simulation, seed) -> (samples (S, N, 3) m, fluorescing (N,) bool)``.
 
 ``trap_lab``: keyword arguments of ``TrapSettings.from_lab_units`` (V, µm, MHz); ``ions``:
@@ -90,20 +92,32 @@ class GenerateSummary:
 # ----------------------------------------------------------------------------------- workers
 
 
-def simulate_real(trap: Mapping[str, Any], ions: Sequence[tuple[str, int]],
-                  simulation: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def simulate_real(
+    trap: Mapping[str, Any],
+    ions: Sequence[tuple[str, int]],
+    simulation: Mapping[str, Any],
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """The real MD: :func:`ccount_core.simulation.simulate` with no imaging; returns samples
     and mask."""
     from ccount_core.simulation import IonGroup, TrapSettings, simulate
 
-    result = simulate(TrapSettings.from_lab_units(**trap), [IonGroup(s, n) for s, n in ions],
-                      simulation_settings(simulation, seed), None)
+    result = simulate(
+        TrapSettings.from_lab_units(**trap),
+        [IonGroup(s, n) for s, n in ions],
+        simulation_settings(simulation, seed),
+        None,
+    )
     cooled = np.array([s.laser_cooled for s in result.species], dtype=bool)
     return result.samples, cooled[np.asarray(result.species_index)]
 
 
-def render_real(samples: np.ndarray, fluorescing: np.ndarray, imaging: Mapping[str, Any],
-                rng: np.random.Generator) -> np.ndarray:
+def render_real(
+    samples: np.ndarray,
+    fluorescing: np.ndarray,
+    imaging: Mapping[str, Any],
+    rng: np.random.Generator,
+) -> np.ndarray:
     """The real renderer: :func:`ccount_core.simulation.render.render` with the imaging
     settings in µm."""
     from ccount_core.simulation.render import ImagingSettings, render
@@ -150,12 +164,14 @@ def run_task(task: MdTask) -> MdOutput:
         images.append(np.asarray(render_fn(samples, fluorescing, settings, rng), np.float32))
         seconds.append(time.perf_counter() - t1)
         cpu.append(md_cpu + time.process_time() - c1)
-    return MdOutput(task.md_index, np.stack(images), md_seconds, tuple(seconds), tuple(cpu),
-                    __version__)
+    return MdOutput(
+        task.md_index, np.stack(images), md_seconds, tuple(seconds), tuple(cpu), __version__
+    )
 
 
-def make_task(p: Plan, md_index: int, simulate_fn: SimulateFn | None = None,
-              render_fn: RenderFn | None = None) -> MdTask:
+def make_task(
+    p: Plan, md_index: int, simulate_fn: SimulateFn | None = None, render_fn: RenderFn | None = None
+) -> MdTask:
     """The task for MD run ``md_index`` of a plan."""
     point = p.points[md_index]
     trap = dict(p.spec["trap"], v_rf=point.v_rf, v_end=point.v_end, eta=point.eta)
@@ -252,13 +268,17 @@ def generate(
     if workers is not None and workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     if workers is not None and (scheduler or client is not None):
-        raise InputError("workers sizes the local cluster; with a scheduler or client the "
-                         "cluster's own workers are used")
+        raise InputError(
+            "workers sizes the local cluster; with a scheduler or client the "
+            "cluster's own workers are used"
+        )
     if splits is not None:
         unknown = sorted(set(splits) - set(SPLIT_NAMES))
         if unknown or not splits:
-            raise InputError(f"splits must be drawn from {', '.join(SPLIT_NAMES)}; got "
-                             f"{', '.join(map(repr, splits)) or 'none'}")
+            raise InputError(
+                f"splits must be drawn from {', '.join(SPLIT_NAMES)}; got "
+                f"{', '.join(map(repr, splits)) or 'none'}"
+            )
     p = plan(norm)
     if simulate_fn is None:
         check_physics(p)
@@ -275,18 +295,44 @@ def generate(
         failures: list[str] = []
         if todo:
             try:
-                _run(p, todo, writer, workers, scheduler, client, progress, failures,
-                     simulate_fn, render_fn)
+                _run(
+                    p,
+                    todo,
+                    writer,
+                    workers,
+                    scheduler,
+                    client,
+                    progress,
+                    failures,
+                    simulate_fn,
+                    render_fn,
+                )
             finally:
                 writer.flush()
         done_after = int(writer.done.sum())
-    return GenerateSummary(out, p.n_rows, done_before, done_after, len(failures),
-                           failures[0] if failures else None, time.perf_counter() - t_start)
+    return GenerateSummary(
+        out,
+        p.n_rows,
+        done_before,
+        done_after,
+        len(failures),
+        failures[0] if failures else None,
+        time.perf_counter() - t_start,
+    )
 
 
-def _run(p: Plan, todo: list[int], writer: StoreWriter, workers: int | None,
-         scheduler: str | None, client: Any, progress: ProgressCallback | None,
-         failures: list[str], simulate_fn: SimulateFn | None, render_fn: RenderFn | None) -> None:
+def _run(
+    p: Plan,
+    todo: list[int],
+    writer: StoreWriter,
+    workers: int | None,
+    scheduler: str | None,
+    client: Any,
+    progress: ProgressCallback | None,
+    failures: list[str],
+    simulate_fn: SimulateFn | None,
+    render_fn: RenderFn | None,
+) -> None:
     """Submit the MD runs ``todo``, keep a few per worker in flight, write results as they come."""
     from distributed import as_completed
 
@@ -315,12 +361,19 @@ def _run(p: Plan, todo: list[int], writer: StoreWriter, workers: int | None,
                 except Exception as exc:
                     failures.append(f"MD run {m} ({p.keys[m]}): {' '.join(str(exc).split())}")
                     if successes == 0 and len(failures) >= size:
-                        raise RuntimeError(f"every MD run failed so far; first: {failures[0]}"
-                                           ) from exc
+                        raise RuntimeError(
+                            f"every MD run failed so far; first: {failures[0]}"
+                        ) from exc
                 else:
                     successes += 1
-                    writer.add(res.md_index, res.images, res.md_seconds, res.render_seconds,
-                               res.cpu_seconds, res.version)
+                    writer.add(
+                        res.md_index,
+                        res.images,
+                        res.md_seconds,
+                        res.render_seconds,
+                        res.cpu_seconds,
+                        res.version,
+                    )
                 fut.release()
                 done += p.n_renders
                 report(progress, done, total)
@@ -372,8 +425,11 @@ class _client:
         for name in ("distributed", "distributed.nanny", "distributed.scheduler"):
             logging.getLogger(name).setLevel(logging.ERROR)
         cluster = LocalCluster(
-            n_workers=self.workers or _cores(), threads_per_worker=1, processes=True,
-            dashboard_address=None, silence_logs=logging.ERROR,
+            n_workers=self.workers or _cores(),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
             env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
         )
         c = Client(cluster)

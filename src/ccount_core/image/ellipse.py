@@ -83,28 +83,48 @@ class Ellipse:
     quality: float = 1.0
 
     def __post_init__(self) -> None:
-        vals = (self.center_row, self.center_col, self.semi_major, self.semi_minor,
-                self.angle_deg, self.quality)
+        vals = (
+            self.center_row,
+            self.center_col,
+            self.semi_major,
+            self.semi_minor,
+            self.angle_deg,
+            self.quality,
+        )
         if not all(math.isfinite(float(v)) for v in vals):
             raise InputError(f"ellipse: all fields must be finite numbers, got {self}")
         if not self.semi_minor > 0:
             raise InputError(f"ellipse: semi-axes must be > 0 px, got {self.semi_minor}")
         if self.semi_major < self.semi_minor:
-            raise InputError("ellipse: semi_major must be >= semi_minor "
-                             f"({self.semi_major} < {self.semi_minor})")
+            raise InputError(
+                f"ellipse: semi_major must be >= semi_minor ({self.semi_major} < {self.semi_minor})"
+            )
         if not 0.0 <= self.quality <= 1.0:
             raise InputError(f"ellipse: quality must be in [0, 1], got {self.quality}")
 
     @classmethod
-    def from_axes(cls, center_row: float, center_col: float, semi_axis_1: float,
-                  semi_axis_2: float, angle_1_deg: float, quality: float = 1.0) -> Ellipse:
+    def from_axes(
+        cls,
+        center_row: float,
+        center_col: float,
+        semi_axis_1: float,
+        semi_axis_2: float,
+        angle_1_deg: float,
+        quality: float = 1.0,
+    ) -> Ellipse:
         """Build from two semi-axes in any order; ``angle_1_deg`` is the direction of axis 1."""
         a1, a2 = float(semi_axis_1), float(semi_axis_2)
         ang = float(angle_1_deg)
         if a2 > a1:
             a1, a2, ang = a2, a1, ang + 90.0
-        return cls(float(center_row), float(center_col), a1, a2, _wrap_angle(ang),
-                   float(np.clip(quality, 0.0, 1.0)))
+        return cls(
+            float(center_row),
+            float(center_col),
+            a1,
+            a2,
+            _wrap_angle(ang),
+            float(np.clip(quality, 0.0, 1.0)),
+        )
 
     @property
     def major_direction(self) -> tuple[float, float]:
@@ -135,9 +155,13 @@ class Ellipse:
     def from_dict(cls, data: dict) -> Ellipse:
         """Inverse of :meth:`to_dict`."""
         try:
-            return cls(**{k: float(data[k]) for k in
-                          ("center_row", "center_col", "semi_major", "semi_minor", "angle_deg")},
-                       quality=float(data.get("quality", 1.0)))
+            return cls(
+                **{
+                    k: float(data[k])
+                    for k in ("center_row", "center_col", "semi_major", "semi_minor", "angle_deg")
+                },
+                quality=float(data.get("quality", 1.0)),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"ellipse: cannot read {data!r} ({exc})") from None
 
@@ -154,6 +178,7 @@ def _wrap_angle(deg: float) -> float:
 
 # ----------------------------------------------------------------------------------- checks
 
+
 def as_float_frame(frame: object, name: str = "frame") -> np.ndarray:
     """Check one frame and return it as a C-contiguous float32 ``(rows, cols)`` array.
 
@@ -164,8 +189,10 @@ def as_float_frame(frame: object, name: str = "frame") -> np.ndarray:
     """
     arr = np.asarray(frame)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        raise InputError(f"{name}: shape {arr.shape} looks like an RGB/RGBA image; "
-                         "convert it to one greyscale channel first")
+        raise InputError(
+            f"{name}: shape {arr.shape} looks like an RGB/RGBA image; "
+            "convert it to one greyscale channel first"
+        )
     if arr.ndim != 2:
         raise InputError(f"{name}: expected a 2-D (rows, cols) image, got shape {arr.shape}")
     check_dtype(arr.dtype, name)
@@ -193,8 +220,9 @@ def check_dtype(dtype: np.dtype, name: str) -> None:
 
 
 @nb.njit(cache=True, nogil=True)
-def _sector_profile(sub, row0, col0, k, plane, cr, cc, dr, dc, a, b, n_sec, rho_min, rho_max,
-                    n_bins):  # pragma: no cover - numba
+def _sector_profile(
+    sub, row0, col0, k, plane, cr, cc, dr, dc, a, b, n_sec, rho_min, rho_max, n_bins
+):  # pragma: no cover - numba
     """Sum and count of background-subtracted intensity per (angular sector, radius bin)."""
     sums = np.zeros((n_sec, n_bins))
     counts = np.zeros((n_sec, n_bins))
@@ -231,8 +259,14 @@ def _atan2(y, x):  # pragma: no cover - numba
         return 0.0
     t = small / big
     t2 = t * t
-    r = t * (0.99997726 + t2 * (-0.33262347 + t2 * (0.19354346 + t2 * (-0.11643287
-             + t2 * (0.05265332 - 0.01172120 * t2)))))
+    r = t * (
+        0.99997726
+        + t2
+        * (
+            -0.33262347
+            + t2 * (0.19354346 + t2 * (-0.11643287 + t2 * (0.05265332 - 0.01172120 * t2)))
+        )
+    )
     if ay > ax:
         r = 0.5 * np.pi - r
     if x < 0.0:
@@ -260,7 +294,7 @@ def _outer_peaks(prof, frac, max_climb):  # pragma: no cover - numba
             k -= 1
         if k0 - k > max_climb or k == 0 or k == n - 1:
             continue
-        if p[max(k - max_climb, 0):k].min() > 0.95 * p[k]:
+        if p[max(k - max_climb, 0) : k].min() > 0.95 * p[k]:
             continue  # no dip inside: a flat edge, not a ring of ions
         den = p[k - 1] - 2 * p[k] + p[k + 1]
         d = 0.5 * (p[k - 1] - p[k + 1]) / den if den < 0 else 0.0
@@ -271,8 +305,9 @@ def _outer_peaks(prof, frac, max_climb):  # pragma: no cover - numba
 def _otsu(img: np.ndarray, n_bins: int = 256) -> float:
     """Otsu's threshold of the values of ``img`` (maximum between-class variance)."""
     lo, hi = float(img.min()), float(img.max())
-    hist = np.bincount(((img - lo) * ((n_bins - 1) / (hi - lo))).astype(np.intp).ravel(),
-                       minlength=n_bins).astype(np.float64)
+    hist = np.bincount(
+        ((img - lo) * ((n_bins - 1) / (hi - lo))).astype(np.intp).ravel(), minlength=n_bins
+    ).astype(np.float64)
     centres = lo + (np.arange(n_bins) + 0.5) * (hi - lo) / (n_bins - 1)
     w0 = np.cumsum(hist)
     w1 = w0[-1] - w0
@@ -297,14 +332,16 @@ def _border_ring(shape: tuple[int, int], width: int) -> tuple[np.ndarray, np.nda
 def _fit_border_plane(img: np.ndarray, width: int) -> np.ndarray:
     """Robust plane ``(p0, p_row, p_col)`` through the border ring (3σ clipping, 3 rounds)."""
     rr, cc = _border_ring(img.shape, width)
-    return robust_plane(img[rr, cc].astype(np.float64), rr.astype(np.float64),
-                         cc.astype(np.float64), 3, 10)
+    return robust_plane(
+        img[rr, cc].astype(np.float64), rr.astype(np.float64), cc.astype(np.float64), 3, 10
+    )
 
 
 _SMOOTH_WEIGHTS = gaussian_weights(1.5)  # the coarse search's smoothing, σ = 1.5 px
 
 
 # -------------------------------------------------------------------------------- fitting
+
 
 def fit_ellipse(frame: np.ndarray) -> Ellipse:
     """Find the crystal's outer-shell ellipse in one frame.
@@ -366,8 +403,10 @@ def _coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
     crystal = np.isin(labels, parts)
     rs, cs = ndi.find_objects(crystal.view(np.uint8))[0]
     if rs.start == 0 or cs.start == 0 or rs.stop == hs or cs.stop == ws:
-        raise InputError("frame: the crystal touches the image border; it must lie wholly "
-                         "inside the frame (crop less or centre the crystal)")
+        raise InputError(
+            "frame: the crystal touches the image border; it must lie wholly "
+            "inside the frame (crop less or centre the crystal)"
+        )
     if len(parts) == 1:
         region = ndi.binary_fill_holes(crystal[rs, cs])
     else:
@@ -403,9 +442,22 @@ def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
     sub = median5(block_mean(img[r_lo:r_hi, c_lo:c_hi], k))
     dr, dc = coarse.major_direction
     sums, counts = _sector_profile(
-        sub, r_lo + (k - 1) / 2, c_lo + (k - 1) / 2, float(k), np.asarray(plane, np.float64),
-        coarse.center_row, coarse.center_col, dr, dc, coarse.semi_major, coarse.semi_minor,
-        _N_SECTORS, _RHO_MIN, _RHO_MAX, _N_BINS)
+        sub,
+        r_lo + (k - 1) / 2,
+        c_lo + (k - 1) / 2,
+        float(k),
+        np.asarray(plane, np.float64),
+        coarse.center_row,
+        coarse.center_col,
+        dr,
+        dc,
+        coarse.semi_major,
+        coarse.semi_minor,
+        _N_SECTORS,
+        _RHO_MIN,
+        _RHO_MAX,
+        _N_BINS,
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         prof = sums / counts
     prof = np.where(counts > 0, prof, 0.0)
@@ -445,16 +497,28 @@ def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
     if not 0.3 < ratio < 1.5:  # the shell should lie just inside the coarse outline
         return coarse
     _check_inside(ell, h, w)
-    return Ellipse(ell.center_row, ell.center_col, ell.semi_major, ell.semi_minor,
-                   ell.angle_deg, float(np.clip(quality, 0.0, 1.0)))
+    return Ellipse(
+        ell.center_row,
+        ell.center_col,
+        ell.semi_major,
+        ell.semi_minor,
+        ell.angle_deg,
+        float(np.clip(quality, 0.0, 1.0)),
+    )
 
 
 def _check_inside(ell: Ellipse, h: int, w: int) -> None:
     hr, hc = ell.half_extent()
-    if (ell.center_row - hr < 0 or ell.center_row + hr > h - 1
-            or ell.center_col - hc < 0 or ell.center_col + hc > w - 1):
-        raise InputError("frame: the crystal touches the image border; it must lie wholly "
-                         "inside the frame (crop less or centre the crystal)")
+    if (
+        ell.center_row - hr < 0
+        or ell.center_row + hr > h - 1
+        or ell.center_col - hc < 0
+        or ell.center_col + hc > w - 1
+    ):
+        raise InputError(
+            "frame: the crystal touches the image border; it must lie wholly "
+            "inside the frame (crop less or centre the crystal)"
+        )
 
 
 def _radial_residual(ell: Ellipse, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -503,5 +567,11 @@ def _direct_fit(rows: np.ndarray, cols: np.ndarray) -> Ellipse | None:
     # Eigenvector of the smaller eigenvalue is the major axis, in (x=col, y=row).
     vx, vy = qv[:, 0] if axes[0] >= axes[1] else qv[:, 1]
     angle = math.degrees(math.atan2(-vy, vx))
-    return Ellipse.from_axes(r0 + centre[1] * scale, c0 + centre[0] * scale,
-                             float(axes.max()), float(axes.min()), angle, 1.0)
+    return Ellipse.from_axes(
+        r0 + centre[1] * scale,
+        c0 + centre[0] * scale,
+        float(axes.max()),
+        float(axes.min()),
+        angle,
+        1.0,
+    )

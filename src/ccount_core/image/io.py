@@ -33,13 +33,34 @@ ZARR_ARRAY_NAMES = ("images", "image", "data", "0")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 _LENGTH_UNITS_UM = {
-    "m": 1e6, "meter": 1e6, "cm": 1e4, "mm": 1e3, "um": 1.0, "µm": 1.0, "μm": 1.0,
-    "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0, "\\u00b5m": 1.0,
-    "nm": 1e-3, "nanometer": 1e-3,
+    "m": 1e6,
+    "meter": 1e6,
+    "cm": 1e4,
+    "mm": 1e3,
+    "um": 1.0,
+    "µm": 1.0,
+    "μm": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "\\u00b5m": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
 }
 _TIME_UNITS_S = {
-    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
-    "µs": 1e-6, "us": 1e-6, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "µs": 1e-6,
+    "us": 1e-6,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
 }
 
 
@@ -131,8 +152,7 @@ def write_tiff(
         ppcm = 1e4 / float(pixel_size_um)
         kwargs.update(resolution=(ppcm, ppcm), resolutionunit=3)
     with atomic_path(target) as tmp:
-        tifffile.imwrite(tmp, np.asarray(stack), photometric="minisblack", metadata=meta,
-                         **kwargs)
+        tifffile.imwrite(tmp, np.asarray(stack), photometric="minisblack", metadata=meta, **kwargs)
     return target
 
 
@@ -178,8 +198,9 @@ def _ome_calibration(xml: str) -> tuple[float | None, float | None]:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return None, None
-    pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"),
-                  None)
+    pixels = next(
+        (el for el in root.iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"), None
+    )
     if pixels is None:
         return None, None
     size = _positive(pixels.get("PhysicalSizeX"))
@@ -251,8 +272,11 @@ def _read_image_file(p: Path) -> np.ndarray:
 
 def _open_folder(p: Path, rgb_to_gray: bool) -> Stack:
     files = sorted(
-        (f for f in p.iterdir() if f.is_file() and f.suffix.lower() in FRAME_SUFFIXES
-         and not f.name.startswith(".")),
+        (
+            f
+            for f in p.iterdir()
+            if f.is_file() and f.suffix.lower() in FRAME_SUFFIXES and not f.name.startswith(".")
+        ),
         key=lambda f: _natural_key(f.name),
     )
     if not files:
@@ -273,8 +297,7 @@ def _open_folder(p: Path, rgb_to_gray: bool) -> Stack:
         pixel_um, interval_s = head.pixel_size_um, head.frame_interval_s
     read = dask.delayed(_read_checked, pure=True)
     frames = [
-        da.from_delayed(read(f, first.shape, first.dtype), first.shape, first.dtype)
-        for f in files
+        da.from_delayed(read(f, first.shape, first.dtype), first.shape, first.dtype) for f in files
     ]
     data = _frames_axis(da.stack(frames), "Q" + axes, p, rgb_to_gray)
     meta = {"format": "folder", "files": [f.name for f in files], "dtype": str(first.dtype)}
@@ -324,8 +347,9 @@ def _open_zarr(p: Path, rgb_to_gray: bool) -> Stack:
         elif data.ndim == 4 and data.shape[-1] in (3, 4):
             axes = "QYXS"
         else:
-            raise InputError(f"path: Zarr array in {p} has shape {data.shape}; "
-                             "expected (frames, rows, cols)")
+            raise InputError(
+                f"path: Zarr array in {p} has shape {data.shape}; expected (frames, rows, cols)"
+            )
     data = _frames_axis(data, axes, p, rgb_to_gray)
     meta = {"format": "zarr", "array": name, "attrs": _jsonable(attrs)}
     return Stack(data, pixel_um, interval_s, str(p), meta)
@@ -339,10 +363,18 @@ def _pick_zarr_array(group: Any, p: Path) -> tuple[Any, str, tuple[str, Any, Any
         ds = ms["datasets"][0]
         names = [ax["name"] if isinstance(ax, dict) else ax for ax in ms.get("axes", [])]
         units = {ax["name"]: ax.get("unit") for ax in ms.get("axes", []) if isinstance(ax, dict)}
-        scale = next((t["scale"] for t in ds.get("coordinateTransformations", [])
-                      if t.get("type") == "scale"), None)
-        axes = "".join({"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}.get(n, "Q")
-                       for n in names) or None
+        scale = next(
+            (
+                t["scale"]
+                for t in ds.get("coordinateTransformations", [])
+                if t.get("type") == "scale"
+            ),
+            None,
+        )
+        axes = (
+            "".join({"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}.get(n, "Q") for n in names)
+            or None
+        )
         pixel = interval = None
         if scale and "x" in names:
             factor = _LENGTH_UNITS_UM.get(str(units.get("x") or "micrometer").lower())
@@ -357,7 +389,7 @@ def _pick_zarr_array(group: Any, p: Path) -> tuple[Any, str, tuple[str, Any, Any
             return arrays[name], name, None
     images = {k: a for k, a in arrays.items() if a.ndim >= 2}
     if len(images) == 1:
-        (name, arr), = images.items()
+        ((name, arr),) = images.items()
         return arr, name, None
     listed = ", ".join(sorted(arrays)) or "none"
     raise InputError(f"path: Zarr group {p} has no single image array (arrays: {listed})")
@@ -388,8 +420,9 @@ def _frames_axis(data: da.Array, axes: str, p: Path, rgb_to_gray: bool) -> da.Ar
     if "C" in axes:
         c = axes.index("C")
         if data.shape[c] != 1:
-            raise InputError(f"path: {p} has {data.shape[c]} channels; ccount needs one "
-                             "fluorescence channel")
+            raise InputError(
+                f"path: {p} has {data.shape[c]} channels; ccount needs one fluorescence channel"
+            )
         data = da.squeeze(data, axis=c)
         axes = axes.replace("C", "")
     if "Y" not in axes or "X" not in axes:

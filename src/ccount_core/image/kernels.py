@@ -10,8 +10,15 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["block_mean", "finite_range", "gaussian_weights", "median5", "median5_block_mean",
-           "robust_plane", "separable_smooth"]
+__all__ = [
+    "block_mean",
+    "finite_range",
+    "gaussian_weights",
+    "median5",
+    "median5_block_mean",
+    "robust_plane",
+    "separable_smooth",
+]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -155,15 +162,17 @@ def separable_smooth(img, weights):  # pragma: no cover - numba
         for j in range(w):
             acc = np.float64(img[i, j]) * weights[r]
             for t in range(1, r + 1):
-                acc += (np.float64(img[max(i - t, 0), j]) + img[min(i + t, h - 1), j]) \
-                    * weights[r + t]
+                acc += (np.float64(img[max(i - t, 0), j]) + img[min(i + t, h - 1), j]) * weights[
+                    r + t
+                ]
             tmp[i, j] = acc
     out = np.empty((h, w), dtype=np.float32)
     for i in range(h):
         for j in range(w):
             acc = np.float64(tmp[i, j]) * weights[r]
             for t in range(1, r + 1):
-                acc += (np.float64(tmp[i, max(j - t, 0)]) + tmp[i, min(j + t, w - 1)]) \
-                    * weights[r + t]
+                acc += (np.float64(tmp[i, max(j - t, 0)]) + tmp[i, min(j + t, w - 1)]) * weights[
+                    r + t
+                ]
             out[i, j] = acc
     return out

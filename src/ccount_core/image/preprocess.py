@@ -106,55 +106,103 @@ class PreprocessConfig:
     store or compare across processes and machines.
     """
 
-    model_pixel_size_um: float = field(default=3.0, metadata={
-        "unit": "µm", "help": "size of one output pixel (µm/px) — the model's pixel size."})
-    output_shape: tuple[int, int] = field(default=(320, 192), metadata={
-        "unit": "px", "help": "output ``(rows, cols)`` (px); the trap axis runs along the rows."})
-    background: BackgroundMethod = field(default="plane", metadata={
-        "unit": "",
-        "help": '``"none"``, ``"constant"`` (median of the pixels outside the crystal) or '
-                '``"plane"`` (least-squares plane through them, for a gradient); after '
-                "subtraction negative values are set to 0."})
-    rotate: bool = field(default=True, metadata={
-        "unit": "", "help": "turn the trap axis to vertical."})
-    rotation_deg: float | None = field(default=None, metadata={
-        "unit": "°", "form": False,
-        "help": "trap-axis direction in the input frame (deg, counter-clockwise from +col as "
-                "displayed); ``None`` = from the ellipse (its axis nearer the horizontal; 0 for "
-                "a round crystal)."})
-    mask: bool = field(default=True, metadata={
-        "unit": "", "help": "set everything outside the (grown) ellipse to 0."})
-    mask_margin_um: float = field(default=10.0, metadata={
-        "unit": "µm",
-        "help": "growth of both semi-axes of the mask beyond the outer shell (µm), so the "
-                "outer ions' spots are kept."})
-    median_size: int = field(default=3, metadata={
-        "unit": "px",
-        "help": 'median filter size (px, odd); 0 or 1 = off; 3 with ``"cross"`` is the '
-                "paper's 5-point median (footprint [[0,1,0],[1,1,1],[0,1,0]])."})
-    median_shape: MedianShape = field(default="cross", metadata={
-        "unit": "", "help": '``"cross"`` (plus-shaped footprint) or ``"square"``.'})
-    enhance_amplitude: float = field(default=0.0, metadata={
-        "unit": "", "help": "A of eq. 2 (dimensionless); 0 = off."})
-    normalize: bool = field(default=True, metadata={
-        "unit": "", "help": "scale the image so its brightness density equals the target."})
-    brightness_density: float = field(default=1.0, metadata={
-        "unit": "",
-        "help": "target (sum of non-zero pixels)/(number of non-zero pixels), in output "
-                "intensity units."})
-    stretch_to_fit: bool = field(default=False, metadata={
-        "unit": "",
-        "help": "scale the crystal (and its mask margin) to fill the output, the same zoom "
-                "along both axes: small crystals are seen at a finer scale. The count goes as "
-                "(crystal size / ion spacing)³, a ratio a uniform zoom keeps; the physical "
-                "scale is lost and ``camera_pixel_size_um`` only sets the margin (off by "
-                "default)."})
+    model_pixel_size_um: float = field(
+        default=3.0,
+        metadata={
+            "unit": "µm",
+            "help": "size of one output pixel (µm/px) — the model's pixel size.",
+        },
+    )
+    output_shape: tuple[int, int] = field(
+        default=(320, 192),
+        metadata={
+            "unit": "px",
+            "help": "output ``(rows, cols)`` (px); the trap axis runs along the rows.",
+        },
+    )
+    background: BackgroundMethod = field(
+        default="plane",
+        metadata={
+            "unit": "",
+            "help": '``"none"``, ``"constant"`` (median of the pixels outside the crystal) or '
+            '``"plane"`` (least-squares plane through them, for a gradient); after '
+            "subtraction negative values are set to 0.",
+        },
+    )
+    rotate: bool = field(
+        default=True, metadata={"unit": "", "help": "turn the trap axis to vertical."}
+    )
+    rotation_deg: float | None = field(
+        default=None,
+        metadata={
+            "unit": "°",
+            "form": False,
+            "help": "trap-axis direction in the input frame (deg, counter-clockwise from +col as "
+            "displayed); ``None`` = from the ellipse (its axis nearer the horizontal; 0 for "
+            "a round crystal).",
+        },
+    )
+    mask: bool = field(
+        default=True,
+        metadata={"unit": "", "help": "set everything outside the (grown) ellipse to 0."},
+    )
+    mask_margin_um: float = field(
+        default=10.0,
+        metadata={
+            "unit": "µm",
+            "help": "growth of both semi-axes of the mask beyond the outer shell (µm), so the "
+            "outer ions' spots are kept.",
+        },
+    )
+    median_size: int = field(
+        default=3,
+        metadata={
+            "unit": "px",
+            "help": 'median filter size (px, odd); 0 or 1 = off; 3 with ``"cross"`` is the '
+            "paper's 5-point median (footprint [[0,1,0],[1,1,1],[0,1,0]]).",
+        },
+    )
+    median_shape: MedianShape = field(
+        default="cross",
+        metadata={"unit": "", "help": '``"cross"`` (plus-shaped footprint) or ``"square"``.'},
+    )
+    enhance_amplitude: float = field(
+        default=0.0, metadata={"unit": "", "help": "A of eq. 2 (dimensionless); 0 = off."}
+    )
+    normalize: bool = field(
+        default=True,
+        metadata={
+            "unit": "",
+            "help": "scale the image so its brightness density equals the target.",
+        },
+    )
+    brightness_density: float = field(
+        default=1.0,
+        metadata={
+            "unit": "",
+            "help": "target (sum of non-zero pixels)/(number of non-zero pixels), in output "
+            "intensity units.",
+        },
+    )
+    stretch_to_fit: bool = field(
+        default=False,
+        metadata={
+            "unit": "",
+            "help": "scale the crystal (and its mask margin) to fill the output, the same zoom "
+            "along both axes: small crystals are seen at a finer scale. The count goes as "
+            "(crystal size / ion spacing)³, a ratio a uniform zoom keeps; the physical "
+            "scale is lost and ``camera_pixel_size_um`` only sets the margin (off by "
+            "default).",
+        },
+    )
 
     def __post_init__(self) -> None:
         shape = self.output_shape
-        if (not isinstance(shape, tuple | list) or len(shape) != 2
-                or not all(isinstance(s, int | np.integer) and not isinstance(s, bool)
-                           for s in shape)):
+        if (
+            not isinstance(shape, tuple | list)
+            or len(shape) != 2
+            or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in shape)
+        ):
             raise InputError(f"output_shape: expected two integers (rows, cols), got {shape!r}")
         object.__setattr__(self, "output_shape", (int(shape[0]), int(shape[1])))
         if min(self.output_shape) < 16:
@@ -164,14 +212,20 @@ class PreprocessConfig:
         for name in ("mask_margin_um", "enhance_amplitude"):
             check_number(name, getattr(self, name), nonnegative=True, numpy_scalars=True)
         if self.background not in ("none", "constant", "plane"):
-            raise InputError("background: must be 'none', 'constant' or 'plane', "
-                             f"got {self.background!r}")
+            raise InputError(
+                f"background: must be 'none', 'constant' or 'plane', got {self.background!r}"
+            )
         if self.median_shape not in ("cross", "square"):
-            raise InputError("median_shape: must be 'cross' or 'square', "
-                             f"got {self.median_shape!r}")
+            raise InputError(
+                f"median_shape: must be 'cross' or 'square', got {self.median_shape!r}"
+            )
         m = self.median_size
-        if not (isinstance(m, int | np.integer) and not isinstance(m, bool) and m >= 0
-                and (m <= 1 or m % 2 == 1)):
+        if not (
+            isinstance(m, int | np.integer)
+            and not isinstance(m, bool)
+            and m >= 0
+            and (m <= 1 or m % 2 == 1)
+        ):
             raise InputError(f"median_size: must be 0, 1 or an odd size >= 3 px, got {m!r}")
         object.__setattr__(self, "median_size", int(m))
         if self.rotation_deg is not None:
@@ -179,8 +233,12 @@ class PreprocessConfig:
         for name in ("rotate", "mask", "normalize", "stretch_to_fit"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name}: must be true or false, got {getattr(self, name)!r}")
-        for name in ("model_pixel_size_um", "mask_margin_um", "enhance_amplitude",
-                     "brightness_density"):
+        for name in (
+            "model_pixel_size_um",
+            "mask_margin_um",
+            "enhance_amplitude",
+            "brightness_density",
+        ):
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.rotation_deg is not None:
             object.__setattr__(self, "rotation_deg", float(self.rotation_deg))
@@ -200,8 +258,10 @@ class PreprocessConfig:
         d = dict(data)
         version = d.pop("pipeline_version", PIPELINE_VERSION)
         if version != PIPELINE_VERSION:
-            raise InputError(f"preprocess config: pipeline_version {version} is not this "
-                             f"code's version {PIPELINE_VERSION}; images would differ")
+            raise InputError(
+                f"preprocess config: pipeline_version {version} is not this "
+                f"code's version {PIPELINE_VERSION}; images would differ"
+            )
         names = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -234,6 +294,7 @@ def _check_cfg(cfg: object) -> None:
 
 
 # -------------------------------------------------------------------------------- geometry
+
 
 @dataclass(frozen=True)
 class FrameTransform:
@@ -272,8 +333,9 @@ class FrameTransform:
         return p @ np.linalg.inv(self.matrix).T + np.asarray(self.output_center)
 
 
-def frame_transform(ellipse: Ellipse, cfg: PreprocessConfig,
-                    camera_pixel_size_um: float | None = None) -> FrameTransform:
+def frame_transform(
+    ellipse: Ellipse, cfg: PreprocessConfig, camera_pixel_size_um: float | None = None
+) -> FrameTransform:
     """The input → output geometry for a crystal with ``ellipse`` (input px) under ``cfg``.
 
     ``camera_pixel_size_um`` (µm per input pixel; ``None`` = the model's pixel size, no
@@ -289,8 +351,11 @@ def frame_transform(ellipse: Ellipse, cfg: PreprocessConfig,
     elif ellipse.semi_major < ROUND_RATIO * ellipse.semi_minor:
         trap = 0.0  # a round crystal's fitted angle is noise: keep the camera's orientation
     else:
-        trap = ellipse.angle_deg if abs(ellipse.angle_deg) <= 45.0 else (
-            ellipse.angle_deg - math.copysign(90.0, ellipse.angle_deg))
+        trap = (
+            ellipse.angle_deg
+            if abs(ellipse.angle_deg) <= 45.0
+            else (ellipse.angle_deg - math.copysign(90.0, ellipse.angle_deg))
+        )
     if cfg.rotate:
         t = math.radians(trap)
         # Columns: output row direction -> trap axis (-sin, cos); output col -> (-cos, -sin).
@@ -302,8 +367,9 @@ def frame_transform(ellipse: Ellipse, cfg: PreprocessConfig,
     margin_in = cfg.mask_margin_um / float(cam) if cfg.mask else 0.0  # input px
     d_out = rot.T @ np.array(ellipse.major_direction)
     angle_out = math.degrees(math.atan2(-d_out[0], d_out[1]))
-    unit = Ellipse.from_axes(out_c[0], out_c[1], ellipse.semi_major, ellipse.semi_minor,
-                             angle_out, ellipse.quality)
+    unit = Ellipse.from_axes(
+        out_c[0], out_c[1], ellipse.semi_major, ellipse.semi_minor, angle_out, ellipse.quality
+    )
     hr, hc = unit.half_extent()  # input px, in output orientation
     if cfg.stretch_to_fit:
         # The crystal and its margin (µm, at the camera's scale) fill the output.
@@ -317,17 +383,36 @@ def frame_transform(ellipse: Ellipse, cfg: PreprocessConfig,
         raise InputError(
             f"frame: the crystal ({size[0]:.0f} x {size[1]:.0f} µm with margin) does not fit "
             f"the output field ({field_um[0]:.0f} x {field_um[1]:.0f} µm); use a larger "
-            "output_shape or model_pixel_size_um, check camera_pixel_size_um, or stretch_to_fit")
-    out_ell = Ellipse.from_axes(out_c[0], out_c[1], ellipse.semi_major * zoom,
-                                ellipse.semi_minor * zoom, angle_out, ellipse.quality)
-    return FrameTransform(rot / zoom, (ellipse.center_row, ellipse.center_col), out_c, zoom,
-                          out_ell, float(trap), margin_px)
+            "output_shape or model_pixel_size_um, check camera_pixel_size_um, or stretch_to_fit"
+        )
+    out_ell = Ellipse.from_axes(
+        out_c[0],
+        out_c[1],
+        ellipse.semi_major * zoom,
+        ellipse.semi_minor * zoom,
+        angle_out,
+        ellipse.quality,
+    )
+    return FrameTransform(
+        rot / zoom,
+        (ellipse.center_row, ellipse.center_col),
+        out_c,
+        zoom,
+        out_ell,
+        float(trap),
+        margin_px,
+    )
 
 
 # -------------------------------------------------------------------------------- the steps
 
-def resample(img: np.ndarray, tf: FrameTransform, output_shape: tuple[int, int],
-             background: np.ndarray | None = None) -> np.ndarray:
+
+def resample(
+    img: np.ndarray,
+    tf: FrameTransform,
+    output_shape: tuple[int, int],
+    background: np.ndarray | None = None,
+) -> np.ndarray:
     """Bilinear resampling of ``img`` onto the output grid of ``tf``, minus a background.
 
     When shrinking (zoom < 1) the input is first averaged in k x k blocks, k = floor(1/zoom),
@@ -349,8 +434,14 @@ def resample(img: np.ndarray, tf: FrameTransform, output_shape: tuple[int, int],
     # The plane in output coordinates (exact: a plane stays a plane under an affine map).
     g = matrix.T @ p[1:]
     g0 = p[0] + p[1:] @ offset
-    return _warp(np.ascontiguousarray(img, dtype=np.float32), matrix, offset,
-                 output_shape[0], output_shape[1], np.array([g0, g[0], g[1]]))
+    return _warp(
+        np.ascontiguousarray(img, dtype=np.float32),
+        matrix,
+        offset,
+        output_shape[0],
+        output_shape[1],
+        np.array([g0, g[0], g[1]]),
+    )
 
 
 @nb.njit(cache=True, nogil=True)
@@ -369,8 +460,10 @@ def _warp(img, matrix, offset, out_h, out_w, bg):  # pragma: no cover - numba
                 c0 = min(int(c), w - 2)
                 fr = r - r0
                 fc = c - c0
-                v = ((1 - fr) * ((1 - fc) * img[r0, c0] + fc * img[r0, c0 + 1])
-                     + fr * ((1 - fc) * img[r0 + 1, c0] + fc * img[r0 + 1, c0 + 1])) - b
+                v = (
+                    (1 - fr) * ((1 - fc) * img[r0, c0] + fc * img[r0, c0 + 1])
+                    + fr * ((1 - fc) * img[r0 + 1, c0] + fc * img[r0 + 1, c0 + 1])
+                ) - b
                 if v > 0.0:
                     out[i, j] = v
             r += m01
@@ -379,8 +472,9 @@ def _warp(img, matrix, offset, out_h, out_w, bg):  # pragma: no cover - numba
     return out
 
 
-def background_plane(img: np.ndarray, ellipse: Ellipse, method: BackgroundMethod,
-                     margin_px: float) -> np.ndarray:
+def background_plane(
+    img: np.ndarray, ellipse: Ellipse, method: BackgroundMethod, margin_px: float
+) -> np.ndarray:
     """Background ``(p0, p_row, p_col)`` (intensity, per input px) from the pixels outside.
 
     Uses a grid of pixels (every ``max(2, min(rows, cols) // 64)``-th row and column)
@@ -392,10 +486,16 @@ def background_plane(img: np.ndarray, ellipse: Ellipse, method: BackgroundMethod
         return np.zeros(3)
     dr, dc = ellipse.major_direction
     step = max(2, min(img.shape) // 64)
-    z, rr, cc = _outside_samples(np.ascontiguousarray(img, dtype=np.float32), step,
-                                 ellipse.center_row, ellipse.center_col, dr, dc,
-                                 1.25 * ellipse.semi_major + margin_px,
-                                 1.25 * ellipse.semi_minor + margin_px)
+    z, rr, cc = _outside_samples(
+        np.ascontiguousarray(img, dtype=np.float32),
+        step,
+        ellipse.center_row,
+        ellipse.center_col,
+        dr,
+        dc,
+        1.25 * ellipse.semi_major + margin_px,
+        1.25 * ellipse.semi_minor + margin_px,
+    )
     if z.size < 50:
         return np.array([float(np.percentile(img, 5)), 0.0, 0.0])
     if method == "constant":
@@ -435,15 +535,25 @@ def median_filter(img: np.ndarray, size: int, shape: MedianShape) -> np.ndarray:
     return ndi.median_filter(img, footprint=fp, mode="nearest")
 
 
-def mask_and_enhance(img: np.ndarray, ell: Ellipse, mask_grow_px: float | None,
-                     amplitude: float) -> tuple[float, int]:
+def mask_and_enhance(
+    img: np.ndarray, ell: Ellipse, mask_grow_px: float | None, amplitude: float
+) -> tuple[float, int]:
     """In place: zero outside ``ell`` grown by ``mask_grow_px`` (None = no mask), then
     I = I0 (1 + A f²) with f of eq. 3 for ``ell``. Returns (sum, count) of the positive pixels.
     """
     dr, dc = ell.major_direction
     grow = -1.0 if mask_grow_px is None else float(mask_grow_px)
-    total, count = _mask_enhance(img, ell.center_row, ell.center_col, dr, dc, ell.semi_major,
-                                 ell.semi_minor, grow, float(amplitude))
+    total, count = _mask_enhance(
+        img,
+        ell.center_row,
+        ell.center_col,
+        dr,
+        dc,
+        ell.semi_major,
+        ell.semi_minor,
+        grow,
+        float(amplitude),
+    )
     return float(total), int(count)
 
 
@@ -499,8 +609,13 @@ def normalize_brightness(img: np.ndarray, target: float) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ the pipeline
 
-def prepare_frame(frame: np.ndarray, cfg: PreprocessConfig, ellipse: Ellipse | None = None,
-                  camera_pixel_size_um: float | None = None) -> tuple[np.ndarray, Ellipse]:
+
+def prepare_frame(
+    frame: np.ndarray,
+    cfg: PreprocessConfig,
+    ellipse: Ellipse | None = None,
+    camera_pixel_size_um: float | None = None,
+) -> tuple[np.ndarray, Ellipse]:
     """Prepare one frame for the model.
 
     Args:
@@ -522,8 +637,9 @@ def prepare_frame(frame: np.ndarray, cfg: PreprocessConfig, ellipse: Ellipse | N
     """
     _check_cfg(cfg)
     if camera_pixel_size_um is not None:
-        check_number("camera_pixel_size_um", camera_pixel_size_um, positive=True,
-                     numpy_scalars=True)
+        check_number(
+            "camera_pixel_size_um", camera_pixel_size_um, positive=True, numpy_scalars=True
+        )
     if ellipse is not None and not isinstance(ellipse, Ellipse):
         raise InputError(f"ellipse: expected an Ellipse or None, got {type(ellipse).__name__}")
     img = as_float_frame(frame, "frame")
@@ -532,29 +648,35 @@ def prepare_frame(frame: np.ndarray, cfg: PreprocessConfig, ellipse: Ellipse | N
     return _render(img, ell, tf, cfg), ell
 
 
-def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessConfig
-            ) -> np.ndarray:
+def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessConfig) -> np.ndarray:
     """Steps 2-7 of the module docstring for a checked float32 frame."""
     bg = None
     if cfg.background != "none":
         bg = background_plane(img, ell, cfg.background, tf.margin_px / tf.zoom)
     out = resample(img, tf, cfg.output_shape, bg)
     out = median_filter(out, cfg.median_size, cfg.median_shape)
-    total, count = mask_and_enhance(out, tf.output_ellipse, tf.margin_px if cfg.mask else None,
-                                    cfg.enhance_amplitude)
+    total, count = mask_and_enhance(
+        out, tf.output_ellipse, tf.margin_px if cfg.mask else None, cfg.enhance_amplitude
+    )
     if cfg.normalize:
         if count == 0:
-            raise InputError("frame: no signal left inside the crystal's ellipse after "
-                             "background subtraction; check the ellipse")
+            raise InputError(
+                "frame: no signal left inside the crystal's ellipse after "
+                "background subtraction; check the ellipse"
+            )
         out *= np.float32(cfg.brightness_density * count / total)
     return out
 
 
 # ---------------------------------------------------------------------------------- stacks
 
-def _frame_result(frame: np.ndarray, cfg: PreprocessConfig, ellipse: Ellipse | None,
-                  camera_pixel_size_um: float | None
-                  ) -> tuple[np.ndarray | None, Ellipse | None, str | None]:
+
+def _frame_result(
+    frame: np.ndarray,
+    cfg: PreprocessConfig,
+    ellipse: Ellipse | None,
+    camera_pixel_size_um: float | None,
+) -> tuple[np.ndarray | None, Ellipse | None, str | None]:
     """(image, ellipse, None) or (None, ellipse-or-None, reason) for one frame of a stack."""
     ell = ellipse
     try:
@@ -582,9 +704,13 @@ class PreparedStack:
     images, ellipses and bad frames in one pass, call :meth:`compute` first.
     """
 
-    def __init__(self, images: Any, n_frames: int,
-                 results: dict[int, tuple[Ellipse | None, str | None]],
-                 fill: Callable[[int], tuple[Ellipse | None, str | None]] | None = None):
+    def __init__(
+        self,
+        images: Any,
+        n_frames: int,
+        results: dict[int, tuple[Ellipse | None, str | None]],
+        fill: Callable[[int], tuple[Ellipse | None, str | None]] | None = None,
+    ):
         self.images = images
         self._n = n_frames
         self._results = results
@@ -616,8 +742,9 @@ class PreparedStack:
         return {i: r for i in range(self._n) if (r := self._results[i][1]) is not None}
 
 
-def _stack_ellipses(ellipses: Sequence[Ellipse | None] | Ellipse | None, n: int
-                    ) -> list[Ellipse | None]:
+def _stack_ellipses(
+    ellipses: Sequence[Ellipse | None] | Ellipse | None, n: int
+) -> list[Ellipse | None]:
     if ellipses is None:
         return [None] * n
     if isinstance(ellipses, Ellipse):
@@ -634,14 +761,18 @@ def _stack_ellipses(ellipses: Sequence[Ellipse | None] | Ellipse | None, n: int
 def _check_stack(stack: Any) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in stack.shape)
     if len(shape) == 4 and shape[-1] in (3, 4):
-        raise InputError(f"stack: shape {shape} looks like RGB/RGBA frames; convert them to "
-                         "one greyscale channel first")
+        raise InputError(
+            f"stack: shape {shape} looks like RGB/RGBA frames; convert them to "
+            "one greyscale channel first"
+        )
     if len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) >= 16:
-        raise InputError(f"stack: shape {shape} looks like one RGB/RGBA image, not a "
-                         "(frames, rows, cols) stack")
+        raise InputError(
+            f"stack: shape {shape} looks like one RGB/RGBA image, not a (frames, rows, cols) stack"
+        )
     if len(shape) == 2:
-        raise InputError(f"stack: got one 2-D frame {shape}; use prepare_frame or add a "
-                         "frames axis")
+        raise InputError(
+            f"stack: got one 2-D frame {shape}; use prepare_frame or add a frames axis"
+        )
     if len(shape) != 3:
         raise InputError(f"stack: expected a 3-D (frames, rows, cols) array, got shape {shape}")
     if shape[0] == 0:
@@ -650,10 +781,13 @@ def _check_stack(stack: Any) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def prepare_stack(stack: Any, cfg: PreprocessConfig,
-                  ellipses: Sequence[Ellipse | None] | Ellipse | None = None,
-                  camera_pixel_size_um: float | None = None,
-                  progress: ProgressCallback | None = None) -> PreparedStack:
+def prepare_stack(
+    stack: Any,
+    cfg: PreprocessConfig,
+    ellipses: Sequence[Ellipse | None] | Ellipse | None = None,
+    camera_pixel_size_um: float | None = None,
+    progress: ProgressCallback | None = None,
+) -> PreparedStack:
     """Prepare every frame of a ``(frames, rows, cols)`` stack.
 
     Args:
@@ -679,8 +813,9 @@ def prepare_stack(stack: Any, cfg: PreprocessConfig,
     _check_cfg(cfg)
     n, _, _ = _check_stack(stack)
     if camera_pixel_size_um is not None:
-        check_number("camera_pixel_size_um", camera_pixel_size_um, positive=True,
-                     numpy_scalars=True)
+        check_number(
+            "camera_pixel_size_um", camera_pixel_size_um, positive=True, numpy_scalars=True
+        )
     ells = _stack_ellipses(ellipses, n)
     h, w = cfg.output_shape
     if _is_dask(stack):
@@ -707,8 +842,14 @@ class _FrameJob:
     its ellipse and bad-frame reason. Picklable (for distributed schedulers); a pickled copy
     records into its own, empty results and reports no progress."""
 
-    def __init__(self, cfg: PreprocessConfig, ells: list[Ellipse | None], cam: float | None,
-                 n: int, progress: ProgressCallback | None):
+    def __init__(
+        self,
+        cfg: PreprocessConfig,
+        ells: list[Ellipse | None],
+        cam: float | None,
+        n: int,
+        progress: ProgressCallback | None,
+    ):
         self.cfg, self.ells, self.cam, self.n, self.progress = cfg, ells, cam, n, progress
         self.results: dict[int, tuple[Ellipse | None, str | None]] = {}
         self._lock = threading.Lock()
@@ -737,14 +878,24 @@ class _FrameJob:
         return ell, reason
 
 
-def _prepare_dask(stack: Any, cfg: PreprocessConfig, ells: list[Ellipse | None],
-                  cam: float | None, progress: ProgressCallback | None) -> PreparedStack:
+def _prepare_dask(
+    stack: Any,
+    cfg: PreprocessConfig,
+    ells: list[Ellipse | None],
+    cam: float | None,
+    progress: ProgressCallback | None,
+) -> PreparedStack:
     import dask.array as da
 
     n = int(stack.shape[0])
     h, w = cfg.output_shape
     job = _FrameJob(cfg, ells, cam, n, progress)
     frames = stack.rechunk((1, -1, -1))
-    images = da.map_blocks(job, frames, dtype=np.float32, chunks=((1,) * n, (h,), (w,)),
-                           meta=np.empty((0, 0, 0), np.float32))
+    images = da.map_blocks(
+        job,
+        frames,
+        dtype=np.float32,
+        chunks=((1,) * n, (h,), (w,)),
+        meta=np.empty((0, 0, 0), np.float32),
+    )
     return PreparedStack(images, n, job.results, functools.partial(job.fill, stack))

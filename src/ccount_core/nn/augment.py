@@ -99,10 +99,12 @@ def blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float | None = None) -
     kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (B, K)
     # One group per image: (1, B, H, W) convolved with B separable kernels.
     y = x.transpose(0, 1)
-    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"),
-                 kernel[:, None, None, :], groups=b)
-    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"),
-                 kernel[:, None, :, None], groups=b)
+    y = F.conv2d(
+        F.pad(y, (radius, radius, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=b
+    )
+    y = F.conv2d(
+        F.pad(y, (0, 0, radius, radius), mode="replicate"), kernel[:, None, :, None], groups=b
+    )
     return y.transpose(0, 1)
 
 
@@ -136,6 +138,8 @@ def tta_views(x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     """
     gen = torch.Generator(device=x.device).manual_seed(seed)
     return torch.stack(
-        [geometric(x, gen, rotation_deg=3.0, shift_frac=0.02, scale=0.0, flip=True)
-         for _ in range(k)]
+        [
+            geometric(x, gen, rotation_deg=3.0, shift_frac=0.02, scale=0.0, flip=True)
+            for _ in range(k)
+        ]
     )

@@ -22,9 +22,15 @@ import numpy as np
 from ccount_core.errors import InputError
 
 
-def fit_calibration(pred: np.ndarray, true: np.ndarray, lo: float, hi: float,
-                    step: float = 10.0, smooth: float = 1.0,
-                    relative: bool = True) -> dict[str, list[float]]:
+def fit_calibration(
+    pred: np.ndarray,
+    true: np.ndarray,
+    lo: float,
+    hi: float,
+    step: float = 10.0,
+    smooth: float = 1.0,
+    relative: bool = True,
+) -> dict[str, list[float]]:
     """``{"knots", "values"}`` (ions) of the map from ``pred`` to ``true`` (both ``(n,)``,
     ions) with knots every ``step`` ions from ``lo - step`` to ``hi + step``.
 
@@ -51,8 +57,9 @@ def fit_calibration(pred: np.ndarray, true: np.ndarray, lo: float, hi: float,
     # less its distance past the knot. The small ridge keeps a knot no image reaches in place.
     target = true - (pred - np.clip(pred, knots[0], knots[-1]))
     ridge = 1e-6 * np.trace(lhs) / len(knots)
-    values = np.linalg.solve(lhs + ridge * np.eye(len(knots)),
-                             basis.T @ (weight * target) + ridge * knots)
+    values = np.linalg.solve(
+        lhs + ridge * np.eye(len(knots)), basis.T @ (weight * target) + ridge * knots
+    )
     values = np.maximum.accumulate(values)  # never reorder two counts
     return {"knots": knots.tolist(), "values": values.tolist()}
 
@@ -79,10 +86,17 @@ def check_calibration(calibration: Any, labels: list[str], where: str) -> None:
             raise InputError(f"{where}: calibration of {label!r}, which it does not count")
         knots = np.asarray(cal.get("knots", []) if isinstance(cal, Mapping) else [], float)
         values = np.asarray(cal.get("values", []) if isinstance(cal, Mapping) else [], float)
-        if (knots.ndim != 1 or len(knots) < 2 or knots.shape != values.shape
-                or not np.all(np.diff(knots) > 0) or not np.all(np.isfinite(values))):
-            raise InputError(f"{where}: calibration of {label!r} needs two or more increasing "
-                             "knots and as many finite values")
+        if (
+            knots.ndim != 1
+            or len(knots) < 2
+            or knots.shape != values.shape
+            or not np.all(np.diff(knots) > 0)
+            or not np.all(np.isfinite(values))
+        ):
+            raise InputError(
+                f"{where}: calibration of {label!r} needs two or more increasing "
+                "knots and as many finite values"
+            )
 
 
 def _hat_basis(x: np.ndarray, knots: np.ndarray) -> np.ndarray:

@@ -63,8 +63,9 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def _parallel_batches(dev: torch.device, threads: int | None, n_batches: int
-                      ) -> tuple[int, int | None]:
+def _parallel_batches(
+    dev: torch.device, threads: int | None, n_batches: int
+) -> tuple[int, int | None]:
     """``(batches counted at once, torch threads each)`` for ``n_batches`` batches on ``dev``
     with ``threads`` torch threads in all (None: torch's current number).
 
@@ -121,8 +122,10 @@ def _check_stack(stack: Any) -> None:
     if shape[0] == 0:
         raise InputError("stack: it has no frames")
     if min(shape[1:]) < MIN_SIDE_PX:
-        raise InputError(f"stack: frames of {shape[1]} x {shape[2]} px are too small "
-                         f"(at least {MIN_SIDE_PX} px per side)")
+        raise InputError(
+            f"stack: frames of {shape[1]} x {shape[2]} px are too small "
+            f"(at least {MIN_SIDE_PX} px per side)"
+        )
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -143,8 +146,9 @@ def validation_error(card: dict[str, Any], counts: np.ndarray) -> np.ndarray:
     interpolated between the bins of its card's evaluation (``metrics.ccount_evaluate``,
     bins of at least 5 images), held flat beyond them; NaN when the card has none."""
     bins = card.get("metrics", {}).get("ccount_evaluate", {}).get("bins") or []
-    points = sorted((b["true_mean"], b["rms"]) for b in bins
-                    if b.get("n", 0) >= 5 and b.get("rms") is not None)
+    points = sorted(
+        (b["true_mean"], b["rms"]) for b in bins if b.get("n", 0) >= 5 and b.get("rms") is not None
+    )
     counts = np.asarray(counts, dtype=float)
     if not points:
         return np.full(counts.shape, np.nan)
@@ -174,9 +178,11 @@ def _bf16_pays(counter: IonCounter, shape: Sequence[int], batch_size: int) -> bo
     from ccount_core.nn.precision import bf16_pays
 
     probe = np.random.default_rng(0).standard_normal((batch_size, *shape)).astype(np.float32)
-    return bf16_pays(lambda flag: infer(counter.packed_for_cpu(flag)[0], probe),
-                     f"{type(counter.members[0][0]).__name__} {shape[0]}x{shape[1]} "
-                     f"batch {batch_size} packed bfloat16 against packed float32")
+    return bf16_pays(
+        lambda flag: infer(counter.packed_for_cpu(flag)[0], probe),
+        f"{type(counter.members[0][0]).__name__} {shape[0]}x{shape[1]} "
+        f"batch {batch_size} packed bfloat16 against packed float32",
+    )
 
 
 def count_stack(
@@ -242,22 +248,34 @@ def count_stack(
     skip = set(int(f) for f in skip_frames)
     todo = [f for f in range(stack.shape[0]) if f not in skip]
     rows_all: list[Row] = []
-    note = "" if pixel_size_um is not None else (
-        f"pixel size unknown: assumed the model's {cfg.model_pixel_size_um:g} µm")
-    disagree = ("uncertain: the ensemble's models or test-time views disagree by over 10 %"
-                if counter.is_ensemble else "uncertain: test-time views disagree by over 10 %")
-    batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
+    note = (
+        ""
+        if pixel_size_um is not None
+        else (f"pixel size unknown: assumed the model's {cfg.model_pixel_size_um:g} µm")
+    )
+    disagree = (
+        "uncertain: the ensemble's models or test-time views disagree by over 10 %"
+        if counter.is_ensemble
+        else "uncertain: test-time views disagree by over 10 %"
+    )
+    batches = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
     workers, per_worker = _parallel_batches(dev, threads, len(batches))
     with _threads(per_worker):
         if bf16 is None:  # timed with the threads a batch runs on
-            bf16 = dev.type == "cpu" and native_bf16() and _bf16_pays(
-                counter, cfg.output_shape, batch_size)
+            bf16 = (
+                dev.type == "cpu"
+                and native_bf16()
+                and _bf16_pays(counter, cfg.output_shape, batch_size)
+            )
         # On a CPU the members are packed once per IonCounter and precision (batch norm
         # folded, weights cast and in oneDNN's layout). Packing costs about what counting 80
         # frames saves, so a short count with a fresh IonCounter runs the members as they are.
         # A CPU without oneDNN's bfloat16 packing runs bfloat16 under autocast, unpacked.
-        packed = dev.type == "cpu" and (not bf16 or cpu_inference.bf16_packable()) and (
-            counter.is_packed(bf16) or len(todo) >= PACK_MIN_FRAMES)
+        packed = (
+            dev.type == "cpu"
+            and (not bf16 or cpu_inference.bf16_packable())
+            and (counter.is_packed(bf16) or len(todo) >= PACK_MIN_FRAMES)
+        )
         nets = counter.packed_for_cpu(bf16) if packed else [net for net, _ in counter.members]
 
         def count_batch(frames: list[int]) -> list[Row]:
@@ -269,25 +287,43 @@ def count_stack(
             fitted = None
             for c in [cfg, *member_cfgs]:
                 if c.to_json() not in prepared_by:
-                    done = prepare_stack(block, c, ellipses=fitted,
-                                         camera_pixel_size_um=pixel_size_um)
+                    done = prepare_stack(
+                        block, c, ellipses=fitted, camera_pixel_size_um=pixel_size_um
+                    )
                     prepared_by[c.to_json()] = done
                     fitted = done.ellipses
             prepared = prepared_by[cfg.to_json()]
-            bad = {i: r for p in reversed(list(prepared_by.values()))
-                   for i, r in p.bad_frames.items()}
+            bad = {
+                i: r for p in reversed(list(prepared_by.values())) for i, r in p.bad_frames.items()
+            }
             good = [i for i in range(len(frames)) if i not in bad]
             counts = np.full((len(frames), len(names)), np.nan, np.float32)
             spread = np.full_like(counts, np.nan)
             if good:
-                outputs = [infer(net, prepared_by[c.to_json()].images[good], tta,
-                                 seed + frames[0], bf16)
-                           for net, c in zip(nets, member_cfgs, strict=True)]
+                outputs = [
+                    infer(net, prepared_by[c.to_json()].images[good], tta, seed + frames[0], bf16)
+                    for net, c in zip(nets, member_cfgs, strict=True)
+                ]
                 counts[good], spread[good] = counter.combine(outputs)
             unc = _combined(validation_error(card, counts[:, 0]), spread[:, 0])
-            return [_row(f, i, counts[i], unc[i], spread[i, 0], bad, prepared.ellipses, names,
-                         frame_interval_s, lo, hi, note, disagree)
-                    for i, f in enumerate(frames)]
+            return [
+                _row(
+                    f,
+                    i,
+                    counts[i],
+                    unc[i],
+                    spread[i, 0],
+                    bad,
+                    prepared.ellipses,
+                    names,
+                    frame_interval_s,
+                    lo,
+                    hi,
+                    note,
+                    disagree,
+                )
+                for i, f in enumerate(frames)
+            ]
 
         with closing(_in_order(count_batch, batches, workers)) as results:
             for rows in results:
@@ -307,10 +343,21 @@ def _take(stack: Any, frames: Sequence[int]) -> np.ndarray:
     return np.asarray(stack[list(frames)])
 
 
-def _row(frame: int, i: int, count: np.ndarray, unc: float, spread: float,
-         bad: dict[int, str], ellipses: Sequence[Any], names: list[str],
-         interval: float | None, lo: float | None, hi: float | None, note: str,
-         disagree: str) -> Row:
+def _row(
+    frame: int,
+    i: int,
+    count: np.ndarray,
+    unc: float,
+    spread: float,
+    bad: dict[int, str],
+    ellipses: Sequence[Any],
+    names: list[str],
+    interval: float | None,
+    lo: float | None,
+    hi: float | None,
+    note: str,
+    disagree: str,
+) -> Row:
     warnings = []
     if i in bad:
         warnings.append(f"not counted: {bad[i]}")
@@ -382,6 +429,17 @@ def count_file(
             fh.flush()
             os.fsync(fh.fileno())
 
-        return count_stack(stack.data, counter, px, frame_interval_s=stack.frame_interval_s,
-                           batch_size=batch_size, tta=tta, threads=threads, bf16=bf16,
-                           device=device, skip_frames=done, on_rows=write, progress=progress)
+        return count_stack(
+            stack.data,
+            counter,
+            px,
+            frame_interval_s=stack.frame_interval_s,
+            batch_size=batch_size,
+            tta=tta,
+            threads=threads,
+            bf16=bf16,
+            device=device,
+            skip_frames=done,
+            on_rows=write,
+            progress=progress,
+        )

@@ -20,9 +20,18 @@ from typing import Any, TextIO
 
 from ccount_core.errors import InputError
 
-COLUMNS = ("frame", "time_s", "count", "uncertainty", "ellipse_center_row",
-           "ellipse_center_col", "ellipse_semi_major", "ellipse_semi_minor",
-           "ellipse_angle_deg", "warning")
+COLUMNS = (
+    "frame",
+    "time_s",
+    "count",
+    "uncertainty",
+    "ellipse_center_row",
+    "ellipse_center_col",
+    "ellipse_semi_major",
+    "ellipse_semi_minor",
+    "ellipse_angle_deg",
+    "warning",
+)
 OTHER_COUNT_PREFIX = "count_"
 """Column of a model's further output (a dark species): ``count_<label>``, e.g. ``count_ND3+``."""
 META_PREFIX = "# ccount counts "
@@ -34,7 +43,7 @@ def other_counts(rows: Sequence[Row]) -> dict[str, str]:
     """Species name -> column of the further outputs the rows hold (``{"ND3+": "count_ND3+"}``);
     empty for a model that counts Ca+ alone or for no rows."""
     keys = rows[0] if rows else {}
-    return {k[len(OTHER_COUNT_PREFIX):]: k for k in keys if k.startswith(OTHER_COUNT_PREFIX)}
+    return {k[len(OTHER_COUNT_PREFIX) :]: k for k in keys if k.startswith(OTHER_COUNT_PREFIX)}
 
 
 class CountsWriter:
@@ -53,17 +62,24 @@ class CountsWriter:
         self._writer.writeheader()
 
     def write(self, rows: Iterable[Row]) -> None:
-        self._writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in self.columns}
-                               for r in rows)
+        self._writer.writerows(
+            {k: ("" if r.get(k) is None else r[k]) for k in self.columns} for r in rows
+        )
 
 
-def counts_metadata(card: Mapping[str, Any], source: str, pixel_size_um: float | None,
-                    tta: int) -> dict[str, Any]:
+def counts_metadata(
+    card: Mapping[str, Any], source: str, pixel_size_um: float | None, tta: int
+) -> dict[str, Any]:
     """The first line's metadata for ``source`` counted with the model of ``card`` at
     ``pixel_size_um`` (µm per camera pixel, None: unknown) with ``tta`` extra views."""
-    return {"source": source, "pixel_size_um": pixel_size_um, "tta": tta,
-            "model_name": card.get("name", ""), "label_names": card["label_names"],
-            "preprocess": card["preprocess"]}
+    return {
+        "source": source,
+        "pixel_size_um": pixel_size_um,
+        "tta": tta,
+        "model_name": card.get("name", ""),
+        "label_names": card["label_names"],
+        "preprocess": card["preprocess"],
+    }
 
 
 def read_counts(path: Path | str) -> tuple[dict[str, Any], list[dict[str, str]]]:
@@ -74,7 +90,7 @@ def read_counts(path: Path | str) -> tuple[dict[str, Any], list[dict[str, str]]]
         first = fh.readline()
         if not first.startswith(META_PREFIX):
             raise InputError(f"output: {path} exists and is not a ccount counts file")
-        meta = json.loads(first[len(META_PREFIX):])
+        meta = json.loads(first[len(META_PREFIX) :])
         rows = list(csv.DictReader(fh))
     return meta, rows
 
@@ -85,9 +101,11 @@ def resume_counts(path: Path, meta: Mapping[str, Any], others: Sequence[str]) ->
     empty file is started (its first line and the column names) and has none."""
     if path.exists() and path.stat().st_size > 0:
         old_meta, _ = read_counts(path)
-        if old_meta != json.loads(_meta_line(meta)[len(META_PREFIX):]):  # as it reads back
-            raise InputError(f"output: {path} was counted from another source, pixel size "
-                             "or model; choose a new -o or delete it")
+        if old_meta != json.loads(_meta_line(meta)[len(META_PREFIX) :]):  # as it reads back
+            raise InputError(
+                f"output: {path} was counted from another source, pixel size "
+                "or model; choose a new -o or delete it"
+            )
         _drop_partial_line(path)
         _, old = read_counts(path)
         return {int(r["frame"]) for r in old if (r.get("frame") or "").isdigit()}
@@ -110,5 +128,14 @@ def _drop_partial_line(path: Path) -> None:
             fh.truncate(data.rfind(b"\n") + 1)
 
 
-__all__ = ["COLUMNS", "META_PREFIX", "OTHER_COUNT_PREFIX", "CountsWriter", "Row",
-           "counts_metadata", "other_counts", "read_counts", "resume_counts"]
+__all__ = [
+    "COLUMNS",
+    "META_PREFIX",
+    "OTHER_COUNT_PREFIX",
+    "CountsWriter",
+    "Row",
+    "counts_metadata",
+    "other_counts",
+    "read_counts",
+    "resume_counts",
+]

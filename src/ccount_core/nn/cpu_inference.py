@@ -24,8 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ccount_core.errors import InputError
 from ccount_core.nn.model import CountingNet
 
-__all__ = ["PackedCpuNet", "bf16_packable", "check_bf16_packable", "fold_batchnorm",
-           "pack_for_cpu"]
+__all__ = ["PackedCpuNet", "bf16_packable", "check_bf16_packable", "fold_batchnorm", "pack_for_cpu"]
 
 
 @functools.cache
@@ -43,8 +42,10 @@ def bf16_packable() -> bool:
 def check_bf16_packable() -> None:
     """Raise :class:`InputError` (one line) when bfloat16 networks cannot run on this CPU."""
     if not bf16_packable():
-        raise InputError("bf16: this CPU cannot pack bfloat16 networks (oneDNN needs "
-                         "AVX512-BW/VL/DQ or AVX-NE-CONVERT); leave out --bf16")
+        raise InputError(
+            "bf16: this CPU cannot pack bfloat16 networks (oneDNN needs "
+            "AVX512-BW/VL/DQ or AVX-NE-CONVERT); leave out --bf16"
+        )
 
 
 def fold_batchnorm(resnet: nn.Module) -> nn.Module:
@@ -73,14 +74,19 @@ class _PackedConv2d(nn.Module):
         self.stride, self.padding = conv.stride, conv.padding
         self.dilation, self.groups = conv.dilation, conv.groups
         weight = conv.weight.detach().float().to(dtype).to_mkldnn()
-        self.register_buffer("weight", torch._C._nn.mkldnn_reorder_conv2d_weight(
-            weight, self.padding, self.stride, self.dilation, self.groups))
+        self.register_buffer(
+            "weight",
+            torch._C._nn.mkldnn_reorder_conv2d_weight(
+                weight, self.padding, self.stride, self.dilation, self.groups
+            ),
+        )
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
         self.register_buffer("bias", bias.float().to(dtype).to_mkldnn())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
-                                        self.dilation, self.groups)
+        return torch.mkldnn_convolution(
+            x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
+        )
 
 
 def _pack_convolutions(module: nn.Module, dtype: torch.dtype) -> None:

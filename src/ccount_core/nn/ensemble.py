@@ -40,14 +40,18 @@ class IonCounter:
 
     members: list[tuple[Any, dict[str, Any]]]
     card: dict[str, Any]
-    _packed: dict[bool, list[Any]] = field(default_factory=dict, init=False, repr=False,
-                                           compare=False)
+    _packed: dict[bool, list[Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if "calibration" in self.card:
             name = self.card.get("name")
-            check_calibration(self.card["calibration"], self.label_names,
-                              f"model {name!r}" if name else "model card")
+            check_calibration(
+                self.card["calibration"],
+                self.label_names,
+                f"model {name!r}" if name else "model card",
+            )
 
     @property
     def label_names(self) -> list[str]:
@@ -77,8 +81,9 @@ class IonCounter:
             self._packed[bf16] = [pack_for_cpu(net, bf16) for net, _ in self.members]
         return self._packed[bf16]
 
-    def combine(self, outputs: Sequence[tuple[np.ndarray, np.ndarray]]
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def combine(
+        self, outputs: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(counts (B, k), spread (B, k))`` (ions, k = ``len(label_names)``) from each
         member's ``(counts (B, k_m), spread (B, k_m))`` in member order.
 
@@ -96,9 +101,11 @@ class IonCounter:
         counts = np.full((b, len(names)), np.nan, np.float32)
         spread = np.full_like(counts, np.nan)
         for j, name in enumerate(names):
-            cols = [(c[:, m["label_names"].index(name)], s[:, m["label_names"].index(name)])
-                    for (c, s), (_, m) in zip(outputs, self.members, strict=True)
-                    if name in m["label_names"]]
+            cols = [
+                (c[:, m["label_names"].index(name)], s[:, m["label_names"].index(name)])
+                for (c, s), (_, m) in zip(outputs, self.members, strict=True)
+                if name in m["label_names"]
+            ]
             means = np.stack([c for c, _ in cols])
             counts[:, j] = means.mean(axis=0)
             if name in self.card.get("calibration", {}):
@@ -118,8 +125,9 @@ def shipped_model_dir() -> Path:
 
 def shipped_models() -> list[str]:
     """Names of the shipped models and ensembles (``default``, ...), sorted."""
-    return sorted(p.stem for p in shipped_model_dir().glob("*.json")
-                  if not p.name.startswith("."))  # not a card being written
+    return sorted(
+        p.stem for p in shipped_model_dir().glob("*.json") if not p.name.startswith(".")
+    )  # not a card being written
 
 
 def model_location(path: Path | str | None) -> Path:
@@ -176,8 +184,7 @@ def load_counter(path: Path | str | None = None, expected_config: Any = None) ->
 def _read_ensemble_card(path: Path) -> dict[str, Any]:
     card = json.loads(path.read_text())
     members = card.get("members")
-    if not isinstance(members, list) or not members or not all(isinstance(m, str)
-                                                                for m in members):
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise InputError(f"ensemble: {path} lists no member models")
     missing = [k for k in ("label_names", "preprocess") if k not in card]
     if missing:
@@ -185,14 +192,17 @@ def _read_ensemble_card(path: Path) -> dict[str, Any]:
     return card
 
 
-def _check_members(path: Path, card: Mapping[str, Any],
-                   members: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+def _check_members(
+    path: Path, card: Mapping[str, Any], members: Sequence[tuple[Any, dict[str, Any]]]
+) -> None:
     first = members[0][1]
     if card["preprocess"] != first["preprocess"]:
         raise InputError(f"ensemble: {path}'s preprocessing is not its first member's")
     if list(card["label_names"]) != ensemble_labels([m for _, m in members]):
-        raise InputError(f"ensemble: {path}'s label_names do not match its members' "
-                         f"({ensemble_labels([m for _, m in members])})")
+        raise InputError(
+            f"ensemble: {path}'s label_names do not match its members' "
+            f"({ensemble_labels([m for _, m in members])})"
+        )
     counted = {m["label_names"][0] for _, m in members}
     if len(counted) > 1:
         raise InputError(f"ensemble: its members count different species {sorted(counted)}")
@@ -206,8 +216,9 @@ def ensemble_labels(cards: Sequence[Mapping[str, Any]]) -> list[str]:
     return names
 
 
-def ensemble_card(member_paths: Sequence[Path | str], card_path: Path | str,
-                  **fields: Any) -> dict[str, Any]:
+def ensemble_card(
+    member_paths: Sequence[Path | str], card_path: Path | str, **fields: Any
+) -> dict[str, Any]:
     """The card of an ensemble of ``member_paths`` (models) to be written at ``card_path``:
     member paths relative to its folder, labels, range and preprocessing from the members,
     plus ``fields`` (name, description, metrics, ...)."""
@@ -217,16 +228,16 @@ def ensemble_card(member_paths: Sequence[Path | str], card_path: Path | str,
         raise InputError("ensemble: give at least two member models")
     folder = Path(card_path).resolve().parent
     cards = [read_card(model_location(p)) for p in member_paths]
-    rel = [os.path.relpath(model_paths(model_location(p))[1].resolve(), folder)
-           for p in member_paths]
+    rel = [
+        os.path.relpath(model_paths(model_location(p))[1].resolve(), folder) for p in member_paths
+    ]
     ranges = [c.get("label_range") for c in cards if c.get("label_range")]
     card = {
         "format": ENSEMBLE_FORMAT,
         "format_version": ENSEMBLE_VERSION,
         "members": rel,
         "label_names": ensemble_labels(cards),
-        "label_range": [max(r[0] for r in ranges), min(r[1] for r in ranges)] if ranges
-        else None,
+        "label_range": [max(r[0] for r in ranges), min(r[1] for r in ranges)] if ranges else None,
         "preprocess": cards[0]["preprocess"],
         "input_shape": cards[0]["input_shape"],
     }

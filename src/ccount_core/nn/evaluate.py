@@ -31,8 +31,9 @@ def bin_metrics(pred: np.ndarray, true: np.ndarray, bin_width: float = 10.0) -> 
     """Per-bin and overall metrics of predicted vs true counts (1-D arrays, ions)."""
     pred, true = np.asarray(pred, float).ravel(), np.asarray(true, float).ravel()
     if pred.shape != true.shape or pred.size == 0:
-        raise InputError(f"predictions: need equal non-empty arrays, got {pred.shape} and "
-                         f"{true.shape}")
+        raise InputError(
+            f"predictions: need equal non-empty arrays, got {pred.shape} and {true.shape}"
+        )
     centres = np.round(true / bin_width) * bin_width
 
     def stats(p: np.ndarray, t: np.ndarray) -> dict[str, float]:
@@ -68,14 +69,22 @@ def paper_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for n, paper in PAPER_STD.items():
         b = by_bin.get(n)
-        rows.append({"ions": n, "paper_std": paper, "n": b["n"] if b else 0,
-                     "std": b["error_std"] if b else None, "rms": b["rms"] if b else None,
-                     "bias": b["bias"] if b else None})
+        rows.append(
+            {
+                "ions": n,
+                "paper_std": paper,
+                "n": b["n"] if b else 0,
+                "std": b["error_std"] if b else None,
+                "rms": b["rms"] if b else None,
+                "bias": b["bias"] if b else None,
+            }
+        )
     return rows
 
 
-def figure3(pred: np.ndarray, true: np.ndarray, metrics: Mapping[str, Any], path: Path,
-            title: str = "") -> None:
+def figure3(
+    pred: np.ndarray, true: np.ndarray, metrics: Mapping[str, Any], path: Path, title: str = ""
+) -> None:
     """The paper's Figure 3: per-bin mean ± std boxes, the largest outliers, and y = x."""
     import matplotlib
 
@@ -93,19 +102,44 @@ def figure3(pred: np.ndarray, true: np.ndarray, metrics: Mapping[str, Any], path
     ax.plot([lo, hi], [lo, hi], color="0.4", lw=1, label="y = x")
     for b in metrics["bins"]:
         c, mean, std = b["bin"], b["mean"], b["std"]
-        ax.add_patch(Rectangle((c - 0.4 * width, mean - std), 0.8 * width, max(2 * std, 0.5),
-                               facecolor="#f4a6c6", edgecolor="#c2185b", lw=0.6))
+        ax.add_patch(
+            Rectangle(
+                (c - 0.4 * width, mean - std),
+                0.8 * width,
+                max(2 * std, 0.5),
+                facecolor="#f4a6c6",
+                edgecolor="#c2185b",
+                lw=0.6,
+            )
+        )
         sel = np.flatnonzero(centres == c)
         dev = pred[sel] - mean
         order = np.argsort(dev)
-        out = np.concatenate([sel[order[:N_OUTLIERS]][dev[order[:N_OUTLIERS]] < 0],
-                              sel[order[::-1][:N_OUTLIERS]][dev[order[::-1][:N_OUTLIERS]] > 0]])
-        ax.scatter(np.full(out.size, c), pred[out], s=14, facecolors="none",
-                   edgecolors="black", linewidths=0.7)
-    ax.scatter([], [], s=14, facecolors="none", edgecolors="black",
-               label=f"{N_OUTLIERS} largest outliers above/below the mean")
-    ax.add_patch(Rectangle((0, 0), 0, 0, facecolor="#f4a6c6", edgecolor="#c2185b",
-                           label="bin mean ± std"))
+        out = np.concatenate(
+            [
+                sel[order[:N_OUTLIERS]][dev[order[:N_OUTLIERS]] < 0],
+                sel[order[::-1][:N_OUTLIERS]][dev[order[::-1][:N_OUTLIERS]] > 0],
+            ]
+        )
+        ax.scatter(
+            np.full(out.size, c),
+            pred[out],
+            s=14,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=0.7,
+        )
+    ax.scatter(
+        [],
+        [],
+        s=14,
+        facecolors="none",
+        edgecolors="black",
+        label=f"{N_OUTLIERS} largest outliers above/below the mean",
+    )
+    ax.add_patch(
+        Rectangle((0, 0), 0, 0, facecolor="#f4a6c6", edgecolor="#c2185b", label="bin mean ± std")
+    )
     o = metrics["overall"]
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
@@ -169,8 +203,9 @@ def evaluate(
     for _, member in counter.members:
         cfg = PreprocessConfig.from_dict(member["preprocess"])
         if cfg.to_json() not in splits:
-            splits[cfg.to_json()] = prepare_splits(stores, split, cfg, labels, limit, None,
-                                                   prepare_progress)
+            splits[cfg.to_json()] = prepare_splits(
+                stores, split, cfg, labels, limit, None, prepare_progress
+            )
     if len(splits) > 1:  # the images every preparation could make
         common = functools.reduce(np.intersect1d, [s.ids for s in splits.values()])
         splits = {k: s.select(common) for k, s in splits.items()}
@@ -190,19 +225,26 @@ def evaluate(
     metrics["model"] = str(model_path) if model_path is not None else "default"
     metrics["label"] = card["label_names"][0]
     # a model that also counts dark species: the overall figures of each further output
-    metrics["other_labels"] = {name: bin_metrics(pred[:, j], prepared.labels[:, j])["overall"]
-                               for j, name in enumerate(card["label_names"]) if j > 0}
+    metrics["other_labels"] = {
+        name: bin_metrics(pred[:, j], prepared.labels[:, j])["overall"]
+        for j, name in enumerate(card["label_names"])
+        if j > 0
+    }
     metrics["tta"] = tta
     metrics["precision"] = "bfloat16" if bf16 else "float32"
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / "metrics.json",
-                       (json.dumps(metrics, indent=2) + "\n").encode())
+    atomic_write_bytes(out_dir / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     buf = io.StringIO()
     writer = csv.writer(buf)
     others = card["label_names"][1:]
-    writer.writerow(["true", "predicted",
-                     *(f"{kind}_{name}" for name in others for kind in ("true", "predicted")),
-                     "image"])
+    writer.writerow(
+        [
+            "true",
+            "predicted",
+            *(f"{kind}_{name}" for name in others for kind in ("true", "predicted")),
+            "image",
+        ]
+    )
     pairs = np.stack([prepared.labels, pred], axis=2).reshape(len(pred), -1)  # true, pred, ...
     ids = prepared.ids if prepared.ids is not None else np.full(len(pred), -1)
     writer.writerows([*row, int(i)] for row, i in zip(pairs.tolist(), ids, strict=True))

@@ -25,8 +25,9 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
-def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
-          bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def infer(
+    model: Any, images: np.ndarray, tta: int = 0, seed: int = 0, bf16: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """``(counts (B, k), spread (B, k))`` for prepared images ``(B, H, W)``, in one pass.
 
     Runs on the model's device. Without TTA the spread is NaN; with ``tta=K`` the count
@@ -42,8 +43,7 @@ def infer(model: Any, images: np.ndarray, tta: int = 0, seed: int = 0,
         x = torch.cat([x[None], tta_views(x, tta, seed)]).flatten(0, 1)
     x = x.to(device)
     bf16 = bf16 and not isinstance(model, PackedCpuNet)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                enabled=bf16):
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         if bf16:
             x = x.contiguous(memory_format=torch.channels_last)
         y = model(x).float().cpu().numpy()
@@ -73,7 +73,7 @@ def predict(
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        batch = np.asarray(images[start:start + batch_size], np.float32)
+        batch = np.asarray(images[start : start + batch_size], np.float32)
         if tta > 0:
             out.append(infer(model, batch, tta, seed=start)[0])
         else:
@@ -86,8 +86,7 @@ def _plain(model: Any, batch: np.ndarray, device: torch.device, amp: bool) -> np
     """The model's output ``(B, n_outputs)`` float32 for a batch ``(B, H, W)`` float32, its
     input in channels-last order, under autocast to :func:`amp_dtype` when ``amp``."""
     x = torch.from_numpy(batch)[:, None].to(device).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype(device),
-                                                enabled=amp):
+    with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
         return model(x).float().cpu().numpy()
 
 

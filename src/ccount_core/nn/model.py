@@ -30,8 +30,15 @@ ARCHITECTURE = "resnet50-greyscale-regression"
 CARD_FORMAT = "ccount-model"
 CARD_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
-_REQUIRED_CARD_KEYS = ("format", "architecture", "n_outputs", "label_names", "label_scale",
-                       "preprocess", "input_shape")
+_REQUIRED_CARD_KEYS = (
+    "format",
+    "architecture",
+    "n_outputs",
+    "label_names",
+    "label_scale",
+    "preprocess",
+    "input_shape",
+)
 
 
 class CountingNet(nn.Module):
@@ -95,15 +102,18 @@ def build_model(
         state = _read_state_dict(Path(init_weights), "init_weights")
         conv = state.get("conv1.weight")
         if conv is None or tuple(conv.shape) != (64, 3, 7, 7):
-            raise InputError(f"init_weights: {init_weights} is not a torchvision ResNet50 "
-                             "state dict (no conv1.weight of shape (64, 3, 7, 7))")
+            raise InputError(
+                f"init_weights: {init_weights} is not a torchvision ResNet50 "
+                "state dict (no conv1.weight of shape (64, 3, 7, 7))"
+            )
         backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
         backbone["conv1.weight"] = conv.float().sum(dim=1, keepdim=True)
         own = model.net.state_dict()
         bad = [k for k, v in backbone.items() if k not in own or own[k].shape != v.shape]
         if bad:
-            raise InputError(f"init_weights: {init_weights} does not match ResNet50 "
-                             f"(e.g. {bad[0]})")
+            raise InputError(
+                f"init_weights: {init_weights} does not match ResNet50 (e.g. {bad[0]})"
+            )
         missing = [k for k in own if k not in backbone and not k.startswith("fc.")]
         if missing:
             raise InputError(f"init_weights: {init_weights} lacks {missing[0]}")
@@ -172,11 +182,14 @@ def save_model(
     if missing:
         raise InputError(f"card: missing {', '.join(missing)}")
     if len(full["label_names"]) != model.n_outputs:
-        raise InputError(f"card: {len(full['label_names'])} label_names for "
-                         f"{model.n_outputs} outputs")
+        raise InputError(
+            f"card: {len(full['label_names'])} label_names for {model.n_outputs} outputs"
+        )
     dtype = torch.float16 if half else torch.float32
-    tensors = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
-               .contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in model.state_dict().items()
+    }
     # label_scale stays float32: the exact ion scale should not be rounded.
     tensors["label_scale"] = model.label_scale.detach().cpu().float().contiguous()
     atomic_write_bytes(weights_path, save(tensors, metadata={"format": CARD_FORMAT}))
@@ -190,8 +203,10 @@ def read_card(path: Path | str) -> dict[str, Any]:
     if not Path(path).exists():
         raise InputError(f"model: no such file or directory: {path}")
     if not card_path.is_file():
-        raise InputError(f"model: card {card_path} is missing (a model is "
-                         f"{weights_path.name} + {card_path.name})")
+        raise InputError(
+            f"model: card {card_path} is missing (a model is "
+            f"{weights_path.name} + {card_path.name})"
+        )
     try:
         card = json.loads(card_path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

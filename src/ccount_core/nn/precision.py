@@ -40,16 +40,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def bf16_pays(run: Callable[[bool], object], workload: str,
-              timer: Callable[[], float] = time.perf_counter) -> bool:
+def bf16_pays(
+    run: Callable[[bool], object], workload: str, timer: Callable[[], float] = time.perf_counter
+) -> bool:
     """True when ``run(True)`` (one batch in bfloat16) is faster than ``run(False)`` (float32).
 
     ``workload`` names what ``run`` does (e.g. ``"resnet50 96x48 batch 16"``). Each way is run
     once to warm up (oneDNN builds its kernels) and then timed three times, best kept; the
     answer is stored and later calls with the same key return it without running anything.
     """
-    key = " | ".join([cpu_name(), f"torch {torch.__version__}",
-                      f"{torch.get_num_threads()} threads", workload])
+    key = " | ".join(
+        [cpu_name(), f"torch {torch.__version__}", f"{torch.get_num_threads()} threads", workload]
+    )
     path = cache_dir() / CHOICE_FILE
     known = _read(path)
     if isinstance(known.get(key), dict) and isinstance(known[key].get("bf16"), bool):
@@ -64,8 +66,12 @@ def bf16_pays(run: Callable[[bool], object], workload: str,
             best = min(best, timer() - start)
         seconds[flag] = best
     choice = seconds[True] < seconds[False]
-    known[key] = {"bf16": choice, "float32_s": seconds[False], "bfloat16_s": seconds[True],
-                  "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    known[key] = {
+        "bf16": choice,
+        "float32_s": seconds[False],
+        "bfloat16_s": seconds[True],
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     try:
         from ccount_core.files import atomic_write_bytes
 

@@ -51,9 +51,14 @@ def save_split_archive(path: Path | str, split: Split, meta: Mapping[str, Any]) 
     levels, low, high = quantise(split.images)
     header = {"format": FORMAT, "version": VERSION, "meta": dict(meta)}
     buf = io.BytesIO()
-    np.savez(buf, levels=levels, low=low, high=high,
-             labels=np.asarray(split.labels, np.float32),
-             header=np.frombuffer(json.dumps(header).encode(), np.uint8))
+    np.savez(
+        buf,
+        levels=levels,
+        low=low,
+        high=high,
+        labels=np.asarray(split.labels, np.float32),
+        header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+    )
     path = Path(path)
     atomic_write_bytes(path, lzma.compress(buf.getvalue(), preset=6))
     return path

@@ -52,8 +52,18 @@ from ccount_core.nn.training_data import (
 )
 from ccount_core.progress import ProgressCallback, report
 
-LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_rmse", "val_rms_percent",
-              "val_mae", "val_exact", "elapsed_s")
+LOG_FIELDS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_rmse",
+    "val_rms_percent",
+    "val_mae",
+    "val_exact",
+    "elapsed_s",
+)
 
 
 @dataclass(frozen=True)
@@ -115,8 +125,10 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise InputError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if self.epoch_images is not None and self.epoch_images < self.batch_size:
-            raise InputError(f"epoch_images: must be at least batch_size ({self.batch_size}), "
-                             f"got {self.epoch_images}")
+            raise InputError(
+                f"epoch_images: must be at least batch_size ({self.batch_size}), "
+                f"got {self.epoch_images}"
+            )
         if not self.lr > 0:
             raise InputError(f"lr: must be positive, got {self.lr}")
         if not self.loss_floor_ions > 0:
@@ -126,8 +138,10 @@ class TrainConfig:
         if self.new_preprocess and self.init_model is None:
             raise InputError("new_preprocess: only with init_model")
         if self.freeze_bn and self.init_model is None and self.init_weights is None:
-            raise InputError("freeze_bn: only when fine-tuning (init_model or init_weights): "
-                             "random weights have no batch-norm statistics to keep")
+            raise InputError(
+                "freeze_bn: only when fine-tuning (init_model or init_weights): "
+                "random weights have no batch-norm statistics to keep"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -149,8 +163,10 @@ def hardware() -> str:
     """A short description of the device training or inference runs on."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
-    return (f"{platform.machine()} CPU ({platform.processor() or 'unknown'}), "
-            f"{torch.get_num_threads()} threads")
+    return (
+        f"{platform.machine()} CPU ({platform.processor() or 'unknown'}), "
+        f"{torch.get_num_threads()} threads"
+    )
 
 
 def _device() -> torch.device:
@@ -168,8 +184,9 @@ def _freeze_batchnorm(model: torch.nn.Module) -> None:
             module.eval()
 
 
-def _loss(scaled_pred: torch.Tensor, scaled_true: torch.Tensor,
-          scaled_floor: torch.Tensor) -> torch.Tensor:
+def _loss(
+    scaled_pred: torch.Tensor, scaled_true: torch.Tensor, scaled_floor: torch.Tensor
+) -> torch.Tensor:
     """Mean squared relative error (the goal is a percentage error), all in label-scale units;
     ``scaled_floor`` (``loss_floor_ions / label_scale``) bounds the weight of small counts."""
     rel = (scaled_pred.float() - scaled_true) / (scaled_true.abs() + scaled_floor)
@@ -218,8 +235,10 @@ def fit(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if len(train.images) == 0 or len(val.images) == 0:
-        raise InputError(f"data: need training and validation images, got {len(train.images)} "
-                         f"and {len(val.images)}")
+        raise InputError(
+            f"data: need training and validation images, got {len(train.images)} "
+            f"and {len(val.images)}"
+        )
     device = _device()
     k = train.labels.shape[1]
     scale = np.maximum(np.abs(train.labels).max(axis=0), 1.0).astype(float)
@@ -227,8 +246,9 @@ def fit(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         if config.init_model is not None:
-            model, started_from = _start_model(config.init_model, card, config.new_preprocess,
-                                               train.labels.mean(axis=0), scale)
+            model, started_from = _start_model(
+                config.init_model, card, config.new_preprocess, train.labels.mean(axis=0), scale
+            )
         else:
             model = build_model(k, config.init_weights, label_scale=scale.tolist())
             # Start the head at the mean count: the first steps learn structure, not offset.
@@ -241,12 +261,14 @@ def fit(
     per_pass = len(train.images) // bs
     per_epoch = config.epoch_images // bs if config.epoch_images else per_pass
     total = config.epochs * per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total,
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=config.lr, total_steps=total, pct_start=0.15
+    )
     use_amp = config.amp
     # Loss scaling only for float16; it also reads a flag from the GPU every step.
-    scaler = torch.amp.GradScaler(device.type,
-                                  enabled=use_amp and amp_dtype(device) == torch.float16)
+    scaler = torch.amp.GradScaler(
+        device.type, enabled=use_amp and amp_dtype(device) == torch.float16
+    )
     step, elapsed = 0, 0.0
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.csv"
     if ckpt_path.exists():
@@ -266,11 +288,19 @@ def fit(
     def checkpoint() -> None:
         nonlocal loss_sum, loss_acc
         loss_sum, loss_acc = loss_sum + float(loss_acc), torch.zeros_like(loss_acc)
-        _save_checkpoint(ckpt_path, {
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-            "step": step, "elapsed_s": elapsed, "loss_sum": loss_sum, "loss_n": loss_n,
-        })
+        _save_checkpoint(
+            ckpt_path,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "step": step,
+                "elapsed_s": elapsed,
+                "loss_sum": loss_sum,
+                "loss_n": loss_n,
+            },
+        )
 
     full_card = dict(card)
     full_card["input_shape"] = list(train.images.shape[1:])
@@ -289,7 +319,7 @@ def fit(
         if p != order_pass:
             order = torch.from_numpy(_epoch_order(config.seed, p, len(train.images))).to(device)
             order_pass = p
-        idx = order[i * bs:(i + 1) * bs]
+        idx = order[i * bs : (i + 1) * bs]
         gen = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
         x = augment(x_train[idx][:, None], config.augment, gen)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -310,14 +340,24 @@ def fit(
         elapsed += time.perf_counter() - t0
         if step % per_epoch == 0:
             train_loss = (loss_sum + float(loss_acc)) / loss_n
-            row = _end_epoch(model, val, step // per_epoch, step, sched, train_loss,
-                             elapsed, use_amp, config.loss_floor_ions)
+            row = _end_epoch(
+                model,
+                val,
+                step // per_epoch,
+                step,
+                sched,
+                train_loss,
+                elapsed,
+                use_amp,
+                config.loss_floor_ions,
+            )
             loss_sum, loss_n, loss_acc = 0.0, 0, torch.zeros_like(loss_acc)
             full_card["training"] = _training_summary(config, step, total, elapsed, device)
             if started_from is not None:
                 full_card["training"]["started_from"] = started_from
-            full_card["metrics"] = {"validation_last_epoch": {
-                k2: row[k2] for k2 in LOG_FIELDS if k2.startswith("val_")}}
+            full_card["metrics"] = {
+                "validation_last_epoch": {k2: row[k2] for k2 in LOG_FIELDS if k2.startswith("val_")}
+            }
             save_model(run_dir, model, full_card)
             _append_log(log_path, row)
             checkpoint()
@@ -330,9 +370,13 @@ def fit(
     return model, full_card
 
 
-def _start_model(init_model: str, card: Mapping[str, Any], new_preprocess: bool,
-                 label_mean: np.ndarray, label_scale: np.ndarray
-                 ) -> tuple[CountingNet, dict[str, Any]]:
+def _start_model(
+    init_model: str,
+    card: Mapping[str, Any],
+    new_preprocess: bool,
+    label_mean: np.ndarray,
+    label_scale: np.ndarray,
+) -> tuple[CountingNet, dict[str, Any]]:
     """The model to fine-tune, and what its card says of its own training.
 
     A run may count more species than the model it starts from (e.g. add a dark species to a
@@ -344,18 +388,28 @@ def _start_model(init_model: str, card: Mapping[str, Any], new_preprocess: bool,
         check_config(init_card, card["preprocess"], where="init_model")
     old, new = list(init_card["label_names"]), list(card["label_names"])
     if new[:1] != old[:1] or not set(old) <= set(new):
-        raise InputError(f"init_model: {init_model} counts {old}, this run learns {new}; a "
-                         "run may add labels to the model's, not drop or reorder its first")
-    started = {"model": init_model, "training": init_card.get("training"),
-               "data": init_card.get("data"), "preprocess": init_card.get("preprocess")}
+        raise InputError(
+            f"init_model: {init_model} counts {old}, this run learns {new}; a "
+            "run may add labels to the model's, not drop or reorder its first"
+        )
+    started = {
+        "model": init_model,
+        "training": init_card.get("training"),
+        "data": init_card.get("data"),
+        "preprocess": init_card.get("preprocess"),
+    }
     if old == new:
         return model, started
     old_scale = model.label_scale.tolist()
-    scale = [old_scale[old.index(n)] if n in old else float(label_scale[j])
-             for j, n in enumerate(new)]
+    scale = [
+        old_scale[old.index(n)] if n in old else float(label_scale[j]) for j, n in enumerate(new)
+    ]
     wider = CountingNet(len(new), label_scale=scale)
-    body = {k: v for k, v in model.state_dict().items()
-            if not k.startswith("net.fc.") and k != "label_scale"}
+    body = {
+        k: v
+        for k, v in model.state_dict().items()
+        if not k.startswith("net.fc.") and k != "label_scale"
+    }
     wider.load_state_dict(body, strict=False)
     fc_old, fc = model.net.fc, wider.net.fc
     with torch.no_grad():
@@ -369,8 +423,9 @@ def _start_model(init_model: str, card: Mapping[str, Any], new_preprocess: bool,
     return wider, {**started, "label_names": old}
 
 
-def _training_summary(config: TrainConfig, step: int, total: int, elapsed: float,
-                      device: torch.device) -> dict[str, Any]:
+def _training_summary(
+    config: TrainConfig, step: int, total: int, elapsed: float, device: torch.device
+) -> dict[str, Any]:
     return {
         "config": config.to_dict(),
         "steps": step,
@@ -381,18 +436,39 @@ def _training_summary(config: TrainConfig, step: int, total: int, elapsed: float
     }
 
 
-def _end_epoch(model: CountingNet, val: Split, epoch: int, step: int, sched, train_loss: float,
-               elapsed: float, amp: bool, loss_floor_ions: float) -> dict[str, Any]:
+def _end_epoch(
+    model: CountingNet,
+    val: Split,
+    epoch: int,
+    step: int,
+    sched,
+    train_loss: float,
+    elapsed: float,
+    amp: bool,
+    loss_floor_ions: float,
+) -> dict[str, Any]:
     pred = predict(model, val.images, amp=amp)
     with torch.no_grad():
         scale = model.label_scale.cpu()
-        val_loss = float(_loss(torch.from_numpy(pred) / scale,
-                               torch.from_numpy(val.labels) / scale, loss_floor_ions / scale))
+        val_loss = float(
+            _loss(
+                torch.from_numpy(pred) / scale,
+                torch.from_numpy(val.labels) / scale,
+                loss_floor_ions / scale,
+            )
+        )
     m = summary_metrics(pred, val.labels)
     return {
-        "epoch": epoch, "step": step, "lr": sched.get_last_lr()[0], "train_loss": train_loss,
-        "val_loss": val_loss, "val_rmse": m["rmse"], "val_rms_percent": m["rms_percent"],
-        "val_mae": m["mae"], "val_exact": m["exact"], "elapsed_s": round(elapsed, 1),
+        "epoch": epoch,
+        "step": step,
+        "lr": sched.get_last_lr()[0],
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_rmse": m["rmse"],
+        "val_rms_percent": m["rms_percent"],
+        "val_mae": m["mae"],
+        "val_exact": m["exact"],
+        "elapsed_s": round(elapsed, 1),
     }
 
 
@@ -444,8 +520,11 @@ def train(
         raise InputError(f"run directory: {run_dir} is a file")
     stores = open_stores(data)
     names = list(resolve_labels(stores, config.labels))
-    settings = {"data": [str(path.resolve()) for path, _ in stores],
-                "train": config.to_dict(), "preprocess": preprocess.to_dict()}
+    settings = {
+        "data": [str(path.resolve()) for path, _ in stores],
+        "train": config.to_dict(),
+        "preprocess": preprocess.to_dict(),
+    }
     settings = json.loads(json.dumps(settings))
     run_json = run_dir / "run.json"
     if run_json.exists():
@@ -454,20 +533,27 @@ def train(
             old["train"] = json.loads(json.dumps(TrainConfig.from_dict(old["train"]).to_dict()))
         if old != settings:
             diff = [k for k in settings if old.get(k) != settings[k]]
-            raise InputError(f"run directory: {run_dir} holds a run with other settings "
-                             f"({', '.join(diff)}); choose a new -o to start afresh")
+            raise InputError(
+                f"run directory: {run_dir} holds a run with other settings "
+                f"({', '.join(diff)}); choose a new -o to start afresh"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(run_json, (json.dumps(settings, indent=2) + "\n").encode())
-    tr = prepare_splits(stores, "train", preprocess, config.labels, config.max_train, run_dir,
-                        prepare_progress)
-    va = prepare_splits(stores, "validation", preprocess, config.labels, config.max_val,
-                        run_dir, prepare_progress)
+    tr = prepare_splits(
+        stores, "train", preprocess, config.labels, config.max_train, run_dir, prepare_progress
+    )
+    va = prepare_splits(
+        stores, "validation", preprocess, config.labels, config.max_val, run_dir, prepare_progress
+    )
     card = {
         "label_names": names,
         "preprocess": preprocess.to_dict(),
         "data": [data_summary(ds, path) for path, ds in stores],
-        "splits": {"train": len(tr.images), "validation": len(va.images),
-                   "test": sum(len(ds.indices("test")) for _, ds in stores)},
+        "splits": {
+            "train": len(tr.images),
+            "validation": len(va.images),
+            "test": sum(len(ds.indices("test")) for _, ds in stores),
+        },
     }
     return fit(tr, va, run_dir, config, card, progress=progress)
 

@@ -34,8 +34,9 @@ class Split:
 
     def __post_init__(self) -> None:
         if self.images.ndim != 3 or self.labels.ndim != 2 or len(self.images) != len(self.labels):
-            raise InputError(f"split: images {self.images.shape} and labels "
-                             f"{self.labels.shape} do not match")
+            raise InputError(
+                f"split: images {self.images.shape} and labels {self.labels.shape} do not match"
+            )
         if self.ids is not None and len(self.ids) != len(self.labels):
             raise InputError(f"split: {len(self.ids)} ids for {len(self.labels)} images")
 
@@ -87,9 +88,18 @@ def prepare_split(
         idx = idx[:limit]
     store = getattr(ds, "path", None)
     store = str(Path(store).resolve()) if store else ""
-    key = json.dumps({"store": store, "split": split, "n": len(idx),
-                      "first": idx[:1].tolist(), "last": idx[-1:].tolist(), "labels": wanted,
-                      "preprocess": preprocess.to_dict()}, sort_keys=True)
+    key = json.dumps(
+        {
+            "store": store,
+            "split": split,
+            "n": len(idx),
+            "first": idx[:1].tolist(),
+            "last": idx[-1:].tolist(),
+            "labels": wanted,
+            "preprocess": preprocess.to_dict(),
+        },
+        sort_keys=True,
+    )
     if cache_dir is not None:
         img_path = cache_dir / f"prepared_{split}{cache_tag}.npy"
         meta_path = cache_dir / f"prepared_{split}{cache_tag}.json"
@@ -97,9 +107,11 @@ def prepare_split(
             meta = json.loads(meta_path.read_text())
             if meta.get("key") == key:
                 left_out = {int(k) for k in meta.get("bad_frames", {})}
-                return Split(np.load(img_path, mmap_mode="r"),
-                             np.asarray(meta["labels"], np.float32),
-                             np.asarray([i for i in idx if int(i) not in left_out], np.int64))
+                return Split(
+                    np.load(img_path, mmap_mode="r"),
+                    np.asarray(meta["labels"], np.float32),
+                    np.asarray([i for i in idx if int(i) not in left_out], np.int64),
+                )
     held = np.asarray(ds.labels, dtype=np.float32)[idx]
     labels_all = np.zeros((len(idx), len(wanted)), np.float32)
     for j, w in enumerate(wanted):
@@ -113,8 +125,9 @@ def prepare_split(
     bad: dict[int, str] = {}
     for size in np.unique(sizes):
         rows = np.flatnonzero(sizes == size)
-        out = prepare_stack(stack[idx[rows]], preprocess, camera_pixel_size_um=float(size),
-                            progress=progress).compute()
+        out = prepare_stack(
+            stack[idx[rows]], preprocess, camera_pixel_size_um=float(size), progress=progress
+        ).compute()
         images[rows] = out.images
         bad.update({int(rows[i]): reason for i, reason in out.bad_frames.items()})
     keep = np.array([i not in bad for i in range(len(idx))], dtype=bool)
@@ -124,17 +137,27 @@ def prepare_split(
         buf = io.BytesIO()
         np.save(buf, images)
         atomic_write_bytes(img_path, buf.getvalue())
-        atomic_write_bytes(meta_path, json.dumps(
-            {"key": key, "labels": result.labels.tolist(),
-             "bad_frames": {str(int(idx[i])): r for i, r in bad.items()}}).encode())
+        atomic_write_bytes(
+            meta_path,
+            json.dumps(
+                {
+                    "key": key,
+                    "labels": result.labels.tolist(),
+                    "bad_frames": {str(int(idx[i])): r for i, r in bad.items()},
+                }
+            ).encode(),
+        )
     return result
 
 
 def data_summary(ds: Any, path: Path) -> dict[str, Any]:
     """What a model card records of the opened data set ``ds`` at ``path``: its path, number
     of images, label names and spec."""
-    summary: dict[str, Any] = {"path": str(path), "n_images": len(ds.labels),
-                               "label_names": list(ds.label_names)}
+    summary: dict[str, Any] = {
+        "path": str(path),
+        "n_images": len(ds.labels),
+        "label_names": list(ds.label_names),
+    }
     spec = getattr(ds, "spec", None)
     if spec is not None:
         summary["spec"] = spec.to_dict() if hasattr(spec, "to_dict") else spec
@@ -158,20 +181,21 @@ def open_stores(data: Path | str | Sequence[Path | str]) -> list[tuple[Path, Any
     cooled = stores[0][1].label_names[0]
     for path, ds in stores[1:]:
         if ds.label_names[0] != cooled:
-            raise InputError(f"data: {path} counts {ds.label_names[0]}, {paths[0]} counts "
-                             f"{cooled}")
+            raise InputError(f"data: {path} counts {ds.label_names[0]}, {paths[0]} counts {cooled}")
     return stores
 
 
-def resolve_labels(stores: Sequence[tuple[Path, Any]], labels: Sequence[str] | None
-                   ) -> tuple[str, ...]:
+def resolve_labels(
+    stores: Sequence[tuple[Path, Any]], labels: Sequence[str] | None
+) -> tuple[str, ...]:
     """The labels a run learns: ``labels``, each held by at least one of ``stores`` (the
     others count 0 of it), or by default the counted (first) label."""
     held = {name for _, ds in stores for name in ds.label_names}
     unknown = [w for w in labels or () if w not in held]
     if unknown:
-        raise InputError(f"labels: {unknown[0]!r} is not a species of the data set(s); they "
-                         f"hold {sorted(held)}")
+        raise InputError(
+            f"labels: {unknown[0]!r} is not a species of the data set(s); they hold {sorted(held)}"
+        )
     return tuple(labels) if labels else (stores[0][1].label_names[0],)
 
 
@@ -198,10 +222,19 @@ def prepare_splits(
     if len(parts) == 1:
         return parts[0]
     shaped = [p for p in parts if len(p.images)] or parts[:1]
-    return Split(np.concatenate([p.images for p in shaped]),
-                 np.concatenate([p.labels for p in shaped]),
-                 np.concatenate([p.ids for p in shaped]))
+    return Split(
+        np.concatenate([p.images for p in shaped]),
+        np.concatenate([p.labels for p in shaped]),
+        np.concatenate([p.ids for p in shaped]),
+    )
 
 
-__all__ = ["STORE_ID", "Split", "data_summary", "open_stores", "prepare_split",
-           "prepare_splits", "resolve_labels"]
+__all__ = [
+    "STORE_ID",
+    "Split",
+    "data_summary",
+    "open_stores",
+    "prepare_split",
+    "prepare_splits",
+    "resolve_labels",
+]

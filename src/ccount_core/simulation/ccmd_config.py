@@ -197,20 +197,50 @@ def _require(values: dict[str, Any], keys: tuple[str, ...], branch: str, source:
             raise InputError(f"{source}: {branch}.{key}: missing")
 
 
-_TRAP = {"vrf": "float", "vend": "float", "eta": "float", "r0": "float", "z0": "float",
-         "freq": "float", "type": "branch"}
+_TRAP = {
+    "vrf": "float",
+    "vend": "float",
+    "eta": "float",
+    "r0": "float",
+    "z0": "float",
+    "freq": "float",
+    "type": "branch",
+}
 _TRAP_TYPE = {"name": "str", "tau": "float", "deltat": "float", "mult": "float"}
-_INTEGRATOR = {"stepsperperiod": "int", "respasteps": "int", "coolperiods": "float",
-               "histperiods": "float", "timestep": "float", "coolsteps": "int",
-               "histsteps": "int"}
-_IMAGE = {"makeimage": "bool", "scale": "float", "blur": "float", "dof": "float", "nz": "int",
-          "nx": "int"}
+_INTEGRATOR = {
+    "stepsperperiod": "int",
+    "respasteps": "int",
+    "coolperiods": "float",
+    "histperiods": "float",
+    "timestep": "float",
+    "coolsteps": "int",
+    "histsteps": "int",
+}
+_IMAGE = {
+    "makeimage": "bool",
+    "scale": "float",
+    "blur": "float",
+    "dof": "float",
+    "nz": "int",
+    "nx": "int",
+}
 _SIMULATION = {"threads": "int", "seed": "int"}
 _LASER = {"wavelength": "float", "delta": "float", "idisat": "float"}
-_IONTYPE = {"name": "str", "symbol": "str", "mass": "float", "charge": "int",
-            "lasercooled": "bool", "beta": "float", "heating": "bool", "heated": "bool",
-            "recoil": "float", "direction": "float", "cooldirection": "float", "seed": "int",
-            "a21": "float"}
+_IONTYPE = {
+    "name": "str",
+    "symbol": "str",
+    "mass": "float",
+    "charge": "int",
+    "lasercooled": "bool",
+    "beta": "float",
+    "heating": "bool",
+    "heated": "bool",
+    "recoil": "float",
+    "direction": "float",
+    "cooldirection": "float",
+    "seed": "int",
+    "a21": "float",
+}
 _TOP = ("trap", "integrator", "image", "ionnumbers", "iontype", "simulation", "laser")
 
 
@@ -287,8 +317,13 @@ def read_ccmd_text(text: str, source: str = "trap.info") -> CcmdFile:
     if "image" in tops:
         image = _leaf_values(tops["image"].children, "image", source, _IMAGE)
         image.setdefault("makeimage", True)
-        for key, default in (("scale", 1.0), ("blur", 5.0), ("dof", 50.0), ("nz", 640),
-                             ("nx", 480)):
+        for key, default in (
+            ("scale", 1.0),
+            ("blur", 5.0),
+            ("dof", 50.0),
+            ("nz", 640),
+            ("nx", 480),
+        ):
             image.setdefault(key, default)
         for key in ("scale", "blur", "dof", "nz", "nx"):
             if image[key] <= 0:
@@ -330,8 +365,7 @@ def read_ccmd_text(text: str, source: str = "trap.info") -> CcmdFile:
         ions.append(_ion_type(types[node.key], number, source))
     if not any(ion.number > 0 for ion in ions):
         raise InputError(f"{source}: ionnumbers: no ions")
-    return CcmdFile(trap=trap_vals, integrator=integrator, image=image, ions=tuple(ions),
-                    seed=seed)
+    return CcmdFile(trap=trap_vals, integrator=integrator, image=image, ions=tuple(ions), seed=seed)
 
 
 def _integrator_periods(vals: dict[str, Any], line: int, source: str) -> dict[str, float]:
@@ -458,8 +492,9 @@ def to_settings(ccmd: CcmdFile, simulation: Any = None) -> CcmdConfig:
     from ccount_core.simulation.render import ImagingSettings
 
     t = ccmd.trap
-    trap = TrapSettings(v_rf=t["vrf"], v_end=t["vend"], eta=t["eta"], r0=t["r0"], z0=t["z0"],
-                        rf_frequency=t["freq"])
+    trap = TrapSettings(
+        v_rf=t["vrf"], v_end=t["vend"], eta=t["eta"], r0=t["r0"], z0=t["z0"], rf_frequency=t["freq"]
+    )
     ions = tuple(IonGroup(species_for(ion), ion.number) for ion in ccmd.ions)
     if simulation is not None:
         sim = simulation
@@ -476,12 +511,15 @@ def to_settings(ccmd: CcmdFile, simulation: Any = None) -> CcmdConfig:
         imaging, make_image = ImagingSettings(), True
     else:
         imaging = ImagingSettings.from_lab_units(
-            pixel_size_um=1.0 / img["scale"], shape=(img["nx"], img["nz"]),
-            blur_um=img["blur"], dof_um=img["dof"],
+            pixel_size_um=1.0 / img["scale"],
+            shape=(img["nx"], img["nz"]),
+            blur_um=img["blur"],
+            dof_um=img["dof"],
         )
         make_image = bool(img["makeimage"])
-    return CcmdConfig(trap=trap, ions=ions, simulation=sim, imaging=imaging,
-                      make_image=make_image, file=ccmd)
+    return CcmdConfig(
+        trap=trap, ions=ions, simulation=sim, imaging=imaging, make_image=make_image, file=ccmd
+    )
 
 
 def load_trap_info(path: str | Path, simulation: Any = None) -> CcmdConfig:

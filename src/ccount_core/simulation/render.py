@@ -86,7 +86,7 @@ class CameraModel:
 
     def expected_counts(self, image: np.ndarray) -> np.ndarray:
         """Noise-free mean counts for a rendered image (rows, cols) in ion exposures."""
-        electrons = (self.photons_per_ion * np.asarray(image, np.float64) + self.background)
+        electrons = self.photons_per_ion * np.asarray(image, np.float64) + self.background
         return electrons * self.em_gain / self.electrons_per_count + self.offset
 
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -203,6 +203,7 @@ class ImagingSettings:
 
     def to_lab_units(self) -> dict[str, Any]:
         """Plain-JSON form in µm (the inverse of ``from_lab_units(**d)`` via :meth:`from_dict`)."""
+
         def um(value: float) -> float:  # 12 significant digits: no conversion noise
             return float(f"{value * 1e6:.12g}")
 
@@ -224,8 +225,14 @@ class ImagingSettings:
         data = dict(data)
         camera = data.pop("camera", None)
         allowed = {
-            "pixel_size_um", "shape", "blur_um", "dof_um", "focal_offset_um", "rotation_deg",
-            "view_azimuth_deg", "defocus_weighting",
+            "pixel_size_um",
+            "shape",
+            "blur_um",
+            "dof_um",
+            "focal_offset_um",
+            "rotation_deg",
+            "view_azimuth_deg",
+            "defocus_weighting",
         }
         unknown = set(data) - allowed
         if unknown:
@@ -249,9 +256,7 @@ def _check_samples(samples: np.ndarray, fluorescing: np.ndarray) -> tuple[np.nda
         raise InputError(f"samples must have shape (S, N, 3) in m, got {arr.shape}")
     mask = np.asarray(fluorescing)
     if mask.shape != (arr.shape[1],):
-        raise InputError(
-            f"fluorescing must have shape (N,) = ({arr.shape[1]},), got {mask.shape}"
-        )
+        raise InputError(f"fluorescing must have shape (N,) = ({arr.shape[1]},), got {mask.shape}")
     mask = mask.astype(bool)
     if not np.isfinite(arr[:, mask]).all():
         raise InputError("samples contain NaN or infinite positions")
@@ -335,8 +340,9 @@ def _render_light(points: np.ndarray, n_samples: int, imaging: ImagingSettings) 
     for a, b in zip(starts, ends, strict=True):
         sigma = float(sigma_key[key[a]])
         if prev is not None:
-            acc = gaussian_filter(acc, math.sqrt(prev**2 - sigma**2), mode="constant",
-                                  truncate=_TRUNCATE)
+            acc = gaussian_filter(
+                acc, math.sqrt(prev**2 - sigma**2), mode="constant", truncate=_TRUNCATE
+            )
         scale = 1.0 / n_samples
         if imaging.defocus_weighting == "ccmd":
             scale *= (sigma_focus / sigma) ** 2

@@ -373,9 +373,7 @@ def _start(
     """Phase 1: the ions at rest on the lattice start (:func:`_lattice_start`) and their
     species index (N,)."""
     species = [g.species for g in groups]
-    omega_r = np.array(
-        [trap.angular_frequencies(g.species)[0] if g.count else 0.0 for g in groups]
-    )
+    omega_r = np.array([trap.angular_frequencies(g.species)[0] if g.count else 0.0 for g in groups])
     pos, index = _lattice_start(trap, groups, omega_r, rng)
     aq = [trap.mathieu(s) for s in species]
     system = IonSystem(
@@ -414,9 +412,7 @@ def _relax(
     )
 
 
-def _thermalise(
-    system: IonSystem, temperature: float, rf: bool, rng: np.random.Generator
-) -> None:
+def _thermalise(system: IonSystem, temperature: float, rf: bool, rng: np.random.Generator) -> None:
     """Start of phase 3: t = 0, Maxwell velocities at ``temperature`` (K) and, in the RF
     field, the micromotion in phase (x = X (1 − q/2), y = Y (1 + q/2) at Ω t = 0)."""
     system.t = 0.0
@@ -487,9 +483,7 @@ def _gather(
     return snaps, t0 + (first + plan.every * np.arange(n_samples)) * plan.dt
 
 
-def _ticker(
-    progress: ProgressCallback | None, offset: int, total: int
-) -> Callable[[int], None]:
+def _ticker(progress: ProgressCallback | None, offset: int, total: int) -> Callable[[int], None]:
     """Progress callback of a phase that starts after ``offset`` of ``total`` steps."""
 
     def tick(done: int) -> None:

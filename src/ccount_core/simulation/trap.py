@@ -105,9 +105,14 @@ class TrapSettings:
         """The keyword arguments of :meth:`from_lab_units`: V_RF and V_end in V, η, r0_um and
         z0_um in µm, rf_mhz in MHz; the converted values are rounded to 12 significant digits
         to drop the float noise of the unit conversion."""
-        return {"v_rf": self.v_rf, "v_end": self.v_end, "eta": self.eta,
-                "r0_um": _tidy(self.r0 * 1e6), "z0_um": _tidy(self.z0 * 1e6),
-                "rf_mhz": _tidy(self.rf_frequency * 1e-6)}
+        return {
+            "v_rf": self.v_rf,
+            "v_end": self.v_end,
+            "eta": self.eta,
+            "r0_um": _tidy(self.r0 * 1e6),
+            "z0_um": _tidy(self.z0 * 1e6),
+            "rf_mhz": _tidy(self.rf_frequency * 1e-6),
+        }
 
     @property
     def omega(self) -> float:

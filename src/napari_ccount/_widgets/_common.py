@@ -23,8 +23,11 @@ class LayerPicker(ComboBox):
     def __init__(self, viewer: napari.Viewer, label: str = "image", tooltip: str = "") -> None:
         self._viewer = viewer
         super().__init__(label=label, choices=self._choices, tooltip=tooltip, nullable=True)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
-                      viewer.layers.events.moved):
+        for event in (
+            viewer.layers.events.inserted,
+            viewer.layers.events.removed,
+            viewer.layers.events.moved,
+        ):
             event.connect(lambda _e=None: self.reset_choices())
         self.reset_choices()
         self._select_default()
@@ -51,14 +54,19 @@ class LayerPicker(ComboBox):
         if layer is None:
             raise InputError(f"{self.label}: choose an image layer first")
         if not isinstance(layer, napari.layers.Image):
-            raise InputError(f"{self.label}: layer '{layer.name}' is a "
-                             f"{type(layer).__name__} layer, not an image")
+            raise InputError(
+                f"{self.label}: layer '{layer.name}' is a "
+                f"{type(layer).__name__} layer, not an image"
+            )
         if layer.rgb:
-            raise InputError(f"{self.label}: layer '{layer.name}' is RGB; ccount needs grey "
-                             "fluorescence images")
+            raise InputError(
+                f"{self.label}: layer '{layer.name}' is RGB; ccount needs grey fluorescence images"
+            )
         if layer.ndim not in (2, 3):
-            raise InputError(f"{self.label}: layer '{layer.name}' has {layer.ndim} dimensions; "
-                             "expected (frames, rows, cols) or (rows, cols)")
+            raise InputError(
+                f"{self.label}: layer '{layer.name}' has {layer.ndim} dimensions; "
+                "expected (frames, rows, cols) or (rows, cols)"
+            )
         return layer
 
 
@@ -95,7 +103,7 @@ def current_frame_index(viewer: napari.Viewer, layer: napari.layers.Image) -> in
     if layer.ndim == 2:
         return 0
     world = viewer.dims.point
-    data_pt = layer.world_to_data(world[-layer.ndim:] if len(world) >= layer.ndim else world)
+    data_pt = layer.world_to_data(world[-layer.ndim :] if len(world) >= layer.ndim else world)
     n = layer.data.shape[0]
     return int(np.clip(round(float(data_pt[0])), 0, n - 1))
 
@@ -142,5 +150,6 @@ def corners_to_ellipse(corners: np.ndarray) -> Any:
     centre = pts.mean(axis=0)
     e1, e2 = pts[1] - pts[0], pts[2] - pts[1]
     angle1 = math.degrees(math.atan2(-e1[0], e1[1]))
-    return Ellipse.from_axes(centre[0], centre[1], np.hypot(*e1) / 2, np.hypot(*e2) / 2,
-                             angle1, quality=1.0)
+    return Ellipse.from_axes(
+        centre[0], centre[1], np.hypot(*e1) / 2, np.hypot(*e2) / 2, angle1, quality=1.0
+    )

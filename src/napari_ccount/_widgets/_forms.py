@@ -48,8 +48,10 @@ def form_fields(cls: type) -> list[dataclasses.Field[Any]]:
     shown = [f for f in dataclasses.fields(cls) if f.metadata.get("form", True)]
     for f in shown:
         if not f.metadata.get("help") or "unit" not in f.metadata:
-            raise TypeError(f"{cls.__name__}.{f.name}: a form field needs 'help' and 'unit' "
-                            "in its metadata (or 'form': False)")
+            raise TypeError(
+                f"{cls.__name__}.{f.name}: a form field needs 'help' and 'unit' "
+                "in its metadata (or 'form': False)"
+            )
     return shown
 
 
@@ -59,8 +61,7 @@ def build_form(cls: type, values: Any) -> dict[str, Widget]:
     Keyed by field name; each widget's ``name`` is the field's too.
     """
     hints = typing.get_type_hints(cls)
-    return {f.name: _widget(f, hints[f.name], getattr(values, f.name))
-            for f in form_fields(cls)}
+    return {f.name: _widget(f, hints[f.name], getattr(values, f.name)) for f in form_fields(cls)}
 
 
 def _widget(f: dataclasses.Field[Any], hint: Any, value: Any) -> Widget:
@@ -81,8 +82,9 @@ def _widget(f: dataclasses.Field[Any], hint: Any, value: Any) -> Widget:
         w.value = value
         return w
     if choices is not None:
-        return ComboBox(value=value, choices=list(choices() if callable(choices) else choices),
-                        **kw)
+        return ComboBox(
+            value=value, choices=list(choices() if callable(choices) else choices), **kw
+        )
     if hint is str:
         return LineEdit(value=value, **kw)
     if typing.get_origin(hint) is tuple and all(t in (int, float) for t in typing.get_args(hint)):
@@ -103,11 +105,11 @@ def read_form(base: Any, widgets: Mapping[str, Widget]) -> Any:
         if isinstance(old, tuple):
             try:
                 parts = [p for p in str(w.value).replace(";", ",").split(",") if p.strip()]
-                changes[name] = tuple(type(o)(float(p)) for o, p in
-                                      zip(old, parts, strict=True))
+                changes[name] = tuple(type(o)(float(p)) for o, p in zip(old, parts, strict=True))
             except ValueError as exc:
-                raise InputError(f"{name}: expected {len(old)} comma-separated numbers, "
-                                 f"got {w.value!r}") from exc
+                raise InputError(
+                    f"{name}: expected {len(old)} comma-separated numbers, got {w.value!r}"
+                ) from exc
         else:
             changes[name] = w.value
     return dataclasses.replace(base, **changes)

@@ -64,27 +64,51 @@ def run_count(
     from ccount_core.nn.ensemble import load_counter, model_location
 
     counter = load_counter(model_path)
-    rows = count_stack(stack, counter, pixel_size_um, frame_interval_s=frame_interval_s,
-                       batch_size=batch_size, tta=tta, on_rows=on_rows, progress=progress)
+    rows = count_stack(
+        stack,
+        counter,
+        pixel_size_um,
+        frame_interval_s=frame_interval_s,
+        batch_size=batch_size,
+        tta=tta,
+        on_rows=on_rows,
+        progress=progress,
+    )
     # chosen by the core: CUDA when available
     device = str(next(counter.members[0][0].parameters()).device)
-    return {"rows": [_plain(r) for r in rows], "device": device,
-            "model": str(model_location(model_path))}
+    return {
+        "rows": [_plain(r) for r in rows],
+        "device": device,
+        "model": str(model_location(model_path)),
+    }
 
 
 @dataclass(frozen=True)
 class CountParams:
     """How the count runs (the form's fields besides the layer and the model)."""
 
-    tta: int = field(default=0, metadata={
-        "label": "test-time views", "unit": "", "min": 0, "max": 32,
-        "help": "extra, mildly changed views of each frame (rotation, shift, flips): the count "
-                "is their mean and their standard deviation joins the uncertainty, which is "
-                "otherwise the model's RMS error on simulated images of that count (ions); "
-                "each view costs one pass"})
-    batch_size: int = field(default=8, metadata={
-        "unit": "", "min": 1, "max": 256,
-        "help": "frames per batch (rows appear and Cancel acts per batch)"})
+    tta: int = field(
+        default=0,
+        metadata={
+            "label": "test-time views",
+            "unit": "",
+            "min": 0,
+            "max": 32,
+            "help": "extra, mildly changed views of each frame (rotation, shift, flips): the count "
+            "is their mean and their standard deviation joins the uncertainty, which is "
+            "otherwise the model's RMS error on simulated images of that count (ions); "
+            "each view costs one pass",
+        },
+    )
+    batch_size: int = field(
+        default=8,
+        metadata={
+            "unit": "",
+            "min": 1,
+            "max": 256,
+            "help": "frames per batch (rows appear and Cancel acts per batch)",
+        },
+    )
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
@@ -103,22 +127,30 @@ class CountWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.layer_picker = LayerPicker(
-            napari_viewer, tooltip="the recorded (raw) image stack; the model applies the "
-            "preprocessing saved in its card")
+            napari_viewer,
+            tooltip="the recorded (raw) image stack; the model applies the "
+            "preprocessing saved in its card",
+        )
         from ccount_core.nn.ensemble import shipped_models
 
         others = [SHIPPED_PREFIX + n for n in shipped_models() if n != "default"]
-        self.model_choice = ComboBox(label="model", choices=[DEFAULT_MODEL, *others, MODEL_FILE],
-                                     value=DEFAULT_MODEL,
-                                     tooltip="the model shipped with ccount; another shipped "
-                                     "one (dark: also counts ND3+; ensemble: default and dark "
-                                     "averaged, more accurate, half as fast); or a "
-                                     ".safetensors file with its JSON card beside it, or an "
-                                     "ensemble's .json card")
-        self.model_file = FileEdit(label="model file", filter="*.safetensors *.json",
-                                   visible=False,
-                                   tooltip="weights (.safetensors) with the model card (.json), "
-                                   "or an ensemble card (.json)")
+        self.model_choice = ComboBox(
+            label="model",
+            choices=[DEFAULT_MODEL, *others, MODEL_FILE],
+            value=DEFAULT_MODEL,
+            tooltip="the model shipped with ccount; another shipped "
+            "one (dark: also counts ND3+; ensemble: default and dark "
+            "averaged, more accurate, half as fast); or a "
+            ".safetensors file with its JSON card beside it, or an "
+            "ensemble's .json card",
+        )
+        self.model_file = FileEdit(
+            label="model file",
+            filter="*.safetensors *.json",
+            visible=False,
+            tooltip="weights (.safetensors) with the model card (.json), "
+            "or an ensemble card (.json)",
+        )
         fields = build_form(CountParams, CountParams())
         self.tta, self.batch = fields["tta"], fields["batch_size"]
         self.device_label = Label(label="device", value="chosen by the core")
@@ -126,9 +158,20 @@ class CountWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.export_button = PushButton(text="Export CSV…", enabled=False)
         self.status = status_label()
-        self.extend([self.layer_picker, self.model_choice, self.model_file, self.tta,
-                     self.batch, self.device_label, self.run_button, self.cancel_button,
-                     self.export_button, self.status])
+        self.extend(
+            [
+                self.layer_picker,
+                self.model_choice,
+                self.model_file,
+                self.tta,
+                self.batch,
+                self.device_label,
+                self.run_button,
+                self.cancel_button,
+                self.export_button,
+                self.status,
+            ]
+        )
         fit_dock(self)
         self.model_choice.changed.connect(self._on_model_choice)
         self.run_button.changed.connect(self.run)
@@ -158,16 +201,19 @@ class CountWidget(Container):
         if choice == DEFAULT_MODEL:
             return None
         if choice.startswith(SHIPPED_PREFIX):
-            return choice[len(SHIPPED_PREFIX):]
+            return choice[len(SHIPPED_PREFIX) :]
         path = Path(self.model_file.value)
         if path.suffix == ".json" and path.is_file() and is_ensemble(path):
             return str(path)
         if not path.is_file() or path.suffix != ".safetensors":
-            raise InputError(f"model file: {path} is not a .safetensors model file or an "
-                             "ensemble card")
+            raise InputError(
+                f"model file: {path} is not a .safetensors model file or an ensemble card"
+            )
         if not path.with_suffix(".json").is_file():
-            raise InputError(f"model file: the model card {path.with_suffix('.json').name} "
-                             "is missing beside the weights")
+            raise InputError(
+                f"model file: the model card {path.with_suffix('.json').name} "
+                "is missing beside the weights"
+            )
         return str(path)
 
     def run(self) -> Job | None:
@@ -179,8 +225,10 @@ class CountWidget(Container):
             layer = self.layer_picker.image_layer()
             source = layer_meta(layer).get("prepared_from")
             if source is not None:
-                raise InputError(f"image: layer '{layer.name}' is already prepared; choose the "
-                                 f"recording '{source}' (the model applies its own preparation)")
+                raise InputError(
+                    f"image: layer '{layer.name}' is already prepared; choose the "
+                    f"recording '{source}' (the model applies its own preparation)"
+                )
             model_path = self._model_path()
             stack = layer_stack(layer)
         except InputError as exc:
@@ -194,9 +242,16 @@ class CountWidget(Container):
         self.export_button.enabled = False
         self.status.value = f"counting {stack.shape[0]} frames…"
         self.job = start_job(
-            run_count, stack, model_path, int(self.batch.value), int(self.tta.value),
-            pixel_size_um(layer), frame_interval_s(layer), desc="count ions",
-            on_done=self._on_done, on_finish=self._on_finish,
+            run_count,
+            stack,
+            model_path,
+            int(self.batch.value),
+            int(self.tta.value),
+            pixel_size_um(layer),
+            frame_interval_s(layer),
+            desc="count ions",
+            on_done=self._on_done,
+            on_finish=self._on_finish,
             on_partial=("on_rows", self._on_rows),
             on_error=lambda exc: setattr(self.status, "value", "failed"),
         )
@@ -246,40 +301,50 @@ class CountWidget(Container):
         self._fill_table()
         if not self._docks:
             self._docks = [
-                self.viewer.window.add_dock_widget(self.table, name="ccount counts",
-                                                   area="right", tabify=False),
-                self.viewer.window.add_dock_widget(self.plot, name="ccount N(t)",
-                                                   area="bottom"),
+                self.viewer.window.add_dock_widget(
+                    self.table, name="ccount counts", area="right", tabify=False
+                ),
+                self.viewer.window.add_dock_widget(self.plot, name="ccount N(t)", area="bottom"),
             ]
         interval = frame_interval_s(layer)
         frames = np.array([r["frame"] for r in self.rows], float)
-        others = {name: [_num(r.get(k)) for r in self.rows]
-                  for name, k in other_counts(self.rows).items()}
-        self.plot.set_data(frames * interval if interval else frames,
-                           [_num(r["count"]) for r in self.rows],
-                           [_num(r["uncertainty"]) for r in self.rows],
-                           time_label="time (s)" if interval else "frame", title=layer.name,
-                           others=others)
+        others = {
+            name: [_num(r.get(k)) for r in self.rows] for name, k in other_counts(self.rows).items()
+        }
+        self.plot.set_data(
+            frames * interval if interval else frames,
+            [_num(r["count"]) for r in self.rows],
+            [_num(r["uncertainty"]) for r in self.rows],
+            time_label="time (s)" if interval else "frame",
+            title=layer.name,
+            others=others,
+        )
         self._on_step()
 
     def _fill_table(self) -> None:
         others = other_counts(self.rows)
-        headers = [*TABLE_COLUMNS[:4], *(f"{name} count" for name in others),
-                   *TABLE_COLUMNS[4:]]
+        headers = [*TABLE_COLUMNS[:4], *(f"{name} count" for name in others), *TABLE_COLUMNS[4:]]
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(self.rows))
         for i, row in enumerate(self.rows):
             ell = ""
             if row.get("ellipse_center_row") is not None:
-                ell = (f"({row['ellipse_center_row']:.0f}, {row['ellipse_center_col']:.0f}) "
-                       f"{row['ellipse_semi_major']:.0f}×{row['ellipse_semi_minor']:.0f} px "
-                       f"{row['ellipse_angle_deg']:.1f}°")
+                ell = (
+                    f"({row['ellipse_center_row']:.0f}, {row['ellipse_center_col']:.0f}) "
+                    f"{row['ellipse_semi_major']:.0f}×{row['ellipse_semi_minor']:.0f} px "
+                    f"{row['ellipse_angle_deg']:.1f}°"
+                )
             time = row.get("time_s")
-            cells = (str(row["frame"]), "" if time is None else f"{time:.1f}",
-                     f"{_num(row['count']):.1f}", f"{_num(row['uncertainty']):.1f}",
-                     *(f"{_num(row.get(k)):.1f}" for k in others.values()), ell,
-                     row.get("warning") or "")
+            cells = (
+                str(row["frame"]),
+                "" if time is None else f"{time:.1f}",
+                f"{_num(row['count']):.1f}",
+                f"{_num(row['uncertainty']):.1f}",
+                *(f"{_num(row.get(k)):.1f}" for k in others.values()),
+                ell,
+                row.get("warning") or "",
+            )
             for j, text in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
@@ -308,8 +373,9 @@ class CountWidget(Container):
             return
         sigma = _num(row["uncertainty"])
         pm = f" ± {sigma:.0f}" if math.isfinite(sigma) else ""
-        dark = "".join(f", N({name}) = {_num(row.get(k)):.0f}"
-                       for name, k in other_counts(self.rows).items())
+        dark = "".join(
+            f", N({name}) = {_num(row.get(k)):.0f}" for name, k in other_counts(self.rows).items()
+        )
         overlay.text = f"frame {frame}: N(Ca⁺) = {row['count']:.0f}{pm}{dark}"
         interval = frame_interval_s(layer)
         self.plot.set_current(frame * interval if interval else frame)

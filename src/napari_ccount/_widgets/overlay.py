@@ -44,14 +44,22 @@ from napari_ccount._workers import Job, notify_error, start_job
 
 OVERLAY_NAME = "simulated crystal overlay"
 #: ``TrapSettings.from_lab_units``'s defaults (η, r0, z0, f_RF): the form starts at them.
-_TRAP_DEFAULTS = {k: p.default for k, p in
-                  inspect.signature(TrapSettings.from_lab_units).parameters.items()
-                  if p.default is not inspect.Parameter.empty}
+_TRAP_DEFAULTS = {
+    k: p.default
+    for k, p in inspect.signature(TrapSettings.from_lab_units).parameters.items()
+    if p.default is not inspect.Parameter.empty
+}
 #: Where ``ccount simulate`` TIFFs and the sample data record a parameter: (group, key).
-FILE_KEYS = {"v_rf": ("trap", "v_rf_V"), "v_end": ("trap", "v_end_V"), "eta": ("trap", "eta"),
-             "r0_um": ("trap", "r0_um"), "z0_um": ("trap", "z0_um"),
-             "rf_mhz": ("trap", "rf_mhz"), "blur_um": ("imaging", "blur_um"),
-             "dof_um": ("imaging", "dof_um")}
+FILE_KEYS = {
+    "v_rf": ("trap", "v_rf_V"),
+    "v_end": ("trap", "v_end_V"),
+    "eta": ("trap", "eta"),
+    "r0_um": ("trap", "r0_um"),
+    "z0_um": ("trap", "z0_um"),
+    "rf_mhz": ("trap", "rf_mhz"),
+    "blur_um": ("imaging", "blur_um"),
+    "dof_um": ("imaging", "dof_um"),
+}
 
 
 def dark_species() -> list[str]:
@@ -67,51 +75,149 @@ class OverlayParams:
     :meth:`imaging`.
     """
 
-    n_ca: int = field(default=200, metadata={
-        "label": "Ca⁺ ions", "unit": "", "min": 1, "max": 5000,
-        "help": "number of laser-cooled (fluorescing) Ca⁺ ions"})
-    dark_species: str = field(default="CaF+", metadata={
-        "unit": "", "choices": dark_species,
-        "help": "sympathetically cooled, non-fluorescing ions"})
-    n_dark: int = field(default=0, metadata={
-        "label": "dark ions", "unit": "", "min": 0, "max": 5000,
-        "help": "number of dark ions of that species"})
-    v_rf: float = field(default=200.0, metadata={
-        "label": "V_RF", "unit": "V", "min": 1.0, "max": 5000.0, "step": 1.0, "decimals": 2,
-        "help": "RF amplitude on the rods (CCMD's V_rf), V"})
-    v_end: float = field(default=2.3375, metadata={
-        "label": "V_end", "unit": "V", "min": 0.0, "max": 500.0, "step": 0.05, "decimals": 4,
-        "help": "DC voltage on the endcaps, V"})
-    eta: float = field(default=_TRAP_DEFAULTS["eta"], metadata={
-        "label": "η", "unit": "", "min": 0.0, "max": 1.0, "step": 0.001, "decimals": 3,
-        "help": "geometric factor of the endcap potential"})
-    r0_um: float = field(default=_TRAP_DEFAULTS["r0_um"], metadata={
-        "unit": "µm", "min": 1.0, "max": 1e5, "step": 10.0, "decimals": 2,
-        "help": "trap-centre to electrode distance, µm"})
-    z0_um: float = field(default=_TRAP_DEFAULTS["z0_um"], metadata={
-        "unit": "µm", "min": 1.0, "max": 1e5, "step": 10.0, "decimals": 2,
-        "help": "half the endcap separation, µm"})
-    rf_mhz: float = field(default=_TRAP_DEFAULTS["rf_mhz"], metadata={
-        "label": "f_RF", "unit": "MHz", "min": 0.01, "max": 1000.0, "step": 0.01,
-        "decimals": 2, "help": "RF frequency, MHz"})
-    blur_um: float = field(default=5.0, metadata={
-        "unit": "µm", "min": 0.1, "max": 100.0, "step": 0.5, "decimals": 2,
-        "help": "1/e radius of an in-focus ion's spot, µm"})
-    dof_um: float = field(default=50.0, metadata={
-        "label": "depth of field", "unit": "µm", "min": 1.0, "max": 1000.0, "step": 5.0,
-        "decimals": 2, "help": "defocus at which the spot doubles, µm"})
-    mode: Literal["rf", "pseudo"] = field(default="rf", metadata={
-        "label": "field", "unit": "",
-        "help": "rf: time-dependent RF field with micromotion; pseudo: pseudopotential "
-                "(faster)"})
-    seed: int = field(default=1, metadata={
-        "unit": "", "min": 0, "max": 2**31 - 1,
-        "help": "random seed of the simulation (equal inputs and seed: equal crystals)"})
+    n_ca: int = field(
+        default=200,
+        metadata={
+            "label": "Ca⁺ ions",
+            "unit": "",
+            "min": 1,
+            "max": 5000,
+            "help": "number of laser-cooled (fluorescing) Ca⁺ ions",
+        },
+    )
+    dark_species: str = field(
+        default="CaF+",
+        metadata={
+            "unit": "",
+            "choices": dark_species,
+            "help": "sympathetically cooled, non-fluorescing ions",
+        },
+    )
+    n_dark: int = field(
+        default=0,
+        metadata={
+            "label": "dark ions",
+            "unit": "",
+            "min": 0,
+            "max": 5000,
+            "help": "number of dark ions of that species",
+        },
+    )
+    v_rf: float = field(
+        default=200.0,
+        metadata={
+            "label": "V_RF",
+            "unit": "V",
+            "min": 1.0,
+            "max": 5000.0,
+            "step": 1.0,
+            "decimals": 2,
+            "help": "RF amplitude on the rods (CCMD's V_rf), V",
+        },
+    )
+    v_end: float = field(
+        default=2.3375,
+        metadata={
+            "label": "V_end",
+            "unit": "V",
+            "min": 0.0,
+            "max": 500.0,
+            "step": 0.05,
+            "decimals": 4,
+            "help": "DC voltage on the endcaps, V",
+        },
+    )
+    eta: float = field(
+        default=_TRAP_DEFAULTS["eta"],
+        metadata={
+            "label": "η",
+            "unit": "",
+            "min": 0.0,
+            "max": 1.0,
+            "step": 0.001,
+            "decimals": 3,
+            "help": "geometric factor of the endcap potential",
+        },
+    )
+    r0_um: float = field(
+        default=_TRAP_DEFAULTS["r0_um"],
+        metadata={
+            "unit": "µm",
+            "min": 1.0,
+            "max": 1e5,
+            "step": 10.0,
+            "decimals": 2,
+            "help": "trap-centre to electrode distance, µm",
+        },
+    )
+    z0_um: float = field(
+        default=_TRAP_DEFAULTS["z0_um"],
+        metadata={
+            "unit": "µm",
+            "min": 1.0,
+            "max": 1e5,
+            "step": 10.0,
+            "decimals": 2,
+            "help": "half the endcap separation, µm",
+        },
+    )
+    rf_mhz: float = field(
+        default=_TRAP_DEFAULTS["rf_mhz"],
+        metadata={
+            "label": "f_RF",
+            "unit": "MHz",
+            "min": 0.01,
+            "max": 1000.0,
+            "step": 0.01,
+            "decimals": 2,
+            "help": "RF frequency, MHz",
+        },
+    )
+    blur_um: float = field(
+        default=5.0,
+        metadata={
+            "unit": "µm",
+            "min": 0.1,
+            "max": 100.0,
+            "step": 0.5,
+            "decimals": 2,
+            "help": "1/e radius of an in-focus ion's spot, µm",
+        },
+    )
+    dof_um: float = field(
+        default=50.0,
+        metadata={
+            "label": "depth of field",
+            "unit": "µm",
+            "min": 1.0,
+            "max": 1000.0,
+            "step": 5.0,
+            "decimals": 2,
+            "help": "defocus at which the spot doubles, µm",
+        },
+    )
+    mode: Literal["rf", "pseudo"] = field(
+        default="rf",
+        metadata={
+            "label": "field",
+            "unit": "",
+            "help": "rf: time-dependent RF field with micromotion; pseudo: pseudopotential "
+            "(faster)",
+        },
+    )
+    seed: int = field(
+        default=1,
+        metadata={
+            "unit": "",
+            "min": 0,
+            "max": 2**31 - 1,
+            "help": "random seed of the simulation (equal inputs and seed: equal crystals)",
+        },
+    )
 
     def trap_lab(self) -> dict[str, float]:
         """The trap's arguments to :meth:`TrapSettings.from_lab_units` (V, µm, MHz)."""
-        return {k: getattr(self, k) for k in ("v_rf", "v_end", "eta", "r0_um", "z0_um",
-                                              "rf_mhz")}
+        return {k: getattr(self, k) for k in ("v_rf", "v_end", "eta", "r0_um", "z0_um", "rf_mhz")}
 
     def trap(self) -> TrapSettings:
         """The trap in SI units."""
@@ -128,13 +234,18 @@ class OverlayParams:
         """The run's seed and field (RF or pseudopotential); the rest at the core's defaults."""
         return SimulationSettings(seed=self.seed, mode=self.mode)
 
-    def imaging(self, pixel_um: float, shape: tuple[int, int],
-                rotation_deg: float) -> ImagingSettings:
+    def imaging(
+        self, pixel_um: float, shape: tuple[int, int], rotation_deg: float
+    ) -> ImagingSettings:
         """The camera for a recording of ``shape`` (rows, cols) with ``pixel_um`` µm pixels,
         the trap axis at ``rotation_deg`` (deg, counter-clockwise as displayed)."""
-        return ImagingSettings.from_lab_units(pixel_size_um=pixel_um, shape=shape,
-                                              blur_um=self.blur_um, dof_um=self.dof_um,
-                                              rotation_deg=rotation_deg)
+        return ImagingSettings.from_lab_units(
+            pixel_size_um=pixel_um,
+            shape=shape,
+            blur_um=self.blur_um,
+            dof_um=self.dof_um,
+            rotation_deg=rotation_deg,
+        )
 
 
 def trap_axis_angle(trap: TrapSettings, ellipse: Any) -> float:
@@ -174,8 +285,11 @@ def simulate_overlay(
         "centre": (ellipse.center_row, ellipse.center_col),
         "rotation_deg": rotation,
         "ellipse": ellipse,
-        "settings": {**dataclasses.asdict(params), "pixel_size_um": pixel_um,
-                     "rotation_deg": rotation},
+        "settings": {
+            **dataclasses.asdict(params),
+            "pixel_size_um": pixel_um,
+            "rotation_deg": rotation,
+        },
     }
 
 
@@ -192,8 +306,19 @@ class OverlayWidget(Container):
         self.run_button = PushButton(text="Simulate and overlay")
         self.status = status_label()
         n_ca, *trap_and_optics, mode, seed = self.param_fields.values()
-        self.extend([self.layer_picker, n_ca, self.use_count, *trap_and_optics, self.pixel,
-                     mode, seed, self.run_button, self.status])
+        self.extend(
+            [
+                self.layer_picker,
+                n_ca,
+                self.use_count,
+                *trap_and_optics,
+                self.pixel,
+                mode,
+                seed,
+                self.run_button,
+                self.status,
+            ]
+        )
         fit_dock(self)
         self.layer_picker.changed.connect(self.fill_from_metadata)
         self.fill_from_metadata()
@@ -243,10 +368,12 @@ class OverlayWidget(Container):
 
     def _ellipse_for(self, layer: napari.layers.Image) -> Any | None:
         """The crystal ellipse: the user's edited shape, else the last fit, else None."""
-        shapes = self.viewer.layers[ELLIPSE_LAYER] if ELLIPSE_LAYER in self.viewer.layers \
-            else None
-        if shapes is not None and len(shapes.data) and \
-                shapes.metadata.get("ccount", {}).get("image") == layer.name:
+        shapes = self.viewer.layers[ELLIPSE_LAYER] if ELLIPSE_LAYER in self.viewer.layers else None
+        if (
+            shapes is not None
+            and len(shapes.data)
+            and shapes.metadata.get("ccount", {}).get("image") == layer.name
+        ):
             return corners_to_ellipse(shapes.data[-1])
         stored = layer_meta(layer).get("ellipse")
         if stored:
@@ -272,7 +399,12 @@ class OverlayWidget(Container):
         self.status.value = f"simulating {params.n_ca} Ca⁺ + {params.n_dark} dark…"
         self.run_button.enabled = False
         self.job = start_job(
-            simulate_overlay, frame, ellipse, params, px, desc="simulate crystal",
+            simulate_overlay,
+            frame,
+            ellipse,
+            params,
+            px,
+            desc="simulate crystal",
             on_done=lambda out: self._show(layer, out),
             on_finish=lambda: setattr(self.run_button, "enabled", True),
             on_error=lambda exc: setattr(self.status, "value", "failed"),
@@ -287,16 +419,28 @@ class OverlayWidget(Container):
         offset = np.asarray(image.translate[-2:], float)
         translate = offset + scale * (np.asarray(out["centre"]) - sim_centre)
         hi = float(np.percentile(sim, 99.9)) if sim.any() else 1.0
-        meta = {"ccount": {"overlay_of": image.name, "ellipse": out["ellipse"].to_dict(),
-                           **out["settings"]}}
+        meta = {
+            "ccount": {
+                "overlay_of": image.name,
+                "ellipse": out["ellipse"].to_dict(),
+                **out["settings"],
+            }
+        }
         if self.overlay_layer is not None and self.overlay_layer in self.viewer.layers:
             self.viewer.layers.remove(self.overlay_layer)
         self.overlay_layer = self.viewer.add_image(
-            sim, name=OVERLAY_NAME, colormap="green", blending="additive",
-            scale=tuple(scale), translate=tuple(translate), metadata=meta,
-            contrast_limits=(0.0, max(hi, 1e-6)), opacity=0.8,
+            sim,
+            name=OVERLAY_NAME,
+            colormap="green",
+            blending="additive",
+            scale=tuple(scale),
+            translate=tuple(translate),
+            metadata=meta,
+            contrast_limits=(0.0, max(hi, 1e-6)),
+            opacity=0.8,
         )
         s = out["settings"]
-        self.status.value = (f"{s['n_ca']} Ca⁺ + {s['n_dark']} {s['dark_species']}, "
-                             f"trap axis at {out['rotation_deg']:.1f}°")
-
+        self.status.value = (
+            f"{s['n_ca']} Ca⁺ + {s['n_dark']} {s['dark_species']}, "
+            f"trap axis at {out['rotation_deg']:.1f}°"
+        )

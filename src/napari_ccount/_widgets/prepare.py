@@ -50,22 +50,23 @@ def fit_frame(frame: Any, progress: Any = None) -> Any:
     return ellipse
 
 
-def preview_frame(frame: Any, config: Any, ellipse: Any, pixel_um: float | None,
-                  progress: Any = None) -> tuple[np.ndarray, Any]:
+def preview_frame(
+    frame: Any, config: Any, ellipse: Any, pixel_um: float | None, progress: Any = None
+) -> tuple[np.ndarray, Any]:
     """Prepare one frame ``(rows, cols)`` with ``config``; returns (prepared image, ellipse)."""
     from ccount_core.image.preprocess import prepare_frame
 
     if progress is not None:
         progress(0, 1)
-    out = prepare_frame(np.asarray(frame), config, ellipse=ellipse,
-                        camera_pixel_size_um=pixel_um)
+    out = prepare_frame(np.asarray(frame), config, ellipse=ellipse, camera_pixel_size_um=pixel_um)
     if progress is not None:
         progress(1, 1)
     return out
 
 
-def lazy_prepared(stack: Any, config: Any, ellipse: Any | None,
-                  pixel_um: float | None) -> tuple[da.Array, np.ndarray]:
+def lazy_prepared(
+    stack: Any, config: Any, ellipse: Any | None, pixel_um: float | None
+) -> tuple[da.Array, np.ndarray]:
     """The prepared stack as a lazy dask array (:func:`prepare_stack` on dask) and its frame 0.
 
     ``ellipse`` None fits every frame's own ellipse; otherwise it is used for every frame.
@@ -94,17 +95,27 @@ class PrepareWidget(Container):
         self.layer_picker = LayerPicker(napari_viewer, tooltip="the recorded image stack")
         self.fit_button = PushButton(text="Fit ellipse on current frame")
         self.per_frame = CheckBox(
-            value=False, label="fit every frame",
+            value=False,
+            label="fit every frame",
             tooltip="fit each frame's own ellipse when preparing the stack; off: use the "
-            "drawn (edited) ellipse for every frame")
+            "drawn (edited) ellipse for every frame",
+        )
         self.config_fields = build_form(PreprocessConfig, self.base_config)
         self.preview_button = PushButton(text="Preview current frame")
         self.prepare_button = PushButton(text="Prepare stack (lazy layer)")
         self.status = status_label()
-        self.extend([self.layer_picker, self.fit_button, self.per_frame,
-                     Label(value="preprocessing (hover for help)"),
-                     *self.config_fields.values(),
-                     self.preview_button, self.prepare_button, self.status])
+        self.extend(
+            [
+                self.layer_picker,
+                self.fit_button,
+                self.per_frame,
+                Label(value="preprocessing (hover for help)"),
+                *self.config_fields.values(),
+                self.preview_button,
+                self.prepare_button,
+                self.status,
+            ]
+        )
         fit_dock(self)
         self.fit_button.changed.connect(self.fit)
         self.preview_button.changed.connect(self.preview)
@@ -126,8 +137,7 @@ class PrepareWidget(Container):
         layer = self.ellipse_layer
         if layer is None or layer not in self.viewer.layers or len(layer.data) == 0:
             return None
-        shapes = [d for d, t in zip(layer.data, layer.shape_type, strict=True)
-                  if t == "ellipse"]
+        shapes = [d for d, t in zip(layer.data, layer.shape_type, strict=True) if t == "ellipse"]
         if not shapes:
             raise InputError(f"layer '{layer.name}': draw one ellipse around the crystal")
         return corners_to_ellipse(shapes[-1])
@@ -152,8 +162,9 @@ class PrepareWidget(Container):
             notify_error(exc, "fit ellipse")
             return None
         self.status.value = f"fitting frame {index}…"
-        self.job = start_job(fit_frame, frame, desc="fit ellipse",
-                             on_done=lambda ell: self._show_ellipse(layer, ell))
+        self.job = start_job(
+            fit_frame, frame, desc="fit ellipse", on_done=lambda ell: self._show_ellipse(layer, ell)
+        )
         return self.job
 
     def _show_ellipse(self, image: napari.layers.Image, ellipse: Any) -> None:
@@ -163,26 +174,35 @@ class PrepareWidget(Container):
         layer = self.ellipse_layer
         if layer is None or layer not in self.viewer.layers:
             layer = self.viewer.add_shapes(
-                [corners], shape_type="ellipse", name=ELLIPSE_LAYER, edge_color="yellow",
-                face_color="transparent", edge_width=2 * float(scale[-1]), scale=scale,
-                translate=translate, opacity=0.9,
+                [corners],
+                shape_type="ellipse",
+                name=ELLIPSE_LAYER,
+                edge_color="yellow",
+                face_color="transparent",
+                edge_width=2 * float(scale[-1]),
+                scale=scale,
+                translate=translate,
+                opacity=0.9,
             )
             self.ellipse_layer = layer
         else:
             layer.data = []
             layer.scale, layer.translate = scale, translate
-            layer.add([corners], shape_type="ellipse", edge_color="yellow",
-                      face_color="transparent")
+            layer.add(
+                [corners], shape_type="ellipse", edge_color="yellow", face_color="transparent"
+            )
         layer.metadata["ccount"] = {"fitted": ellipse.to_dict(), "image": image.name}
         layer.mode = "select"
         layer.selected_data = {len(layer.data) - 1}
         self.viewer.layers.selection.active = layer
         layer_meta(image)["ellipse"] = ellipse.to_dict()
         self.fit_button.text = "Re-fit ellipse on current frame"
-        self.status.value = (f"ellipse: centre ({ellipse.center_row:.1f}, "
-                             f"{ellipse.center_col:.1f}) px, {ellipse.semi_major:.1f} × "
-                             f"{ellipse.semi_minor:.1f} px, {ellipse.angle_deg:.1f}°, "
-                             f"quality {ellipse.quality:.2f}")
+        self.status.value = (
+            f"ellipse: centre ({ellipse.center_row:.1f}, "
+            f"{ellipse.center_col:.1f}) px, {ellipse.semi_major:.1f} × "
+            f"{ellipse.semi_minor:.1f} px, {ellipse.angle_deg:.1f}°, "
+            f"quality {ellipse.quality:.2f}"
+        )
 
     def preview(self) -> Job | None:
         """Prepare the frame shown with the drawn ellipse (worker); show it beside the image."""
@@ -195,13 +215,20 @@ class PrepareWidget(Container):
             notify_error(exc, "preview")
             return None
         self.status.value = f"preparing frame {index}…"
-        self.job = start_job(preview_frame, frame, cfg, ellipse, pixel_size_um(layer),
-                             desc="prepare frame",
-                             on_done=lambda out: self._show_preview(layer, index, cfg, out))
+        self.job = start_job(
+            preview_frame,
+            frame,
+            cfg,
+            ellipse,
+            pixel_size_um(layer),
+            desc="prepare frame",
+            on_done=lambda out: self._show_preview(layer, index, cfg, out),
+        )
         return self.job
 
-    def _placement(self, image: napari.layers.Image, cfg: Any, ellipse: Any = None
-                   ) -> tuple[tuple[float, float], tuple[float, float]]:
+    def _placement(
+        self, image: napari.layers.Image, cfg: Any, ellipse: Any = None
+    ) -> tuple[tuple[float, float], tuple[float, float]]:
         """Scale and translate (world, 2-D) that put a prepared image right of ``image``.
 
         A prepared pixel is ``cfg.model_pixel_size_um`` (the camera's pixel when that is
@@ -221,17 +248,26 @@ class PrepareWidget(Container):
         width = image.data.shape[-1] * sx
         return (sy * zoom, sx * zoom), (ty, tx + width + GAP_PX * sx)
 
-    def _show_preview(self, image: napari.layers.Image, index: int, cfg: Any,
-                      out: Any) -> None:
+    def _show_preview(self, image: napari.layers.Image, index: int, cfg: Any, out: Any) -> None:
         prepared, ellipse = out
         scale, translate = self._placement(image, cfg, ellipse)
-        meta = {"ccount": {"prepared_from": image.name, "frame": index,
-                           "config": cfg.to_dict(),
-                           "ellipse": None if ellipse is None else ellipse.to_dict()}}
+        meta = {
+            "ccount": {
+                "prepared_from": image.name,
+                "frame": index,
+                "config": cfg.to_dict(),
+                "ellipse": None if ellipse is None else ellipse.to_dict(),
+            }
+        }
         if self.preview_layer is None or self.preview_layer not in self.viewer.layers:
             self.preview_layer = self.viewer.add_image(
-                np.asarray(prepared, np.float32), name="prepared preview", colormap="gray",
-                scale=scale, translate=translate, metadata=meta)
+                np.asarray(prepared, np.float32),
+                name="prepared preview",
+                colormap="gray",
+                scale=scale,
+                translate=translate,
+                metadata=meta,
+            )
         else:
             self.preview_layer.data = np.asarray(prepared, np.float32)
             self.preview_layer.scale, self.preview_layer.translate = scale, translate
@@ -248,38 +284,63 @@ class PrepareWidget(Container):
             cfg = self.config()
             ellipse = None if self.per_frame.value else self.ellipse()
             if ellipse is None and not self.per_frame.value:
-                raise InputError("ellipse: fit or draw the crystal ellipse first "
-                                 "(or tick 'fit every frame')")
+                raise InputError(
+                    "ellipse: fit or draw the crystal ellipse first (or tick 'fit every frame')"
+                )
         except InputError as exc:
             notify_error(exc, "prepare")
             return None
         stack = layer_stack(layer)
         self.status.value = "preparing (lazy)…"
-        self.job = start_job(_lazy_job, stack, cfg, ellipse, pixel_size_um(layer),
-                             desc="prepare stack",
-                             on_done=lambda data: self._show_prepared(layer, cfg, ellipse, data))
+        self.job = start_job(
+            _lazy_job,
+            stack,
+            cfg,
+            ellipse,
+            pixel_size_um(layer),
+            desc="prepare stack",
+            on_done=lambda data: self._show_prepared(layer, cfg, ellipse, data),
+        )
         return self.job
 
-    def _show_prepared(self, image: napari.layers.Image, cfg: Any, ellipse: Any,
-                       out: tuple[da.Array, tuple[float, float]]) -> None:
+    def _show_prepared(
+        self,
+        image: napari.layers.Image,
+        cfg: Any,
+        ellipse: Any,
+        out: tuple[da.Array, tuple[float, float]],
+    ) -> None:
         data, limits = out
         scale, translate = self._placement(image, cfg, ellipse)
-        meta = {"ccount": {"prepared_from": image.name, "config": cfg.to_dict(),
-                           "ellipse": None if ellipse is None else ellipse.to_dict(),
-                           "frame_interval_s": layer_meta(image).get("frame_interval_s")}}
+        meta = {
+            "ccount": {
+                "prepared_from": image.name,
+                "config": cfg.to_dict(),
+                "ellipse": None if ellipse is None else ellipse.to_dict(),
+                "frame_interval_s": layer_meta(image).get("frame_interval_s"),
+            }
+        }
         name = f"{image.name} prepared"
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         self.prepared_layer = self.viewer.add_image(
-            data, name=name, colormap="gray", scale=(float(image.scale[0]), *scale),
-            translate=(float(image.translate[0]), *translate), metadata=meta,
-            contrast_limits=limits)
-        self.status.value = (f"prepared stack: {data.shape[0]} frames of "
-                             f"{data.shape[1]}×{data.shape[2]} px, computed as shown")
+            data,
+            name=name,
+            colormap="gray",
+            scale=(float(image.scale[0]), *scale),
+            translate=(float(image.translate[0]), *translate),
+            metadata=meta,
+            contrast_limits=limits,
+        )
+        self.status.value = (
+            f"prepared stack: {data.shape[0]} frames of "
+            f"{data.shape[1]}×{data.shape[2]} px, computed as shown"
+        )
 
 
-def _lazy_job(stack: Any, cfg: Any, ellipse: Any, pixel_um: float | None,
-              progress: Any = None) -> tuple[da.Array, tuple[float, float]]:
+def _lazy_job(
+    stack: Any, cfg: Any, ellipse: Any, pixel_um: float | None, progress: Any = None
+) -> tuple[da.Array, tuple[float, float]]:
     """The lazy prepared stack and contrast limits from its frame 0 (prepared here, once)."""
     if progress is not None:
         progress(0, 1)

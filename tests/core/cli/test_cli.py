@@ -35,7 +35,8 @@ def test_missing_file_is_one_line_from_the_console_script(tmp_path: Path) -> Non
     missing = tmp_path / "nope" / "trap.info"
     res = subprocess.run(
         [str(exe), "simulate", "--trap-info", str(missing), "-o", str(tmp_path / "x.tif")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()

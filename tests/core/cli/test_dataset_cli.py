@@ -51,13 +51,14 @@ def assert_rows_match_fresh_runs(store: Path, spec: Path, rows: list[int]) -> No
     ds = open_dataset(store)
     for md in sorted({r // p.n_renders for r in rows}):
         out = run_task(make_task(p, md))
-        stored = np.asarray(ds.images[md * p.n_renders:(md + 1) * p.n_renders])
+        stored = np.asarray(ds.images[md * p.n_renders : (md + 1) * p.n_renders])
         np.testing.assert_array_equal(stored, out.images)
         assert ds.table["n_Ca+"][md * p.n_renders] == p.points[md].counts[0][1]
 
 
-def test_generate_info_show_with_the_real_simulator(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_generate_info_show_with_the_real_simulator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = write_spec(tmp_path)
     store = tmp_path / "d.zarr"
     assert main(["dataset", "generate", str(spec), "-o", str(store), "--workers", "1"]) == 0
@@ -87,8 +88,9 @@ def test_generate_info_show_with_the_real_simulator(tmp_path: Path,
     assert sheet.stat().st_size > 5000
 
 
-def test_bad_input_is_one_line_before_any_run(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     unstable = write_spec(tmp_path, "unstable", eta="0.244")
     unstable.write_text(unstable.read_text().replace("v_rf: [200, 240]", "v_rf: [200, 2400]"))
     store = tmp_path / "u.zarr"
@@ -115,10 +117,21 @@ def _done_count(store: Path) -> int:
 def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, "kill", eta="[0.244, 0.3]")  # 16 MD runs, 32 images
     store = tmp_path / "k.zarr"
-    cmd = [CCOUNT, "dataset", "generate", str(spec), "-o", str(store), "--workers", "2",
-           "--flush-seconds", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        CCOUNT,
+        "dataset",
+        "generate",
+        str(spec),
+        "-o",
+        str(store),
+        "--workers",
+        "2",
+        "--flush-seconds",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 240
     try:
         while _done_count(store) < 4:
@@ -142,8 +155,9 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
     ds = open_dataset(store)
     assert ds.complete and len(ds) == 32
     t = ds.table
-    combos = set(zip(t["n_Ca+"], t["v_rf"], t["v_end"], t["eta"], t["focal_offset_um"],
-                     strict=True))
+    combos = set(
+        zip(t["n_Ca+"], t["v_rf"], t["v_end"], t["eta"], t["focal_offset_um"], strict=True)
+    )
     assert len(combos) == 32  # every sample once
     assert np.all(np.asarray(ds.images[:]).sum(axis=(1, 2)) > 0)  # none left empty
     # a row finished before the kill and one finished after hold their own images
@@ -154,11 +168,20 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
 def test_mixed_crystal_only_the_cooled_species_fluoresces() -> None:
     from ccount_core.dataset.sweep import simulate_real
 
-    trap = {"v_rf": 200.0, "v_end": 2.5, "eta": 0.244, "r0_um": 3500.0, "z0_um": 2750.0,
-            "rf_mhz": 3.85}
+    trap = {
+        "v_rf": 200.0,
+        "v_end": 2.5,
+        "eta": 0.244,
+        "r0_um": 3500.0,
+        "z0_um": 2750.0,
+        "rf_mhz": 3.85,
+    }
     samples, fluorescing = simulate_real(
-        trap, [("Ca+", 24), ("ND3+", 8)],
-        {"relax_steps": 200, "equilibrate_periods": 40, "gather_periods": 40, "samples": 20}, 3)
+        trap,
+        [("Ca+", 24), ("ND3+", 8)],
+        {"relax_steps": 200, "equilibrate_periods": 40, "gather_periods": 40, "samples": 20},
+        3,
+    )
     assert samples.shape == (20, 32, 3) and fluorescing.sum() == 24
     # light ND3+ (20 u) sits closer to the axis than Ca+ (40 u): the hollow-core crystal
     radial = np.hypot(samples[..., 0], samples[..., 1]).mean(axis=0)
@@ -174,9 +197,22 @@ def test_sigterm_writes_finished_images_before_exit(tmp_path: Path) -> None:
     spec.write_text(spec.read_text().replace("chunk: 4", "chunk: 64"))  # one shard: no early write
     store = tmp_path / "t.zarr"
     proc = subprocess.Popen(
-        [CCOUNT, "dataset", "generate", str(spec), "-o", str(store), "--workers", "2",
-         "--flush-seconds", "1000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        [
+            CCOUNT,
+            "dataset",
+            "generate",
+            str(spec),
+            "-o",
+            str(store),
+            "--workers",
+            "2",
+            "--flush-seconds",
+            "1000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     seen: list[int] = [0]
     text: list[str] = []
 

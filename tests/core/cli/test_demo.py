@@ -46,8 +46,9 @@ def test_demo_simulates_and_counts_every_frame(
 def test_demo_without_a_model_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("ccount_core.nn.model.default_model_path",
-                        lambda: tmp_path / "none.safetensors")
+    monkeypatch.setattr(
+        "ccount_core.nn.model.default_model_path", lambda: tmp_path / "none.safetensors"
+    )
     assert count_sample(tmp_path, None) is None
     assert "no default model" in capsys.readouterr().out
     assert not (tmp_path / "counts.csv").exists()

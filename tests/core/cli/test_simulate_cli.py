@@ -26,9 +26,32 @@ def _meta(path: Path) -> tuple[np.ndarray, dict]:
 
 def test_simulate_writes_float_tiff_with_every_parameter(tmp_path: Path) -> None:
     out, pos = tmp_path / "c.tif", tmp_path / "c.csv"
-    rc = main(["simulate", "-o", str(out), "--ions", "Ca+:30,ND3+:6", "--v-rf", "220",
-               "--v-end", "3.0", "--eta", "0.2", "--temperature-mk", "5", "--seed", "3",
-               "--mode", "pseudo", "--positions", str(pos), "--rotation-deg", "4", *FAST])
+    rc = main(
+        [
+            "simulate",
+            "-o",
+            str(out),
+            "--ions",
+            "Ca+:30,ND3+:6",
+            "--v-rf",
+            "220",
+            "--v-end",
+            "3.0",
+            "--eta",
+            "0.2",
+            "--temperature-mk",
+            "5",
+            "--seed",
+            "3",
+            "--mode",
+            "pseudo",
+            "--positions",
+            str(pos),
+            "--rotation-deg",
+            "4",
+            *FAST,
+        ]
+    )
     assert rc == 0
     image, meta = _meta(out)
     assert image.dtype == np.float32 and image.shape == (120, 200)
@@ -51,8 +74,9 @@ def test_simulate_reads_a_ccmd_trap_info(tmp_path: Path) -> None:
     text = (files("ccount_core.data") / "example_trap.info").read_text()
     info.write_text(text.replace("Ca      120", "Ca      40").replace("ND3     20", "ND3     5"))
     out = tmp_path / "c.tif"
-    assert main(["simulate", "-o", str(out), "--trap-info", str(info), "--mode", "pseudo",
-                 *FAST]) == 0
+    assert (
+        main(["simulate", "-o", str(out), "--trap-info", str(info), "--mode", "pseudo", *FAST]) == 0
+    )
     _, meta = _meta(out)
     assert meta["ions"] == {"Ca+": 40, "ND3+": 5}
     assert meta["simulation"]["seed"] == 213
@@ -71,8 +95,9 @@ def test_simulate_reads_a_ccmd_trap_info(tmp_path: Path) -> None:
         (["--trap-info", "x.info", "--v-end", "2"], "--trap-info: cannot be combined"),
     ],
 )
-def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                               argv: list[str], message: str) -> None:
+def test_bad_input_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     assert main(["simulate", "-o", str(tmp_path / "x.tif"), *argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("ccount: error: ") and message in err[-1]
@@ -81,8 +106,9 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_console_script_reports_bad_output_name(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("ccount")
-    out = subprocess.run([str(exe), "simulate", "-o", str(tmp_path / "x.png")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(exe), "simulate", "-o", str(tmp_path / "x.png")], capture_output=True, text=True
+    )
     assert out.returncode == 1
     assert out.stderr.strip() == "ccount: error: --output: must end in .tif or .tiff, got 'x.png'"
 

@@ -20,8 +20,9 @@ def test_reaction_numbers_decay_and_conserve_ions() -> None:
 
 
 def test_reaction_series_truth_and_dark_core() -> None:
-    stack, meta = reaction_series(n_frames=2, n_initial=40, decay_per_frame=1.0, seed=5,
-                                  imaging=SMALL, simulation=FAST)
+    stack, meta = reaction_series(
+        n_frames=2, n_initial=40, decay_per_frame=1.0, seed=5, imaging=SMALL, simulation=FAST
+    )
     assert stack.shape == (2, 96, 192) and stack.dtype == np.float32
     truth = meta["true_counts"]
     assert truth == {"Ca+": [40, 15], "ND3+": [0, 25]}

@@ -75,8 +75,7 @@ def test_canonical_key_and_hash_are_stable() -> None:
 
 
 def test_split_rule_is_the_papers() -> None:
-    assert [split_of(7 * 11 + r) for r in range(7)] == (
-        ["validation", "test"] + ["train"] * 5)
+    assert [split_of(7 * 11 + r) for r in range(7)] == (["validation", "test"] + ["train"] * 5)
 
 
 def test_float_noise_does_not_change_keys() -> None:
@@ -95,27 +94,36 @@ def test_all_renders_of_an_md_run_share_its_key() -> None:
 
 def test_zero_dark_ions_give_the_pure_crystals_key() -> None:
     pure = plan(normalise_spec(base_spec()))
-    mixed = plan(normalise_spec({**base_spec(),
-                                 "species": {"dark": {"ND3+": {"number": [0, 10]}}}}))
+    mixed = plan(
+        normalise_spec({**base_spec(), "species": {"dark": {"ND3+": {"number": [0, 10]}}}})
+    )
     assert set(pure.keys) < set(mixed.keys)
     assert len(mixed.points) == 2 * len(pure.points)
     assert mixed.label_names == ("Ca+", "ND3+")
 
 
 def test_dark_fraction_is_share_of_the_whole_crystal() -> None:
-    spec = normalise_spec({**base_spec(n_ions=[200], v_end=[2.0], seeds=[1]),
-                           "species": {"dark": {"CaF+": {"fraction": [0.2]},
-                                                "ND3+": {"number": [25]}}}})
+    spec = normalise_spec(
+        {
+            **base_spec(n_ions=[200], v_end=[2.0], seeds=[1]),
+            "species": {"dark": {"CaF+": {"fraction": [0.2]}, "ND3+": {"number": [25]}}},
+        }
+    )
     (point,) = plan(spec).points
     # 200 Ca+ and 25 ND3+ are 80 % of the crystal: 225 / 0.8 = 281.25 in all, 20 % is 56
     assert point.counts == (("Ca+", 200), ("CaF+", 56), ("ND3+", 25))
 
 
 def test_n_ions_may_count_the_whole_crystal_as_in_a_reaction_series() -> None:
-    spec = normalise_spec({**base_spec(n_ions=[201], v_end=[2.0], seeds=[1]),
-                           "species": {"n_ions": "total",
-                                       "dark": {"CaF+": {"fraction": [0.2]},
-                                                "ND3+": {"fraction": [0.5]}}}})
+    spec = normalise_spec(
+        {
+            **base_spec(n_ions=[201], v_end=[2.0], seeds=[1]),
+            "species": {
+                "n_ions": "total",
+                "dark": {"CaF+": {"fraction": [0.2]}, "ND3+": {"fraction": [0.5]}},
+            },
+        }
+    )
     (point,) = plan(spec).points
     # 201 ions in all: 20 % is 40.2 -> 40 CaF+, 50 % is 100.5 -> 100 ND3+, 61 Ca+ left
     assert point.counts == (("Ca+", 61), ("CaF+", 40), ("ND3+", 100))
@@ -128,15 +136,25 @@ def test_n_ions_may_count_the_whole_crystal_as_in_a_reaction_series() -> None:
 def test_the_default_n_ions_leaves_a_specs_digest_as_it_was() -> None:
     raw = {**base_spec(), "species": {"dark": {"ND3+": {"fraction": [0.2]}}}}
     assert normalise_spec(raw) == normalise_spec(
-        {**raw, "species": {**raw["species"], "n_ions": "cooled"}})
+        {**raw, "species": {**raw["species"], "n_ions": "cooled"}}
+    )
     assert "n_ions" not in normalise_spec(raw)["species"]
 
 
 def test_random_sampling_is_seeded_and_within_ranges() -> None:
-    raw = {"imaging": {"shape": [32, 48]}, "seed": 5,
-           "parameters": {"sampling": "random", "n_samples": 200,
-                          "n_ions": {"min": 30, "max": 350}, "v_rf": {"min": 170, "max": 300},
-                          "v_end": [1.5, 2.5, 3.5], "eta": 0.244, "seeds": [1, 2]}}
+    raw = {
+        "imaging": {"shape": [32, 48]},
+        "seed": 5,
+        "parameters": {
+            "sampling": "random",
+            "n_samples": 200,
+            "n_ions": {"min": 30, "max": 350},
+            "v_rf": {"min": 170, "max": 300},
+            "v_end": [1.5, 2.5, 3.5],
+            "eta": 0.244,
+            "seeds": [1, 2],
+        },
+    }
     a, b = plan(normalise_spec(raw)), plan(normalise_spec(raw))
     assert a.points == b.points and len(a.points) + a.duplicates == 400
     c = plan(normalise_spec({**raw, "seed": 6}))
@@ -154,19 +172,28 @@ def test_duplicate_points_are_dropped() -> None:
 
 
 def test_exclude_seed_keeps_seeds_of_a_point_in_one_split() -> None:
-    p = plan(normalise_spec({**base_spec(seeds=[1, 2, 3]), "split": {"exclude": ["seed"]},
-                             "store": {"order": "grid"}}))
+    p = plan(
+        normalise_spec(
+            {
+                **base_spec(seeds=[1, 2, 3]),
+                "split": {"exclude": ["seed"]},
+                "store": {"order": "grid"},
+            }
+        )
+    )
     keys = np.array(p.keys).reshape(-1, 3)
     assert np.all(keys == keys[:, :1])
 
 
 def test_shuffled_order_is_a_permutation_of_the_grid() -> None:
-    grid = plan(normalise_spec({**base_spec(n_ions=list(range(30, 100))),
-                                "store": {"order": "grid"}}))
+    grid = plan(
+        normalise_spec({**base_spec(n_ions=list(range(30, 100))), "store": {"order": "grid"}})
+    )
     shuffled = plan(normalise_spec(base_spec(n_ions=list(range(30, 100)))))
     assert sorted(grid.keys) == sorted(shuffled.keys) and grid.keys != shuffled.keys
     assert dict(zip(grid.keys, grid.points, strict=True)) == dict(
-        zip(shuffled.keys, shuffled.points, strict=True))
+        zip(shuffled.keys, shuffled.points, strict=True)
+    )
 
 
 @pytest.mark.parametrize(
@@ -176,22 +203,30 @@ def test_shuffled_order_is_a_permutation_of_the_grid() -> None:
         ({"parameters": {"v_rf": [200], "v_end": 2, "eta": 0.2}}, "parameters.n_ions"),
         ({"parameters": {**base_spec()["parameters"], "n_ions": [0]}}, "parameters.n_ions"),
         ({"parameters": {**base_spec()["parameters"], "n_ions": [2.5]}}, "parameters.n_ions"),
-        ({"parameters": {**base_spec()["parameters"], "v_rf": {"min": 1, "max": 2}}},
-         "parameters.v_rf"),
-        ({"parameters": {**base_spec()["parameters"], "eta": {"start": 1, "stop": 0,
-                                                              "step": 1}}}, "parameters.eta"),
-        ({"parameters": {**base_spec()["parameters"], "sampling": "sobol"}},
-         "parameters.sampling"),
-        ({"parameters": {**base_spec()["parameters"], "sampling": "random"}},
-         "parameters.n_samples"),
+        (
+            {"parameters": {**base_spec()["parameters"], "v_rf": {"min": 1, "max": 2}}},
+            "parameters.v_rf",
+        ),
+        (
+            {
+                "parameters": {
+                    **base_spec()["parameters"],
+                    "eta": {"start": 1, "stop": 0, "step": 1},
+                }
+            },
+            "parameters.eta",
+        ),
+        ({"parameters": {**base_spec()["parameters"], "sampling": "sobol"}}, "parameters.sampling"),
+        (
+            {"parameters": {**base_spec()["parameters"], "sampling": "random"}},
+            "parameters.n_samples",
+        ),
         ({"parameters": {**base_spec()["parameters"], "seeds": [1, 1]}}, "parameters.seeds"),
         ({"species": {"dark": {"ND3+": {"fraction": [1.2]}}}}, "species.dark.ND3+.fraction"),
         ({"species": {"dark": {"ND3+": {"count": [1]}}}}, "species.dark.ND3+"),
         ({"species": {"n_ions": "all"}}, "species.n_ions"),
-        ({"species": {"n_ions": "total", "dark": {"ND3+": {"number": [5]}}}},
-         "species.n_ions"),
-        ({"species": {"dark": {"A+": {"fraction": 0.6}, "B+": {"fraction": 0.5}}}},
-         "species.dark"),
+        ({"species": {"n_ions": "total", "dark": {"ND3+": {"number": [5]}}}}, "species.n_ions"),
+        ({"species": {"dark": {"A+": {"fraction": 0.6}, "B+": {"fraction": 0.5}}}}, "species.dark"),
         ({"imaging": {"shape": [32, 48], "blur_um": -1}}, "imaging"),
         ({"imaging": {"shape": [32, 48], "zoom": 2}}, "zoom"),
         ({"renders": {"noise_draws": 2}}, "renders.noise_draws"),

@@ -39,8 +39,12 @@ FAIL_SEEDS: set[int] = set()
 _LOCK = threading.Lock()
 
 
-def fake_simulate(trap: Mapping[str, Any], ions: Sequence[tuple[str, int]],
-                  simulation: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def fake_simulate(
+    trap: Mapping[str, Any],
+    ions: Sequence[tuple[str, int]],
+    simulation: Mapping[str, Any],
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
     if seed in FAIL_SEEDS:
         raise RuntimeError(f"crystal left the trap (seed {seed})")
     with _LOCK:
@@ -54,11 +58,20 @@ def fake_simulate(trap: Mapping[str, Any], ions: Sequence[tuple[str, int]],
     return samples, fluorescing
 
 
-def fake_render(samples: np.ndarray, fluorescing: np.ndarray, imaging: Mapping[str, Any],
-                rng: np.random.Generator) -> np.ndarray:
+def fake_render(
+    samples: np.ndarray,
+    fluorescing: np.ndarray,
+    imaging: Mapping[str, Any],
+    rng: np.random.Generator,
+) -> np.ndarray:
     image = np.zeros(imaging["shape"], np.float32)
-    image[0, :5] = (fluorescing.sum(), imaging["focal_offset_um"], samples[0, 0, 0],
-                    samples[0, 0, 1], rng.random())
+    image[0, :5] = (
+        fluorescing.sum(),
+        imaging["focal_offset_um"],
+        samples[0, 0, 0],
+        samples[0, 0, 1],
+        rng.random(),
+    )
     image[1:, :] = 1.0
     return image
 
@@ -68,8 +81,13 @@ def spec(**over: Any) -> dict[str, Any]:
         "name": "t",
         "imaging": {"shape": [12, 16]},
         "species": {"dark": {"ND3+": {"number": [0, 4]}}},
-        "parameters": {"n_ions": [5, 6, 7], "v_rf": [190, 210], "v_end": [2.0],
-                       "eta": 0.244, "seeds": [1, 2]},
+        "parameters": {
+            "n_ions": [5, 6, 7],
+            "v_rf": [190, 210],
+            "v_end": [2.0],
+            "eta": 0.244,
+            "seeds": [1, 2],
+        },
         "renders": {"focal_offset_um": [0, 15]},
         "store": {"chunk": 8},
     }
@@ -81,16 +99,16 @@ def spec(**over: Any) -> dict[str, Any]:
 def client() -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                           dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    )
     with Client(cluster) as c:
         yield c
     cluster.close()
 
 
 def run(s: dict, out: Path, client: Any, **kw: Any):
-    return generate(s, out, client=client, simulate_fn=fake_simulate, render_fn=fake_render,
-                    **kw)
+    return generate(s, out, client=client, simulate_fn=fake_simulate, render_fn=fake_render, **kw)
 
 
 def check_rows(ds) -> None:
@@ -105,9 +123,10 @@ def check_rows(ds) -> None:
 
 
 def test_a_total_ion_number_spec_stores_each_species_count(tmp_path: Path, client: Any) -> None:
-    s = spec(species={"n_ions": "total", "dark": {"ND3+": {"fraction": [0.0, 0.5]}}},
-             parameters={"n_ions": [8, 11], "v_rf": [190], "v_end": [2.0], "eta": 0.244,
-                         "seeds": [1]})
+    s = spec(
+        species={"n_ions": "total", "dark": {"ND3+": {"fraction": [0.0, 0.5]}}},
+        parameters={"n_ions": [8, 11], "v_rf": [190], "v_end": [2.0], "eta": 0.244, "seeds": [1]},
+    )
     out = tmp_path / "total.zarr"
     assert run(s, out, client, flush_seconds=0).done_after == 8
     ds = open_dataset(out)
@@ -117,13 +136,13 @@ def test_a_total_ion_number_spec_stores_each_species_count(tmp_path: Path, clien
     assert pairs == {(8, 0), (4, 4), (11, 0), (6, 5)}
 
 
-def test_generate_writes_every_sample_once_with_its_parameters(tmp_path: Path,
-                                                               client: Any) -> None:
+def test_generate_writes_every_sample_once_with_its_parameters(tmp_path: Path, client: Any) -> None:
     CALLS.clear()
     progress: list[tuple[int, int]] = []
     out = tmp_path / "d.zarr"
-    summary = run(spec(), out, client, flush_seconds=0,
-                  progress=lambda d, t: progress.append((d, t)))
+    summary = run(
+        spec(), out, client, flush_seconds=0, progress=lambda d, t: progress.append((d, t))
+    )
     assert summary.n_rows == 48 and summary.done_after == 48 and summary.failed_runs == 0
     assert len(CALLS) == 24  # one MD run per parameter point, rendered twice
     assert progress[-1] == (48, 48)
@@ -141,8 +160,9 @@ def test_generate_writes_every_sample_once_with_its_parameters(tmp_path: Path,
     assert np.all(split[:, 0] == split[:, 1])
     # every (parameters, render) combination appears exactly once
     t = ds.table
-    combos = set(zip(t["n_Ca+"], t["n_ND3+"], t["v_rf"], t["seed"], t["focal_offset_um"],
-                     strict=True))
+    combos = set(
+        zip(t["n_Ca+"], t["n_ND3+"], t["v_rf"], t["seed"], t["focal_offset_um"], strict=True)
+    )
     assert len(combos) == 48
     assert set(t["simulator_version"]) == {ds.attrs["created_by"].split()[1]}
     # the spec, label names and render settings travel with the store
@@ -183,8 +203,9 @@ def test_resume_runs_only_what_is_missing(tmp_path: Path, client: Any) -> None:
     assert third.done_before == 48 and CALLS == []
 
 
-def test_a_split_alone_is_generated_and_the_rest_finished_later(tmp_path: Path,
-                                                                client: Any) -> None:
+def test_a_split_alone_is_generated_and_the_rest_finished_later(
+    tmp_path: Path, client: Any
+) -> None:
     out = tmp_path / "d.zarr"
     CALLS.clear()
     first = run(spec(), out, client, flush_seconds=0, splits=["validation", "test"])
@@ -209,18 +230,27 @@ def test_a_split_alone_is_generated_and_the_rest_finished_later(tmp_path: Path,
 def test_an_existing_scheduler_runs_the_sweep(tmp_path: Path) -> None:
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", dashboard_address=None
+    ) as cluster:
         assert cluster.scheduler_address.startswith("tcp://")
-        summary = generate(spec(), tmp_path / "d.zarr", scheduler=cluster.scheduler_address,
-                           simulate_fn=fake_simulate, render_fn=fake_render)
+        summary = generate(
+            spec(),
+            tmp_path / "d.zarr",
+            scheduler=cluster.scheduler_address,
+            simulate_fn=fake_simulate,
+            render_fn=fake_render,
+        )
     assert summary.done_after == 48
     check_rows(open_dataset(tmp_path / "d.zarr"))
 
 
 def test_noise_draws_differ_and_are_reproducible(tmp_path: Path, client: Any) -> None:
-    s = spec(imaging={"shape": [12, 16], "camera": {"photons_per_ion": 50}},
-             renders={"noise_draws": 3}, species={})
+    s = spec(
+        imaging={"shape": [12, 16], "camera": {"photons_per_ion": 50}},
+        renders={"noise_draws": 3},
+        species={},
+    )
     run(s, tmp_path / "a.zarr", client)
     run(s, tmp_path / "b.zarr", client)
     a, b = open_dataset(tmp_path / "a.zarr"), open_dataset(tmp_path / "b.zarr")

@@ -21,8 +21,9 @@ from scipy import ndimage as ndi
 from ccount_core.image.ellipse import Ellipse
 
 
-def ion_positions(a_t: float, a_r: float, spacing: float, rng: np.random.Generator,
-                  hollow: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def ion_positions(
+    a_t: float, a_r: float, spacing: float, rng: np.random.Generator, hollow: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Ion positions ``(N, 3)`` px as (along trap axis, radial in image, depth) and shell index.
 
     ``hollow``: fraction of the radial semi-axis inside which there are no bright ions.
@@ -90,15 +91,19 @@ def synthetic_crystal(
     img = np.zeros(shape, dtype=np.float64)
     r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
     fr, fc = rows - r0, cols - c0
-    for dr, dc, wgt in ((0, 0, (1 - fr) * (1 - fc)), (1, 0, fr * (1 - fc)),
-                        (0, 1, (1 - fr) * fc), (1, 1, fr * fc)):
+    for dr, dc, wgt in (
+        (0, 0, (1 - fr) * (1 - fc)),
+        (1, 0, fr * (1 - fc)),
+        (0, 1, (1 - fr) * fc),
+        (1, 1, fr * fc),
+    ):
         rr, cc = r0 + dr, c0 + dc
         ok = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
         np.add.at(img, (rr[ok], cc[ok]), (weight * wgt)[ok])
     img = ndi.gaussian_filter(img, spot_sigma) * (2 * math.pi * spot_sigma**2) * peak
     img += offset
     if gradient:
-        rr, cc = np.mgrid[0:shape[0], 0:shape[1]]
+        rr, cc = np.mgrid[0 : shape[0], 0 : shape[1]]
         img += gradient * peak * (0.6 * rr / shape[0] + 0.8 * cc / shape[1])
     if snr is not None:
         img += rng.normal(0.0, peak / snr, shape)

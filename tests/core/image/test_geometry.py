@@ -26,8 +26,9 @@ def test_crystal_size_matches_ccmd_within_5_percent(
     row: int, eta: float, vrf: float, vend: float, n: int, length: float, width: float
 ) -> None:
     trap = TrapSettings.from_lab_units(v_rf=vrf, v_end=vend, eta=eta)
-    result = simulate(trap, [IonGroup("Ca+", n)], SimulationSettings(seed=row),
-                      ImagingSettings())  # CCMD's imaging: 1 px/µm, 5 µm, 50 µm, 640 × 480
+    result = simulate(
+        trap, [IonGroup("Ca+", n)], SimulationSettings(seed=row), ImagingSettings()
+    )  # CCMD's imaging: 1 px/µm, 5 µm, 50 µm, 640 × 480
     size = measure_crystal_size(result.image)
     assert size.length_um == pytest.approx(length, rel=0.05)
     assert size.width_um == pytest.approx(width, rel=0.05)

@@ -24,8 +24,13 @@ def _ramp(frames: int, rows: int = 24, cols: int = 40) -> np.ndarray:
 
 def test_own_tiff_roundtrip_keeps_calibration_and_values(tmp_path: Path) -> None:
     stack = _ramp(7)
-    path = write_tiff(tmp_path / "run.tif", stack, pixel_size_um=1.25, frame_interval_s=2.0,
-                      metadata={"v_rf": 200.0})
+    path = write_tiff(
+        tmp_path / "run.tif",
+        stack,
+        pixel_size_um=1.25,
+        frame_interval_s=2.0,
+        metadata={"v_rf": 200.0},
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.tif"]  # no temp file left
     s = open_stack(path)
     assert isinstance(s, Stack) and isinstance(s.data, da.Array)
@@ -62,11 +67,20 @@ def test_2000_frame_tiff_opens_lazily(tmp_path: Path) -> None:
 
 def test_ome_tiff_calibration_with_units(tmp_path: Path) -> None:
     path = tmp_path / "a.ome.tif"
-    tifffile.imwrite(path, _ramp(5), ome=True, metadata={
-        "axes": "TYX", "PhysicalSizeX": 800.0, "PhysicalSizeXUnit": "nm",
-        "PhysicalSizeY": 800.0, "PhysicalSizeYUnit": "nm",
-        "TimeIncrement": 1500.0, "TimeIncrementUnit": "ms",
-    })
+    tifffile.imwrite(
+        path,
+        _ramp(5),
+        ome=True,
+        metadata={
+            "axes": "TYX",
+            "PhysicalSizeX": 800.0,
+            "PhysicalSizeXUnit": "nm",
+            "PhysicalSizeY": 800.0,
+            "PhysicalSizeYUnit": "nm",
+            "TimeIncrement": 1500.0,
+            "TimeIncrementUnit": "ms",
+        },
+    )
     s = open_stack(path)
     assert s.metadata["format"] == "ome-tiff"
     assert s.data.shape == (5, 24, 40)
@@ -76,8 +90,13 @@ def test_ome_tiff_calibration_with_units(tmp_path: Path) -> None:
 
 def test_imagej_tiff_resolution_and_finterval(tmp_path: Path) -> None:
     path = tmp_path / "ij.tif"
-    tifffile.imwrite(path, _ramp(6), imagej=True, resolution=(1 / 0.6, 1 / 0.6),
-                     metadata={"axes": "TYX", "unit": "um", "finterval": 2.0})
+    tifffile.imwrite(
+        path,
+        _ramp(6),
+        imagej=True,
+        resolution=(1 / 0.6, 1 / 0.6),
+        metadata={"axes": "TYX", "unit": "um", "finterval": 2.0},
+    )
     s = open_stack(path)
     assert s.metadata["format"] == "imagej-tiff"
     assert s.pixel_size_um == pytest.approx(0.6, rel=1e-4)
@@ -87,8 +106,14 @@ def test_imagej_tiff_resolution_and_finterval(tmp_path: Path) -> None:
 
 def test_plain_tiff_resolution_in_cm_and_compression(tmp_path: Path) -> None:
     path = tmp_path / "c.tif"
-    tifffile.imwrite(path, _ramp(3), compression="zlib", photometric="minisblack",
-                     resolution=(5000.0, 5000.0), resolutionunit=3)  # 5000 px/cm = 2 µm pixels
+    tifffile.imwrite(
+        path,
+        _ramp(3),
+        compression="zlib",
+        photometric="minisblack",
+        resolution=(5000.0, 5000.0),
+        resolutionunit=3,
+    )  # 5000 px/cm = 2 µm pixels
     s = open_stack(path)
     assert s.pixel_size_um == pytest.approx(2.0)
     assert s.frame_interval_s is None
@@ -133,8 +158,9 @@ def test_rgb_is_refused_or_converted(tmp_path: Path) -> None:
 
 def test_multichannel_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ch.tif"
-    tifffile.imwrite(path, np.zeros((3, 2, 10, 12), np.uint16), imagej=True,
-                     metadata={"axes": "TCYX"})
+    tifffile.imwrite(
+        path, np.zeros((3, 2, 10, 12), np.uint16), imagej=True, metadata={"axes": "TCYX"}
+    )
     with pytest.raises(InputError, match="2 channels"):
         open_stack(path)
 
@@ -172,8 +198,9 @@ def test_folder_of_pngs(tmp_path: Path) -> None:
 
 def test_zarr_array_and_group(tmp_path: Path) -> None:
     stack = _ramp(4)
-    arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=stack.shape, dtype=stack.dtype,
-                            chunks=(2, 24, 40))
+    arr = zarr.create_array(
+        str(tmp_path / "a.zarr"), shape=stack.shape, dtype=stack.dtype, chunks=(2, 24, 40)
+    )
     arr[:] = stack
     arr.attrs.update(pixel_size_um=0.9, frame_interval_s=3.0)
     s = open_stack(tmp_path / "a.zarr")
@@ -195,13 +222,21 @@ def test_zarr_array_and_group(tmp_path: Path) -> None:
 def test_ome_ngff_like_group_scale(tmp_path: Path) -> None:
     stack = _ramp(3)
     group = zarr.open_group(str(tmp_path / "ngff.zarr"), mode="w")
-    group.attrs["multiscales"] = [{
-        "axes": [{"name": "t", "type": "time", "unit": "second"},
-                 {"name": "y", "type": "space", "unit": "micrometer"},
-                 {"name": "x", "type": "space", "unit": "micrometer"}],
-        "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [2.5, 0.7, 0.7]}]}],
-    }]
+    group.attrs["multiscales"] = [
+        {
+            "axes": [
+                {"name": "t", "type": "time", "unit": "second"},
+                {"name": "y", "type": "space", "unit": "micrometer"},
+                {"name": "x", "type": "space", "unit": "micrometer"},
+            ],
+            "datasets": [
+                {
+                    "path": "0",
+                    "coordinateTransformations": [{"type": "scale", "scale": [2.5, 0.7, 0.7]}],
+                }
+            ],
+        }
+    ]
     group.create_array("0", shape=stack.shape, dtype=stack.dtype)[:] = stack
     s = open_stack(tmp_path / "ngff.zarr")
     assert s.pixel_size_um == pytest.approx(0.7)

@@ -37,8 +37,9 @@ from ccount_core.image.preprocess import (
 )
 
 # Every step off except the geometry: for checks of the geometry alone.
-GEOMETRY_ONLY = PreprocessConfig(background="none", mask=False, median_size=0, normalize=False,
-                                 output_shape=(320, 320))
+GEOMETRY_ONLY = PreprocessConfig(
+    background="none", mask=False, median_size=0, normalize=False, output_shape=(320, 320)
+)
 
 
 def angle_diff(a: float, b: float) -> float:
@@ -80,9 +81,18 @@ def test_fit_ellipse_recovers_truth(case: str, seed: int, synthetic_crystal) -> 
 
 
 def test_fit_ellipse_large_frame_and_integer_types(synthetic_crystal) -> None:
-    img, truth = synthetic_crystal(shape=(512, 480), center=(250, 230), a_t=150, a_r=85,
-                                   spacing=13, spot_sigma=2.4, depth_of_field=18, snr=3,
-                                   angle_deg=5, hot_pixels=200)
+    img, truth = synthetic_crystal(
+        shape=(512, 480),
+        center=(250, 230),
+        a_t=150,
+        a_r=85,
+        spacing=13,
+        spot_sigma=2.4,
+        depth_of_field=18,
+        snr=3,
+        angle_deg=5,
+        hot_pixels=200,
+    )
     assert_close_ellipse(fit_ellipse(img), truth)
     # uint32/int64 with values far above float32's 2^24 exact range: converted, not wrapped.
     big = (img.astype(np.float64) - img.min()) * 3e4 + 3e9  # max < 2^32
@@ -117,6 +127,7 @@ def test_ellipse_angle_convention_and_f() -> None:
 
 # -------------------------------------------------------------------------- pipeline steps
 
+
 def test_user_ellipse_is_used_as_given(synthetic_crystal) -> None:
     img, _ = synthetic_crystal(snr=5.0)
     user = Ellipse(128.0, 128.0, 70.0, 40.0, 0.0)
@@ -136,8 +147,9 @@ def test_mask_leaves_nothing_outside_the_ellipse(margin_um: float, synthetic_cry
     rr, cc = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
     pts = tf.to_input(np.column_stack([rr.ravel(), cc.ravel()]))
     m = margin_um / 1.5
-    grown = Ellipse(ell.center_row, ell.center_col, ell.semi_major + m, ell.semi_minor + m,
-                    ell.angle_deg)
+    grown = Ellipse(
+        ell.center_row, ell.center_col, ell.semi_major + m, ell.semi_minor + m, ell.angle_deg
+    )
     f = grown.normalized_radius2(pts[:, 0], pts[:, 1]).reshape(out.shape)
     assert np.all(out[f > 1.0 + 1e-6] == 0.0)
     assert np.count_nonzero(out[f < 0.9]) > 0.9 * np.count_nonzero(f < 0.9)  # crystal kept
@@ -158,8 +170,9 @@ def test_brightness_density_equals_target(target: float, amp: float, synthetic_c
 def test_outer_layer_enhancement_follows_eq_2_3(synthetic_crystal) -> None:
     img, _ = synthetic_crystal(offset=0.0)
     base = PreprocessConfig(background="none", median_size=0, normalize=False, mask=False)
-    enh = PreprocessConfig(background="none", median_size=0, normalize=False, mask=False,
-                           enhance_amplitude=1.5)
+    enh = PreprocessConfig(
+        background="none", median_size=0, normalize=False, mask=False, enhance_amplitude=1.5
+    )
     out0, ell = prepare_frame(img, base)
     out1, _ = prepare_frame(img, enh, ellipse=ell)
     # Independent f: in the output the trap axis is vertical and the centre is the middle.
@@ -174,15 +187,17 @@ def test_outer_layer_enhancement_follows_eq_2_3(synthetic_crystal) -> None:
 
 def test_pipeline_is_the_composition_of_the_step_functions(synthetic_crystal) -> None:
     img, _ = synthetic_crystal(snr=3.0, angle_deg=-7.0, gradient=0.4, hot_pixels=30)
-    cfg = PreprocessConfig(model_pixel_size_um=2.0, enhance_amplitude=0.8, mask_margin_um=4.0,
-                           brightness_density=3.0)
+    cfg = PreprocessConfig(
+        model_pixel_size_um=2.0, enhance_amplitude=0.8, mask_margin_um=4.0, brightness_density=3.0
+    )
     prepared, ell = prepare_frame(img, cfg, camera_pixel_size_um=1.0)
     assert ell == fit_ellipse(img)
     tf = frame_transform(ell, cfg, 1.0)
     assert tf.zoom == 0.5
     margin_px = 4.0 / 2.0
-    out = resample(img, tf, cfg.output_shape,
-                   background_plane(img, ell, "plane", margin_px / tf.zoom))
+    out = resample(
+        img, tf, cfg.output_shape, background_plane(img, ell, "plane", margin_px / tf.zoom)
+    )
     out = median_filter(out, 3, "cross")
     out = apply_mask(out, tf.output_ellipse, margin_px)
     out = enhance_outer_layer(out, tf.output_ellipse, 0.8)
@@ -204,11 +219,12 @@ def test_median_is_five_point_cross() -> None:
 
 
 @pytest.mark.parametrize(("a_t", "a_r", "angle"), [(80.0, 45.0, 17.0), (45.0, 75.0, -9.0)])
-def test_rotation_makes_trap_axis_vertical_and_round_trips(a_t: float, a_r: float,
-                                                            angle: float,
-                                                            synthetic_crystal) -> None:
-    img, truth = synthetic_crystal(a_t=a_t, a_r=a_r, angle_deg=angle, offset=0.0,
-                                   center=(120.0, 135.0))
+def test_rotation_makes_trap_axis_vertical_and_round_trips(
+    a_t: float, a_r: float, angle: float, synthetic_crystal
+) -> None:
+    img, truth = synthetic_crystal(
+        a_t=a_t, a_r=a_r, angle_deg=angle, offset=0.0, center=(120.0, 135.0)
+    )
     out, ell = prepare_frame(img, GEOMETRY_ONLY)
     # The fitted ellipse of the prepared frame: centred, trap-axis semi-axis along the rows.
     fit = fit_ellipse(out)
@@ -219,9 +235,13 @@ def test_rotation_makes_trap_axis_vertical_and_round_trips(a_t: float, a_r: floa
     # Round trip: map the prepared frame back into the input frame; it matches the input.
     tf = frame_transform(ell, GEOMETRY_ONLY)
     inv = np.linalg.inv(tf.matrix)
-    back = ndi.affine_transform(out, inv, offset=np.asarray(tf.output_center)
-                                - inv @ np.asarray(tf.input_center), output_shape=img.shape,
-                                order=1)
+    back = ndi.affine_transform(
+        out,
+        inv,
+        offset=np.asarray(tf.output_center) - inv @ np.asarray(tf.input_center),
+        output_shape=img.shape,
+        order=1,
+    )
     region = truth.normalized_radius2(*np.mgrid[0 : img.shape[0], 0 : img.shape[1]]) < 1.2
     err = np.abs(back[region] - img[region]).mean() / img[region].mean()
     assert err < 0.08
@@ -270,8 +290,13 @@ def test_resampling_keeps_physical_scale_and_stretch_fills(synthetic_crystal) ->
     img, truth = synthetic_crystal(snr=5.0)
     # Camera 1.5 µm/px, model 3 µm/px: the crystal halves in pixels, whatever output shape.
     for shape in [(200, 120), (320, 192)]:
-        cfg = PreprocessConfig(model_pixel_size_um=3.0, output_shape=shape, mask=False,
-                               normalize=False, background="none")
+        cfg = PreprocessConfig(
+            model_pixel_size_um=3.0,
+            output_shape=shape,
+            mask=False,
+            normalize=False,
+            background="none",
+        )
         out, _ = prepare_frame(img, cfg, camera_pixel_size_um=1.5)
         fit = fit_ellipse(np.pad(out, 20))
         assert fit.semi_major == pytest.approx(truth.semi_major / 2, rel=0.03)
@@ -294,8 +319,10 @@ def test_stretch_to_fit_keeps_the_margin_in_micrometres(synthetic_crystal) -> No
         tf = frame_transform(ell, cfg, camera_pixel_size_um=cam)
         assert tf.margin_px / tf.zoom * cam == pytest.approx(10.0)  # µm at the camera's scale
         oe = tf.output_ellipse
-        fill = max((oe.semi_major + tf.margin_px) / (47.5 - 1.0),
-                   (oe.semi_minor + tf.margin_px) / (23.5 - 1.0))
+        fill = max(
+            (oe.semi_major + tf.margin_px) / (47.5 - 1.0),
+            (oe.semi_minor + tf.margin_px) / (23.5 - 1.0),
+        )
         assert fill == pytest.approx(1.0, rel=1e-6)  # the wider side fills its output side
         outs.append(out)
     assert outs[0].shape == outs[1].shape == (96, 48)
@@ -320,26 +347,43 @@ def test_background_plane_removes_gradient(synthetic_crystal) -> None:
     flat, _ = synthetic_crystal(offset=0.0)
     cfg = PreprocessConfig(median_size=0, normalize=False, mask=False)
     out, ell = prepare_frame(img, cfg)
-    ref, _ = prepare_frame(flat, PreprocessConfig(median_size=0, normalize=False, mask=False,
-                                                  background="none"), ellipse=ell)
+    ref, _ = prepare_frame(
+        flat,
+        PreprocessConfig(median_size=0, normalize=False, mask=False, background="none"),
+        ellipse=ell,
+    )
     assert np.abs(out - ref).max() < 0.01 * ref.max()
 
 
 # ---------------------------------------------------------------------------------- config
 
+
 def test_config_round_trip_equality_and_fingerprint() -> None:
-    cfg = PreprocessConfig(model_pixel_size_um=2.5, output_shape=(256, 160), rotation_deg=4.0,
-                           enhance_amplitude=0.7, median_size=5, median_shape="square")
+    cfg = PreprocessConfig(
+        model_pixel_size_um=2.5,
+        output_shape=(256, 160),
+        rotation_deg=4.0,
+        enhance_amplitude=0.7,
+        median_size=5,
+        median_shape="square",
+    )
     again = PreprocessConfig.from_json(cfg.to_json())
     assert again == cfg and hash(again) == hash(cfg)
     assert PreprocessConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert again.fingerprint() == cfg.fingerprint()
     assert PreprocessConfig().fingerprint() != cfg.fingerprint()
     # The fingerprint does not depend on the process (hash randomisation, dict order).
-    code = ("from ccount_core.image.preprocess import PreprocessConfig as P; import sys; "
-            "print(P.from_json(sys.argv[1]).fingerprint())")
-    fp = subprocess.run([sys.executable, "-c", code, cfg.to_json()], capture_output=True,
-                        text=True, check=True, env={"PYTHONHASHSEED": "123"}).stdout.strip()
+    code = (
+        "from ccount_core.image.preprocess import PreprocessConfig as P; import sys; "
+        "print(P.from_json(sys.argv[1]).fingerprint())"
+    )
+    fp = subprocess.run(
+        [sys.executable, "-c", code, cfg.to_json()],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123"},
+    ).stdout.strip()
     assert fp == cfg.fingerprint()
 
 
@@ -352,17 +396,20 @@ def test_equal_configs_prepare_identically(synthetic_crystal) -> None:
     assert np.array_equal(out_a, out_b) and ell_a == ell_b
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"model_pixel_size_um": 0.0}, "model_pixel_size_um"),
-    ({"output_shape": (10, 300)}, "output_shape"),
-    ({"output_shape": (100.5, 30)}, "output_shape"),
-    ({"background": "rolling"}, "background"),
-    ({"median_size": 4}, "median_size"),
-    ({"median_shape": "disk"}, "median_shape"),
-    ({"enhance_amplitude": -1.0}, "enhance_amplitude"),
-    ({"brightness_density": float("nan")}, "brightness_density"),
-    ({"mask": "yes"}, "mask"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"model_pixel_size_um": 0.0}, "model_pixel_size_um"),
+        ({"output_shape": (10, 300)}, "output_shape"),
+        ({"output_shape": (100.5, 30)}, "output_shape"),
+        ({"background": "rolling"}, "background"),
+        ({"median_size": 4}, "median_size"),
+        ({"median_shape": "disk"}, "median_shape"),
+        ({"enhance_amplitude": -1.0}, "enhance_amplitude"),
+        ({"brightness_density": float("nan")}, "brightness_density"),
+        ({"mask": "yes"}, "mask"),
+    ],
+)
 def test_bad_config_names_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(InputError, match=field):
         PreprocessConfig(**kwargs)
@@ -388,15 +435,18 @@ def test_config_from_dict_refuses_unknown_and_newer() -> None:
 
 # ---------------------------------------------------------------------------------- stacks
 
+
 @pytest.fixture
 def crystal_stack(synthetic_crystal):
     """``crystal_stack(n)``: ``n`` noisy crystals, each turned and moved a little, stacked,
     with their truth ellipses."""
+
     def crystal_stack(n: int = 4) -> tuple[np.ndarray, list[Ellipse]]:
         frames, truths = [], []
         for i in range(n):
-            img, t = synthetic_crystal(seed=i, snr=4.0, angle_deg=3.0 * i,
-                                       center=(128.0 + i, 126.0 - i))
+            img, t = synthetic_crystal(
+                seed=i, snr=4.0, angle_deg=3.0 * i, center=(128.0 + i, 126.0 - i)
+            )
             frames.append(img)
             truths.append(t)
         return np.stack(frames), truths
@@ -404,8 +454,9 @@ def crystal_stack(synthetic_crystal):
     return crystal_stack
 
 
-def test_numpy_stack_with_bad_frames_reports_them_and_processes_the_rest(synthetic_crystal,
-                                                                         crystal_stack) -> None:
+def test_numpy_stack_with_bad_frames_reports_them_and_processes_the_rest(
+    synthetic_crystal, crystal_stack
+) -> None:
     stack, truths = crystal_stack(6)
     rng = np.random.default_rng(1)
     stack[1, 5, 7] = np.nan
@@ -440,8 +491,12 @@ def test_dask_stack_is_lazy_frame_by_frame_and_matches_numpy(crystal_stack) -> N
         loads.append(i)
         return stack[i]
 
-    lazy = da.stack([da.from_delayed(dask.delayed(load)(i), shape=stack.shape[1:],
-                                     dtype=stack.dtype) for i in range(5)])
+    lazy = da.stack(
+        [
+            da.from_delayed(dask.delayed(load)(i), shape=stack.shape[1:], dtype=stack.dtype)
+            for i in range(5)
+        ]
+    )
     cfg = PreprocessConfig(enhance_amplitude=0.5)
     out = prepare_stack(lazy, cfg)
     assert loads == []  # nothing read at construction
@@ -458,11 +513,13 @@ def test_dask_stack_is_lazy_frame_by_frame_and_matches_numpy(crystal_stack) -> N
 
 def test_lazy_images_survive_pickling_for_distributed_schedulers(crystal_stack) -> None:
     stack, _ = crystal_stack(2)
-    out = prepare_stack(da.from_array(stack, chunks=(1, -1, -1)), PreprocessConfig(),
-                        progress=lambda d, t: None)
+    out = prepare_stack(
+        da.from_array(stack, chunks=(1, -1, -1)), PreprocessConfig(), progress=lambda d, t: None
+    )
     copy = pickle.loads(pickle.dumps(out.images))
-    assert np.array_equal(copy.compute(scheduler="synchronous"),
-                          prepare_stack(stack, PreprocessConfig()).images)
+    assert np.array_equal(
+        copy.compute(scheduler="synchronous"), prepare_stack(stack, PreprocessConfig()).images
+    )
 
 
 def test_dask_compute_prepares_each_frame_once(crystal_stack) -> None:
@@ -474,8 +531,12 @@ def test_dask_compute_prepares_each_frame_once(crystal_stack) -> None:
         loads.append(i)
         return stack[i]
 
-    lazy = da.stack([da.from_delayed(dask.delayed(load)(i), shape=stack.shape[1:],
-                                     dtype=stack.dtype) for i in range(3)])
+    lazy = da.stack(
+        [
+            da.from_delayed(dask.delayed(load)(i), shape=stack.shape[1:], dtype=stack.dtype)
+            for i in range(3)
+        ]
+    )
     done = prepare_stack(lazy, PreprocessConfig()).compute(scheduler="threads")
     assert isinstance(done.images, np.ndarray)
     assert done.bad_frames.keys() == {1} and done.ellipses[1] is None
@@ -484,8 +545,11 @@ def test_dask_compute_prepares_each_frame_once(crystal_stack) -> None:
 
 def test_dask_stack_ellipses_without_computing_images(crystal_stack) -> None:
     stack, truths = crystal_stack(3)
-    out = prepare_stack(da.from_array(stack, chunks=(2, -1, -1)), PreprocessConfig(),
-                        ellipses=[None, truths[1], None])
+    out = prepare_stack(
+        da.from_array(stack, chunks=(2, -1, -1)),
+        PreprocessConfig(),
+        ellipses=[None, truths[1], None],
+    )
     assert out.bad_frames == {}
     assert out.ellipses[1] is truths[1]
     assert_close_ellipse(out.ellipses[0], truths[0])
@@ -493,20 +557,24 @@ def test_dask_stack_ellipses_without_computing_images(crystal_stack) -> None:
 
 # ------------------------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize(("frame", "message"), [
-    (np.zeros((64,)), "2-D"),
-    (np.zeros((4, 64, 64)), "2-D"),
-    (np.zeros((64, 64, 3)), "RGB"),
-    (np.zeros((64, 64, 4), np.uint8), "RGB"),
-    (np.zeros((64, 64), bool), "boolean"),
-    (np.zeros((64, 64), complex), "real number"),
-    (np.array([["a"] * 20] * 20), "real number"),
-    (np.zeros((8, 8)), "too small"),
-    (np.zeros((64, 64)), "constant"),
-    (np.full((64, 64), 12, np.uint16), "constant"),
-    (np.where(np.eye(64) > 0, np.nan, 1.0), "NaN"),
-    (np.full((64, 64), 1e300), "NaN or infinite"),
-])
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (np.zeros((64,)), "2-D"),
+        (np.zeros((4, 64, 64)), "2-D"),
+        (np.zeros((64, 64, 3)), "RGB"),
+        (np.zeros((64, 64, 4), np.uint8), "RGB"),
+        (np.zeros((64, 64), bool), "boolean"),
+        (np.zeros((64, 64), complex), "real number"),
+        (np.array([["a"] * 20] * 20), "real number"),
+        (np.zeros((8, 8)), "too small"),
+        (np.zeros((64, 64)), "constant"),
+        (np.full((64, 64), 12, np.uint16), "constant"),
+        (np.where(np.eye(64) > 0, np.nan, 1.0), "NaN"),
+        (np.full((64, 64), 1e300), "NaN or infinite"),
+    ],
+)
 def test_bad_frames_get_a_clear_one_line_error(frame: np.ndarray, message: str) -> None:
     for call in (fit_ellipse, lambda f: prepare_frame(f, PreprocessConfig())):
         with pytest.raises(InputError, match=message) as info:
@@ -529,14 +597,17 @@ def test_no_crystal_and_border_crystal_are_refused(synthetic_crystal) -> None:
         prepare_frame(cut, PreprocessConfig())
 
 
-@pytest.mark.parametrize(("stack", "message"), [
-    (np.zeros((64, 64)), "prepare_frame"),
-    (np.zeros((64, 64, 3)), "RGB"),
-    (np.zeros((2, 64, 64, 3)), "RGB"),
-    (np.zeros((2, 2, 64, 64)), "3-D"),
-    (np.zeros((0, 64, 64)), "no frames"),
-    (np.zeros((2, 64, 64), complex), "real number"),
-])
+@pytest.mark.parametrize(
+    ("stack", "message"),
+    [
+        (np.zeros((64, 64)), "prepare_frame"),
+        (np.zeros((64, 64, 3)), "RGB"),
+        (np.zeros((2, 64, 64, 3)), "RGB"),
+        (np.zeros((2, 2, 64, 64)), "3-D"),
+        (np.zeros((0, 64, 64)), "no frames"),
+        (np.zeros((2, 64, 64), complex), "real number"),
+    ],
+)
 def test_bad_stacks_are_refused_before_work(stack: np.ndarray, message: str) -> None:
     with pytest.raises(InputError, match=message):
         prepare_stack(stack, PreprocessConfig())

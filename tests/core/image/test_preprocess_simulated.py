@@ -17,13 +17,13 @@ from ccount_core.simulation.render import ImagingSettings
 def test_fit_on_simulated_crystal_matches_outer_shell() -> None:
     trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375)
     imaging = ImagingSettings(rotation_deg=8.0)  # 1 µm/px, 480 x 640, blur 5 µm, dof 50 µm
-    res = simulate(trap, [IonGroup("Ca+", 200)], SimulationSettings(seed=2, mode="pseudo"),
-                   imaging)
+    res = simulate(trap, [IonGroup("Ca+", 200)], SimulationSettings(seed=2, mode="pseudo"), imaging)
     p = res.positions * 1e6  # µm = px
     z, r = np.abs(p[:, 2]), np.hypot(p[:, 0], p[:, 1])
     outer = np.hypot(z / z.max(), r / r.max()) > 0.85
-    inv2, *_ = np.linalg.lstsq(np.column_stack([z[outer] ** 2, r[outer] ** 2]),
-                               np.ones(outer.sum()), rcond=None)
+    inv2, *_ = np.linalg.lstsq(
+        np.column_stack([z[outer] ** 2, r[outer] ** 2]), np.ones(outer.sum()), rcond=None
+    )
     a_true, b_true = 1 / np.sqrt(inv2)
 
     ell = fit_ellipse(res.image)

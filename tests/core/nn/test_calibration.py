@@ -64,8 +64,12 @@ def test_bad_fits_and_bad_maps_are_one_line_errors():
         fit_calibration(np.arange(1000.0), np.arange(1000.0), 350, 30)
     with pytest.raises(InputError, match="does not count"):
         check_calibration({"K+": {"knots": [0, 1], "values": [0, 1]}}, ["Ca+"], "card")
-    for bad in ({"knots": [1, 0], "values": [0, 1]}, {"knots": [0, 1], "values": [0]},
-                {"knots": [0, 1]}, [0, 1]):
+    for bad in (
+        {"knots": [1, 0], "values": [0, 1]},
+        {"knots": [0, 1], "values": [0]},
+        {"knots": [0, 1]},
+        [0, 1],
+    ):
         with pytest.raises(InputError, match="increasing knots"):
             check_calibration({"Ca+": bad}, ["Ca+"], "card")
 
@@ -73,30 +77,40 @@ def test_bad_fits_and_bad_maps_are_one_line_errors():
 def test_counter_applies_its_cards_calibration():
     cal = {"knots": [0.0, 100.0, 400.0], "values": [0.0, 90.0, 390.0]}
     cards = [{"label_names": ["Ca+"]}, {"label_names": ["Ca+", "ND3+"]}]
-    counter = IonCounter([(None, cards[0]), (None, cards[1])],
-                      {"label_names": ["Ca+", "ND3+"], "calibration": {"Ca+": cal}})
+    counter = IonCounter(
+        [(None, cards[0]), (None, cards[1])],
+        {"label_names": ["Ca+", "ND3+"], "calibration": {"Ca+": cal}},
+    )
     a = (np.array([[100.0], [50.0]]), np.full((2, 1), np.nan))
     b = (np.array([[110.0, 7.0], [50.0, 3.0]]), np.full((2, 2), np.nan))
     counts, spread = counter.combine([a, b])
     np.testing.assert_allclose(counts, [[95.0, 7.0], [45.0, 3.0]])  # ND3+ not calibrated
     np.testing.assert_allclose(spread[:, 0], [np.sqrt(50.0), 0.0])
     with pytest.raises(InputError, match="model 'x': calibration of 'Ca\\+' needs"):
-        IonCounter([(None, cards[0])], {"label_names": ["Ca+"], "name": "x",
-                                     "calibration": {"Ca+": {"knots": [0], "values": [0]}}})
+        IonCounter(
+            [(None, cards[0])],
+            {
+                "label_names": ["Ca+"],
+                "name": "x",
+                "calibration": {"Ca+": {"knots": [0], "values": [0]}},
+            },
+        )
 
 
 def test_a_calibrated_ensemble_card_counts_through_its_map(tmp_path: Path, one_torch_thread):
     card = ensemble_card(["default", "dark"], tmp_path / "e.json", name="pair")
     (tmp_path / "e.json").write_text(json.dumps(card))
     # a map that adds 7 ions everywhere
-    (tmp_path / "c.json").write_text(json.dumps(
-        {**card, "calibration": {"Ca+": {"knots": [0, 1000], "values": [7, 1007]}}}))
+    (tmp_path / "c.json").write_text(
+        json.dumps({**card, "calibration": {"Ca+": {"knots": [0, 1000], "values": [7, 1007]}}})
+    )
     stack, meta = load_sample("reaction_series")
     kw = {"pixel_size_um": meta["pixel_size_um"], "batch_size": 2, "threads": 1, "bf16": False}
     plain = count_stack(stack[:2], load_counter(tmp_path / "e.json"), **kw)
     moved = count_stack(stack[:2], load_counter(tmp_path / "c.json"), **kw)
     assert all(r["count"] > 30 for r in plain)
-    np.testing.assert_allclose([m["count"] - p["count"] for p, m in zip(plain, moved, strict=True)],
-                               7.0, atol=1e-3)
+    np.testing.assert_allclose(
+        [m["count"] - p["count"] for p, m in zip(plain, moved, strict=True)], 7.0, atol=1e-3
+    )
     # the dark count is the dark member's alone, not calibrated
     assert [m["count_ND3+"] for m in moved] == [p["count_ND3+"] for p in plain]

@@ -22,8 +22,12 @@ PRE = PreprocessConfig(model_pixel_size_um=12.0, output_shape=(48, 32))
 @pytest.fixture(scope="module")
 def model_dir(write_model, tmp_path_factory):
     """A tiny Ca+ model (seed 0, float16 weights) on PRE, trained on 30-350 ions."""
-    return write_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", preprocess=PRE,
-                       half=True, card={"label_range": [30, 350]})
+    return write_model(
+        tmp_path_factory.mktemp("model") / "tiny.safetensors",
+        preprocess=PRE,
+        half=True,
+        card={"label_range": [30, 350]},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +38,15 @@ def sample():
 
 def test_rows_per_frame_with_ellipse_time_and_tta_uncertainty(model_dir, sample):
     stack, meta = sample
-    rows = count_stack(stack, model_dir, meta["pixel_size_um"], frame_interval_s=10.0,
-                       batch_size=2, tta=3, bf16=False)
+    rows = count_stack(
+        stack,
+        model_dir,
+        meta["pixel_size_um"],
+        frame_interval_s=10.0,
+        batch_size=2,
+        tta=3,
+        bf16=False,
+    )
     assert [r["frame"] for r in rows] == [0, 1, 2, 3]
     assert [r["time_s"] for r in rows] == [0.0, 10.0, 20.0, 30.0]
     for r in rows:
@@ -50,22 +61,29 @@ def test_rows_per_frame_with_ellipse_time_and_tta_uncertainty(model_dir, sample)
 
 # an evaluation as `ccount evaluate` writes it: RMS error 2 ions near 50, 10 near 350 (and a
 # bin of too few images, left out)
-BINS = [{"true_mean": 50.0, "rms": 2.0, "n": 40}, {"true_mean": 200.0, "rms": 99.0, "n": 2},
-        {"true_mean": 350.0, "rms": 10.0, "n": 40}]
+BINS = [
+    {"true_mean": 50.0, "rms": 2.0, "n": 40},
+    {"true_mean": 200.0, "rms": 99.0, "n": 2},
+    {"true_mean": 350.0, "rms": 10.0, "n": 40},
+]
 
 
 def test_validation_error_interpolates_the_card():
     card = {"metrics": {"ccount_evaluate": {"bins": BINS}}}
-    np.testing.assert_allclose(validation_error(card, np.array([10, 50, 200, 350, 900])),
-                               [2.0, 2.0, 6.0, 10.0, 10.0])
+    np.testing.assert_allclose(
+        validation_error(card, np.array([10, 50, 200, 350, 900])), [2.0, 2.0, 6.0, 10.0, 10.0]
+    )
     assert np.isnan(validation_error({}, np.array([100.0]))).all()
 
 
-def test_uncertainty_is_the_validation_error_joined_with_the_tta_spread(sample, tmp_path,
-                                                                       write_model):
-    path = write_model(tmp_path / "evaluated.safetensors", preprocess=PRE,
-                       card={"label_range": [30, 350],
-                             "metrics": {"ccount_evaluate": {"bins": BINS}}})
+def test_uncertainty_is_the_validation_error_joined_with_the_tta_spread(
+    sample, tmp_path, write_model
+):
+    path = write_model(
+        tmp_path / "evaluated.safetensors",
+        preprocess=PRE,
+        card={"label_range": [30, 350], "metrics": {"ccount_evaluate": {"bins": BINS}}},
+    )
     stack, meta = sample
     card = {"metrics": {"ccount_evaluate": {"bins": BINS}}}
     plain = count_stack(stack[:2], path, meta["pixel_size_um"], tta=0)
@@ -89,8 +107,9 @@ def test_csv_written_per_batch_and_resumed_after_a_kill(model_dir, sample, tmp_p
         raise Killed
 
     with pytest.raises(Killed):
-        count_file(tif, out, model_dir, batch_size=2, tta=2, bf16=False,
-                   progress=kill_after_first_batch)
+        count_file(
+            tif, out, model_dir, batch_size=2, tta=2, bf16=False, progress=kill_after_first_batch
+        )
     meta_csv, rows = read_counts(out)
     assert [int(r["frame"]) for r in rows] == [0, 1]  # the first batch was on disk
     assert meta_csv["pixel_size_um"] == meta["pixel_size_um"]
@@ -102,8 +121,9 @@ def test_csv_written_per_batch_and_resumed_after_a_kill(model_dir, sample, tmp_p
     _, rows = read_counts(out)
     assert [int(r["frame"]) for r in rows] == [0, 1, 2, 3]
     full = count_stack(stack, model_dir, meta["pixel_size_um"], batch_size=2, tta=2, bf16=False)
-    np.testing.assert_allclose([float(r["count"]) for r in rows],
-                               [r["count"] for r in full], rtol=1e-5)
+    np.testing.assert_allclose(
+        [float(r["count"]) for r in rows], [r["count"] for r in full], rtol=1e-5
+    )
     with pytest.raises(InputError, match="another source"):
         count_file(tif, out, model_dir, pixel_size_um=2.0, batch_size=2)
 
@@ -120,8 +140,11 @@ def test_bad_input_is_refused_with_one_line(model_dir, tmp_path):
     with pytest.raises(InputError, match="card"):
         count_stack(np.zeros((1, 64, 64)), junk)
     with pytest.raises(InputError, match="preprocessing configuration differs"):
-        count_stack(np.zeros((1, 64, 64)), model_dir,
-                    expected_config=PreprocessConfig(model_pixel_size_um=3.0))
+        count_stack(
+            np.zeros((1, 64, 64)),
+            model_dir,
+            expected_config=PreprocessConfig(model_pixel_size_um=3.0),
+        )
 
 
 def test_unprepared_frame_gets_a_warning_not_a_count(model_dir):
@@ -134,8 +157,21 @@ def test_training_range_warning_allows_the_counts_own_error():
     from ccount_core.nn.count import _row
 
     def warning(count: float, unc: float) -> str:
-        return _row(0, 0, np.array([count]), unc, float("nan"), {}, [None], ["Ca+"], None,
-                    30.0, 350.0, "", "views disagree")["warning"]
+        return _row(
+            0,
+            0,
+            np.array([count]),
+            unc,
+            float("nan"),
+            {},
+            [None],
+            ["Ca+"],
+            None,
+            30.0,
+            350.0,
+            "",
+            "views disagree",
+        )["warning"]
 
     assert warning(350.4, 9.0) == ""  # 0.4 over the top, well inside its ±9 ions
     assert "outside the training range 30-350" in warning(360.0, 9.0)
@@ -174,8 +210,13 @@ def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, nativ
     monkeypatch.setattr(count_mod, "_bf16_pays", fake_pays)
     ran: list[bool] = []  # the precision each network call ran in
     real_infer = count_mod.infer
-    monkeypatch.setattr(count_mod, "infer", lambda net, images, tta, seed, bf16: (
-        ran.append(bf16) or real_infer(net, images, tta, seed, bf16)))
+    monkeypatch.setattr(
+        count_mod,
+        "infer",
+        lambda net, images, tta, seed, bf16: (
+            ran.append(bf16) or real_infer(net, images, tta, seed, bf16)
+        ),
+    )
     use = native and pays  # native bfloat16 that is also faster here
     auto = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu", batch_size=8)
     assert timed == ([(*PRE.output_shape, 8)] if native else [])
@@ -201,16 +242,25 @@ def test_two_batches_at_once_count_the_same_in_order(model_dir, sample):
     batches: list[list[int]] = []
     # float32: the random test network magnifies rounding, and bfloat16 is chosen per thread
     # count where the CPU has it
-    one = count_stack(stack, model_dir, meta["pixel_size_um"], batch_size=1, threads=1, tta=2,
-                      bf16=False)
-    two = count_stack(stack, model_dir, meta["pixel_size_um"], batch_size=1, threads=2, tta=2,
-                      bf16=False, on_rows=lambda rows: batches.append([r["frame"] for r in rows]))
+    one = count_stack(
+        stack, model_dir, meta["pixel_size_um"], batch_size=1, threads=1, tta=2, bf16=False
+    )
+    two = count_stack(
+        stack,
+        model_dir,
+        meta["pixel_size_um"],
+        batch_size=1,
+        threads=2,
+        tta=2,
+        bf16=False,
+        on_rows=lambda rows: batches.append([r["frame"] for r in rows]),
+    )
     assert batches == [[0], [1], [2], [3]]  # delivered in frame order
     assert [r["frame"] for r in two] == [0, 1, 2, 3]
-    np.testing.assert_allclose([r["count"] for r in two], [r["count"] for r in one],
-                               rtol=1e-5)
-    np.testing.assert_allclose([r["uncertainty"] for r in two],
-                               [r["uncertainty"] for r in one], rtol=1e-5)
+    np.testing.assert_allclose([r["count"] for r in two], [r["count"] for r in one], rtol=1e-5)
+    np.testing.assert_allclose(
+        [r["uncertainty"] for r in two], [r["uncertainty"] for r in one], rtol=1e-5
+    )
 
 
 def test_a_failing_callback_stops_the_parallel_count(model_dir, sample):
@@ -222,6 +272,12 @@ def test_a_failing_callback_stops_the_parallel_count(model_dir, sample):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        count_stack(np.concatenate([stack] * 3), model_dir, meta["pixel_size_um"],
-                    batch_size=1, threads=2, on_rows=stop_after_first)
+        count_stack(
+            np.concatenate([stack] * 3),
+            model_dir,
+            meta["pixel_size_um"],
+            batch_size=1,
+            threads=2,
+            on_rows=stop_after_first,
+        )
     assert seen == [0]

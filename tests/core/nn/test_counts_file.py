@@ -24,16 +24,27 @@ def test_the_format_loads_without_torch():
 
 
 def test_writer_keeps_the_column_order_and_writes_none_as_empty(tmp_path):
-    rows = [{**dict.fromkeys(COLUMNS), "frame": 3, "count": 12.5, "uncertainty": 0.5,
-             "warning": "", "count_ND3+": 2.0, "count_X+": None}]
+    rows = [
+        {
+            **dict.fromkeys(COLUMNS),
+            "frame": 3,
+            "count": 12.5,
+            "uncertainty": 0.5,
+            "warning": "",
+            "count_ND3+": 2.0,
+            "count_X+": None,
+        }
+    ]
     assert other_counts(rows) == {"ND3+": "count_ND3+", "X+": "count_X+"}
     path = tmp_path / "rows.csv"
     with path.open("w", newline="") as fh:
         writer = CountsWriter(fh, other_counts(rows))
         writer.write_column_names()
         writer.write(rows)
-    assert path.read_text().splitlines() == [",".join([*COLUMNS, "count_ND3+", "count_X+"]),
-                                            "3,,12.5,0.5,,,,,,,2.0,"]
+    assert path.read_text().splitlines() == [
+        ",".join([*COLUMNS, "count_ND3+", "count_X+"]),
+        "3,,12.5,0.5,,,,,,,2.0,",
+    ]
 
 
 def test_a_file_is_started_resumed_and_refused_when_made_otherwise(tmp_path):

@@ -21,8 +21,10 @@ from ccount_core.nn.model import CountingNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 needs_bf16_packing = pytest.mark.skipif(
-    not bf16_packable(), reason="this CPU cannot pack bfloat16 weights (no AVX512-BW/VL/DQ or "
-    "AVX-NE-CONVERT); test_bfloat16_where_it_cannot_be_packed covers it")
+    not bf16_packable(),
+    reason="this CPU cannot pack bfloat16 weights (no AVX512-BW/VL/DQ or "
+    "AVX-NE-CONVERT); test_bfloat16_where_it_cannot_be_packed covers it",
+)
 
 PRE = PreprocessConfig(model_pixel_size_um=12.0, output_shape=(48, 32))
 
@@ -97,8 +99,12 @@ def test_count_stack_packs_a_long_count_and_counts_the_same(monkeypatch):
     stack, meta = load_sample("reaction_series")
     stack = stack[:3]
     net = _trained_like_net(1)
-    card = {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
-            "input_shape": list(PRE.output_shape), "label_range": [30, 350]}
+    card = {
+        "label_names": ["Ca+"],
+        "preprocess": PRE.to_dict(),
+        "input_shape": list(PRE.output_shape),
+        "label_range": [30, 350],
+    }
     fresh = IonCounter([(net, card)], card)
     plain = count_stack(stack, fresh, meta["pixel_size_um"], device="cpu", bf16=False)
     assert not fresh.is_packed()  # 3 frames: packing would cost more than it saves
@@ -129,14 +135,19 @@ def test_bfloat16_where_it_cannot_be_packed(monkeypatch, tmp_path):
         evaluate(None, tmp_path / "no_such_store.zarr", tmp_path / "eval", bf16=True)
     assert not (tmp_path / "eval").exists()
     stack, meta = load_sample("reaction_series")
-    card = {"label_names": ["Ca+"], "preprocess": PRE.to_dict(),
-            "input_shape": list(PRE.output_shape), "label_range": [30, 350]}
+    card = {
+        "label_names": ["Ca+"],
+        "preprocess": PRE.to_dict(),
+        "input_shape": list(PRE.output_shape),
+        "label_range": [30, 350],
+    }
     monkeypatch.setattr(count_mod, "PACK_MIN_FRAMES", 3)
     bf = IonCounter([(net, card)], card)
     rows = count_stack(stack[:3], bf, meta["pixel_size_um"], device="cpu", bf16=True)
     assert not bf.is_packed(bf16=True) and not bf.is_packed()
-    f32 = count_stack(stack[:3], IonCounter([(net, card)], card), meta["pixel_size_um"],
-                      device="cpu", bf16=False)
+    f32 = count_stack(
+        stack[:3], IonCounter([(net, card)], card), meta["pixel_size_um"], device="cpu", bf16=False
+    )
     a = np.array([r["count"] for r in f32])
     b = np.array([r["count"] for r in rows])
     assert np.all(np.abs(a) > 1.0)
@@ -149,8 +160,11 @@ def test_bfloat16_packed_shipped_model_counts_within_an_ion():
     both packed, on the sample frames: bfloat16 rounding moves a count by a fraction of an ion."""
     stack, meta = load_sample("reaction_series")
     counter = load_counter("default")
-    prepared = prepare_stack(stack[:8], PreprocessConfig.from_dict(
-        counter.card["preprocess"]), camera_pixel_size_um=meta["pixel_size_um"]).images
+    prepared = prepare_stack(
+        stack[:8],
+        PreprocessConfig.from_dict(counter.card["preprocess"]),
+        camera_pixel_size_um=meta["pixel_size_um"],
+    ).images
     f32, _ = infer(counter.packed_for_cpu()[0], prepared)
     b16, _ = infer(counter.packed_for_cpu(bf16=True)[0], prepared)
     assert np.all(f32 > 30)

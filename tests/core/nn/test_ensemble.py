@@ -45,8 +45,7 @@ def members(write_model, tmp_path_factory) -> tuple[Path, Path, Path]:
     """A Ca+ model, a Ca+ + ND3+ model with stretched preparation, and their ensemble card."""
     root = tmp_path_factory.mktemp("ensemble")
     a = write_model(root / "a.safetensors", ["Ca+"], preprocess=PRE, seed=0, **MEMBER)
-    b = write_model(root / "b.safetensors", ["Ca+", "ND3+"], preprocess=STRETCHED, seed=1,
-                    **MEMBER)
+    b = write_model(root / "b.safetensors", ["Ca+", "ND3+"], preprocess=STRETCHED, seed=1, **MEMBER)
     card = ensemble_card([a, b], root / "both.json", name="test pair")
     return a, b, _write(card, root / "both.json")
 
@@ -59,8 +58,7 @@ def sample():
 
 def test_combine_means_members_and_adds_their_spread():
     cards = [{"label_names": ["Ca+"]}, {"label_names": ["Ca+", "ND3+"]}]
-    counter = IonCounter([(None, cards[0]), (None, cards[1])],
-                      {"label_names": ["Ca+", "ND3+"]})
+    counter = IonCounter([(None, cards[0]), (None, cards[1])], {"label_names": ["Ca+", "ND3+"]})
     a = (np.array([[100.0], [50.0]]), np.array([[np.nan], [np.nan]]))
     b = (np.array([[110.0, 7.0], [50.0, 3.0]]), np.array([[np.nan, 1.5], [np.nan, np.nan]]))
     counts, spread = counter.combine([a, b])
@@ -71,8 +69,10 @@ def test_combine_means_members_and_adds_their_spread():
     # test-time spreads join the members' own
     a_tta = (a[0], np.array([[2.0], [2.0]]))
     b_tta = (b[0], np.array([[4.0, 1.0], [0.0, 1.0]]))
-    np.testing.assert_allclose(counter.combine([a_tta, b_tta])[1][:, 0],
-                               [np.sqrt(50.0 + (4 + 16) / 2), np.sqrt((4 + 0) / 2)])
+    np.testing.assert_allclose(
+        counter.combine([a_tta, b_tta])[1][:, 0],
+        [np.sqrt(50.0 + (4 + 16) / 2), np.sqrt((4 + 0) / 2)],
+    )
 
 
 def test_ensemble_count_is_the_mean_of_its_members(members, sample):
@@ -88,13 +88,15 @@ def test_ensemble_count_is_the_mean_of_its_members(members, sample):
     ca, cb = (np.array([r["count"] for r in rs]) for rs in (ra, rb))
     # each member counted the frame prepared its own way (b's is stretched)
     np.testing.assert_allclose([r["count"] for r in rows], (ca + cb) / 2, rtol=1e-4)
-    np.testing.assert_allclose([r["count_ND3+"] for r in rows],
-                               [r["count_ND3+"] for r in rb], rtol=1e-4)
+    np.testing.assert_allclose(
+        [r["count_ND3+"] for r in rows], [r["count_ND3+"] for r in rb], rtol=1e-4
+    )
     for r, x, y in zip(rows, ca, cb, strict=True):
         spread = abs(x - y) / np.sqrt(2)
         assert r["uncertainty"] == pytest.approx(spread, rel=1e-3)  # the card has no metrics
         assert ("models or test-time views disagree" in r["warning"]) == (
-            spread > 0.1 * abs(r["count"]))
+            spread > 0.1 * abs(r["count"])
+        )
         assert r["ellipse_semi_major"] == pytest.approx(ra[0]["ellipse_semi_major"], rel=0.5)
 
 
@@ -124,8 +126,9 @@ def test_ensemble_counts_a_file_with_its_name_and_dark_column(members, sample, t
 def test_bad_ensembles_are_one_line_errors(members, write_model, tmp_path):
     a, _, both = members
     card = json.loads(both.read_text())
-    gone = _write({**card, "members": [card["members"][0], "missing.json"]},
-                  both.parent / "gone.json")
+    gone = _write(
+        {**card, "members": [card["members"][0], "missing.json"]}, both.parent / "gone.json"
+    )
     with pytest.raises(InputError, match="no such file"):
         load_counter(gone)
     with pytest.raises(InputError, match="lists no member"):
@@ -135,8 +138,9 @@ def test_bad_ensembles_are_one_line_errors(members, write_model, tmp_path):
         load_counter(swapped)
     with pytest.raises(InputError, match="label_names"):
         load_counter(_write({**card, "label_names": ["Ca+"]}, both.parent / "labels.json"))
-    nested = _write({**card, "members": ["both.json", card["members"][0]]},
-                    both.parent / "nested.json")
+    nested = _write(
+        {**card, "members": ["both.json", card["members"][0]]}, both.parent / "nested.json"
+    )
     with pytest.raises(InputError, match="itself an ensemble"):
         load_counter(nested)
     with pytest.raises(InputError, match="at least two"):

@@ -71,9 +71,15 @@ def test_not_a_model_and_missing_card_are_refused(tmp_path):
     junk.with_suffix(".json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(InputError, match="not a ccount model card"):
         load_model(junk)
-    card = {"format": "ccount-model", "architecture": "resnet50-greyscale-regression",
-            "n_outputs": 1, "label_names": ["Ca+"], "label_scale": [1.0], "preprocess": PRE,
-            "input_shape": [32, 32]}
+    card = {
+        "format": "ccount-model",
+        "architecture": "resnet50-greyscale-regression",
+        "n_outputs": 1,
+        "label_names": ["Ca+"],
+        "label_scale": [1.0],
+        "preprocess": PRE,
+        "input_shape": [32, 32],
+    }
     junk.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(InputError, match="not a safetensors file"):
         load_model(junk)
@@ -98,8 +104,7 @@ def test_imagenet_init_sums_rgb_kernels(tmp_path):
     path = tmp_path / "imagenet.pth"
     torch.save(rgb, path)
     model = build_model(1, init_weights=path)
-    torch.testing.assert_close(model.net.conv1.weight,
-                               rgb["conv1.weight"].sum(dim=1, keepdim=True))
+    torch.testing.assert_close(model.net.conv1.weight, rgb["conv1.weight"].sum(dim=1, keepdim=True))
     torch.testing.assert_close(model.net.layer1[0].conv1.weight, rgb["layer1.0.conv1.weight"])
     assert model.net.fc.weight.shape == (1, 2048)
     with pytest.raises(InputError, match="init_weights"):

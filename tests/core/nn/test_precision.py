@@ -24,6 +24,7 @@ def runner(clock: FakeClock, seconds: dict[bool, float], calls: list[bool]):
     def run(flag: bool) -> None:
         calls.append(flag)
         clock.now += seconds[flag]
+
     return run
 
 
@@ -34,7 +35,7 @@ def test_the_faster_precision_is_chosen_and_remembered(tmp_path: Path, monkeypat
     assert bf16_pays(slow_bf16, "net 96x48 batch 16", timer=clock) is False
     assert calls == [False] * 4 + [True] * 4  # a warm-up and three timed runs each
     saved = json.loads((tmp_path / CHOICE_FILE).read_text())
-    (key, entry), = saved.items()
+    ((key, entry),) = saved.items()
     assert cpu_name() in key and "net 96x48 batch 16" in key
     assert entry["bf16"] is False
     assert entry["float32_s"] == pytest.approx(0.10) and entry["bfloat16_s"] == pytest.approx(0.12)

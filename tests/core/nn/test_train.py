@@ -16,8 +16,17 @@ from ccount_core.nn.training_data import Split
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-NO_AUG = AugmentConfig(rotation_deg=0, shift_frac=0, scale=0, flip=False, blur_sigma_px=0,
-                       gain=0, gamma=0, noise=0, shot_noise=0)
+NO_AUG = AugmentConfig(
+    rotation_deg=0,
+    shift_frac=0,
+    scale=0,
+    flip=False,
+    blur_sigma_px=0,
+    gain=0,
+    gamma=0,
+    noise=0,
+    shot_noise=0,
+)
 CARD = {"label_names": ["Ca+"], "preprocess": {"size": 32}}
 
 
@@ -46,7 +55,8 @@ def test_loss_decreases_on_a_learnable_task(tmp_path):
     assert card["training"]["steps"] == 24
     _loaded, saved = load_model(tmp_path)
     assert saved["metrics"]["validation_last_epoch"]["val_rmse"] == pytest.approx(
-        rows[-1]["val_rmse"])
+        rows[-1]["val_rmse"]
+    )
 
 
 class Killed(Exception):
@@ -54,8 +64,7 @@ class Killed(Exception):
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
-    cfg = TrainConfig(epochs=2, batch_size=4, seed=5, checkpoint_every=3,
-                      augment=AugmentConfig())
+    cfg = TrainConfig(epochs=2, batch_size=4, seed=5, checkpoint_every=3, augment=AugmentConfig())
     train, val = discs(12, 2), discs(4, 3)
     ref, _ = fit(train, val, tmp_path / "a", cfg, CARD)
 
@@ -66,8 +75,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     with pytest.raises(Killed):
         fit(train, val, tmp_path / "b", cfg, CARD, progress=kill_at_5)
     steps: list[int] = []
-    resumed, _ = fit(train, val, tmp_path / "b", cfg, CARD,
-                     progress=lambda d, t: steps.append(d))
+    resumed, _ = fit(train, val, tmp_path / "b", cfg, CARD, progress=lambda d, t: steps.append(d))
     assert steps[0] == 3  # continued from the checkpoint at step 3, not from 0
     for (name, a), b in zip(ref.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
@@ -78,8 +86,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 def test_epoch_length_changes_when_it_validates_not_what_it_learns(tmp_path):
     train, val = discs(12, 2), discs(4, 3)  # 3 steps of 4 images per pass
     two_passes = TrainConfig(epochs=2, batch_size=4, seed=5, augment=AugmentConfig())
-    one_epoch = TrainConfig(epochs=1, epoch_images=24, batch_size=4, seed=5,
-                            augment=AugmentConfig())
+    one_epoch = TrainConfig(
+        epochs=1, epoch_images=24, batch_size=4, seed=5, augment=AugmentConfig()
+    )
     a, _ = fit(train, val, tmp_path / "a", two_passes, CARD)
     b, card = fit(train, val, tmp_path / "b", one_epoch, CARD)
     for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
@@ -95,23 +104,49 @@ def _batchnorms(model: torch.nn.Module) -> list[torch.nn.BatchNorm2d]:
 
 def test_freeze_bn_trains_with_running_statistics(tmp_path):
     train, val = discs(12, 2), discs(4, 3)
-    start, _ = fit(train, val, tmp_path / "start", TrainConfig(
-        epochs=1, batch_size=4, seed=5, augment=NO_AUG), CARD)
-    frozen, card = fit(train, val, tmp_path / "a", TrainConfig(
-        epochs=1, batch_size=4, seed=6, freeze_bn=True, init_model=str(tmp_path / "start"),
-        augment=NO_AUG), CARD)
-    moving, _ = fit(train, val, tmp_path / "b", TrainConfig(
-        epochs=1, batch_size=4, seed=6, init_model=str(tmp_path / "start"), augment=NO_AUG),
-        CARD)
+    start, _ = fit(
+        train,
+        val,
+        tmp_path / "start",
+        TrainConfig(epochs=1, batch_size=4, seed=5, augment=NO_AUG),
+        CARD,
+    )
+    frozen, card = fit(
+        train,
+        val,
+        tmp_path / "a",
+        TrainConfig(
+            epochs=1,
+            batch_size=4,
+            seed=6,
+            freeze_bn=True,
+            init_model=str(tmp_path / "start"),
+            augment=NO_AUG,
+        ),
+        CARD,
+    )
+    moving, _ = fit(
+        train,
+        val,
+        tmp_path / "b",
+        TrainConfig(
+            epochs=1, batch_size=4, seed=6, init_model=str(tmp_path / "start"), augment=NO_AUG
+        ),
+        CARD,
+    )
     assert card["training"]["config"]["freeze_bn"] is True
     # Frozen: the statistics stay those of the start while scale and shift learn.
     for a, b in zip(_batchnorms(frozen), _batchnorms(start), strict=True):
         torch.testing.assert_close(a.running_mean, b.running_mean, rtol=0, atol=0)
         torch.testing.assert_close(a.running_var, b.running_var, rtol=0, atol=0)
-    assert any(not torch.equal(a.weight, b.weight)
-               for a, b in zip(_batchnorms(frozen), _batchnorms(start), strict=True))
-    assert any(not torch.equal(a.running_mean, b.running_mean)
-               for a, b in zip(_batchnorms(moving), _batchnorms(start), strict=True))
+    assert any(
+        not torch.equal(a.weight, b.weight)
+        for a, b in zip(_batchnorms(frozen), _batchnorms(start), strict=True)
+    )
+    assert any(
+        not torch.equal(a.running_mean, b.running_mean)
+        for a, b in zip(_batchnorms(moving), _batchnorms(start), strict=True)
+    )
     with pytest.raises(InputError, match="freeze_bn: only when fine-tuning"):
         TrainConfig(freeze_bn=True)
 

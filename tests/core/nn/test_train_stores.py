@@ -28,19 +28,36 @@ from ccount_core.nn.training_data import open_stores, prepare_split, prepare_spl
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-NO_AUG = AugmentConfig(rotation_deg=0, shift_frac=0, scale=0, flip=False, blur_sigma_px=0,
-                       gain=0, gamma=0, noise=0, shot_noise=0)
+NO_AUG = AugmentConfig(
+    rotation_deg=0,
+    shift_frac=0,
+    scale=0,
+    flip=False,
+    blur_sigma_px=0,
+    gain=0,
+    gamma=0,
+    noise=0,
+    shot_noise=0,
+)
 PRE = PreprocessConfig(model_pixel_size_um=4.0, output_shape=(32, 16))
 
 
-def fake_simulate(trap: Mapping[str, Any], ions: Sequence[tuple[str, int]],
-                  simulation: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def fake_simulate(
+    trap: Mapping[str, Any],
+    ions: Sequence[tuple[str, int]],
+    simulation: Mapping[str, Any],
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
     n = sum(c for _, c in ions)
     return np.zeros((1, n, 3)), np.ones(n, bool)
 
 
-def fake_render(samples: np.ndarray, fluorescing: np.ndarray, imaging: Mapping[str, Any],
-                rng: np.random.Generator) -> np.ndarray:
+def fake_render(
+    samples: np.ndarray,
+    fluorescing: np.ndarray,
+    imaging: Mapping[str, Any],
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Spots inside an ellipse (trap axis horizontal) whose semi-axes grow with the ion count."""
     rows, cols = imaging["shape"]
     n = int(fluorescing.sum())
@@ -59,8 +76,13 @@ def spec(seed: int) -> dict[str, Any]:
         "name": f"two-stores-{seed}",
         "seed": seed,
         "imaging": {"shape": [48, 96], "pixel_size_um": 2.0},
-        "parameters": {"n_ions": [20, 30, 40, 50, 60], "v_rf": [190, 210], "v_end": [2.0],
-                       "eta": 0.244, "seeds": [seed, seed + 10, seed + 20]},
+        "parameters": {
+            "n_ions": [20, 30, 40, 50, 60],
+            "v_rf": [190, 210],
+            "v_end": [2.0],
+            "eta": 0.244,
+            "seeds": [seed, seed + 10, seed + 20],
+        },
         "renders": {"focal_offset_um": [0]},
         "store": {"chunk": 8},
     }
@@ -71,13 +93,15 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
     from distributed import Client, LocalCluster
 
     root = tmp_path_factory.mktemp("stores")
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                           dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    )
     paths = [root / "a.zarr", root / "b.zarr"]
     with Client(cluster) as client:
         for seed, path in zip((1, 2), paths, strict=True):
-            generate(spec(seed), path, client=client, simulate_fn=fake_simulate,
-                     render_fn=fake_render)
+            generate(
+                spec(seed), path, client=client, simulate_fn=fake_simulate, render_fn=fake_render
+            )
     cluster.close()
     yield paths
 
@@ -101,11 +125,13 @@ def test_training_joins_the_stores(stores, run, tmp_path):
     assert card["splits"]["train"] == sum(n_train)
     assert card["splits"]["validation"] == sum(n_val)
     assert [d["path"] for d in card["data"]] == [str(p) for p in stores]
-    assert json.loads((run / "run.json").read_text())["data"] == [str(p.resolve())
-                                                                  for p in stores]
+    assert json.loads((run / "run.json").read_text())["data"] == [str(p.resolve()) for p in stores]
     assert sorted(f.name for f in run.glob("prepared_*.npy")) == [
-        "prepared_train.0.npy", "prepared_train.1.npy",
-        "prepared_validation.0.npy", "prepared_validation.1.npy"]
+        "prepared_train.0.npy",
+        "prepared_train.1.npy",
+        "prepared_validation.0.npy",
+        "prepared_validation.1.npy",
+    ]
     # a run.json written before a setting existed (here new_preprocess) still resumes
     older = tmp_path / "older"
     shutil.copytree(run, older)
@@ -115,17 +141,14 @@ def test_training_joins_the_stores(stores, run, tmp_path):
     train(stores, older, TrainConfig(epochs=1, batch_size=8, seed=0, augment=NO_AUG), PRE)
     # started again with the stores in the other order: another run, refused
     with pytest.raises(InputError, match="other settings"):
-        train(stores[::-1], run, TrainConfig(epochs=1, batch_size=8, seed=0, augment=NO_AUG),
-              PRE)
+        train(stores[::-1], run, TrainConfig(epochs=1, batch_size=8, seed=0, augment=NO_AUG), PRE)
 
 
-def test_prepared_cache_does_not_depend_on_how_the_path_is_spelt(stores, tmp_path,
-                                                                   monkeypatch):
+def test_prepared_cache_does_not_depend_on_how_the_path_is_spelt(stores, tmp_path, monkeypatch):
     first = prepare_split(open_dataset(stores[0]), "train", PRE, None, None, tmp_path)
     assert not isinstance(first.images, np.memmap)  # prepared afresh
     monkeypatch.chdir(stores[0].parent)
-    again = prepare_split(open_dataset(Path(stores[0].name)), "train", PRE, None, None,
-                          tmp_path)
+    again = prepare_split(open_dataset(Path(stores[0].name)), "train", PRE, None, None, tmp_path)
     assert isinstance(again.images, np.memmap)  # read back from the cache
     np.testing.assert_array_equal(again.images, first.images)
     np.testing.assert_array_equal(again.labels, first.labels)
@@ -158,15 +181,18 @@ def test_an_ensemble_evaluates_as_the_mean_of_its_members(stores, run, tmp_path,
     from ccount_core.nn.ensemble import ensemble_card
 
     stretched = replace(PRE, stretch_to_fit=True)
-    other = write_model(tmp_path / "other.safetensors", label_scale=[60.0],
-                        preprocess=stretched, seed=7)
+    other = write_model(
+        tmp_path / "other.safetensors", label_scale=[60.0], preprocess=stretched, seed=7
+    )
     pair = tmp_path / "pair.json"
     pair.write_text(json.dumps(ensemble_card([run, other], pair, name="pair")))
     got = evaluate(pair, stores[0], tmp_path / "pair")
     evaluate(run, stores[0], tmp_path / "one")
     evaluate(other, stores[0], tmp_path / "two")
-    p = {out: np.loadtxt(tmp_path / out / "predictions.csv", delimiter=",", skiprows=1)
-         for out in ("one", "two", "pair")}
+    p = {
+        out: np.loadtxt(tmp_path / out / "predictions.csv", delimiter=",", skiprows=1)
+        for out in ("one", "two", "pair")
+    }
     # the stretched member also prepares the 60-ion crystals the other cannot fit: the
     # ensemble counts the images both prepared, as the mean of the two
     ids = {k: v[:, -1] for k, v in p.items()}
@@ -180,13 +206,11 @@ def test_an_ensemble_evaluates_as_the_mean_of_its_members(stores, run, tmp_path,
 def test_fine_tuning_starts_from_the_given_model(stores, run, tmp_path):
     start, _ = load_model(run)
     # a learning rate so small that the weights cannot move: the result is the starting model
-    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-12, seed=3, augment=NO_AUG,
-                      init_model=str(run))
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-12, seed=3, augment=NO_AUG, init_model=str(run))
     tuned, card = train(stores, tmp_path / "tuned", cfg, PRE)
     assert card["training"]["started_from"]["model"] == str(run)
     assert card["training"]["started_from"]["training"]["steps"] >= 1
-    for (name, a), b in zip(start.state_dict().items(), tuned.state_dict().values(),
-                            strict=True):
+    for (name, a), b in zip(start.state_dict().items(), tuned.state_dict().values(), strict=True):
         if a.is_floating_point() and "running" not in name:  # batch-norm statistics do move
             torch.testing.assert_close(a, b.float(), rtol=0, atol=1e-6, msg=name)
 
@@ -200,8 +224,12 @@ def test_bad_store_lists_and_starting_points(stores, run, tmp_path):
         open_stores([])
     other = PreprocessConfig(model_pixel_size_um=5.0, output_shape=(32, 16))
     with pytest.raises(InputError, match="init_model: preprocessing"):
-        train(stores, tmp_path / "t", TrainConfig(epochs=1, batch_size=8, augment=NO_AUG,
-                                                  init_model=str(run)), other)
+        train(
+            stores,
+            tmp_path / "t",
+            TrainConfig(epochs=1, batch_size=8, augment=NO_AUG, init_model=str(run)),
+            other,
+        )
     with pytest.raises(InputError, match="one starting point"):
         TrainConfig(init_weights="a.pth", init_model="default")
     with pytest.raises(InputError, match="new_preprocess: only with init_model"):
@@ -211,10 +239,16 @@ def test_bad_store_lists_and_starting_points(stores, run, tmp_path):
 def test_fine_tuning_into_another_preprocessing(stores, run, tmp_path):
     # --new-preprocess: the weights start a run that prepares images otherwise (here the
     # crystal stretched to fill the frame); the card keeps both configurations.
-    stretch = PreprocessConfig(model_pixel_size_um=4.0, output_shape=(32, 16),
-                               stretch_to_fit=True)
-    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-4, seed=3, augment=NO_AUG,
-                      init_model=str(run), new_preprocess=True)
+    stretch = PreprocessConfig(model_pixel_size_um=4.0, output_shape=(32, 16), stretch_to_fit=True)
+    cfg = TrainConfig(
+        epochs=1,
+        batch_size=8,
+        lr=1e-4,
+        seed=3,
+        augment=NO_AUG,
+        init_model=str(run),
+        new_preprocess=True,
+    )
     _, card = train(stores, tmp_path / "stretched", cfg, stretch)
     assert card["preprocess"] == stretch.to_dict()
     assert card["training"]["started_from"]["preprocess"] == PRE.to_dict()
@@ -228,16 +262,16 @@ def dark_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("dark") / "dark.zarr"
     mixed = {**spec(3), "name": "dark", "species": {"dark": {"ND3+": {"number": [0, 5]}}}}
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                           dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    )
     with Client(cluster) as client:
         generate(mixed, path, client=client, simulate_fn=fake_simulate, render_fn=fake_render)
     cluster.close()
     return path
 
 
-def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_store, run,
-                                                                 tmp_path):
+def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_store, run, tmp_path):
     both = ("Ca+", "ND3+")
     # the pure stores hold no ND3+: they teach the new output 0
     tr = prepare_splits(open_stores([*stores, dark_store]), "train", PRE, both, None, None)
@@ -245,17 +279,20 @@ def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_st
     assert np.all(tr.labels[:n_pure, 1] == 0)
     assert set(tr.labels[n_pure:, 1]) == {0.0, 5.0}
     start, _ = load_model(run)
-    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-12, seed=3, augment=NO_AUG,
-                      init_model=str(run), labels=both)
+    cfg = TrainConfig(
+        epochs=1, batch_size=8, lr=1e-12, seed=3, augment=NO_AUG, init_model=str(run), labels=both
+    )
     grown, card = train([*stores, dark_store], tmp_path / "grown", cfg, PRE)
     assert card["label_names"] == ["Ca+", "ND3+"]
     assert card["training"]["started_from"]["label_names"] == ["Ca+"]
     # the Ca+ output keeps its head row and scale, the backbone its weights
     assert grown.label_scale.tolist() == [start.label_scale.item(), 5.0]
-    torch.testing.assert_close(grown.net.fc.weight[0].float(), start.net.fc.weight[0],
-                               rtol=0, atol=1e-6)
-    torch.testing.assert_close(grown.net.conv1.weight.float(), start.net.conv1.weight,
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        grown.net.fc.weight[0].float(), start.net.fc.weight[0], rtol=0, atol=1e-6
+    )
+    torch.testing.assert_close(
+        grown.net.conv1.weight.float(), start.net.conv1.weight, rtol=0, atol=1e-6
+    )
     # a two-output model is measured on a pure store (ND3+ = 0 there)
     metrics = evaluate(tmp_path / "grown", [stores[0], dark_store], tmp_path / "eval")
     n_val = split_size(stores[0], "validation") + split_size(dark_store, "validation")
@@ -265,11 +302,20 @@ def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_st
     assert len(set(table[:, 4])) == n_val
     assert set(table[:, 2]) == {0.0, 5.0}  # true ND3+: 0 in the pure store
     assert metrics["other_labels"]["ND3+"]["rms"] == pytest.approx(
-        np.sqrt(np.mean((table[:, 3] - table[:, 2]) ** 2)))
+        np.sqrt(np.mean((table[:, 3] - table[:, 2]) ** 2))
+    )
     # a misspelt label is no species of any store; a run may not drop the model's labels
     with pytest.raises(InputError, match="'ND3' is not a species of the data set"):
-        train(stores, tmp_path / "typo", TrainConfig(epochs=1, batch_size=8, augment=NO_AUG,
-                                                     labels=("Ca+", "ND3")), PRE)
+        train(
+            stores,
+            tmp_path / "typo",
+            TrainConfig(epochs=1, batch_size=8, augment=NO_AUG, labels=("Ca+", "ND3")),
+            PRE,
+        )
     with pytest.raises(InputError, match="may add labels to the model's"):
-        train(stores, tmp_path / "drop", TrainConfig(epochs=1, batch_size=8, augment=NO_AUG,
-                                                     init_model=str(tmp_path / "grown")), PRE)
+        train(
+            stores,
+            tmp_path / "drop",
+            TrainConfig(epochs=1, batch_size=8, augment=NO_AUG, init_model=str(tmp_path / "grown")),
+            PRE,
+        )

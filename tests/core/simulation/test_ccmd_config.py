@@ -58,8 +58,12 @@ def test_shipped_example_rounds_into_the_settings() -> None:
     assert im.blur == pytest.approx(5e-6) and im.depth_of_field == pytest.approx(50e-6)
     assert cfg.make_image
     integ = cfg.file.integrator
-    assert integ == {"steps_per_period": 100.0, "respa_steps": 500.0, "cool_periods": 10000.0,
-                     "hist_periods": 10000.0}
+    assert integ == {
+        "steps_per_period": 100.0,
+        "respa_steps": 500.0,
+        "cool_periods": 10000.0,
+        "hist_periods": 10000.0,
+    }
 
 
 def test_case_insensitive_keys_comments_and_scale() -> None:
@@ -74,8 +78,10 @@ def test_case_insensitive_keys_comments_and_scale() -> None:
 
 
 def test_older_integrator_keys_convert_to_periods() -> None:
-    text = MINIMAL + "integrator {\n timestep 0.1\n respasteps 5\n coolsteps 20000\n" \
+    text = (
+        MINIMAL + "integrator {\n timestep 0.1\n respasteps 5\n coolsteps 20000\n"
         " histsteps 10000\n}\n"
+    )
     integ = read_ccmd_text(text).integrator
     # timestep in units of 2/Ω: π / 0.1 steps per RF period.
     assert integ["steps_per_period"] == pytest.approx(math.pi / 0.1)
@@ -84,8 +90,8 @@ def test_older_integrator_keys_convert_to_periods() -> None:
 
 def test_species_not_in_the_table_or_with_other_masses_are_created() -> None:
     text = MINIMAL.replace("Ca 50", "Ca 50\n    Xe 10\n    Foo 3").replace(
-        "iontype {", "iontype {\n  Xe {\n mass 130\n charge 1\n }\n  Foo {\n mass 33\n"
-        " charge 2\n }\n"
+        "iontype {",
+        "iontype {\n  Xe {\n mass 130\n charge 1\n }\n  Foo {\n mass 33\n charge 2\n }\n",
     )
     from ccount_core.simulation.ccmd_config import to_settings
 
@@ -105,13 +111,17 @@ BAD_EDITS = [
     (_edit("Ca 50", "Ca 50\n    CaF 3"), r"trap.info:11: ionnumbers.caf: no iontype"),
     (_edit("    z0 2.75e-3\n", ""), r"trap.z0: missing"),
     (lambda s: s + "bogus {\n}\n", r"trap.info:19: bogus: unknown section"),
-    (_edit("lasercooled true", "lasercooled maybe"),
-     r"trap.info:16: iontype.ca.lasercooled: expected true or false"),
+    (
+        _edit("lasercooled true", "lasercooled maybe"),
+        r"trap.info:16: iontype.ca.lasercooled: expected true or false",
+    ),
     (_edit("charge 1", "charge 1.5"), r"iontype.ca.charge: expected an integer"),
     (lambda s: s[: s.rindex("}")], r"'\{' is never closed"),
     (lambda s: s + "}\n", r"'\}' without a matching"),
-    (_edit("freq 3.85e6", "freq 3.85e6\n    type {\n name digital\n }"),
-     r"trap.type.name: 'digital' traps are not supported"),
+    (
+        _edit("freq 3.85e6", "freq 3.85e6\n    type {\n name digital\n }"),
+        r"trap.type.name: 'digital' traps are not supported",
+    ),
     (_edit("vrf 180", "vrf 180 190"), r"more than one value"),
 ]
 
@@ -125,8 +135,12 @@ def test_bad_files_name_the_key_and_line(mutate, message: str) -> None:
 
 def test_parse_info_handles_values_braces_and_quotes() -> None:
     nodes = parse_info('a 1\nb "two words" ; c\nc\n{\n  d 4\n}\ne 5 { f 6\n}\n')
-    assert [(n.key, n.value) for n in nodes] == [("a", "1"), ("b", "two words"), ("c", None),
-                                                 ("e", "5")]
+    assert [(n.key, n.value) for n in nodes] == [
+        ("a", "1"),
+        ("b", "two words"),
+        ("c", None),
+        ("e", "5"),
+    ]
     assert [(n.key, n.value, n.line) for n in nodes[2].children] == [("d", "4", 5)]
     assert [(n.key, n.value) for n in nodes[3].children] == [("f", "6")]
 

@@ -52,7 +52,10 @@ def test_defocus_blur_grows_as_ccmd_specifies(depth_um: float) -> None:
         shape=(161, 161), blur_um=blur, dof_um=dof, view_azimuth_deg=0.0
     )
     flux = ImagingSettings.from_lab_units(
-        shape=(161, 161), blur_um=blur, dof_um=dof, defocus_weighting="flux",
+        shape=(161, 161),
+        blur_um=blur,
+        dof_um=dof,
+        defocus_weighting="flux",
         view_azimuth_deg=0.0,
     )
     ion = _one_ion(0.5 * UM, (depth_um + 0.5) * UM, 0.5 * UM)
@@ -152,8 +155,9 @@ def test_camera_shot_and_read_noise_statistics() -> None:
 
 
 def test_emccd_gain_doubles_the_shot_noise_variance() -> None:
-    cam = CameraModel(background=20.0, em_gain=50.0, read_noise=10.0, electrons_per_count=5.0,
-                      offset=200.0)
+    cam = CameraModel(
+        background=20.0, em_gain=50.0, read_noise=10.0, electrons_per_count=5.0, offset=200.0
+    )
     frame = _flat(cam, seed=4)
     assert frame.mean() == pytest.approx(200.0 + 20.0 * 50.0 / 5.0, rel=0.005)
     expected_var = (2 * 20.0 * 50.0**2 + 10.0**2) / 5.0**2
@@ -163,18 +167,26 @@ def test_emccd_gain_doubles_the_shot_noise_variance() -> None:
 def test_camera_signal_scales_with_photons_and_saturates() -> None:
     imaging = ImagingSettings.from_lab_units(
         shape=(64, 64),
-        camera=CameraModel(photons_per_ion=1e6, background=0.0, shot_noise=False,
-                           read_noise=0.0, offset=0.0, bit_depth=12),
+        camera=CameraModel(
+            photons_per_ion=1e6,
+            background=0.0,
+            shot_noise=False,
+            read_noise=0.0,
+            offset=0.0,
+            bit_depth=12,
+        ),
     )
     img = render(_one_ion(0.5 * UM, 0.0, 0.5 * UM), [True], imaging, rng=0)
     assert img.max() == 4095.0
     dim = ImagingSettings.from_lab_units(
         shape=(64, 64),
-        camera=CameraModel(photons_per_ion=1e4, background=0.0, shot_noise=False,
-                           read_noise=0.0, offset=0.0),
+        camera=CameraModel(
+            photons_per_ion=1e4, background=0.0, shot_noise=False, read_noise=0.0, offset=0.0
+        ),
     )
-    light = render(_one_ion(0.5 * UM, 0.0, 0.5 * UM), [True], ImagingSettings.from_lab_units(
-        shape=(64, 64)))
+    light = render(
+        _one_ion(0.5 * UM, 0.0, 0.5 * UM), [True], ImagingSettings.from_lab_units(shape=(64, 64))
+    )
     counts = render(_one_ion(0.5 * UM, 0.0, 0.5 * UM), [True], dim, rng=0)
     assert float(counts.sum()) == pytest.approx(1e4 * float(light.sum()), rel=0.01)
 
@@ -191,8 +203,13 @@ def test_seeds_reproduce_noisy_frames() -> None:
 
 def test_settings_round_trip_through_lab_units() -> None:
     imaging = ImagingSettings.from_lab_units(
-        pixel_size_um=1.6, shape=(300, 400), blur_um=3.0, dof_um=70.0, focal_offset_um=-5.0,
-        rotation_deg=4.0, camera=CameraModel(em_gain=100.0),
+        pixel_size_um=1.6,
+        shape=(300, 400),
+        blur_um=3.0,
+        dof_um=70.0,
+        focal_offset_um=-5.0,
+        rotation_deg=4.0,
+        camera=CameraModel(em_gain=100.0),
     )
     again = ImagingSettings.from_dict(imaging.to_lab_units())
     assert again.shape == imaging.shape and again.camera == imaging.camera
@@ -234,8 +251,9 @@ def test_matches_a_direct_slice_by_slice_rendering() -> None:
     rng = np.random.default_rng(11)
     n, s = 60, 5
     pos = rng.normal(size=(s, n, 3)) * np.array([25 * UM, 25 * UM, 60 * UM])
-    imaging = ImagingSettings.from_lab_units(shape=(100, 180), view_azimuth_deg=0.0,
-                                             focal_offset_um=7.0)
+    imaging = ImagingSettings.from_lab_units(
+        shape=(100, 180), view_azimuth_deg=0.0, focal_offset_um=7.0
+    )
     fast = render(pos, np.ones(n, bool), imaging).astype(np.float64)
     pad = 80  # light from ions outside the frame spills in: render those too
     big = np.zeros((100 + 2 * pad, 180 + 2 * pad))

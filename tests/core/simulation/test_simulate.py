@@ -124,8 +124,9 @@ def test_an_ion_leaving_the_trap_is_bad_input(monkeypatch: pytest.MonkeyPatch) -
     [
         TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375),
         TrapSettings(v_rf=181.3, v_end=1.7, eta=0.2, r0=3.3e-3, z0=2.9e-3, rf_frequency=4.1e6),
-        TrapSettings.from_lab_units(v_rf=0.1, v_end=1e-3, eta=0.31, r0_um=123.456789,
-                                    z0_um=0.7, rf_mhz=27.125),
+        TrapSettings.from_lab_units(
+            v_rf=0.1, v_end=1e-3, eta=0.31, r0_um=123.456789, z0_um=0.7, rf_mhz=27.125
+        ),
     ],
 )
 def test_lab_units_round_trip(trap: TrapSettings) -> None:
