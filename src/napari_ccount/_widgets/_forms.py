@@ -36,6 +36,12 @@ INT_RANGE = (-(2**31), 2**31 - 1)
 _UNIT_SUFFIX = re.compile(r"_(um|px|deg|s|mhz)$")
 
 
+def param(default: Any, help: str, unit: str = "", **form: Any) -> Any:
+    """A dataclass field that describes itself: ``default``, its ``help`` (the tooltip), its
+    ``unit`` (``""`` when none) and any further form keys above (``label``, ``min``, ...)."""
+    return dataclasses.field(default=default, metadata={"help": help, "unit": unit, **form})
+
+
 def field_label(f: dataclasses.Field[Any]) -> str:
     """The label a form shows for ``f``: its ``label`` (or name) and ``(unit)``."""
     unit = f.metadata["unit"]

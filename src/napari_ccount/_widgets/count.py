@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from napari_ccount._widgets._common import (
     status_label,
     text_overlay,
 )
-from napari_ccount._widgets._forms import build_form
+from napari_ccount._widgets._forms import build_form, param
 from napari_ccount._workers import Job, notify_error, start_job
 
 DEFAULT_MODEL = "default model"
@@ -87,27 +87,18 @@ def run_count(
 class CountParams:
     """How the count runs (the form's fields besides the layer and the model)."""
 
-    tta: int = field(
-        default=0,
-        metadata={
-            "label": "test-time views",
-            "unit": "",
-            "min": 0,
-            "max": 32,
-            "help": "extra, mildly changed views of each frame (rotation, shift, flips): the count "
-            "is their mean and their standard deviation joins the uncertainty, which is "
-            "otherwise the model's RMS error on simulated images of that count (ions); "
-            "each view costs one pass",
-        },
+    tta: int = param(
+        0,
+        "extra, mildly changed views of each frame (rotation, shift, flips): the count "
+        "is their mean and their standard deviation joins the uncertainty, which is "
+        "otherwise the model's RMS error on simulated images of that count (ions); "
+        "each view costs one pass",
+        label="test-time views",
+        min=0,
+        max=32,
     )
-    batch_size: int = field(
-        default=8,
-        metadata={
-            "unit": "",
-            "min": 1,
-            "max": 256,
-            "help": "frames per batch (rows appear and Cancel acts per batch)",
-        },
+    batch_size: int = param(
+        8, "frames per batch (rows appear and Cancel acts per batch)", min=1, max=256
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import napari
@@ -39,7 +39,7 @@ from napari_ccount._widgets._common import (
     pixel_size_um,
     status_label,
 )
-from napari_ccount._widgets._forms import build_form, read_form
+from napari_ccount._widgets._forms import build_form, param, read_form
 from napari_ccount._workers import Job, notify_error, start_job
 
 OVERLAY_NAME = "simulated crystal overlay"
@@ -75,144 +75,101 @@ class OverlayParams:
     :meth:`imaging`.
     """
 
-    n_ca: int = field(
-        default=200,
-        metadata={
-            "label": "Ca⁺ ions",
-            "unit": "",
-            "min": 1,
-            "max": 5000,
-            "help": "number of laser-cooled (fluorescing) Ca⁺ ions",
-        },
+    n_ca: int = param(
+        200, "number of laser-cooled (fluorescing) Ca⁺ ions", label="Ca⁺ ions", min=1, max=5000
     )
-    dark_species: str = field(
-        default="CaF+",
-        metadata={
-            "unit": "",
-            "choices": dark_species,
-            "help": "sympathetically cooled, non-fluorescing ions",
-        },
+    dark_species: str = param(
+        "CaF+", "sympathetically cooled, non-fluorescing ions", choices=dark_species
     )
-    n_dark: int = field(
-        default=0,
-        metadata={
-            "label": "dark ions",
-            "unit": "",
-            "min": 0,
-            "max": 5000,
-            "help": "number of dark ions of that species",
-        },
+    n_dark: int = param(
+        0, "number of dark ions of that species", label="dark ions", min=0, max=5000
     )
-    v_rf: float = field(
-        default=200.0,
-        metadata={
-            "label": "V_RF",
-            "unit": "V",
-            "min": 1.0,
-            "max": 5000.0,
-            "step": 1.0,
-            "decimals": 2,
-            "help": "RF amplitude on the rods (CCMD's V_rf), V",
-        },
+    v_rf: float = param(
+        200.0,
+        "RF amplitude on the rods (CCMD's V_rf), V",
+        unit="V",
+        label="V_RF",
+        min=1.0,
+        max=5000.0,
+        step=1.0,
+        decimals=2,
     )
-    v_end: float = field(
-        default=2.3375,
-        metadata={
-            "label": "V_end",
-            "unit": "V",
-            "min": 0.0,
-            "max": 500.0,
-            "step": 0.05,
-            "decimals": 4,
-            "help": "DC voltage on the endcaps, V",
-        },
+    v_end: float = param(
+        2.3375,
+        "DC voltage on the endcaps, V",
+        unit="V",
+        label="V_end",
+        min=0.0,
+        max=500.0,
+        step=0.05,
+        decimals=4,
     )
-    eta: float = field(
-        default=_TRAP_DEFAULTS["eta"],
-        metadata={
-            "label": "η",
-            "unit": "",
-            "min": 0.0,
-            "max": 1.0,
-            "step": 0.001,
-            "decimals": 3,
-            "help": "geometric factor of the endcap potential",
-        },
+    eta: float = param(
+        _TRAP_DEFAULTS["eta"],
+        "geometric factor of the endcap potential",
+        label="η",
+        min=0.0,
+        max=1.0,
+        step=0.001,
+        decimals=3,
     )
-    r0_um: float = field(
-        default=_TRAP_DEFAULTS["r0_um"],
-        metadata={
-            "unit": "µm",
-            "min": 1.0,
-            "max": 1e5,
-            "step": 10.0,
-            "decimals": 2,
-            "help": "trap-centre to electrode distance, µm",
-        },
+    r0_um: float = param(
+        _TRAP_DEFAULTS["r0_um"],
+        "trap-centre to electrode distance, µm",
+        unit="µm",
+        min=1.0,
+        max=1e5,
+        step=10.0,
+        decimals=2,
     )
-    z0_um: float = field(
-        default=_TRAP_DEFAULTS["z0_um"],
-        metadata={
-            "unit": "µm",
-            "min": 1.0,
-            "max": 1e5,
-            "step": 10.0,
-            "decimals": 2,
-            "help": "half the endcap separation, µm",
-        },
+    z0_um: float = param(
+        _TRAP_DEFAULTS["z0_um"],
+        "half the endcap separation, µm",
+        unit="µm",
+        min=1.0,
+        max=1e5,
+        step=10.0,
+        decimals=2,
     )
-    rf_mhz: float = field(
-        default=_TRAP_DEFAULTS["rf_mhz"],
-        metadata={
-            "label": "f_RF",
-            "unit": "MHz",
-            "min": 0.01,
-            "max": 1000.0,
-            "step": 0.01,
-            "decimals": 2,
-            "help": "RF frequency, MHz",
-        },
+    rf_mhz: float = param(
+        _TRAP_DEFAULTS["rf_mhz"],
+        "RF frequency, MHz",
+        unit="MHz",
+        label="f_RF",
+        min=0.01,
+        max=1000.0,
+        step=0.01,
+        decimals=2,
     )
-    blur_um: float = field(
-        default=5.0,
-        metadata={
-            "unit": "µm",
-            "min": 0.1,
-            "max": 100.0,
-            "step": 0.5,
-            "decimals": 2,
-            "help": "1/e radius of an in-focus ion's spot, µm",
-        },
+    blur_um: float = param(
+        5.0,
+        "1/e radius of an in-focus ion's spot, µm",
+        unit="µm",
+        min=0.1,
+        max=100.0,
+        step=0.5,
+        decimals=2,
     )
-    dof_um: float = field(
-        default=50.0,
-        metadata={
-            "label": "depth of field",
-            "unit": "µm",
-            "min": 1.0,
-            "max": 1000.0,
-            "step": 5.0,
-            "decimals": 2,
-            "help": "defocus at which the spot doubles, µm",
-        },
+    dof_um: float = param(
+        50.0,
+        "defocus at which the spot doubles, µm",
+        unit="µm",
+        label="depth of field",
+        min=1.0,
+        max=1000.0,
+        step=5.0,
+        decimals=2,
     )
-    mode: Literal["rf", "pseudo"] = field(
-        default="rf",
-        metadata={
-            "label": "field",
-            "unit": "",
-            "help": "rf: time-dependent RF field with micromotion; pseudo: pseudopotential "
-            "(faster)",
-        },
+    mode: Literal["rf", "pseudo"] = param(
+        "rf",
+        "rf: time-dependent RF field with micromotion; pseudo: pseudopotential (faster)",
+        label="field",
     )
-    seed: int = field(
-        default=1,
-        metadata={
-            "unit": "",
-            "min": 0,
-            "max": 2**31 - 1,
-            "help": "random seed of the simulation (equal inputs and seed: equal crystals)",
-        },
+    seed: int = param(
+        1,
+        "random seed of the simulation (equal inputs and seed: equal crystals)",
+        min=0,
+        max=2**31 - 1,
     )
 
     def trap_lab(self) -> dict[str, float]:
