@@ -25,6 +25,11 @@ _DEFAULTS = {
     "r0_um": 3500.0,
     "z0_um": 2750.0,
 }
+#: Ion pairs × Coulomb evaluations per CPU second of the MD, from ~200 ions on (where the N²
+#: sum dominates): 1.8e8-2.1e8 in docs/BENCHMARKS.md's scaling table (0.88 CPU s for 300 ions).
+PAIR_STEPS_PER_CPU_S = 2.0e8
+#: Runs estimated longer than this (s) need --yes, or a "y" when stdin is a terminal.
+CONFIRM_ABOVE_S = 600.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", required=True, type=Path, help="output TIFF file")
     p.add_argument("--positions", type=Path, help="also write final ion positions (CSV, µm)")
+    p.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help=f"run even when the MD is estimated at over {CONFIRM_ABOVE_S / 60:g} min",
+    )
     p.add_argument(
         "--trap-info",
         type=Path,
@@ -238,6 +249,41 @@ def write_positions(path: Path, result: Any) -> None:
             fh.write(f"{result.species[k].name},{x:.4f},{y:.4f},{z:.4f}\n")
 
 
+def md_seconds(trap: Any, groups: list[Any], sim: Any) -> float:
+    """Estimated CPU seconds of the MD on one core: ion pairs × Coulomb evaluations (every
+    relaxation iteration allowed, so an upper estimate) / ``PAIR_STEPS_PER_CPU_S``."""
+    from ccount_core.simulation.simulate import _schedule
+
+    n = sum(g.count for g in groups)
+    plan = _schedule(trap, groups, sim)
+    return n * (n - 1) / 2 * plan.total / PAIR_STEPS_PER_CPU_S
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as "12 s", "34 min" or "5.6 h"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def confirm_duration(n_ions: int, seconds: float, yes: bool, flag: str = "--ions") -> None:
+    """Print the estimate; above ``CONFIRM_ABOVE_S`` go on only with ``yes`` or a "y" typed
+    at a terminal, else raise InputError naming ``flag`` (where the ions came from) and the
+    estimate."""
+    import sys
+
+    what = f"{n_ions} ions: the MD takes up to about {_duration(seconds)} on one core"
+    if seconds <= CONFIRM_ABOVE_S or yes:
+        print(f"simulate: {what}", file=sys.stderr)
+        return
+    if sys.stdin is not None and sys.stdin.isatty():
+        if input(f"simulate: {what}; run it? [y/N] ").strip().lower() in ("y", "yes"):
+            return
+    raise InputError(f"{flag}: {what}; add --yes to run it")
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -250,6 +296,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--output: must end in .tif or .tiff, got {args.output.name!r}")
     trap, groups, sim, imaging, extra = _settings(args)
     validate(trap, groups)  # every check before the progress bar and the long run
+    n_ions, flag = sum(g.count for g in groups), "--trap-info" if args.trap_info else "--ions"
+    confirm_duration(n_ions, md_seconds(trap, groups, sim), args.yes, flag)
     with tqdm_progress("simulate", unit="step") as progress:
         result = simulate(trap, groups, sim, imaging, progress=progress)
     meta = metadata(trap, groups, sim, imaging, result.info, extra)

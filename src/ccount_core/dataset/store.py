@@ -16,8 +16,9 @@ writes every file to a temporary name and renames it, so a killed writer leaves 
 either old or new; ``done`` is written only after the image, so a row is either done and
 complete, or not done and recomputed on the next run.
 
-A second writer is refused by :class:`StoreLock` (an ``fcntl`` lock on ``OUT.zarr.lock``, which
-the kernel releases when the holder dies, so a killed run never leaves a stale lock).
+A second writer is refused by :class:`StoreLock` (``fcntl`` locks on ``OUT.zarr.lock`` beside the
+store's real path and on the store directory, which the kernel releases when the holder dies, so
+a killed run never leaves a stale lock, and neither a symlink nor a deleted lock file fools it).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import zarr
@@ -102,17 +103,27 @@ def count_column(species: str) -> str:
 
 
 class StoreLock:
-    """Exclusive writer lock ``<store>.lock``, held with ``fcntl.flock`` for the writer's life.
+    """Exclusive writer lock on a store: ``fcntl.flock`` on ``<real store path>.lock`` and on the
+    store directory itself, both held for the writer's life.
 
-    The file names the holder (pid, host, start time) for the refusal message. The kernel drops
-    the lock when its holder exits or is killed, so a crashed run never blocks the next one.
+    The lock is named after the store's resolved path, so a symlink to the store takes the same
+    lock. The store directory is locked too (its inode survives renames, and it cannot be
+    deleted without deleting the data), so deleting the lock file does not admit a second
+    writer: a newcomer takes the new lock file but not the directory. A store created under
+    the lock is locked before it is renamed into place (:func:`create_store`). The lock file
+    names the holder (pid, host, start time) for the refusal message. The kernel drops both
+    locks when their holder exits or is killed, so a crashed run never blocks the next one.
     Where the file system has no ``flock`` (some network mounts), the file is created with
     ``O_EXCL`` instead and a stale lock is detected by its pid when the host is this one.
     """
 
+    _held: ClassVar[dict[Path, StoreLock]] = {}  # real store path -> lock this process holds
+
     def __init__(self, store_path: str | Path) -> None:
-        self.path = Path(f"{Path(store_path)}.lock")
+        self.store = Path(store_path).resolve()
+        self.path = Path(f"{self.store}.lock")
         self._fd: int | None = None
+        self._dir_fd: int | None = None
         self._excl = False
 
     def acquire(self) -> StoreLock:
@@ -127,7 +138,7 @@ class StoreLock:
                 raise StoreLockedError(self._busy_message()) from None
             except OSError as exc:
                 os.close(fd)
-                if exc.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+                if exc.errno in _NO_FLOCK:
                     return self._acquire_excl()
                 raise
             try:
@@ -137,9 +148,11 @@ class StoreLock:
             if not same:  # the previous holder removed the file after we opened it: retry
                 os.close(fd)
                 continue
+            self._fd = fd
+            self._lock_store_dir()
             os.ftruncate(fd, 0)
             os.write(fd, self._info().encode())
-            self._fd = fd
+            StoreLock._held[self.store] = self
             return self
         raise StoreLockedError(f"{self.path}: could not take the lock")
 
@@ -149,15 +162,41 @@ class StoreLock:
             return
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd, self._excl = None, False
+        self._close()
+        StoreLock._held.pop(self.store, None)
 
     def __enter__(self) -> StoreLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+    @classmethod
+    def lock_new_store(cls, tmp: Path, path: Path) -> None:
+        """Lock ``tmp``, about to be renamed to ``path``, for this process's lock on ``path``.
+
+        ``flock`` follows the directory's inode through the rename, so the store is never
+        visible at ``path`` unlocked. Does nothing when this process holds no lock on ``path``.
+        """
+        lock = cls._held.get(Path(path).resolve())
+        if lock is not None and lock._dir_fd is None:
+            lock._dir_fd = _flock_or_refuse(tmp, lock._dir_busy_message)
+
+    def _lock_store_dir(self) -> None:
+        """Lock the store directory (when it exists) or release everything and refuse."""
+        if not self.store.exists():
+            return
+        try:
+            self._dir_fd = _flock_or_refuse(self.store, self._dir_busy_message)
+        except StoreLockedError:
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        for fd in (self._fd, self._dir_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd, self._dir_fd, self._excl = None, None, False
 
     def _info(self) -> str:
         since = time.strftime("%FT%TZ", time.gmtime())
@@ -170,13 +209,18 @@ class StoreLock:
             return {}
         return dict(part.split("=", 1) for part in text.split() if "=" in part)
 
-    def _busy_message(self) -> str:
-        h = self._holder()
+    def _busy_message(self, holder: dict[str, str] | None = None) -> str:
+        h = self._holder() if holder is None else holder
         who = f"pid {h.get('pid', '?')} on {h.get('host', '?')} since {h.get('since', '?')}"
         return (
-            f"{self.path.with_suffix('')} is being written by another run ({who}); "
+            f"{self.store} is being written by another run ({who}); "
             "wait for it to finish or stop it, then run again"
         )
+
+    def _dir_busy_message(self, pid: int | None) -> str:
+        """Refusal when the store directory is locked although its lock file was deleted."""
+        holder = {"pid": str(pid), "host": socket.gethostname()} if pid else {}
+        return self._busy_message(holder) + f" (its lock file {self.path.name} was deleted)"
 
     def _acquire_excl(self) -> StoreLock:
         for _ in range(3):
@@ -191,11 +235,55 @@ class StoreLock:
                 raise StoreLockedError(
                     self._busy_message() + f" (or delete {self.path} if that run is gone)"
                 ) from None
+            self._excl = True
+            try:
+                self._lock_store_dir()
+            except StoreLockedError:
+                os.close(fd)
+                self.path.unlink(missing_ok=True)
+                raise
             os.write(fd, self._info().encode())
             os.close(fd)
-            self._excl = True
+            StoreLock._held[self.store] = self
             return self
         raise StoreLockedError(f"{self.path}: could not take the lock")
+
+
+_NO_FLOCK = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP)
+
+
+def _flock_or_refuse(path: Path, busy: Callable[[int | None], str]) -> int | None:
+    """Open ``path`` (a directory) and ``flock`` it; the fd, None where ``flock`` is missing.
+
+    Raises StoreLockedError with ``busy(pid of the holder or None)`` when another holds it.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _flock_holder(os.fstat(fd))
+        os.close(fd)
+        raise StoreLockedError(busy(pid)) from None
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in _NO_FLOCK:
+            return None
+        raise
+    return fd
+
+
+def _flock_holder(st: os.stat_result) -> int | None:
+    """Pid holding a ``flock`` on the file of ``st`` per Linux's /proc/locks, else None."""
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if "FLOCK" in parts and dev in parts and "->" not in parts:
+            return int(parts[parts.index(dev) - 1])
+    return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -226,6 +314,7 @@ def create_store(path: str | Path, plan: Plan) -> zarr.Group:
     tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
     try:
         _build(tmp, plan)
+        StoreLock.lock_new_store(tmp, path)
         os.rename(tmp, path)
     finally:
         if tmp.exists():

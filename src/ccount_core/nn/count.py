@@ -47,7 +47,8 @@ from ccount_core.progress import ProgressCallback, report
 
 MIN_SIDE_PX = 16
 UNCERTAIN_FRACTION = 0.1
-#: Counts of at least this many frames pack a fresh IonCounter's networks for the CPU first.
+#: Stacks of at least this many frames (skipped ones included) pack a fresh IonCounter's
+#: networks for the CPU first.
 PACK_MIN_FRAMES = 64
 
 
@@ -270,11 +271,13 @@ def count_stack(
         # On a CPU the members are packed once per IonCounter and precision (batch norm
         # folded, weights cast and in oneDNN's layout). Packing costs about what counting 80
         # frames saves, so a short count with a fresh IonCounter runs the members as they are.
+        # The length is the whole stack's, skipped frames included, so a resumed count runs
+        # the same networks as an uninterrupted one and gives the same numbers.
         # A CPU without oneDNN's bfloat16 packing runs bfloat16 under autocast, unpacked.
         packed = (
             dev.type == "cpu"
             and (not bf16 or cpu_inference.bf16_packable())
-            and (counter.is_packed(bf16) or len(todo) >= PACK_MIN_FRAMES)
+            and (counter.is_packed(bf16) or stack.shape[0] >= PACK_MIN_FRAMES)
         )
         nets = counter.packed_for_cpu(bf16) if packed else [net for net, _ in counter.members]
 

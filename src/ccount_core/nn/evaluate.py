@@ -5,14 +5,22 @@ it: the paper's 10-ion steps). Per bin: the mean and standard deviation of the i
 numbers, the standard deviation of the error, the RMS error and mean percentage error against
 the truth, the bias and the share of images counted exactly (rounded prediction equals the
 truth); the same over all images.
+
+A long evaluation resumes: each network's predictions are written, a block of
+``CHECKPOINT_IMAGES`` at a time, to ``OUT/.evaluate-partial/`` (kept while the evaluation
+runs, removed when it has written its results). A rerun with the same networks, prepared
+images and settings (the folder's ``key``) takes the finished blocks from there and gives the
+numbers of an uninterrupted run; any other rerun starts afresh.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,11 +28,14 @@ from typing import Any
 import numpy as np
 
 from ccount_core.errors import InputError
-from ccount_core.progress import ProgressCallback
+from ccount_core.progress import ProgressCallback, report
 
 # Standard deviation of the inferred Ca+ number per true number (ions), paper section III A.
 PAPER_STD = {50: 0.9, 150: 2.0, 250: 2.7, 350: 3.7}
 N_OUTLIERS = 10
+#: Predictions per checkpoint block (rounded up to whole batches).
+CHECKPOINT_IMAGES = 1024
+PARTIAL_DIR = ".evaluate-partial"
 
 
 def bin_metrics(pred: np.ndarray, true: np.ndarray, bin_width: float = 10.0) -> dict[str, Any]:
@@ -181,7 +192,6 @@ def evaluate(
     from ccount_core.files import atomic_write_bytes
     from ccount_core.image.preprocess import PreprocessConfig
     from ccount_core.nn.ensemble import load_counter
-    from ccount_core.nn.inference import predict
     from ccount_core.nn.training_data import open_stores, prepare_splits
 
     if split not in ("train", "validation", "test"):
@@ -212,10 +222,16 @@ def evaluate(
     prepared = next(iter(splits.values()))
     if len(prepared.images) == 0:
         raise InputError(f"split: no prepared images in the {split} split of {names}")
+    member_images = [
+        splits[PreprocessConfig.from_dict(member["preprocess"]).to_json()].images
+        for _, member in counter.members
+    ]
+    settings = {"tta": tta, "bf16": bf16, "batch_size": batch_size, "ids": prepared.ids}
+    partial = _open_partial(out_dir / PARTIAL_DIR, _run_key(counter, member_images, settings))
     outputs = []
-    for net, (_, member) in zip(counter.packed_for_cpu(bf16), counter.members, strict=True):
-        images = splits[PreprocessConfig.from_dict(member["preprocess"]).to_json()].images
-        p = predict(net, images, batch_size, tta=tta, progress=progress)
+    nets = counter.packed_for_cpu(bf16)
+    for k, (net, images) in enumerate(zip(nets, member_images, strict=True)):
+        p = _predict_blocks(net, images, batch_size, tta, partial / f"member{k}", progress)
         outputs.append((p, np.full_like(p, np.nan)))
     pred = counter.combine(outputs)[0]
     metrics = bin_metrics(pred[:, 0], prepared.labels[:, 0])
@@ -250,4 +266,71 @@ def evaluate(
     writer.writerows([*row, int(i)] for row, i in zip(pairs.tolist(), ids, strict=True))
     atomic_write_bytes(out_dir / "predictions.csv", buf.getvalue().encode())
     figure3(pred[:, 0], prepared.labels[:, 0], metrics, out_dir / "figure3.png")
+    shutil.rmtree(partial)
     return metrics
+
+
+def _run_key(counter: Any, images: Sequence[np.ndarray], settings: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of what the predictions depend on: each member's card and weights, the
+    prepared images of each member and ``settings`` (JSON-able values or arrays)."""
+    import torch
+
+    h = hashlib.sha256()
+    for net, card in counter.members:
+        h.update(json.dumps(card, sort_keys=True, default=str).encode())
+        for name, t in net.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    for block in images:
+        h.update(np.ascontiguousarray(block, np.float32).data)
+    for name, value in sorted(settings.items()):
+        h.update(f"{name}={np.asarray(value).tolist()!r}".encode())
+    return h.hexdigest()
+
+
+def _open_partial(folder: Path, key: str) -> Path:
+    """``folder`` holding the blocks of a run with ``key``; emptied when they are another's."""
+    from ccount_core.files import atomic_write_bytes
+
+    key_file = folder / "key"
+    if folder.exists() and not (key_file.is_file() and key_file.read_text() == key):
+        shutil.rmtree(folder)
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        atomic_write_bytes(key_file, key.encode())
+    return folder
+
+
+def _predict_blocks(
+    net: Any,
+    images: np.ndarray,
+    batch_size: int,
+    tta: int,
+    stem: Path,
+    progress: ProgressCallback | None,
+) -> np.ndarray:
+    """:func:`predict` on ``images`` ``(n, H, W)`` → ``(n, n_outputs)``, a block at a time:
+    each block is read from ``<stem>.<first image>.npy`` when there, else counted and saved
+    there (atomically). Blocks are whole batches, so the numbers are those of one call."""
+    from ccount_core.files import atomic_write_bytes
+    from ccount_core.nn.inference import predict
+
+    n = len(images)
+    size = batch_size * -(-CHECKPOINT_IMAGES // batch_size)
+    parts = []
+    for s in range(0, n, size):
+        path = stem.with_name(f"{stem.name}.{s:010d}.npy")
+        if path.is_file():
+            part = np.load(path)
+            report(progress, min(s + size, n), n)
+        else:
+
+            def shifted(done: int, _total: int, s: int = s) -> None:
+                report(progress, s + done, n)
+
+            part = predict(net, images[s : s + size], batch_size, tta=tta, seed=s, progress=shifted)
+            buf = io.BytesIO()
+            np.save(buf, part)
+            atomic_write_bytes(path, buf.getvalue())
+        parts.append(part)
+    return np.concatenate(parts)

@@ -59,6 +59,7 @@ def predict(
     batch_size: int = 64,
     *,
     tta: int = 0,
+    seed: int = 0,
     amp: bool = False,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
@@ -66,7 +67,8 @@ def predict(
     ``batch_size`` at a time in order (the model is put in eval mode).
 
     ``tta=K``: each count is the mean over the plain and K changed views (:func:`infer`; the
-    views of the batch that starts at image ``s`` are drawn from seed ``s``). ``amp``: mixed
+    views of the batch that starts at image ``s`` are drawn from seed ``seed + s``: the images
+    from ``s0`` on, given with ``seed=s0``, count as in a call on all). ``amp``: mixed
     precision (:func:`amp_dtype`) on a GPU, for the plain view; ignored on a CPU.
     """
     device = next(model.parameters()).device
@@ -75,7 +77,7 @@ def predict(
     for start in range(0, len(images), batch_size):
         batch = np.asarray(images[start : start + batch_size], np.float32)
         if tta > 0:
-            out.append(infer(model, batch, tta, seed=start)[0])
+            out.append(infer(model, batch, tta, seed=seed + start)[0])
         else:
             out.append(_plain(model, batch, device, amp and device.type == "cuda"))
         report(progress, min(start + batch_size, len(images)), len(images))

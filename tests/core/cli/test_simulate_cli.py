@@ -117,3 +117,33 @@ def test_parse_ions() -> None:
     assert parse_ions("Ca+:300, CaF+:50") == [("Ca+", 300), ("CaF+", 50)]
     with pytest.raises(InputError, match="integer"):
         parse_ions("Ca+:3.5")
+
+
+def test_a_long_simulation_needs_yes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # cli/simulate.py: md_seconds (N² pairs × Coulomb evaluations) and confirm_duration
+    import ccount_core.simulation as simulation
+
+    calls: list[int] = []
+
+    def no_md(trap, groups, *args, **kwargs):
+        calls.append(sum(g.count for g in groups))
+        raise InputError("stopped before the MD")
+
+    monkeypatch.setattr(simulation, "simulate", no_md)
+    out = tmp_path / "big.tif"
+    assert main(["simulate", "-o", str(out), "--ions", "Ca+:20000"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    # 20000 ions: 2.0e8 pairs × 6000 evaluations / 2e8 per CPU s = 6000 s
+    assert err[-1] == (
+        "ccount: error: --ions: 20000 ions: the MD takes up to about 1.7 h on one core; "
+        "add --yes to run it"
+    )
+    assert calls == [] and not out.exists()
+    assert main(["simulate", "-o", str(out), "--ions", "Ca+:20000", "--yes"]) == 1
+    assert calls == [20000]
+    assert "stopped before the MD" in capsys.readouterr().err
+    main(["simulate", "-o", str(out), "--ions", "Ca+:300"])  # 300 ions: about 1 s, no question
+    assert calls == [20000, 300]
+    assert "300 ions: the MD takes up to about 1 s on one core" in capsys.readouterr().err

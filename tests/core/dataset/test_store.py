@@ -310,6 +310,60 @@ def test_lock_of_a_killed_writer_does_not_block(tmp_path: Path) -> None:
         pass
 
 
+def _hold_lock(store: Path) -> subprocess.Popen[str]:
+    """A second process that takes StoreLock(store), says "locked" and waits for its stdin."""
+    code = textwrap.dedent(f"""
+        import sys
+        from ccount_core.dataset import StoreLock
+        StoreLock({str(store)!r}).acquire()
+        print("locked", flush=True)
+        sys.stdin.read()
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+    return proc
+
+
+def test_lock_cannot_be_dodged_by_a_symlink_or_by_deleting_the_lock_file(tmp_path: Path) -> None:
+    # StoreLock: named after the resolved store path, and the store directory is locked too
+    out = tmp_path / "d.zarr"
+    out.mkdir()
+    link = tmp_path / "link.zarr"
+    link.symlink_to(out)
+    holder = _hold_lock(link)
+    try:
+        assert Path(f"{out}.lock").exists() and not Path(f"{link}.lock").exists()
+        with pytest.raises(StoreLockedError, match=f"pid {holder.pid} "):
+            StoreLock(out).acquire()
+        Path(f"{out}.lock").unlink()  # a user "cleaning up" a lock they think stale
+        for path in (out, link):
+            with pytest.raises(StoreLockedError, match=f"pid {holder.pid} .*was deleted"):
+                StoreLock(path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    with StoreLock(link):  # the killed holder's locks are gone with it
+        with pytest.raises(StoreLockedError):
+            StoreLock(out).acquire()
+
+
+def test_a_store_created_under_the_lock_is_locked_before_it_appears(
+    tmp_path: Path, client: Any
+) -> None:
+    # create_store locks the new directory (StoreLock.lock_new_store) before renaming it in place
+    out = tmp_path / "d.zarr"
+    with StoreLock(out):
+        create_store(out, plan(normalise_spec(spec())))
+        Path(f"{out}.lock").unlink()
+        code = f"from ccount_core.dataset import StoreLock; StoreLock({str(out)!r}).acquire()"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert proc.returncode != 0 and "StoreLockedError" in proc.stderr
+        assert f"pid {os.getpid()} " in proc.stderr
+    assert run(spec(), out, client).done_after == 48  # released: the next writer gets it
+
+
 def test_writer_writes_whole_shards_as_they_complete(tmp_path: Path) -> None:
     p = plan(normalise_spec(spec(store={"chunk": 4, "order": "grid"})))  # 24 runs x 2 renders
     group = create_store(tmp_path / "w.zarr", p)

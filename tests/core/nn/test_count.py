@@ -281,3 +281,37 @@ def test_a_failing_callback_stops_the_parallel_count(model_dir, sample):
             on_rows=stop_after_first,
         )
     assert seen == [0]
+
+
+def test_a_resumed_count_equals_an_uninterrupted_one(model_dir, sample, tmp_path, monkeypatch):
+    # count_stack packs by the whole stack's length (PACK_MIN_FRAMES), not the frames left, so
+    # a count resumed with fewer frames left than that runs the same (packed) network
+    import ccount_core.nn.count as count_mod
+
+    stack, meta = sample
+    monkeypatch.setattr(count_mod, "PACK_MIN_FRAMES", len(stack))
+    tif = tmp_path / "stack.tif"
+    write_tiff(tif, stack, pixel_size_um=meta["pixel_size_um"])
+    whole, resumed = tmp_path / "whole.csv", tmp_path / "resumed.csv"
+    count_file(tif, whole, model_dir, batch_size=1, bf16=False, device="cpu")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_three_frames(done: int, total: int) -> None:
+        if done == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        count_file(
+            tif,
+            resumed,
+            model_dir,
+            batch_size=1,
+            bf16=False,
+            device="cpu",
+            progress=kill_after_three_frames,
+        )
+    assert len(read_counts(resumed)[1]) == 3
+    assert len(count_file(tif, resumed, model_dir, batch_size=1, bf16=False, device="cpu")) == 1
+    assert resumed.read_bytes() == whole.read_bytes()

@@ -319,3 +319,42 @@ def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_st
             TrainConfig(epochs=1, batch_size=8, augment=NO_AUG, init_model=str(tmp_path / "grown")),
             PRE,
         )
+
+
+def test_a_killed_evaluation_resumes_to_the_same_numbers(
+    stores, write_model, tmp_path, monkeypatch
+):
+    # evaluate checkpoints each network's predictions in blocks (nn/evaluate.py,
+    # CHECKPOINT_IMAGES, PARTIAL_DIR); a resumed run equals one that was never interrupted
+    import ccount_core.nn.evaluate as evaluate_mod
+
+    model = write_model(tmp_path / "m.safetensors", preprocess=PRE, seed=3)
+    args = dict(batch_size=1, tta=1)
+    whole = evaluate(model, stores, tmp_path / "whole", **args)  # one block
+    monkeypatch.setattr(evaluate_mod, "CHECKPOINT_IMAGES", 2)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_three(done: int, total: int) -> None:
+        if done == 3:
+            raise Killed
+
+    out = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        evaluate(model, stores, out, progress=kill_at_three, **args)
+    partial = out / evaluate_mod.PARTIAL_DIR
+    assert sorted(p.name for p in partial.iterdir()) == ["key", "member0.0000000000.npy"]
+    assert not (out / "metrics.json").exists()
+    seen: list[int] = []
+    resumed = evaluate(model, stores, out, progress=lambda d, t: seen.append(d), **args)
+    assert seen[0] == 2  # the first block was read back, not counted again
+    assert resumed == whole
+    for name in ("predictions.csv", "metrics.json"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert not partial.exists()
+    # a rerun with another setting does not take the blocks a killed run left
+    with pytest.raises(Killed):
+        evaluate(model, stores, out, progress=kill_at_three, **args)
+    plain = evaluate(model, stores, tmp_path / "plain", batch_size=1)
+    assert evaluate(model, stores, out, batch_size=1) == plain != whole
