@@ -82,7 +82,7 @@ def rgb_tif(p: Path, _: Inputs) -> None:
     tifffile.imwrite(p, np.zeros((64, 96, 3), np.uint8), photometric="rgb")
 
 
-def truncated_tif(p: Path, i: Inputs) -> None:
+def truncated_tif(p: Path, _: Inputs) -> None:
     write_tiff(p, crystal())
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
 
