@@ -79,7 +79,7 @@ def _generate(args: argparse.Namespace) -> int:
     from ccount_core.errors import InputError
     from ccount_core.progress import tqdm_progress
 
-    if args.flush_seconds < 0:
+    if not args.flush_seconds >= 0:  # NaN fails this too
         raise InputError(f"--flush-seconds must be >= 0, got {args.flush_seconds}")
     with contextlib.ExitStack() as stack:
         # SIGTERM (a batch system's wall-time end, `kill`) stops like Ctrl-C: finished images

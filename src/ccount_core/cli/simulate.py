@@ -284,6 +284,17 @@ def confirm_duration(n_ions: int, seconds: float, yes: bool, flag: str = "--ions
     raise InputError(f"{flag}: {what}; add --yes to run it")
 
 
+def _check_writable(flag: str, path: Path | None) -> None:
+    """Refuse, before the run, an output path that is a folder or lies inside a file."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise InputError(f"{flag}: {path} is a folder; give a file name")
+    parent = next((q for q in path.parents if q.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"{flag}: {parent} is a file, not a folder")
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -294,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"--output: must end in .tif or .tiff, got {args.output.name!r}")
+    for flag, path in (("--output", args.output), ("--positions", args.positions)):
+        _check_writable(flag, path)
     trap, groups, sim, imaging, extra = _settings(args)
     validate(trap, groups)  # every check before the progress bar and the long run
     n_ions, flag = sum(g.count for g in groups), "--trap-info" if args.trap_info else "--ions"

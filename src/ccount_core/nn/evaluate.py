@@ -198,6 +198,10 @@ def evaluate(
         raise InputError(f"split: must be train, validation or test, got {split!r}")
     if tta < 0:
         raise InputError(f"tta: must be 0 or more, got {tta}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size: must be a whole number of at least 1, got {batch_size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InputError(f"limit: must be a whole number of at least 1, got {limit!r}")
     if bf16:
         from ccount_core.nn.cpu_inference import check_bf16_packable
 

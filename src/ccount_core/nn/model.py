@@ -218,6 +218,9 @@ def read_card(path: Path | str) -> dict[str, Any]:
         raise InputError(f"model: card {card_path} lacks {', '.join(missing)}")
     if card["architecture"] != ARCHITECTURE:
         raise InputError(f"model: unknown architecture {card['architecture']!r} in {card_path}")
+    names = card["label_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise InputError(f"model: card {card_path}: label_names must be a list of species names")
     return card
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ccount_core.checks import check_number
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_write_bytes
 from ccount_core.nn.augment import AugmentConfig, augment
@@ -41,6 +42,7 @@ from ccount_core.nn.model import (
     build_model,
     check_config,
     load_model,
+    read_card,
     save_model,
 )
 from ccount_core.nn.training_data import (
@@ -131,6 +133,7 @@ class TrainConfig:
             )
         if not self.lr > 0:
             raise InputError(f"lr: must be positive, got {self.lr}")
+        check_number("weight_decay", self.weight_decay, nonnegative=True)
         if not self.loss_floor_ions > 0:
             raise InputError(f"loss_floor_ions: must be positive, got {self.loss_floor_ions}")
         if self.init_weights is not None and self.init_model is not None:
@@ -496,6 +499,14 @@ def _trim_log(path: Path, step: int) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
+def _check_start(config: TrainConfig) -> None:
+    """Refuse a starting point that is not there, before the run directory is made."""
+    if config.init_model is not None and config.init_model != "default":
+        read_card(config.init_model)  # one line naming a missing model or card
+    if config.init_weights is not None and not Path(config.init_weights).is_file():
+        raise InputError(f"init_weights: no such file: {config.init_weights}")
+
+
 def train(
     data: Path | str | Sequence[Path | str],
     run_dir: Path | str,
@@ -518,6 +529,7 @@ def train(
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"run directory: {run_dir} is a file")
+    _check_start(config)
     stores = open_stores(data)
     names = list(resolve_labels(stores, config.labels))
     settings = {
