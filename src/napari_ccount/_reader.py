@@ -37,7 +37,8 @@ def get_reader(path: str | list[str]):
 
 
 def read_stack(path: str | list[str]) -> list[LayerData]:
-    """Open ``path`` lazily as one Image layer; RGB is converted to grey with a warning."""
+    """Open ``path`` lazily as one Image layer; RGB is converted to grey with a warning, and
+    what the reader noticed (e.g. a truncated file: frames lost) is shown as a warning."""
     if isinstance(path, list):
         path = path[0]
     try:
@@ -47,6 +48,8 @@ def read_stack(path: str | list[str]) -> list[LayerData]:
             raise
         show_warning(f"ccount: {Path(path).name} is RGB; opened as grey (luminance)")
         stack = open_stack(path, rgb_to_gray=True)
+    for note in stack.metadata.get("warnings", []):
+        show_warning(f"ccount: {note}")
     return [stack_layer_data(stack)]
 
 

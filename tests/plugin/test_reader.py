@@ -75,3 +75,32 @@ def test_viewer_open_uses_the_plugin(make_napari_viewer, tmp_path: Path) -> None
     np.testing.assert_allclose(layer.scale, (1.0, 1.5, 1.5))
     assert layer.metadata["ccount"]["frame_interval_s"] == 3.0
     np.testing.assert_array_equal(np.asarray(layer.data[2]), stack[2])
+
+
+def test_truncated_tiff_opens_its_complete_frames_with_a_notification(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # _reader.read_stack shows io.open_stack's warnings: never a silent 1-frame layer.
+    import napari_ccount._reader as reader
+
+    shown: list[str] = []
+    monkeypatch.setattr(reader, "show_warning", shown.append)
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, _stack(16), imagej=True, metadata={"axes": "TYX"})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    ((layer, _, _),) = read_stack(str(path))
+    assert layer.shape == (8, 32, 48)
+    (note,) = shown
+    assert "cut.tif is truncated" in note and "8 complete frame(s) of 16" in note
+
+
+def test_complex_or_text_zarr_is_one_line_naming_file_and_dtype(tmp_path: Path) -> None:
+    import zarr
+
+    from ccount_core.errors import InputError
+
+    z = zarr.open(str(tmp_path / "words.zarr"), mode="w", shape=(2, 20, 20), dtype=str)
+    z[:] = "x"
+    with pytest.raises(InputError, match=r"words\.zarr has pixels of type .*\(text\)"):
+        read_stack(str(tmp_path / "words.zarr"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ccount_core.cli._threads import add_threads_argument
 
@@ -60,9 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ccount_core.image.io import open_stack
     from ccount_core.nn.count import count_file
     from ccount_core.progress import tqdm_progress
 
+    # What the reader noticed (e.g. a truncated file) is said before the count starts.
+    for note in open_stack(args.stack).metadata.get("warnings", []):
+        print(f"ccount: warning: {note}", file=sys.stderr)
     with tqdm_progress("count", unit="frame") as bar:
         rows = count_file(
             args.stack,

@@ -18,7 +18,10 @@ about 128 px on the long side, 5-point median again, subtract a robust plane fit
 border (background gradient), Gaussian smoothing, threshold at half the Otsu level, keep the
 largest connected region and any other at least a quarter its size (a wide dark core splits
 the bright shell into parts), fill its holes or take the parts' convex hull, and take the
-second moments: a coarse ellipse. Then refine on the frame (block-averaged to about 40 px per
+second moments: a coarse ellipse. A crystal thinner than 8 px of that copy (small in a large
+frame) is looked for again the same way on a crop around it. Two or more large parts that are
+each solid and not thin bands (unlike the arcs of one split shell) give the ellipse a note:
+several crystals or blobs. Then refine on the frame (block-averaged to about 40 px per
 semi-minor axis, 5-point median): in 36 angular sectors of the coarse ellipse, average the
 intensity in bins of normalised radius and take the outermost bright peak (the outer shell's
 ring), fit an ellipse to those points by least squares (Halir-Flusser direct fit) and drop outliers.
@@ -36,7 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields, replace
 
 import numba as nb
 import numpy as np
@@ -61,6 +64,17 @@ _PART_FRACTION = 0.25  # bright parts at least this share of the largest belong 
 _N_SECTORS = 36
 _RHO_MIN, _RHO_MAX, _N_BINS = 0.55, 1.35, 64  # normalised-radius range and bins of the profiles
 _MIN_SIDE = 16  # px: smaller frames are refused
+# A coarse crystal thinner than this (px of the block-averaged copy) is looked for again on
+# a crop _ZOOM_WINDOW coarse semi-major axes around it, at a finer scale: a small crystal in
+# a large frame is only a few px of the 128 px copy, blurred to a blob several times its size.
+_ZOOM_MINOR = 8.0
+_ZOOM_WINDOW = 3.0
+# A bright part is a crystal (or blob) of its own when its hole-filled area covers this share
+# of its convex hull and its semi-axes differ less than _BAND: the parts a wide dark core
+# splits one shell into are thin curved arcs (sample "reaction_series": solidity 0.79-0.85,
+# axis ratio ~8), whole crystals are solid (0.96-0.97, ratio 2-3).
+_SOLID = 0.9
+_BAND = 4.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,9 @@ class Ellipse:
         angle_deg: direction of the semi-major axis (deg) from the +column direction,
             counter-clockwise as displayed (row 0 on top), in ``(-90, 90]``.
         quality: 0..1, how well the outline was determined (1 for a user-drawn ellipse).
+        notes: what the fit noticed about the frame that makes a count doubtful (e.g. several
+            crystals), one short phrase each; not part of the geometry (ignored by ``==`` and
+            :meth:`to_dict`).
     """
 
     center_row: float
@@ -81,6 +98,7 @@ class Ellipse:
     semi_minor: float
     angle_deg: float
     quality: float = 1.0
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         vals = (
@@ -148,8 +166,8 @@ class Ellipse:
         return (math.hypot(a * dr, b * dc), math.hypot(a * dc, b * dr))
 
     def to_dict(self) -> dict[str, float]:
-        """Plain dict (JSON-ready)."""
-        return {k: float(v) for k, v in asdict(self).items()}
+        """Plain dict (JSON-ready) of the geometry and quality."""
+        return {f.name: float(getattr(self, f.name)) for f in fields(self) if f.name != "notes"}
 
     @classmethod
     def from_dict(cls, data: dict) -> Ellipse:
@@ -366,14 +384,53 @@ def fit_ellipse(frame: np.ndarray) -> Ellipse:
 def fit_float_frame(img: np.ndarray) -> Ellipse:
     """:func:`fit_ellipse` on a frame already checked by :func:`as_float_frame` (float32,
     C-contiguous ``(rows, cols)``), so a caller that checked it once does not pay twice."""
-    coarse, plane = _coarse(img)
+    coarse, plane = _zoomed_coarse(img)
     return _refine(img, coarse, plane)
+
+
+def _zoomed_coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
+    """:func:`_coarse` on the frame, then again on a crop around the crystal (up to twice)
+    while the crystal is thinner than ``_ZOOM_MINOR`` px of the block-averaged copy. The
+    notes are those of the whole frame (it alone sees every blob)."""
+    coarse, plane = _coarse(img)
+    notes = coarse.notes
+    h, w = img.shape
+    d = _block_factor((h, w))  # of the region the current outline was found in
+    for _ in range(2):
+        r_lo, r_hi, c_lo, c_hi = _window(coarse, _ZOOM_WINDOW * coarse.semi_major, h, w)
+        d_crop = _block_factor((r_hi - r_lo, c_hi - c_lo))
+        if coarse.semi_minor >= _ZOOM_MINOR * d or d_crop >= d:
+            break
+        try:
+            sub, p = _coarse(img[r_lo:r_hi, c_lo:c_hi])
+        except InputError:
+            break  # keep the coarser outline (a crop too tight to hold the crystal)
+        coarse = replace(sub, center_row=sub.center_row + r_lo, center_col=sub.center_col + c_lo)
+        plane = np.array([p[0] - p[1] * r_lo - p[2] * c_lo, p[1], p[2]])
+        d = d_crop
+    return replace(coarse, notes=notes or coarse.notes), plane
+
+
+def _block_factor(shape: tuple[int, int]) -> int:
+    """Block size of the coarse search's copy of a frame of ``shape``."""
+    return max(1, round(max(shape) / _SMALL_SIDE))
+
+
+def _window(ell: Ellipse, half: float, h: int, w: int) -> tuple[int, int, int, int]:
+    """Rows and columns ``(r_lo, r_hi, c_lo, c_hi)`` within ``half`` px of the ellipse's
+    centre, clipped to an ``h`` x ``w`` frame."""
+    return (
+        max(0, int(ell.center_row - half)),
+        min(h, int(ell.center_row + half) + 2),
+        max(0, int(ell.center_col - half)),
+        min(w, int(ell.center_col + half) + 2),
+    )
 
 
 def _coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
     """Coarse ellipse from the thresholded, hole-filled largest region of a small copy."""
     h, w = img.shape
-    d = max(1, round(max(h, w) / _SMALL_SIDE))
+    d = _block_factor((h, w))
     hs, ws = h // d, w // d
     # hot pixels out before averaging
     small = median5(median5_block_mean(img, d) if d > 1 else median5(img))
@@ -422,9 +479,35 @@ def _coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
     a, b = 2.0 * math.sqrt(evals[1]), 2.0 * math.sqrt(max(evals[0], 1e-6))
     off = (d - 1) / 2.0
     ell = Ellipse.from_axes(r0 * d + off, c0 * d + off, a * d, b * d, angle, 0.3)
+    n_blobs = _separate_blobs(labels, parts)
+    if n_blobs > 1:
+        ell = replace(
+            ell,
+            notes=(
+                f"several crystals or bright blobs in the frame: {n_blobs} separate solid "
+                "bright regions of comparable size, fitted and counted as one",
+            ),
+        )
     # The plane in full-resolution coordinates: small (i, j) <-> full (i*d + off, j*d + off).
     plane = np.array([p[0] - (p[1] + p[2]) * off / d, p[1] / d, p[2] / d])
     return ell, plane
+
+
+def _separate_blobs(labels: np.ndarray, parts: np.ndarray) -> int:
+    """How many of the labelled ``parts`` look like crystals of their own: solid (hole-filled
+    area >= ``_SOLID`` of its convex hull) and not a thin band (semi-axis ratio <= ``_BAND``),
+    unlike the arcs of one shell split by a dark core."""
+    if len(parts) < 2:
+        return len(parts)
+    boxes = ndi.find_objects(labels)
+    n = 0
+    for k in parts:
+        region = ndi.binary_fill_holes(labels[boxes[k - 1]] == k)
+        r, c = np.nonzero(region)
+        evals = np.linalg.eigvalsh(np.cov(np.vstack([r, c])) + np.eye(2) / 12.0)
+        solid = region.sum() >= _SOLID * convex_hull_image(region).sum()
+        n += bool(solid and evals[1] <= _BAND**2 * evals[0])
+    return n
 
 
 def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
@@ -504,6 +587,7 @@ def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
         ell.semi_minor,
         ell.angle_deg,
         float(np.clip(quality, 0.0, 1.0)),
+        coarse.notes,
     )
 
 

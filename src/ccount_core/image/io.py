@@ -10,9 +10,14 @@ JSON ImageDescription that :func:`open_stack` reads back.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import re
+import struct
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,18 @@ ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
 ZARR_ARRAY_NAMES = ("images", "image", "data", "0")
 # ITU-R BT.601 luma weights for the optional RGB -> grey conversion.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+# Names of the numpy dtype kinds that are not real numbers, for the refusal.
+_DTYPE_KINDS = {
+    "c": "complex numbers",
+    "U": "text",
+    "S": "bytes",
+    "T": "text",
+    "O": "Python objects",
+    "V": "records",
+    "M": "dates",
+    "m": "time spans",
+}
 
 _LENGTH_UNITS_UM = {
     "m": 1e6,
@@ -161,9 +178,8 @@ def write_tiff(
 
 def _open_tiff(p: Path, rgb_to_gray: bool) -> Stack:
     import tifffile
-    import zarr
 
-    with tifffile.TiffFile(p) as tif:
+    with _quiet_tifffile(), tifffile.TiffFile(p) as tif:
         if not tif.series:
             raise InputError(f"path: {p} holds no image series")
         series = tif.series[0]
@@ -184,12 +200,132 @@ def _open_tiff(p: Path, rgb_to_gray: bool) -> Stack:
             interval_s = _positive(own.get("frame_interval_s")) or interval_s
         if pixel_um is None:
             pixel_um = _resolution_tags_um(tif.pages[0])
-    store = tifffile.imread(p, aszarr=True, series=0, level=0)
+        cut = _truncation(tif, series, p)
+    if cut is not None:
+        data, note = cut
+        meta["warnings"] = [note]
+        axes = "Q" + axes[axes.index("Y") :]
+    else:
+        data = _tiff_pixels(p)
+    data = _frames_axis(data, axes, p, rgb_to_gray)
+    return Stack(data, pixel_um, interval_s, str(p), meta)
+
+
+def _tiff_pixels(p: Path) -> da.Array:
+    """The first series of a TIFF as a lazy array (level 0 of a pyramid), the series' shape."""
+    import tifffile
+    import zarr
+
+    with _quiet_tifffile():
+        store = tifffile.imread(p, aszarr=True, series=0, level=0)
     arr = zarr.open(store, mode="r")
     if isinstance(arr, zarr.Group):  # pyramidal TIFF: level 0 is the full resolution
         arr = arr["0"]
-    data = _frames_axis(da.from_zarr(arr), axes, p, rgb_to_gray)
-    return Stack(data, pixel_um, interval_s, str(p), meta)
+    return da.from_zarr(arr)
+
+
+@contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """tifffile's log quiet while inside: a damaged file is reported in one line of ours."""
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _truncation(tif: Any, series: Any, p: Path) -> tuple[da.Array, str] | None:
+    """None for a whole file; for one cut short, ``(planes, warning)``: the complete planes
+    ``(n, rows, cols[, samples])`` and one line saying how many of how many were lost.
+
+    The declared planes are the series' or, where tifffile could not shape the series, those
+    of our JSON description or ImageJ's ``images``. A plane is complete when its bytes lie
+    inside the file; a page list that points past the end of the file declares more pages
+    than are readable. Raises :class:`InputError` when no plane is complete.
+    """
+    lead = series.axes[: series.axes.index("Y")]
+    plane = tuple(series.shape[len(lead) :])
+    n_series = math.prod(series.shape[: len(lead)])
+    plane_bytes = math.prod(plane) * series.dtype.itemsize
+    size = tif.filehandle.size
+    declared: int | None = max(n_series, _declared_planes(tif, math.prod(plane)))
+    first = tif.pages[0]
+    offset = series.dataoffset
+    if declared > n_series:  # tifffile fell back to the first page: do its data run on?
+        offset = first.dataoffsets[0] if first.is_contiguous and first.is_final else None
+    if offset is not None:
+        readable = min(declared, (size - offset) // plane_bytes)
+    elif len(series.pages) == n_series:
+        readable = next((i for i, pg in enumerate(series.pages) if _data_end(pg) > size), n_series)
+    else:
+        readable = n_series
+    if declared == n_series and series.kind not in ("shaped", "imagej", "ome"):
+        declared = None if _page_list_runs_on(tif) else declared
+    if readable == declared:
+        return None
+    if "C" in lead and series.shape[lead.index("C")] > 1:
+        raise InputError(f"path: {p} is truncated and has several channels")
+    if readable == 0:
+        raise InputError(f"path: {p} is truncated: not even its first frame is complete")
+    if declared:
+        note = (
+            f"{p} is truncated: read the {readable} complete frame(s) of {declared} declared "
+            f"({declared - readable} lost)"
+        )
+    else:
+        note = f"{p} is truncated: read its {readable} complete frame(s); the frames after are lost"
+    if readable <= n_series:
+        data = _tiff_pixels(p).reshape((n_series, *plane))[:readable]
+    else:
+        dtype = series.dtype.newbyteorder(tif.byteorder)
+        read = dask.delayed(_read_plane, pure=True)
+        data = da.stack(
+            [
+                da.from_delayed(read(p, offset + i * plane_bytes, dtype, plane), plane, dtype)
+                for i in range(readable)
+            ]
+        )
+    return data, note
+
+
+def _declared_planes(tif: Any, plane_size: int) -> int:
+    """Planes that our JSON description (``shape``) or ImageJ (``images``) declare; 0: none."""
+    if tif.shaped_metadata and "shape" in tif.shaped_metadata[0]:
+        return math.prod(tif.shaped_metadata[0]["shape"]) // plane_size
+    if tif.imagej_metadata:
+        return int(tif.imagej_metadata.get("images", 0))
+    return 0
+
+
+def _data_end(page: Any) -> int:
+    """The byte just past a page's last strip or tile."""
+    return max(
+        (o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=True)), default=0
+    )
+
+
+def _page_list_runs_on(tif: Any) -> bool:
+    """Whether the last page tifffile could read points to a further page (which it could
+    not read): a file cut short inside its list of pages."""
+    last = tif.pages[len(tif.pages) - 1]
+    fmt = tif.tiff
+    fh = tif.filehandle
+    fh.seek(last.offset)
+    head = fh.read(fmt.tagnosize)
+    if len(head) < fmt.tagnosize:
+        return True
+    (tagno,) = struct.unpack(fmt.tagnoformat, head)
+    fh.seek(last.offset + fmt.tagnosize + tagno * fmt.tagsize)
+    tail = fh.read(fmt.offsetsize)
+    return len(tail) < fmt.offsetsize or struct.unpack(fmt.offsetformat, tail)[0] != 0
+
+
+def _read_plane(p: Path, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """One uncompressed plane of ``shape`` at byte ``offset`` of ``p``, native byte order."""
+    plane = np.fromfile(p, dtype=dtype, count=math.prod(shape), offset=offset)
+    return plane.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
 def _ome_calibration(xml: str) -> tuple[float | None, float | None]:
@@ -402,8 +538,10 @@ def _frames_axis(data: da.Array, axes: str, p: Path, rgb_to_gray: bool) -> da.Ar
     """Bring data with tifffile-style ``axes`` to ``(frames, rows, cols)``, one chunk per frame.
 
     Samples (S, RGB) raise unless ``rgb_to_gray``; a channel axis C must have size 1; every
-    other axis (T, Z, Q, ...) is flattened into frames in file order.
+    other axis (T, Z, Q, ...) is flattened into frames in file order. Pixels that are not
+    real numbers (complex, text, objects, ...) raise, before anything is cast.
     """
+    _check_real(data.dtype, p)
     if len(axes) != data.ndim:
         axes = "Q" * (data.ndim - 2) + "YX"
     if "S" in axes:
@@ -432,6 +570,16 @@ def _frames_axis(data: da.Array, axes: str, p: Path, rgb_to_gray: bool) -> da.Ar
     rows, cols = data.shape[-2:]
     data = data.reshape((-1, rows, cols))
     return data.rechunk((1, rows, cols))
+
+
+def _check_real(dtype: np.dtype, p: Path) -> None:
+    """Raise :class:`InputError` naming ``p`` unless ``dtype`` holds real numbers (or bool)."""
+    if dtype.kind not in "biuf":
+        what = _DTYPE_KINDS.get(dtype.kind, "not numbers")
+        raise InputError(
+            f"path: {p} has pixels of type {dtype} ({what}); ccount reads real-valued "
+            "(integer or floating-point) images only"
+        )
 
 
 def _positive(value: Any) -> float | None:

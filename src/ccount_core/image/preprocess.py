@@ -668,6 +668,56 @@ def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessCo
     return out
 
 
+# ------------------------------------------------------------------------------ saturation
+
+#: A frame with at least this share of its crystal's pixels at the saturation level is noted.
+SATURATED_FRACTION = 1e-3
+
+
+def saturation_note(frame: np.ndarray, ellipse: Ellipse) -> str | None:
+    """A warning when at least ``SATURATED_FRACTION`` (and 3) of the pixels inside
+    ``ellipse`` grown by 10 % sit at a saturation level, else None.
+
+    The level: for integers, the dtype's maximum or a camera's 2^k - 1 (k = 8 ... 16) when
+    that is the crystal's maximum; for floats, the crystal's maximum when it is a plateau
+    (only saturation makes many pixels exactly equal to the brightest).
+    """
+    vals = _crystal_pixels(frame, ellipse)
+    if vals.size == 0:
+        return None
+    top = vals.max()
+    n_top = int(np.count_nonzero(vals == top))
+    if n_top < max(3, SATURATED_FRACTION * vals.size):
+        return None
+    if frame.dtype.kind in "iu":
+        camera_bits = {2**k - 1: k for k in range(8, 17)}
+        if int(top) == np.iinfo(frame.dtype).max:
+            level = f"at the {frame.dtype} maximum {int(top)}"
+        elif int(top) in camera_bits:
+            level = f"at {int(top)} (a {camera_bits[int(top)]}-bit camera's maximum)"
+        else:
+            return None
+    else:
+        level = f"at the same maximum {float(top):g} (a flat top)"
+    return f"saturated: {100.0 * n_top / vals.size:.2g} % of the crystal's pixels {level}"
+
+
+def _crystal_pixels(frame: np.ndarray, ellipse: Ellipse) -> np.ndarray:
+    """The values of ``frame`` inside ``ellipse`` grown by 10 % (its bounding box only)."""
+    grown = dataclasses.replace(
+        ellipse, semi_major=1.1 * ellipse.semi_major, semi_minor=1.1 * ellipse.semi_minor
+    )
+    hr, hc = grown.half_extent()
+    r_lo = max(0, int(grown.center_row - hr))
+    r_hi = min(frame.shape[0], int(grown.center_row + hr) + 2)
+    c_lo = max(0, int(grown.center_col - hc))
+    c_hi = min(frame.shape[1], int(grown.center_col + hc) + 2)
+    rows = np.arange(r_lo, r_hi)[:, None]
+    cols = np.arange(c_lo, c_hi)[None, :]
+    inside = grown.normalized_radius2(rows, cols) <= 1.0
+    return frame[r_lo:r_hi, c_lo:c_hi][inside]
+
+
 # ---------------------------------------------------------------------------------- stacks
 
 
@@ -683,6 +733,9 @@ def _frame_result(
         img = as_float_frame(frame, "frame")
         if ell is None:
             ell = fit_float_frame(img)
+        note = saturation_note(np.asarray(frame), ell)
+        if note is not None and note not in ell.notes:
+            ell = dataclasses.replace(ell, notes=(*ell.notes, note))
         tf = frame_transform(ell, cfg, camera_pixel_size_um)
         return _render(img, ell, tf, cfg), ell, None
     except InputError as exc:

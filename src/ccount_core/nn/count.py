@@ -282,7 +282,7 @@ def count_stack(
         nets = counter.packed_for_cpu(bf16) if packed else [net for net, _ in counter.members]
 
         def count_batch(frames: list[int]) -> list[Row]:
-            block = np.asarray(_take(stack, frames), dtype=np.float32)
+            block = np.asarray(_take(stack, frames))  # its own dtype: saturation is judged by it
             # One preparation per distinct configuration (members may share one). The
             # ellipse fit, most of a preparation's time, does not depend on the
             # configuration: the first one's ellipses serve the others.
@@ -372,9 +372,11 @@ def _row(
             warnings.append(f"count outside the training range {lo:g}-{hi:g}")
         if math.isfinite(spread) and spread > UNCERTAIN_FRACTION * max(abs(c), 1.0):
             warnings.append(disagree)
+    e = ellipses[i]
+    if e is not None:
+        warnings.extend(e.notes)  # what the fit and preparation noticed (several crystals, ...)
     if note:
         warnings.append(note)
-    e = ellipses[i]
     row: Row = {
         "frame": frame,
         "time_s": frame * interval if interval is not None else None,

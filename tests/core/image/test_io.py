@@ -260,3 +260,65 @@ def test_corrupt_tiff_and_empty_folder_are_input_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no image files"):
         open_stack(tmp_path / "empty")
+
+
+def _cut(path: Path, keep: float = 0.5) -> Path:
+    """``path`` with only its first ``keep`` share of bytes (a recording cut short)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+@pytest.mark.parametrize("writer", ["ours", "imagej", "pages"])
+def test_truncated_tiff_reads_its_complete_frames_and_says_how_many_were_lost(
+    tmp_path: Path, writer: str
+) -> None:
+    # io._truncation: 16 frames declared (our JSON shape, ImageJ images, or 16 pages), the
+    # file cut to half its bytes: frames 0-7 (pages: 0-6, the 8th's strip is cut) are read.
+    stack = _ramp(16, 24, 40)
+    path = tmp_path / f"{writer}.tif"
+    if writer == "ours":
+        write_tiff(path, stack, pixel_size_um=2.0)
+    elif writer == "imagej":
+        tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "TYX"})
+    else:
+        with tifffile.TiffWriter(path) as tif:
+            for frame in stack:
+                tif.write(frame, contiguous=False, metadata=None)
+    s = open_stack(_cut(path))
+    n = 7 if writer == "pages" else 8
+    assert s.n_frames == n
+    np.testing.assert_array_equal(s.data.compute(), stack[:n])
+    (note,) = s.metadata["warnings"]
+    assert str(path) in note and "truncated" in note and "\n" not in note
+    expected = "frames after are lost" if writer == "pages" else "8 complete frame(s) of 16"
+    assert expected in note
+    assert "warnings" not in open_stack(write_tiff(tmp_path / "whole.tif", stack)).metadata
+
+
+def test_tiff_cut_inside_its_page_list_is_not_a_whole_one_frame_file(tmp_path: Path) -> None:
+    # A plain tifffile stack has no declared shape; its first page points to a second page
+    # past the end of the cut file (io._page_list_runs_on).
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, _ramp(16, 24, 40), metadata=None)
+    s = open_stack(_cut(path))
+    assert s.n_frames == 1 and "truncated" in s.metadata["warnings"][0]
+    with pytest.raises(InputError, match="not even its first frame"):
+        open_stack(_cut(write_tiff(tmp_path / "tiny.tif", _ramp(4, 24, 40)), 0.05))
+
+
+@pytest.mark.parametrize(("dtype", "what"), [("complex64", "complex numbers"), (str, "text")])
+def test_non_real_zarr_is_refused_naming_file_and_dtype(tmp_path: Path, dtype, what) -> None:
+    # io._check_real: never the real part of a complex array, never a cast of text.
+    path = tmp_path / "odd.zarr"
+    z = zarr.open(str(path), mode="w", shape=(2, 24, 24), dtype=dtype)
+    z[:] = 1 + 2j if dtype == "complex64" else "7"
+    with pytest.raises(InputError, match=rf"odd\.zarr has pixels of type .*\({what}") as exc:
+        open_stack(path)
+    assert "\n" not in str(exc.value)
+
+
+def test_complex_tiff_is_refused(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "c.tif", np.ones((2, 24, 24), np.complex64))
+    with pytest.raises(InputError, match=r"c\.tif has pixels of type complex64"):
+        open_stack(tmp_path / "c.tif")

@@ -128,6 +128,22 @@ def test_csv_written_per_batch_and_resumed_after_a_kill(model_dir, sample, tmp_p
         count_file(tif, out, model_dir, pixel_size_um=2.0, batch_size=2)
 
 
+def test_cli_count_says_a_truncated_tiff_lost_frames(model_dir, sample, tmp_path, capsys):
+    # cli/count.py prints io.open_stack's warning before counting the complete frames.
+    from ccount_core.cli import main
+
+    stack, meta = sample
+    tif = write_tiff(tmp_path / "cut.tif", stack, pixel_size_um=meta["pixel_size_um"])
+    data = tif.read_bytes()
+    tif.write_bytes(data[: len(data) * 3 // 5])  # 2 of the 4 frames whole, the third cut
+    out = tmp_path / "counts.csv"
+    argv = ["count", str(tif), "-o", str(out), "--model", str(model_dir), "--no-bf16"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "ccount: warning:" in err and "2 complete frame(s) of 4 declared (2 lost)" in err
+    assert [int(r["frame"]) for r in read_counts(out)[1]] == [0, 1]
+
+
 def test_bad_input_is_refused_with_one_line(model_dir, tmp_path):
     with pytest.raises(InputError, match="no frames"):
         count_stack(np.zeros((0, 64, 64)), model_dir)
@@ -151,6 +167,18 @@ def test_unprepared_frame_gets_a_warning_not_a_count(model_dir):
     frames = np.zeros((1, 64, 64), np.float32)  # blank: no crystal to find
     (row,) = count_stack(frames, model_dir, pixel_size_um=2.0)
     assert row["count"] is None and row["warning"].startswith("not counted")
+
+
+def test_rows_carry_what_the_preparation_noticed(model_dir, sample):
+    # count._row joins the ellipse's notes (image/ellipse.py, image/preprocess.py): the frame
+    # reaches the preparation in its own dtype, so clipping at the uint16 maximum is seen.
+    stack, meta = sample
+    bright = np.minimum(stack[:1] * 200.0, 65535).astype(np.uint16)
+    (row,) = count_stack(bright, model_dir, meta["pixel_size_um"], bf16=False)
+    assert row["count"] is not None and "saturated: " in row["warning"]
+    assert "uint16 maximum" in row["warning"]
+    (plain,) = count_stack(stack[:1], model_dir, meta["pixel_size_um"], bf16=False)
+    assert "saturated" not in plain["warning"]
 
 
 def test_training_range_warning_allows_the_counts_own_error():
