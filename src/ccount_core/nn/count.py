@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ccount_core.errors import InputError
+from ccount_core.files import remove_stale_temps
 from ccount_core.nn import cpu_inference
 from ccount_core.nn.counts_file import (
     OTHER_COUNT_PREFIX,
@@ -457,6 +458,7 @@ def count_file(
     counter = _resolve_model(model)
     meta = counts_metadata(counter.card, str(Path(path).resolve()), px, tta)
     others = counter.label_names[1:]
+    remove_stale_temps(out_csv)  # a header a killed run was writing
     done = resume_counts(out_csv, meta, others)
     with out_csv.open("a", newline="", encoding="utf-8") as fh:
         writer = CountsWriter(fh, others)

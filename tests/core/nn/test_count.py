@@ -185,6 +185,19 @@ def test_a_refused_count_leaves_no_file_and_the_corrected_one_runs(
     assert [int(r["frame"]) for r in read_counts(out)[1]] == [0]
 
 
+def test_a_killed_runs_temporary_file_is_removed_on_the_next_count(model_dir, sample, tmp_path):
+    # count_file calls files.remove_stale_temps for its CSV before starting it
+    stack, meta = sample
+    tif = tmp_path / "stack.tif"
+    write_tiff(tif, stack[:1], pixel_size_um=meta["pixel_size_um"])
+    leftover, foreign = tmp_path / ".counts.csv.k1lled_0.csv", tmp_path / ".counts.csv.old"
+    for f in (leftover, foreign):
+        f.write_text("# ccount counts {")
+    count_file(tif, tmp_path / "counts.csv", model_dir, bf16=False)
+    assert not leftover.exists() and foreign.exists()
+    assert len(read_counts(tmp_path / "counts.csv")[1]) == 1
+
+
 def test_a_stack_of_text_is_refused_before_counting(model_dir):
     with pytest.raises(InputError, match=r"stack: expected real numbers .*dtype <U1"):
         count_stack(np.full((1, 64, 64), "a"), model_dir)
