@@ -599,14 +599,17 @@ def read_rows(array: zarr.Array, path: Path, name: str, selection: Any = slice(N
     try:
         return np.asarray(zarr.Array.__getitem__(array, selection))
     except _DECODE_ERRORS as exc:
-        raise InputError(_damaged_message(array, path, name, selection, exc)) from None
+        message = _damaged_message(array, path, name, selection, exc)
+        if message is None:  # no chunk fails on its own: not damage (e.g. a bad selection)
+            raise
+        raise InputError(message) from None
 
 
 def _damaged_message(
     array: zarr.Array, path: Path, name: str, selection: Any, exc: BaseException
-) -> str:
+) -> str | None:
     """One line naming the rows of the shards (or chunks) of ``array`` whose part in
-    ``selection`` fails to decode (each part is read again on its own)."""
+    ``selection`` fails to decode (each part is read again on its own); None when none does."""
     per = int((array.shards or array.chunks)[0])
     first = selection[0] if isinstance(selection, tuple) and selection else selection
     try:
@@ -621,9 +624,11 @@ def _damaged_message(
         except _DECODE_ERRORS:
             start = int(shard) * per
             bad.append(f"{start}-{min(start + per, array.shape[0]) - 1}")
-    where = f" rows {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}" if bad else ""
+    if not bad:
+        return None
+    where = f"rows {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}"
     return (
-        f"{path}: {name}{where} cannot be read, the store is damaged ({_reason(exc)}); "
+        f"{path}: {name} {where} cannot be read, the store is damaged ({_reason(exc)}); "
         f"{_rebuild(path)}"
     )
 

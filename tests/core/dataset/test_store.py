@@ -384,6 +384,8 @@ def test_a_damaged_store_is_named_with_its_array_rows_and_the_repair(tmp_path: P
     store = _written_store(tmp_path / "d.zarr")
     ds = open_dataset(store)
     assert np.asarray(ds.images[13])[0, 0] == 6  # an intact store reads as before
+    with pytest.raises(IndexError):  # a bad selection stays zarr's error, not "damaged"
+        ds.images[99]
     _truncate(store / "images" / "c" / "3" / "0" / "0", 100)  # rows 12-15
     ds = open_dataset(store)  # the table is intact
     shard = f"{store}: images rows 12-15 cannot be read, the store is damaged"
