@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ccount_core.files import atomic_path, atomic_write_bytes
+from ccount_core.files import (
+    atomic_path,
+    atomic_write_bytes,
+    remove_stale_temps,
+    temp_files,
+    temp_target,
+)
 
 
 def test_bytes_are_written_and_replace_the_old_file(tmp_path: Path) -> None:
@@ -54,3 +60,47 @@ def test_a_writer_that_removes_its_file_is_an_error_without_leftovers(tmp_path: 
     with pytest.raises(FileNotFoundError), atomic_path(target) as tmp:
         tmp.unlink()
     assert os.listdir(tmp_path) == []
+
+
+def test_temporary_names_parse_back_to_their_target(tmp_path: Path) -> None:
+    # files.temp_target reads the names atomic_path makes: the writer and the cleanup agree
+    for name in ("checkpoint.pt", "model.safetensors", "log.csv", "noext", "a.b.c"):
+        with atomic_path(tmp_path / name) as tmp:
+            assert temp_target(tmp.name) == name
+            assert temp_files(tmp_path / name) == [tmp] == temp_files(tmp_path)
+    for other in ("checkpoint.pt", ".checkpoint.pt", ".checkpoint.pt.notes.pt", ".x.ABCDEFGH"):
+        assert temp_target(other) is None
+
+
+def _leftover(target: Path, random: str = "k1lled_0") -> Path:
+    """A temporary file as a killed atomic_path writer leaves it."""
+    tmp = target.with_name(f".{target.name}.{random}{target.suffix}")
+    tmp.write_bytes(b"half a checkpoint")
+    return tmp
+
+
+def test_stale_temporary_files_are_removed_and_others_kept(tmp_path: Path) -> None:
+    # files.remove_stale_temps: a killed writer's file goes; a live writer's (locked), another
+    # target's and foreign files stay
+    import fcntl
+
+    target = tmp_path / "checkpoint.pt"
+    stale = _leftover(target)
+    other = _leftover(tmp_path / "log.csv")
+    foreign = [tmp_path / n for n in (".checkpoint.pt.notes.pt", "checkpoint.pt.bak", "x.pt")]
+    for f in foreign:
+        f.write_text("mine")
+    live = _leftover(target, "w0rking_")
+    fd = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as atomic_path holds its file
+        assert remove_stale_temps(target) == [stale]
+        assert not stale.exists() and live.exists() and other.exists()
+        with atomic_path(target) as tmp:  # a writer in progress is not disturbed
+            assert remove_stale_temps(tmp_path) == [other] and tmp.exists()
+            tmp.write_bytes(b"new")
+    finally:
+        os.close(fd)
+    assert remove_stale_temps(tmp_path) == [live]  # its writer is gone
+    assert sorted(os.listdir(tmp_path)) == sorted(["checkpoint.pt", *(f.name for f in foreign)])
+    assert target.read_bytes() == b"new"

@@ -117,7 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_ions(text: str) -> list[tuple[str, int]]:
-    """``"Ca+:300,CaF+:50"`` → ``[("Ca+", 300), ("CaF+", 50)]``; InputError when malformed."""
+    """``"Ca+:300,CaF+:50"`` → ``[("Ca+", 300), ("CaF+", 50)]``; InputError when malformed
+    or when a species is given twice (the image metadata holds one number per species)."""
     out: list[tuple[str, int]] = []
     for part in text.split(","):
         name, sep, number = part.strip().rpartition(":")
@@ -131,6 +132,12 @@ def parse_ions(text: str) -> list[tuple[str, int]]:
             ) from None
         if count < 0:
             raise InputError(f"--ions: number of {name.strip()} must not be negative ({count})")
+        earlier = [n for s, n in out if s == name.strip()]
+        if earlier:
+            raise InputError(
+                f"--ions: {name.strip()} is given twice ({earlier[0]} and {count}); give each "
+                f"species once, e.g. {name.strip()}:{earlier[0] + count}"
+            )
         out.append((name.strip(), count))
     return out
 

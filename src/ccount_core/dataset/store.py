@@ -411,7 +411,10 @@ def open_for_writing(path: str | Path, plan: Plan) -> zarr.Group:
         )
     for tmp in path.rglob("*.partial"):
         tmp.unlink(missing_ok=True)
-    return zarr.open_group(str(path), mode="r+")
+    group = zarr.open_group(str(path), mode="r+")
+    table = _members(group, path, attrs)[1]
+    read_rows(table["done"], path, "table/done")  # the writer resumes from it
+    return group
 
 
 def _read_attrs(path: Path) -> dict[str, Any]:
@@ -606,18 +609,125 @@ class Dataset:
 
 
 def open_dataset(path: str | Path) -> Dataset:
-    """Open a store written by ``ccount dataset generate``; it needs no other file."""
+    """Open a store written by ``ccount dataset generate``; it needs no other file.
+
+    A missing or unreadable array raises InputError naming the store, the array and, for a
+    damaged chunk, its rows; so do later reads of ``images`` (:class:`StoreImages`)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"dataset: no such store: {path}")
     attrs = _read_attrs(path)
     group = zarr.open_group(str(path), mode="r")
-    table_group = group["table"]
-    arrays = dict(table_group.arrays())
+    images, arrays = _members(group, path, attrs)
     order = [c for c in attrs.get("columns", {}) if c in arrays]
     order[4:4] = [c for c in attrs["label_columns"] if c in arrays]  # after split
     order += sorted(set(arrays) - set(order))
-    table = {name: np.asarray(arrays[name][:]) for name in order}
+    table = {name: read_rows(arrays[name], path, f"table/{name}") for name in order}
     if "simulator_version" in table:
         table["simulator_version"] = np.array(table["simulator_version"].tolist(), dtype=str)
-    return Dataset(path, group["images"], table, tuple(attrs["label_names"]), attrs)
+    return Dataset(path, images, table, tuple(attrs["label_names"]), attrs)
+
+
+def _rebuild(path: Path) -> str:
+    """The advice for a damaged store: resuming does not recompute rows marked done."""
+    return f"delete it and generate it again (ccount dataset generate SPEC -o {path})"
+
+
+def _reason(exc: BaseException) -> str:
+    """The first sentence of ``exc`` (its type when empty), at most 100 characters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.split(". ")[0]
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def _members(
+    group: zarr.Group, path: Path, attrs: dict[str, Any]
+) -> tuple[StoreImages, dict[str, zarr.Array]]:
+    """``images`` and the table's arrays (by column) of the store at ``path``; InputError
+    naming the first array that is missing, whose metadata cannot be read or that has an
+    empty chunk file (a crash can leave one, and zarr would read it as zeros)."""
+    on_disk = [p.parent.name for p in sorted((path / "table").glob("*/zarr.json"))]
+    needed = ["done", *attrs.get("columns", {}), *attrs["label_columns"]]
+    arrays = {c: _open_member(group, path, f"table/{c}") for c in dict.fromkeys(needed + on_disk)}
+    images = _open_member(group, path, "images")
+    return StoreImages(images._async_array, path), arrays
+
+
+def _open_member(group: zarr.Group, path: Path, name: str) -> zarr.Array:
+    """The array ``name`` of the store at ``path``, checked for empty chunk files."""
+    if not (path / name / "zarr.json").is_file():
+        raise InputError(f"{path}: the array {name} is missing; {_rebuild(path)}")
+    try:
+        array = group[name]
+    except Exception as exc:  # zarr raises several types for a damaged zarr.json
+        raise InputError(
+            f"{path}: the array {name} cannot be opened ({_reason(exc)}); {_rebuild(path)}"
+        ) from None
+    if not isinstance(array, zarr.Array):
+        raise InputError(f"{path}: {name} is not an array; {_rebuild(path)}")
+    per = int((array.shards or array.chunks)[0])
+    for chunk in sorted((path / name / "c").rglob("*")):
+        key = chunk.relative_to(path / name / "c").parts  # (3, 0, 0): not a writer's temp file
+        if all(k.isdigit() for k in key) and chunk.is_file() and chunk.stat().st_size == 0:
+            first = int(key[0]) * per
+            last = min(first + per, array.shape[0]) - 1
+            raise InputError(
+                f"{path}: {name} rows {first}-{last} cannot be read, the store is damaged "
+                f"(the chunk file {chunk.relative_to(path)} is empty); {_rebuild(path)}"
+            )
+    return array
+
+
+_DECODE_ERRORS = (ValueError, RuntimeError, OSError)
+"""What zarr and its codecs raise for a damaged chunk (checksum mismatch, zstd error, EIO)."""
+
+
+def read_rows(array: zarr.Array, path: Path, name: str, selection: Any = slice(None)) -> Any:
+    """``array[selection]`` of the store at ``path`` (``name``: the array's path in it);
+    InputError naming the rows of the chunks that cannot be decoded."""
+    try:
+        return np.asarray(zarr.Array.__getitem__(array, selection))
+    except _DECODE_ERRORS as exc:
+        message = _damaged_message(array, path, name, selection, exc)
+        if message is None:  # no chunk fails on its own: not damage (e.g. a bad selection)
+            raise
+        raise InputError(message) from None
+
+
+def _damaged_message(
+    array: zarr.Array, path: Path, name: str, selection: Any, exc: BaseException
+) -> str | None:
+    """One line naming the rows of the shards (or chunks) of ``array`` whose part in
+    ``selection`` fails to decode (each part is read again on its own); None when none does."""
+    per = int((array.shards or array.chunks)[0])
+    first = selection[0] if isinstance(selection, tuple) and selection else selection
+    try:
+        rows = np.unique(np.arange(array.shape[0])[first])
+    except (IndexError, TypeError, ValueError):
+        rows = np.arange(array.shape[0])
+    bad = []
+    for shard in np.unique(rows // per):
+        part = rows[rows // per == shard]
+        try:
+            zarr.Array.__getitem__(array, part)
+        except _DECODE_ERRORS:
+            start = int(shard) * per
+            bad.append(f"{start}-{min(start + per, array.shape[0]) - 1}")
+    if not bad:
+        return None
+    where = f"rows {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}"
+    return (
+        f"{path}: {name} {where} cannot be read, the store is damaged ({_reason(exc)}); "
+        f"{_rebuild(path)}"
+    )
+
+
+@dataclass
+class StoreImages(zarr.Array):
+    """The ``images`` array of a store at ``store``: a read (``[...]``, as dask and the
+    contact sheet read it) of a damaged shard raises InputError naming the store and rows."""
+
+    store: Path = Path()
+
+    def __getitem__(self, selection: Any) -> Any:
+        return read_rows(self, self.store, "images", selection)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ccount_core.errors import InputError
+from ccount_core.files import remove_stale_temps
 from ccount_core.nn import cpu_inference
 from ccount_core.nn.counts_file import (
     OTHER_COUNT_PREFIX,
@@ -75,8 +76,6 @@ def _parallel_batches(
     overlaps the other's network, which would otherwise leave a core idle.
     """
     n = torch.get_num_threads() if threads is None else threads
-    if n < 1:
-        raise InputError(f"threads: must be at least 1, got {n}")
     if dev.type != "cpu" or n < 2 or n_batches < 2:
         return 1, threads
     return 2, n // 2
@@ -120,6 +119,9 @@ def _check_stack(stack: Any) -> None:
     shape = getattr(stack, "shape", None)
     if shape is None or len(shape) != 3:
         raise InputError(f"stack: expected (frames, rows, cols), got shape {shape}")
+    dtype = np.dtype(getattr(stack, "dtype", np.float64))
+    if dtype.kind not in "biuf":
+        raise InputError(f"stack: expected real numbers (pixel values), got dtype {dtype}")
     if shape[0] == 0:
         raise InputError("stack: it has no frames")
     if min(shape[1:]) < MIN_SIDE_PX:
@@ -127,6 +129,31 @@ def _check_stack(stack: Any) -> None:
             f"stack: frames of {shape[1]} x {shape[2]} px are too small "
             f"(at least {MIN_SIDE_PX} px per side)"
         )
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    """InputError unless ``value`` is an integer of at least ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputError(f"{name}: expected an integer, got {value!r}")
+    if value < low:
+        raise InputError(f"{name}: must be at least {low}, got {value}")
+
+
+def _check_arguments(
+    batch_size: Any, tta: Any, pixel_size_um: float | None, threads: int | None
+) -> None:
+    """The checks of :func:`count_stack`'s numbers, done before a model is loaded or a file
+    is created."""
+    _check_int("batch_size", batch_size, 1)
+    _check_int("tta", tta, 0)
+    if threads is not None:
+        _check_int("threads", threads, 1)
+    if pixel_size_um is not None and not (
+        isinstance(pixel_size_um, int | float | np.integer | np.floating)
+        and math.isfinite(pixel_size_um)
+        and pixel_size_um > 0
+    ):
+        raise InputError(f"pixel_size_um: must be a positive number of µm, got {pixel_size_um}")
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -137,8 +164,20 @@ def pick_device(device: str | None = None) -> torch.device:
         dev = torch.device(device)
     except RuntimeError as exc:
         raise InputError(f"device: {device!r} is not a torch device ({exc})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device: {device!r} asked for, but no CUDA GPU is available")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device: {device!r} asked for, but no CUDA GPU is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(
+                f"device: {device!r} asked for, but there are {torch.cuda.device_count()} GPUs"
+                " (numbered from 0)"
+            )
+    elif dev.type != "cpu":
+        try:  # mps, xpu, meta...: a tensor there and back says whether it can count
+            torch.zeros(1, device=dev).cpu()
+        except Exception as exc:  # torch raises RuntimeError, NotImplementedError, Assertion...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"device: {device!r} cannot be used here ({first})") from None
     return dev
 
 
@@ -228,15 +267,10 @@ def count_stack(
     from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
 
     _check_stack(stack)
-    if batch_size < 1:
-        raise InputError(f"batch_size: must be at least 1, got {batch_size}")
-    if tta < 0:
-        raise InputError(f"tta: must be 0 or more, got {tta}")
-    if pixel_size_um is not None and not (math.isfinite(pixel_size_um) and pixel_size_um > 0):
-        raise InputError(f"pixel_size_um: must be a positive number of µm, got {pixel_size_um}")
+    _check_arguments(batch_size, tta, pixel_size_um, threads)
+    dev = pick_device(device)
     counter = _resolve_model(model)
     card = counter.card
-    dev = pick_device(device)
     counter.to(dev)
     if expected_config is not None:
         from ccount_core.nn.model import check_config
@@ -415,6 +449,8 @@ def count_file(
     """Count a TIFF stack, folder of frames or Zarr array into ``out_csv``; returns the rows
     counted now. The CSV's first line (``# ccount counts {json}``) records the source, pixel
     size and the model's preprocessing; an existing file made the same way is resumed.
+    Every argument, the stack and the model are checked before the CSV is created, so a
+    refused call leaves no file behind.
     """
     from ccount_core.image.io import open_stack
 
@@ -422,11 +458,14 @@ def count_file(
     stack = open_stack(path)
     _check_stack(stack.data)
     px = pixel_size_um if pixel_size_um is not None else stack.pixel_size_um
+    _check_arguments(batch_size, tta, px, threads)
+    pick_device(device)
     counter = _resolve_model(model)
     meta = counts_metadata(counter.card, str(Path(path).resolve()), px, tta)
     others = counter.label_names[1:]
+    remove_stale_temps(out_csv)  # a header a killed run was writing
     done = resume_counts(out_csv, meta, others)
-    with out_csv.open("a", newline="") as fh:
+    with out_csv.open("a", newline="", encoding="utf-8") as fh:
         writer = CountsWriter(fh, others)
 
         def write(rows: list[Row]) -> None:

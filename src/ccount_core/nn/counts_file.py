@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ccount_core.errors import InputError
+from ccount_core.files import atomic_path
 
 COLUMNS = (
     "frame",
@@ -84,33 +85,49 @@ def counts_metadata(
 
 def read_counts(path: Path | str) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """``(metadata, rows as strings)`` of a counts CSV written by
-    :func:`ccount_core.nn.count.count_file`."""
+    :func:`ccount_core.nn.count.count_file`; InputError naming the file when it is not one
+    (not UTF-8 text, no ``# ccount counts {json}`` first line, or not CSV)."""
     path = Path(path)
-    with path.open(newline="") as fh:
-        first = fh.readline()
-        if not first.startswith(META_PREFIX):
-            raise InputError(f"output: {path} exists and is not a ccount counts file")
-        meta = json.loads(first[len(META_PREFIX) :])
-        rows = list(csv.DictReader(fh))
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            first = fh.readline()
+            if not first.startswith(META_PREFIX):
+                raise InputError(f"{path}: not a ccount counts file (no '{META_PREFIX}' line)")
+            meta = json.loads(first[len(META_PREFIX) :])
+            rows = list(csv.DictReader(fh))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a ccount counts file (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not a ccount counts file (bad metadata: {exc})") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a ccount counts file (bad CSV: {exc})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: not a ccount counts file (its metadata is not an object)")
     return meta, rows
 
 
 def resume_counts(path: Path, meta: Mapping[str, Any], others: Sequence[str]) -> set[int]:
     """The frames already in the counts file ``path``, which must hold ``meta``
-    (:func:`counts_metadata`; a last line cut by a killed writer is dropped); a missing or
-    empty file is started (its first line and the column names) and has none."""
+    (:func:`counts_metadata`; a last line cut by a killed writer is dropped). A missing or
+    empty file, or one of ours with no rows yet (its run failed or was killed before its
+    first batch), is started anew (its first line and the column names, written
+    atomically) and has none."""
     if path.exists() and path.stat().st_size > 0:
-        old_meta, _ = read_counts(path)
-        if old_meta != json.loads(_meta_line(meta)[len(META_PREFIX) :]):  # as it reads back
+        try:
+            old_meta, rows = read_counts(path)
+        except InputError as exc:
+            raise InputError(f"output: {exc}; choose a new -o or delete it") from None
+        same = old_meta == json.loads(_meta_line(meta)[len(META_PREFIX) :])  # as it reads back
+        if same:
+            _drop_partial_line(path)
+            _, old = read_counts(path)
+            return {int(r["frame"]) for r in old if (r.get("frame") or "").isdigit()}
+        if rows:
             raise InputError(
                 f"output: {path} was counted from another source, pixel size "
                 "or model; choose a new -o or delete it"
             )
-        _drop_partial_line(path)
-        _, old = read_counts(path)
-        return {int(r["frame"]) for r in old if (r.get("frame") or "").isdigit()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         fh.write(_meta_line(meta))
         CountsWriter(fh, others).write_column_names()
     return set()

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ccount_core.errors import InputError
-from ccount_core.files import atomic_write_bytes
+from ccount_core.files import atomic_write_bytes, remove_stale_temps
 from ccount_core.nn._triton import hide_triton_without_gpu
 
 ARCHITECTURE = "resnet50-greyscale-regression"
@@ -163,7 +163,7 @@ def save_model(
 
     ``card`` must hold at least ``label_names``, ``preprocess`` (a PreprocessConfig dict) and
     ``input_shape`` ``[H, W]`` (pixels); architecture, outputs and label scale are filled in.
-    Returns ``(weights_path, card_path)``.
+    Temporary files a killed save left are removed first. Returns ``(weights_path, card_path)``.
     """
     from safetensors.torch import save
 
@@ -192,6 +192,8 @@ def save_model(
     }
     # label_scale stays float32: the exact ion scale should not be rounded.
     tensors["label_scale"] = model.label_scale.detach().cpu().float().contiguous()
+    for target in (weights_path, card_path):
+        remove_stale_temps(target)
     atomic_write_bytes(weights_path, save(tensors, metadata={"format": CARD_FORMAT}))
     atomic_write_bytes(card_path, (json.dumps(full, indent=2, sort_keys=True) + "\n").encode())
     return weights_path, card_path

@@ -34,7 +34,7 @@ import torch
 
 from ccount_core.checks import check_number
 from ccount_core.errors import InputError
-from ccount_core.files import atomic_write_bytes
+from ccount_core.files import atomic_write_bytes, remove_stale_temps
 from ccount_core.nn.augment import AugmentConfig, augment
 from ccount_core.nn.inference import amp_dtype, predict
 from ccount_core.nn.model import (
@@ -234,9 +234,12 @@ def fit(
     ``card``: the model card's fixed part (``label_names``, ``preprocess``, data summary);
     the input shape, training summary and validation metrics are added. Returns the final
     model and its card; the model is also saved as ``run_dir/model.safetensors`` + ``.json``.
+    Temporary files that killed writes left in ``run_dir`` (a checkpoint's: hundreds of MB)
+    are removed first.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(run_dir)
     if len(train.images) == 0 or len(val.images) == 0:
         raise InputError(
             f"data: need training and validation images, got {len(train.images)} "
@@ -550,6 +553,7 @@ def train(
                 f"({', '.join(diff)}); choose a new -o to start afresh"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(run_dir)  # before the prepared images are cached there
     atomic_write_bytes(run_json, (json.dumps(settings, indent=2) + "\n").encode())
     tr = prepare_splits(
         stores, "train", preprocess, config.labels, config.max_train, run_dir, prepare_progress

@@ -472,6 +472,20 @@ def species_for(ion: CcmdIonType) -> Any:
     return Species.from_u(name, ion.mass_u, ion.charge, laser_cooled=ion.laser_cooled)
 
 
+def _refuse_same_species(ccmd_ions: tuple[CcmdIonType, ...], groups: tuple[Any, ...]) -> None:
+    """InputError when two ion types become one ccount species (e.g. ``Ca`` and ``ca`` of
+    equal mass): the image metadata holds one number per species name."""
+    first: dict[str, str] = {}
+    for ion, group in zip(ccmd_ions, groups, strict=True):
+        name = group.species.name
+        if name in first:
+            raise InputError(
+                f"trap.info: ionnumbers.{first[name]} and ionnumbers.{ion.formula} are the same "
+                f"species ({name}); give it once, with the total number"
+            )
+        first[name] = ion.formula
+
+
 def to_settings(ccmd: CcmdFile, simulation: Any = None) -> CcmdConfig:
     """Convert a checked :class:`CcmdFile` into ccount settings.
 
@@ -496,6 +510,7 @@ def to_settings(ccmd: CcmdFile, simulation: Any = None) -> CcmdConfig:
         v_rf=t["vrf"], v_end=t["vend"], eta=t["eta"], r0=t["r0"], z0=t["z0"], rf_frequency=t["freq"]
     )
     ions = tuple(IonGroup(species_for(ion), ion.number) for ion in ccmd.ions)
+    _refuse_same_species(ccmd.ions, ions)
     if simulation is not None:
         sim = simulation
     else:

@@ -280,14 +280,29 @@ def _lattice_start(
     return pos, index
 
 
+def _refuse_repeated_species(groups: Sequence[IonGroup]) -> None:
+    """InputError naming the first species name that two groups share."""
+    seen: dict[str, int] = {}
+    for g in groups:
+        name = g.species.name
+        if name in seen:
+            raise InputError(
+                f"ions: {name} is given twice ({seen[name]} and {g.count}); give each species"
+                f" once, with its total number ({seen[name] + g.count})"
+            )
+        seen[name] = g.count
+
+
 def validate(trap: TrapSettings, ions: Sequence[IonGroup]) -> list[IonGroup]:
     """Check inputs before any long computation; return the ion groups as a list.
 
-    Raises InputError for: no ions, too many, unstable (a, q) for any species, or a crystal
-    estimated to fill more than half of the trap (it would leave it)."""
+    Raises InputError for: no ions, a species in two groups (results and image metadata
+    hold one number per species name), too many, unstable (a, q) for any species, or a
+    crystal estimated to fill more than half of the trap (it would leave it)."""
     if not isinstance(trap, TrapSettings):
         raise InputError(f"trap: expected TrapSettings, got {type(trap).__name__}")
     groups = [g if isinstance(g, IonGroup) else IonGroup(*g) for g in ions]
+    _refuse_repeated_species(groups)
     n = sum(g.count for g in groups)
     if n < 1:
         raise InputError("ions: the total number of ions must be at least 1")

@@ -90,6 +90,7 @@ def test_simulate_reads_a_ccmd_trap_info(tmp_path: Path) -> None:
         (["--ions", "Ca+:-3"], "--ions: number of Ca+ must not be negative"),
         (["--ions", "Ca+=3"], "--ions: expected SPECIES:NUMBER"),
         (["--ions", "Unobtainium+:3"], "unknown species"),
+        (["--ions", "Ca+:30,CaF+:2,Ca+:20"], "--ions: Ca+ is given twice (30 and 20)"),
         (["--v-rf", "2000"], "v_rf:"),
         (["--blur-um", "-1"], "blur"),
         (["--trap-info", "x.info", "--v-end", "2"], "--trap-info: cannot be combined"),
@@ -117,6 +118,8 @@ def test_parse_ions() -> None:
     assert parse_ions("Ca+:300, CaF+:50") == [("Ca+", 300), ("CaF+", 50)]
     with pytest.raises(InputError, match="integer"):
         parse_ions("Ca+:3.5")
+    with pytest.raises(InputError, match=r"Ca\+ is given twice .*e\.g\. Ca\+:50$"):
+        parse_ions("Ca+:30, Ca+:20")
 
 
 def test_a_long_simulation_needs_yes(

@@ -8,6 +8,7 @@ the image of its own parameters: pixel (0, 0) = fluorescing ions, (0, 1) = focal
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -405,3 +406,72 @@ def test_info_and_contact_sheet(tmp_path: Path, client: Any) -> None:
     assert sheet.ndim == 3 and sheet.shape[0] > 100 and sheet.shape[1] > 100
     with pytest.raises(InputError, match="png"):
         contact_sheet(ds, tmp_path / "sheet.jpg")
+
+
+def _written_store(path: Path) -> Path:
+    """A store of 48 rows in shards of 4, every row done (image of run m: all m)."""
+    p = plan(normalise_spec(spec(store={"chunk": 4, "order": "grid"})))
+    writer = StoreWriter(create_store(path, p), p.n_renders, flush_seconds=1e9)
+    for m in range(len(p.points)):
+        writer.add(m, np.full((2, 12, 16), m, np.float32), 1.0, [0.1, 0.2], [0.6, 0.7], "v")
+    writer.flush()
+    return path
+
+
+def _truncate(path: Path, size: int) -> None:
+    path.write_bytes(path.read_bytes()[:size])
+
+
+def _rebuild(store: Path) -> str:
+    return f"; delete it and generate it again (ccount dataset generate SPEC -o {store})"
+
+
+def test_a_damaged_store_is_named_with_its_array_rows_and_the_repair(tmp_path: Path) -> None:
+    # store.open_dataset, StoreImages and open_for_writing: one line naming the store, the
+    # array, the rows of a damaged chunk and what to do, instead of zarr's KeyError,
+    # checksum or zstd errors; a zero-byte shard, which zarr would read as zeros, too.
+    import dask.array as da
+
+    from ccount_core.dataset.report import contact_sheet
+    from ccount_core.dataset.store import open_for_writing
+
+    store = _written_store(tmp_path / "d.zarr")
+    ds = open_dataset(store)
+    assert np.asarray(ds.images[13])[0, 0] == 6  # an intact store reads as before
+    with pytest.raises(IndexError):  # a bad selection stays zarr's error, not "damaged"
+        ds.images[99]
+    _truncate(store / "images" / "c" / "3" / "0" / "0", 100)  # rows 12-15
+    ds = open_dataset(store)  # the table is intact
+    shard = f"{store}: images rows 12-15 cannot be read, the store is damaged"
+    for read in (
+        lambda: ds.images[13],
+        lambda: da.from_zarr(ds.images)[[1, 14]].compute(),  # as training data are read
+        lambda: contact_sheet(ds, tmp_path / "sheet.png", n=48),
+    ):
+        with pytest.raises(InputError) as err:
+            read()
+        assert str(err.value) == f"{shard} (Stored and computed checksum do not match)" + (
+            _rebuild(store)
+        )
+    assert not (tmp_path / "sheet.png").exists()
+
+    (store / "images" / "c" / "3" / "0" / "0").write_bytes(b"")
+    with pytest.raises(InputError, match=r"images rows 12-15 .* file images/c/3/0/0 is empty"):
+        open_dataset(store)
+
+    store = _written_store(tmp_path / "t.zarr")
+    _truncate(store / "table" / "n_Ca+" / "c" / "0", 15)
+    with pytest.raises(InputError) as err:
+        open_dataset(store)
+    assert str(err.value) == (
+        f"{store}: table/n_Ca+ rows 0-47 cannot be read, the store is damaged "
+        f"(Zstd decompression error: invalid input data){_rebuild(store)}"
+    )
+
+    store = _written_store(tmp_path / "n.zarr")
+    p = plan(normalise_spec(spec(store={"chunk": 4, "order": "grid"})))
+    shutil.rmtree(store / "table" / "done")
+    for opener in (open_dataset, lambda s: open_for_writing(s, p)):
+        with pytest.raises(InputError) as err:
+            opener(store)
+        assert str(err.value) == f"{store}: the array table/done is missing{_rebuild(store)}"

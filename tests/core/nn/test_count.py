@@ -163,6 +163,62 @@ def test_bad_input_is_refused_with_one_line(model_dir, tmp_path):
         )
 
 
+# nn/count.py count_file: every argument, the stack and the model are checked before the CSV
+# is created; a refused command leaves no file that would block the corrected one.
+REFUSED = [
+    (["--pixel-size-um", "-2"], "pixel_size_um: must be a positive number"),
+    (["--pixel-size-um", "nan"], "pixel_size_um: must be a positive number"),
+    (["--batch-size", "0"], "batch_size: must be at least 1, got 0"),
+    (["--threads", "0"], "threads: must be at least 1, got 0"),
+    (["--tta", "-1"], "tta: must be at least 0, got -1"),
+    (["--device", "abacus"], "device: 'abacus' is not a torch device"),
+    (["--device", "cuda:0"], "no CUDA GPU is available"),
+    (["--device", "meta"], "device: 'meta' cannot be used here"),
+    (["--model", "JUNK"], "card"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), REFUSED)
+def test_a_refused_count_leaves_no_file_and_the_corrected_one_runs(
+    model_dir, sample, tmp_path, capsys, monkeypatch, argv, message
+):
+    from ccount_core.cli import main
+
+    stack, meta = sample
+    tif = tmp_path / "stack.tif"
+    write_tiff(tif, stack[:1], pixel_size_um=meta["pixel_size_um"])
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\0" * 64)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "out" / "counts.csv"
+    base = ["count", str(tif), "-o", str(out), "--model", str(model_dir), "--no-bf16"]
+    bad = [a.replace("JUNK", str(junk)) for a in argv]
+    assert main([*base, *bad]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]  # after the (empty) progress bar
+    assert err.startswith("ccount: error: ") and message in err
+    assert not out.exists() and not out.parent.exists()
+    assert main(base) == 0  # the corrected command, same -o
+    assert [int(r["frame"]) for r in read_counts(out)[1]] == [0]
+
+
+def test_a_killed_runs_temporary_file_is_removed_on_the_next_count(model_dir, sample, tmp_path):
+    # count_file calls files.remove_stale_temps for its CSV before starting it
+    stack, meta = sample
+    tif = tmp_path / "stack.tif"
+    write_tiff(tif, stack[:1], pixel_size_um=meta["pixel_size_um"])
+    leftover, foreign = tmp_path / ".counts.csv.k1lled_0.csv", tmp_path / ".counts.csv.old"
+    for f in (leftover, foreign):
+        f.write_text("# ccount counts {")
+    count_file(tif, tmp_path / "counts.csv", model_dir, bf16=False)
+    assert not leftover.exists() and foreign.exists()
+    assert len(read_counts(tmp_path / "counts.csv")[1]) == 1
+
+
+def test_a_stack_of_text_is_refused_before_counting(model_dir):
+    with pytest.raises(InputError, match=r"stack: expected real numbers .*dtype <U1"):
+        count_stack(np.full((1, 64, 64), "a"), model_dir)
+
+
 def test_unprepared_frame_gets_a_warning_not_a_count(model_dir):
     frames = np.zeros((1, 64, 64), np.float32)  # blank: no crystal to find
     (row,) = count_stack(frames, model_dir, pixel_size_um=2.0)
@@ -265,8 +321,8 @@ def test_two_batches_at_once_count_the_same_in_order(model_dir, sample):
     assert _parallel_batches(cpu, 2, 1) == (1, 2)  # one batch keeps every thread
     assert _parallel_batches(cpu, 1, 4) == (1, 1)
     assert _parallel_batches(torch.device("cuda"), 8, 4) == (1, 8)
-    with pytest.raises(InputError, match="threads"):
-        _parallel_batches(cpu, 0, 4)
+    with pytest.raises(InputError, match="threads: must be at least 1"):
+        count_stack(stack, model_dir, threads=0)  # checked with the other arguments
     batches: list[list[int]] = []
     # float32: the random test network magnifies rounding, and bfloat16 is chosen per thread
     # count where the CPU has it

@@ -61,3 +61,36 @@ def test_a_file_is_started_resumed_and_refused_when_made_otherwise(tmp_path):
     assert list(rows[0]) == [*COLUMNS, "count_ND3+"]
     with pytest.raises(InputError, match="another source"):
         resume_counts(path, counts_metadata(card, "/data/s.tif", 3.0, 0), ["ND3+"])
+
+
+def test_a_header_only_file_a_failed_run_left_is_started_again(tmp_path):
+    # counts_file.resume_counts: a file of ours with no rows holds nothing to lose
+    card = {"name": "m", "label_names": ["Ca+"], "preprocess": {}}
+    path = tmp_path / "counts.csv"
+    assert resume_counts(path, counts_metadata(card, "/data/s.tif", -1.0, 0), []) == set()
+    new = counts_metadata(card, "/data/s.tif", 2.0, 0)
+    assert resume_counts(path, new, []) == set()
+    assert read_counts(path) == (new, [])
+    assert [p.name for p in tmp_path.iterdir()] == ["counts.csv"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"\x89PNG\r\n\x1a\n\xff\xd8\x00\x10", "not UTF-8 text"),
+        (b"frame,count\n0,3\n", "no '# ccount counts ' line"),
+        (b"# ccount counts {not json\n", "bad metadata"),
+    ],
+)
+def test_a_file_that_is_not_a_counts_file_is_named_and_kept(tmp_path, data, why):
+    # counts_file.read_counts / resume_counts: one line naming the file, what is wrong and
+    # what to do; the file is left as it was
+    path = tmp_path / "out.csv"
+    path.write_bytes(data)
+    card = {"name": "m", "label_names": ["Ca+"], "preprocess": {}}
+    with pytest.raises(InputError) as err:
+        resume_counts(path, counts_metadata(card, "/data/s.tif", 2.0, 0), [])
+    text = str(err.value)
+    assert text.startswith(f"output: {path}: not a ccount counts file ({why}")
+    assert text.endswith("; choose a new -o or delete it") and "\n" not in text
+    assert path.read_bytes() == data

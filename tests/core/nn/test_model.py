@@ -39,7 +39,18 @@ def test_output_is_scaled_count_and_independent_of_brightness():
 def test_save_load_round_trip_identical_outputs(tmp_path):
     torch.manual_seed(1)
     model = build_model(1, label_scale=[350.0]).eval()
+    # temporary files of a killed save (files.atomic_path's names) go when saving again
+    (tmp_path / "m").mkdir()
+    leftovers = [tmp_path / "m" / n for n in (".model.safetensors.k1lled_0.safetensors",)]
+    leftovers.append(tmp_path / "m" / ".model.json.k1lled_1.json")
+    for f in [*leftovers, tmp_path / "m" / "model.json.bak"]:
+        f.write_bytes(b"half")
     save_model(tmp_path / "m", model, _card())
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "model.json",
+        "model.json.bak",
+        "model.safetensors",
+    ]
     loaded, card = load_model(tmp_path / "m", expected_config=PRE)
     assert card["n_outputs"] == 1 and card["label_scale"] == [350.0]
     assert card["weights_dtype"] == "float32"

@@ -74,9 +74,15 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 
     with pytest.raises(Killed):
         fit(train, val, tmp_path / "b", cfg, CARD, progress=kill_at_5)
+    # what a checkpoint write killed mid-way leaves (files.atomic_path's temporary name), and
+    # a file of the user's: fit removes the first on starting again (files.remove_stale_temps)
+    leftover = tmp_path / "b" / ".checkpoint.pt.k1lled_0.pt"
+    leftover.write_bytes(b"half a checkpoint")
+    (tmp_path / "b" / "notes.pt").write_bytes(b"mine")
     steps: list[int] = []
     resumed, _ = fit(train, val, tmp_path / "b", cfg, CARD, progress=lambda d, t: steps.append(d))
     assert steps[0] == 3  # continued from the checkpoint at step 3, not from 0
+    assert not leftover.exists() and (tmp_path / "b" / "notes.pt").read_bytes() == b"mine"
     for (name, a), b in zip(ref.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     with open(tmp_path / "b" / "log.csv") as fh:

@@ -100,6 +100,20 @@ def test_species_not_in_the_table_or_with_other_masses_are_created() -> None:
     assert names == [("Ca+", 40.0, 1), ("Xe+ (130 u)", 130.0, 1), ("Foo2+", 33.0, 2)]
 
 
+def test_two_ion_types_that_become_one_species_are_refused() -> None:
+    # ccmd_config.to_settings: "Ca" with charge 2 and "Ca2" with charge 1 are both "Ca2+";
+    # the image metadata holds one number per species name.
+    text = (
+        MINIMAL.replace("Ca 50", "Ca 50\n    Ca2 10")
+        .replace("charge 1", "charge 2")
+        .replace("iontype {", "iontype {\n  Ca2 {\n mass 80\n charge 1\n }\n")
+    )
+    from ccount_core.simulation.ccmd_config import to_settings
+
+    with pytest.raises(InputError, match=r"ionnumbers.ca and ionnumbers.ca2 are the same species"):
+        to_settings(read_ccmd_text(text))
+
+
 def _edit(old: str, new: str):
     return lambda s: s.replace(old, new)
 

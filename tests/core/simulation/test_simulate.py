@@ -183,6 +183,14 @@ def test_no_ions_is_refused() -> None:
         simulate(trap, [IonGroup("Ca+", 0)], FAST)
 
 
+def test_a_species_in_two_groups_is_refused() -> None:
+    # simulate.validate: results and the image metadata hold one number per species name,
+    # so Ca+ 30 + Ca+ 20 would be labelled as 20 Ca+ while 50 are simulated.
+    trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.0)
+    with pytest.raises(InputError, match=r"ions: Ca\+ is given twice \(30 and 20\).*\(50\)"):
+        simulate(trap, [IonGroup("Ca+", 30), IonGroup("CaF+", 5), IonGroup("Ca+", 20)], FAST)
+
+
 def test_ccmd_cooling_and_heating_mapping_reproduces_ccmd_update_rules() -> None:
     """Run CCMD's velocity updates (RespaIntegrator::evolve with LaserCooledIon's kick, heat
     and velocity_scale, in CCMD's scaled units) for many free ions and compare the axial
