@@ -427,6 +427,10 @@ def _open_folder(p: Path, rgb_to_gray: bool) -> Stack:
         axes = "YX"
     else:
         raise InputError(f"path: {files[0]} is not a single frame (shape {first.shape})")
+    for f in files[1:]:  # headers only: a frame of another shape is refused before any work
+        shape = _frame_shape(f)
+        if shape != first.shape:
+            raise InputError(f"path: {f} has shape {shape}, the folder's frames {first.shape}")
     pixel_um = interval_s = None
     if files[0].suffix.lower() in TIFF_SUFFIXES:
         head = _open_tiff(files[0], rgb_to_gray=True)
@@ -438,6 +442,24 @@ def _open_folder(p: Path, rgb_to_gray: bool) -> Stack:
     data = _frames_axis(da.stack(frames), "Q" + axes, p, rgb_to_gray)
     meta = {"format": "folder", "files": [f.name for f in files], "dtype": str(first.dtype)}
     return Stack(data, pixel_um, interval_s, str(p), meta)
+
+
+def _frame_shape(path: Path) -> tuple[int, ...]:
+    """The shape of the image in ``path``, read from its header where the format allows."""
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tf:
+                return tuple(tf.series[0].shape)
+        except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
+            raise InputError(f"path: cannot read {path}: {type(exc).__name__}: {exc}") from None
+    import imageio.v3 as iio
+
+    try:
+        return tuple(iio.improps(path).shape)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"path: cannot read {path}: {type(exc).__name__}: {exc}") from None
 
 
 def _read_checked(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -34,6 +34,7 @@ import torch
 
 from ccount_core.errors import InputError
 from ccount_core.files import remove_stale_temps
+from ccount_core.image.ellipse import check_dtype
 from ccount_core.nn import cpu_inference
 from ccount_core.nn.counts_file import (
     OTHER_COUNT_PREFIX,
@@ -119,9 +120,7 @@ def _check_stack(stack: Any) -> None:
     shape = getattr(stack, "shape", None)
     if shape is None or len(shape) != 3:
         raise InputError(f"stack: expected (frames, rows, cols), got shape {shape}")
-    dtype = np.dtype(getattr(stack, "dtype", np.float64))
-    if dtype.kind not in "biuf":
-        raise InputError(f"stack: expected real numbers (pixel values), got dtype {dtype}")
+    check_dtype(np.dtype(getattr(stack, "dtype", np.float64)), "stack")
     if shape[0] == 0:
         raise InputError("stack: it has no frames")
     if min(shape[1:]) < MIN_SIDE_PX:
@@ -137,6 +136,17 @@ def _check_int(name: str, value: Any, low: int) -> None:
         raise InputError(f"{name}: expected an integer, got {value!r}")
     if value < low:
         raise InputError(f"{name}: must be at least {low}, got {value}")
+
+
+def _check_preparations(counter: IonCounter) -> None:
+    """Refuse, in one line, a card whose preprocessing configuration cannot be read."""
+    from ccount_core.image.preprocess import PreprocessConfig
+
+    for _, card in [(None, counter.card), *counter.members]:
+        try:
+            PreprocessConfig.from_dict(card["preprocess"])
+        except InputError as exc:
+            raise InputError(f"model {card.get('model_name', '')!r}: {exc}") from None
 
 
 def _check_arguments(
@@ -461,6 +471,7 @@ def count_file(
     _check_arguments(batch_size, tta, px, threads)
     pick_device(device)
     counter = _resolve_model(model)
+    _check_preparations(counter)
     meta = counts_metadata(counter.card, str(Path(path).resolve()), px, tta)
     others = counter.label_names[1:]
     remove_stale_temps(out_csv)  # a header a killed run was writing
