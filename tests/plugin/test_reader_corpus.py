@@ -67,8 +67,7 @@ CASES = [
                  id="zarr-group-without-arrays"),
     pytest.param("a.zarr", zarr_array(np.arange(48, dtype=np.uint16)), "error", id="zarr-1d"),
     pytest.param("a.zarr", zarr_array(np.full((2, 32, 48), "x", dtype="<U1")), "error",
-                 id="zarr-strings",
-                 marks=pytest.mark.xfail(strict=True, reason="string frames open as a layer")),
+                 id="zarr-strings"),
 ]
 # fmt: on
 
