@@ -183,11 +183,16 @@ class StoreLock:
             lock._dir_fd = _flock_or_refuse(tmp, lock._dir_busy_message)
 
     def _lock_store_dir(self) -> None:
-        """Lock the store directory (when it exists) or release everything and refuse."""
-        if not self.store.exists():
-            return
+        """Lock the store directory (when it exists) or release everything and refuse; a
+        store not made yet is refused while another process is creating it (its locked
+        temporary folder, :func:`create_store`), even if that one's lock file was deleted."""
         try:
-            self._dir_fd = _flock_or_refuse(self.store, self._dir_busy_message)
+            if self.store.exists():
+                self._dir_fd = _flock_or_refuse(self.store, self._dir_busy_message)
+            else:
+                for tmp in _creations(self.store):
+                    if _flock_held(tmp):
+                        raise StoreLockedError(self._dir_busy_message(_flock_holder(tmp.stat())))
         except StoreLockedError:
             self._close()
             raise
@@ -286,6 +291,29 @@ def _flock_holder(st: os.stat_result) -> int | None:
     return None
 
 
+def _creations(path: Path) -> list[Path]:
+    """The temporary folders of creations of the store ``path`` (:func:`create_store`)."""
+    return sorted(path.parent.glob(f".{path.name}.creating-*"))
+
+
+def _flock_held(path: Path) -> bool:
+    """Whether another open file holds a ``flock`` on ``path`` (False where it cannot be
+    told: the path is gone or the file system has no ``flock``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
+
+
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -309,12 +337,14 @@ def create_store(path: str | Path, plan: Plan) -> zarr.Group:
     (leftovers of killed creations are removed).
     """
     path = Path(path)
-    for old in path.parent.glob(f".{path.name}.creating-*"):  # left by a killed creation
-        shutil.rmtree(old, ignore_errors=True)
+    for old in _creations(path):  # left by a killed creation; a live one holds its lock
+        if not _flock_held(old):
+            shutil.rmtree(old, ignore_errors=True)
     tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
     try:
+        tmp.mkdir()
+        StoreLock.lock_new_store(tmp, path)  # locked while it is built, and through the rename
         _build(tmp, plan)
-        StoreLock.lock_new_store(tmp, path)
         os.rename(tmp, path)
     finally:
         if tmp.exists():

@@ -365,6 +365,41 @@ def test_a_store_created_under_the_lock_is_locked_before_it_appears(
     assert run(spec(), out, client).done_after == 48  # released: the next writer gets it
 
 
+def test_a_store_being_created_is_not_taken_when_its_lock_file_is_deleted(
+    tmp_path: Path,
+) -> None:
+    # create_store locks its temporary folder before building in it; StoreLock refuses a store
+    # whose creation holds that lock, and the clean-up of killed creations keeps a live one
+    out = tmp_path / "d.zarr"
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from ccount_core.dataset import StoreLock
+        out = Path({str(out)!r})
+        StoreLock(out).acquire()
+        tmp = out.with_name(f".{{out.name}}.creating-live")
+        tmp.mkdir()
+        StoreLock.lock_new_store(tmp, out)  # as create_store does before it builds
+        print("locked", flush=True)
+        sys.stdin.read()
+    """)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    dead = tmp_path / ".d.zarr.creating-dead"  # a killed creation's leftover, unlocked
+    dead.mkdir()
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        Path(f"{out}.lock").unlink()
+        with pytest.raises(StoreLockedError, match=f"pid {holder.pid} "):
+            StoreLock(out).acquire()
+        create_store(tmp_path / "d.zarr", plan(normalise_spec(spec())))
+        assert not dead.exists() and (tmp_path / ".d.zarr.creating-live").is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_writer_writes_whole_shards_as_they_complete(tmp_path: Path) -> None:
     p = plan(normalise_spec(spec(store={"chunk": 4, "order": "grid"})))  # 24 runs x 2 renders
     group = create_store(tmp_path / "w.zarr", p)
