@@ -259,10 +259,10 @@ def write_positions(path: Path, result: Any) -> None:
 def md_seconds(trap: Any, groups: list[Any], sim: Any) -> float:
     """Estimated CPU seconds of the MD on one core: ion pairs × Coulomb evaluations (every
     relaxation iteration allowed, so an upper estimate) / ``PAIR_STEPS_PER_CPU_S``."""
-    from ccount_core.simulation.simulate import _schedule
+    from ccount_core.simulation.simulate import schedule
 
     n = sum(g.count for g in groups)
-    plan = _schedule(trap, groups, sim)
+    plan = schedule(trap, groups, sim)
     return n * (n - 1) / 2 * plan.total / PAIR_STEPS_PER_CPU_S
 
 

@@ -322,7 +322,7 @@ def validate(trap: TrapSettings, ions: Sequence[IonGroup]) -> list[IonGroup]:
 
 
 @dataclass(frozen=True)
-class _Schedule:
+class Schedule:
     """The time grid of one run: outer step ``dt`` (s) in the RF field (``rf``) or the
     pseudopotential, RF period ``t_rf`` (s), the steps of each phase (``relax``: most FIRE
     iterations), the stride ``every`` between snapshots, trap sub-steps and Numba threads."""
@@ -352,9 +352,9 @@ def _fastest_frequency(trap: TrapSettings, groups: Sequence[IonGroup]) -> float:
     )
 
 
-def _schedule(
+def schedule(
     trap: TrapSettings, groups: Sequence[IonGroup], settings: SimulationSettings
-) -> _Schedule:
+) -> Schedule:
     """Time steps: RF steps resolve the RF period; pseudopotential steps resolve the fastest
     collective motion. The snapshot stride is coprime with the steps per RF period in the RF
     field, so that the snapshots sample every RF phase."""
@@ -369,7 +369,7 @@ def _schedule(
     if rf:
         while math.gcd(every, settings.steps_per_period) != 1 and every > 1:
             every -= 1
-    return _Schedule(
+    return Schedule(
         rf=rf,
         dt=dt,
         t_rf=t_rf,
@@ -408,7 +408,7 @@ def _relax(
     trap: TrapSettings,
     groups: Sequence[IonGroup],
     first: Species,
-    plan: _Schedule,
+    plan: Schedule,
 ) -> int:
     """Phase 2: FIRE at T = 0 in the pseudopotential to a local minimum (rms acceleration
     below 1e-4 ω_z² a_WS, a_WS from the density of ``first``, the species of ion 0).
@@ -454,7 +454,7 @@ def _thermostat(settings: SimulationSettings, cooled: np.ndarray) -> Thermostat:
 def _langevin(
     system: IonSystem,
     trap: TrapSettings,
-    plan: _Schedule,
+    plan: Schedule,
     bath: Thermostat,
     rng: np.random.Generator,
     nsteps: int,
@@ -483,7 +483,7 @@ def _langevin(
 def _gather(
     system: IonSystem,
     trap: TrapSettings,
-    plan: _Schedule,
+    plan: Schedule,
     bath: Thermostat,
     rng: np.random.Generator,
     n_samples: int,
@@ -548,7 +548,7 @@ def simulate(
     species = tuple(g.species for g in groups)
     seeds = np.random.SeedSequence(settings.seed).spawn(2)
     rng = np.random.default_rng(seeds[0])
-    plan = _schedule(trap, groups, settings)
+    plan = schedule(trap, groups, settings)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
