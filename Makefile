@@ -16,9 +16,9 @@ SYSDEPS := xvfb xauth libgl1-mesa-dri libgl1 libegl1 libglib2.0-0 libfontconfig1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[gui,test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[gui,test]" -c constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
