@@ -205,3 +205,21 @@ def test_bad_model_file_and_prepared_layer_are_one_line_errors(
     widget.layer_picker.value = prepared
     assert widget.run() is None
     assert "layer 'p' is already prepared; choose the recording 'series'" in errors[2]
+
+
+def test_dark_species_count_has_no_sigma_and_says_why(series) -> None:
+    # Rows as count_stack gives them for a model that counts ND3+ too: an uncertainty for the
+    # Ca+ count only (ccount_core.nn.count: ``uncertainty`` is the first output's).
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    widget.counted_layer = layer
+    widget.rows = [
+        {"frame": f, "time_s": None, "count": 150.0 - f, "uncertainty": 6.2, "count_ND3+": 20.0}
+        for f in range(4)
+    ]
+    widget._show()
+    viewer.dims.set_current_step(0, 2)
+    assert text_overlay(viewer).text == "frame 2: N(Ca⁺) = 148 ± 6, N(ND3+) = 20"
+    header = widget.table.horizontalHeaderItem(4)
+    assert header.text() == "ND3+ count"
+    assert "without ±" in header.toolTip() and "Ca⁺ count only" in header.toolTip()

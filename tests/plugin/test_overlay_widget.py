@@ -91,3 +91,27 @@ def test_use_counted_number_needs_counts(make_napari_viewer, errors) -> None:
     viewer.dims.set_current_step(0, 2)
     widget.use_counted_number()
     assert widget.param_fields["n_ca"].value == 102
+
+
+def test_use_counted_number_takes_the_counted_dark_species(make_napari_viewer, errors) -> None:
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.random.default_rng(0).random((3, 40, 50)), name="rec")
+    widget = OverlayWidget(viewer)
+    assert widget.param_fields["dark_species"].value == "CaF+"  # the form's default
+    layer.metadata["ccount"] = {
+        "counts": [
+            {"frame": 0, "count": 180.4, "uncertainty": 6.0, "count_ND3+": 41.6},
+            {"frame": 1, "count": None, "uncertainty": None, "count_ND3+": None},
+        ]
+    }
+    viewer.dims.set_current_step(0, 0)
+    widget.use_counted_number()
+    # rows of a model that counts ND3+ too (ccount_core.nn.counts_file.other_counts)
+    assert widget.param_fields["n_ca"].value == 180
+    assert widget.param_fields["dark_species"].value == "ND3+"
+    assert widget.param_fields["n_dark"].value == 42
+    assert widget.params().ions()[1].species.name == "ND3+"  # what is simulated
+    viewer.dims.set_current_step(0, 1)  # a frame the model could not count
+    widget.use_counted_number()
+    assert errors == ["overlay: layer 'rec': frame 1 was not counted"]
+    assert widget.param_fields["n_ca"].value == 180

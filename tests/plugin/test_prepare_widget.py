@@ -20,9 +20,19 @@ from napari_ccount._widgets._common import (
     corners_to_ellipse,
     ellipse_to_corners,
 )
+from napari_ccount._widgets.count import MODEL_FILE, CountWidget
+from napari_ccount._widgets.overlay import OverlayWidget
 from napari_ccount._widgets.prepare import PrepareWidget
 
 pytestmark = pytest.mark.gui
+
+
+def _card_preparation(model=None) -> PreprocessConfig:
+    """The preparation in a model's card, read by the core (None: the default model)."""
+    from ccount_core.nn.model import default_model_path, read_card
+
+    card = read_card(default_model_path() if model is None else model)
+    return PreprocessConfig.from_dict(card["preprocess"])
 
 
 @pytest.mark.parametrize("angle", [-60.0, -5.0, 0.0, 12.5, 90.0])
@@ -81,7 +91,7 @@ def test_fit_edit_preview_and_lazy_prepare(make_napari_viewer, qtbot, errors) ->
     job = widget.preview()
     qtbot.waitUntil(lambda: job.done, timeout=60_000)
     assert job.error is None
-    cfg = PreprocessConfig(median_size=1)
+    cfg = replace(_card_preparation(), median_size=1)  # the form starts at the model's
     px = image.metadata["ccount"]["pixel_size_um"]
     expected, _ = prepare_frame(frame, cfg, ellipse=widget.ellipse(), camera_pixel_size_um=px)
     preview = widget.preview_layer.data
@@ -132,10 +142,9 @@ def test_config_fields_have_units_and_tooltips(make_napari_viewer) -> None:
     assert "outer shell" in fields["mask_margin_um"].tooltip
     assert "plane" in fields["background"].tooltip
     assert list(fields["background"].choices) == ["none", "constant", "plane"]
-    assert widget.config() == PreprocessConfig()  # the form starts at the defaults
     fields["output_shape"].value = "256, 160"
     fields["mask"].value = False
-    assert widget.config() == PreprocessConfig(output_shape=(256, 160), mask=False)
+    assert widget.config() == replace(_card_preparation(), output_shape=(256, 160), mask=False)
 
 
 def test_bad_layer_and_bad_field_are_one_line_errors(make_napari_viewer, errors) -> None:
@@ -156,3 +165,72 @@ def test_bad_layer_and_bad_field_are_one_line_errors(make_napari_viewer, errors)
     assert "'colour' is RGB" in errors[1]
     assert "output_shape" in errors[2]
     assert all("\n" not in e for e in errors)
+
+
+def test_form_starts_at_the_chosen_models_preparation(
+    make_napari_viewer, model_file, errors, tmp_path
+) -> None:
+    widget = PrepareWidget(make_napari_viewer())
+    default = _card_preparation()
+    # The default model's preparation (6 µm, 96 × 48), not PreprocessConfig()'s (3 µm).
+    assert widget.config() == default != PreprocessConfig()
+    assert widget.model_label.value == "preparation of model 'default'"
+    widget.config_fields["median_size"].value = 5
+    assert widget.model_label.value == "preparation of model 'default', edited"
+    widget.config_fields["median_size"].value = default.median_size
+    assert widget.model_label.value == "preparation of model 'default'"
+
+    # A model file: its card's preparation.
+    assert MODEL_FILE in widget.model_choice.choices
+    widget.model_choice.value = MODEL_FILE
+    assert not widget.model_file.native.isHidden()  # shown (the viewer itself is not)
+    widget.model_file.value = model_file
+    assert widget.config() == _card_preparation(model_file)
+    assert widget.model_label.value == f"preparation of model '{model_file.name}'"
+
+    # A file without a card: one line, and the form keeps the last model's preparation.
+    lone = tmp_path / "lone.safetensors"
+    lone.write_bytes(b"x")
+    widget.model_file.value = lone
+    assert widget.config() == _card_preparation(model_file)
+    assert len(errors) == 1 and errors[0].startswith("prepare: model: card ")
+    assert "lone.json is missing" in errors[0] and "\n" not in errors[0]
+
+    if "shipped: dark" in widget.model_choice.choices:  # stretched to fit, as its card says
+        widget.model_choice.value = "shipped: dark"
+        assert widget.config().stretch_to_fit
+        assert widget.model_label.value == "preparation of model 'dark'"
+
+
+def test_after_prepare_count_and_overlay_take_the_recording(
+    make_napari_viewer, qtbot, errors
+) -> None:
+    viewer = make_napari_viewer()
+    (image,) = viewer.open_sample("napari-ccount", "single_crystal")
+    prepare = PrepareWidget(viewer)
+    job = prepare.preview()
+    qtbot.waitUntil(lambda: job.done, timeout=60_000)
+    prepare.per_frame.value = True
+    job = prepare.prepare()
+    qtbot.waitUntil(lambda: job.done, timeout=60_000)
+    assert job.error is None and errors == []
+    prepared = viewer.layers[f"{image.name} prepared"]
+    assert viewer.layers[-1] is prepared
+
+    count, overlay = CountWidget(viewer), OverlayWidget(viewer)
+    assert count.layer_picker.value is image
+    assert overlay.layer_picker.value is image
+    assert prepare.layer_picker.value is image
+
+    # Picking the prepared layer and clicking is refused in one line naming the recording.
+    count.layer_picker.value = prepared
+    count.run_button.native.click()
+    overlay.layer_picker.value = prepare.preview_layer
+    overlay.run_button.native.click()
+    assert count.job is None and overlay.job is None
+    assert errors == [
+        f"count: image: layer '{prepared.name}' is already prepared; choose the recording "
+        f"'{image.name}' (the model prepares frames itself)",
+        f"overlay: image: layer 'prepared preview' is already prepared; choose the recording "
+        f"'{image.name}' (the overlay is drawn on the recording's pixels)",
+    ]

@@ -12,16 +12,44 @@ from magicgui.widgets import ComboBox, Container, Label
 
 from ccount_core.errors import InputError
 
+#: ``layer.metadata["ccount"]`` key of a layer the Prepare widget made: the recording's name.
+PREPARED_FROM = "prepared_from"
+#: ``layer.metadata["ccount"]`` key of the Overlay widget's simulated layer: the recording's name.
+OVERLAY_OF = "overlay_of"
+
+
+def prepared_source(layer: Any) -> str | None:
+    """The name of the recording ``layer`` was prepared from, or None for any other layer."""
+    source = getattr(layer, "metadata", {}).get("ccount", {}).get(PREPARED_FROM)
+    return None if source is None else str(source)
+
+
+def is_recording(layer: Any) -> bool:
+    """Whether ``layer`` is an Image layer the ccount widgets did not make (a recording)."""
+    if not isinstance(layer, napari.layers.Image):
+        return False
+    made = layer.metadata.get("ccount", {})
+    return PREPARED_FROM not in made and OVERLAY_OF not in made
+
 
 class LayerPicker(ComboBox):
     """A combo box of the viewer's layers that refreshes when layers come and go.
 
     Every layer is listed so that picking a wrong one gives a clear error rather than silence;
-    :meth:`image_layer` checks it is a grey image.
+    :meth:`image_layer` checks it is a grey recording. By default the newest recording is
+    chosen, never a layer the Prepare or Overlay widget made. ``prepared_reason``: why a
+    prepared layer is refused (the end of the error line).
     """
 
-    def __init__(self, viewer: napari.Viewer, label: str = "image", tooltip: str = "") -> None:
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        label: str = "image",
+        tooltip: str = "",
+        prepared_reason: str = "the model prepares frames itself",
+    ) -> None:
         self._viewer = viewer
+        self._prepared_reason = prepared_reason
         super().__init__(label=label, choices=self._choices, tooltip=tooltip, nullable=True)
         for event in (
             viewer.layers.events.inserted,
@@ -39,9 +67,9 @@ class LayerPicker(ComboBox):
         return [(layer.name, layer) for layer in viewer.layers]
 
     def _select_default(self) -> None:
-        images = [ly for ly in self._viewer.layers if isinstance(ly, napari.layers.Image)]
-        if images:
-            self.value = images[-1]
+        recordings = [ly for ly in self._viewer.layers if is_recording(ly)]
+        if recordings:
+            self.value = recordings[-1]
 
     def reset_choices(self, *_: Any) -> None:
         super().reset_choices()
@@ -49,7 +77,8 @@ class LayerPicker(ComboBox):
             self._select_default()
 
     def image_layer(self) -> napari.layers.Image:
-        """The chosen layer, checked: an Image layer of grey frames; else InputError."""
+        """The chosen layer, checked: an Image layer of grey frames that is not a prepared
+        layer; else InputError."""
         layer = self.value
         if layer is None:
             raise InputError(f"{self.label}: choose an image layer first")
@@ -57,6 +86,12 @@ class LayerPicker(ComboBox):
             raise InputError(
                 f"{self.label}: layer '{layer.name}' is a "
                 f"{type(layer).__name__} layer, not an image"
+            )
+        source = prepared_source(layer)
+        if source is not None:
+            raise InputError(
+                f"{self.label}: layer '{layer.name}' is already prepared; choose the "
+                f"recording '{source}' ({self._prepared_reason})"
             )
         if layer.rgb:
             raise InputError(

@@ -40,6 +40,11 @@ DEFAULT_MODEL = "default model"
 MODEL_FILE = "model file…"
 SHIPPED_PREFIX = "shipped: "
 TABLE_COLUMNS = ("frame", "time (s)", "Ca⁺ count", "± (1σ)", "ellipse", "warning")
+#: Tooltip of a dark species' column: why its count (here and on the canvas) has no ±.
+NO_DARK_SIGMA = (
+    "{name} count (ions), shown without ± here and on the canvas: the core gives an "
+    "uncertainty for the Ca⁺ count only (model cards hold no {name} error by count)"
+)
 
 
 def run_count(
@@ -213,13 +218,7 @@ class CountWidget(Container):
             show_info("ccount: a count is already running")
             return None
         try:
-            layer = self.layer_picker.image_layer()
-            source = layer_meta(layer).get("prepared_from")
-            if source is not None:
-                raise InputError(
-                    f"image: layer '{layer.name}' is already prepared; choose the "
-                    f"recording '{source}' (the model applies its own preparation)"
-                )
+            layer = self.layer_picker.image_layer()  # refuses a prepared layer
             model_path = self._model_path()
             stack = layer_stack(layer)
         except InputError as exc:
@@ -317,6 +316,8 @@ class CountWidget(Container):
         headers = [*TABLE_COLUMNS[:4], *(f"{name} count" for name in others), *TABLE_COLUMNS[4:]]
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
+        for j, name in enumerate(others, start=4):
+            self.table.horizontalHeaderItem(j).setToolTip(NO_DARK_SIGMA.format(name=name))
         self.table.setRowCount(len(self.rows))
         for i, row in enumerate(self.rows):
             ell = ""

@@ -19,6 +19,7 @@ import numpy as np
 from magicgui.widgets import Container, Label, PushButton
 
 from ccount_core.errors import InputError
+from ccount_core.nn.counts_file import other_counts
 from ccount_core.simulation import (
     SPECIES,
     ImagingSettings,
@@ -30,6 +31,7 @@ from ccount_core.simulation import (
 )
 from napari_ccount._widgets._common import (
     ELLIPSE_LAYER,
+    OVERLAY_OF,
     LayerPicker,
     corners_to_ellipse,
     current_frame_index,
@@ -256,7 +258,11 @@ class OverlayWidget(Container):
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.layer_picker = LayerPicker(napari_viewer, tooltip="the recorded crystal to match")
+        self.layer_picker = LayerPicker(
+            napari_viewer,
+            tooltip="the recorded crystal to match",
+            prepared_reason="the overlay is drawn on the recording's pixels",
+        )
         self.param_fields = build_form(OverlayParams, OverlayParams())
         self.use_count = PushButton(text="Use counted number (current frame)")
         self.pixel = Label(label="pixel size (µm)", value="from the layer (1 when unknown)")
@@ -308,7 +314,8 @@ class OverlayWidget(Container):
         return found
 
     def use_counted_number(self) -> None:
-        """Fill the Ca+ number from the counts stored on the layer (frame shown)."""
+        """Fill the ion numbers from the counts stored on the layer (frame shown): Ca+, and
+        the dark species and its number when the model counted one (``count_<species>``)."""
         try:
             layer = self.layer_picker.image_layer()
             rows = layer_meta(layer).get("counts")
@@ -316,12 +323,17 @@ class OverlayWidget(Container):
                 raise InputError(f"layer '{layer.name}' has no counts yet: run Count ions first")
             frame = current_frame_index(self.viewer, layer)
             row = next((r for r in rows if r["frame"] == frame), None)
-            if row is None:
+            if row is None or row["count"] is None:
                 raise InputError(f"layer '{layer.name}': frame {frame} was not counted")
         except InputError as exc:
             notify_error(exc, "overlay")
             return
         self.param_fields["n_ca"].value = max(1, round(row["count"]))
+        dark = [(s, row.get(k)) for s, k in other_counts(rows).items() if s in dark_species()]
+        if dark and dark[0][1] is not None:
+            species, n = dark[0]
+            self.param_fields["dark_species"].value = species
+            self.param_fields["n_dark"].value = max(0, round(n))
 
     def _ellipse_for(self, layer: napari.layers.Image) -> Any | None:
         """The crystal ellipse: the user's edited shape, else the last fit, else None."""
@@ -378,7 +390,7 @@ class OverlayWidget(Container):
         hi = float(np.percentile(sim, 99.9)) if sim.any() else 1.0
         meta = {
             "ccount": {
-                "overlay_of": image.name,
+                OVERLAY_OF: image.name,
                 "ellipse": out["ellipse"].to_dict(),
                 **out["settings"],
             }

@@ -3,22 +3,26 @@
 The fitted :class:`~ccount_core.image.preprocess.Ellipse` is drawn as an editable ellipse in a
 Shapes layer ("crystal ellipse") on the image's pixel grid; the widget reads the edited shape
 back. The preprocessing form is built from :class:`PreprocessConfig`'s fields and their
-metadata (unit, help). The prepared stack is a new Image layer computed lazily (one frame when
-napari shows it), placed to the right of the recording.
+metadata (unit, help) and starts at the chosen model's preparation (its card's ``preprocess``),
+so the preview is what that network sees. The prepared stack is a new Image layer computed
+lazily (one frame when napari shows it), placed to the right of the recording.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, Container, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
 
 from ccount_core.errors import InputError
 from napari_ccount._widgets._common import (
     ELLIPSE_LAYER,
+    PREPARED_FROM,
     LayerPicker,
     corners_to_ellipse,
     current_frame_index,
@@ -30,9 +34,36 @@ from napari_ccount._widgets._common import (
     status_label,
 )
 from napari_ccount._widgets._forms import build_form, read_form
+from napari_ccount._widgets.count import DEFAULT_MODEL, MODEL_FILE, SHIPPED_PREFIX
 from napari_ccount._workers import Job, notify_error, start_job
 
 GAP_PX = 20  # gap between the recording and the prepared images placed to its right
+
+
+# --- the model's preparation -----------------------------------------------------------------
+
+
+def model_preparation(model: str | None) -> Any:
+    """The PreprocessConfig the model prepares frames with: its card's ``preprocess``.
+
+    ``model``: None (the default model), a shipped name (``dark``, ``ensemble``) or the path of
+    a ``.safetensors`` model (its ``.json`` card beside it) or of a card. Reads the JSON card
+    only (no torch import, so it is quick enough for the GUI thread); InputError when the card
+    is missing, unreadable or holds no valid preparation.
+    """
+    from ccount_core.image.preprocess import PreprocessConfig
+    from ccount_core.nn.ensemble import model_location
+
+    card_path = model_location(model).with_suffix(".json")
+    if not card_path.is_file():
+        raise InputError(f"model: card {card_path} is missing")
+    try:
+        card = json.loads(card_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"model: card {card_path} is not JSON ({exc})") from exc
+    if not isinstance(card, dict) or not isinstance(card.get("preprocess"), dict):
+        raise InputError(f"model: card {card_path} holds no preprocessing ('preprocess')")
+    return PreprocessConfig.from_dict(card["preprocess"])
 
 
 # --- the core calls, run in workers -----------------------------------------------------------
@@ -92,7 +123,31 @@ class PrepareWidget(Container):
 
         self.viewer = napari_viewer
         self.base_config = PreprocessConfig()
-        self.layer_picker = LayerPicker(napari_viewer, tooltip="the recorded image stack")
+        self.model_config: Any = None  # the chosen model's preparation, once read
+        self.model_name = ""
+        self.layer_picker = LayerPicker(
+            napari_viewer,
+            tooltip="the recorded image stack",
+            prepared_reason="it would be prepared twice",
+        )
+        from ccount_core.nn.ensemble import shipped_models
+
+        others = [SHIPPED_PREFIX + n for n in shipped_models() if n != "default"]
+        self.model_choice = ComboBox(
+            label="model",
+            choices=[DEFAULT_MODEL, *others, MODEL_FILE],
+            value=DEFAULT_MODEL,
+            tooltip="the model whose preparation the form starts at (as in 2. Count ions), "
+            "so the preview is what that network sees",
+        )
+        self.model_file = FileEdit(
+            label="model file",
+            filter="*.safetensors *.json",
+            visible=False,
+            tooltip="weights (.safetensors) with the model card (.json), or an ensemble card",
+        )
+        self.model_label = Label(value="")
+        self.model_label.tooltip = "the preprocessing below: hover a field for its help"
         self.fit_button = PushButton(text="Fit ellipse on current frame")
         self.per_frame = CheckBox(
             value=False,
@@ -109,7 +164,9 @@ class PrepareWidget(Container):
                 self.layer_picker,
                 self.fit_button,
                 self.per_frame,
-                Label(value="preprocessing (hover for help)"),
+                self.model_choice,
+                self.model_file,
+                self.model_label,
                 *self.config_fields.values(),
                 self.preview_button,
                 self.prepare_button,
@@ -120,11 +177,60 @@ class PrepareWidget(Container):
         self.fit_button.changed.connect(self.fit)
         self.preview_button.changed.connect(self.preview)
         self.prepare_button.changed.connect(self.prepare)
+        self.model_choice.changed.connect(self.use_model)
+        self.model_file.changed.connect(self.use_model)
+        for field in self.config_fields.values():
+            field.changed.connect(self._show_model_label)
+        self.use_model()
         self.job: Job | None = None
         self.ellipse_layer: napari.layers.Shapes | None = None
         self.fitted: Any = None
         self.preview_layer: napari.layers.Image | None = None
         self.prepared_layer: napari.layers.Image | None = None
+
+    # --- the model's preparation ------------------------------------------------------------
+
+    def _model(self) -> tuple[str | None, str] | None:
+        """(model argument, name shown) of the choice; None while no file is chosen."""
+        choice = self.model_choice.value
+        if choice == DEFAULT_MODEL:
+            return None, "default"
+        if choice.startswith(SHIPPED_PREFIX):
+            name = choice[len(SHIPPED_PREFIX) :]
+            return name, name
+        path = Path(self.model_file.value)
+        return (str(path), path.name) if path.is_file() else None
+
+    def use_model(self, *_: Any) -> None:
+        """Fill the form with the chosen model's preparation (one-line error when unreadable:
+        the form keeps its values)."""
+        self.model_file.visible = self.model_choice.value == MODEL_FILE
+        chosen = self._model()
+        if chosen is None:
+            return
+        model, name = chosen
+        try:
+            cfg = model_preparation(model)
+        except InputError as exc:
+            notify_error(exc, "prepare")
+            return
+        self.model_name, self.model_config, self.base_config = name, cfg, cfg
+        for key, widget in self.config_fields.items():
+            value = getattr(cfg, key)
+            widget.value = ", ".join(map(str, value)) if isinstance(value, tuple) else value
+        self._show_model_label()
+
+    def _show_model_label(self, *_: Any) -> None:
+        """Which model's preparation the form holds, and "edited" once it differs."""
+        if self.model_config is None:
+            self.model_label.value = "preparation: ccount's defaults (no model card read)"
+            return
+        try:
+            edited = self.config() != self.model_config
+        except InputError:
+            edited = True
+        suffix = ", edited" if edited else ""
+        self.model_label.value = f"preparation of model '{self.model_name}'{suffix}"
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -253,7 +359,7 @@ class PrepareWidget(Container):
         scale, translate = self._placement(image, cfg, ellipse)
         meta = {
             "ccount": {
-                "prepared_from": image.name,
+                PREPARED_FROM: image.name,
                 "frame": index,
                 "config": cfg.to_dict(),
                 "ellipse": None if ellipse is None else ellipse.to_dict(),
@@ -314,7 +420,7 @@ class PrepareWidget(Container):
         scale, translate = self._placement(image, cfg, ellipse)
         meta = {
             "ccount": {
-                "prepared_from": image.name,
+                PREPARED_FROM: image.name,
                 "config": cfg.to_dict(),
                 "ellipse": None if ellipse is None else ellipse.to_dict(),
                 "frame_interval_s": layer_meta(image).get("frame_interval_s"),
