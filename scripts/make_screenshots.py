@@ -8,6 +8,11 @@ crystal simulated with the counted number. Needs a display; headless:
 
 Without a model (none shipped yet, no ``--model``) the count screenshot is skipped and the
 overlay uses the sample's true Ca+ number.
+
+``--docked``: only the check that the three widgets, opened from the Plugins menu, fit a
+1280 x 800 screen as tabs, with the counts table under them (napari_docked_1280x800.png):
+
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python scripts/make_screenshots.py --docked
 """
 
 from __future__ import annotations
@@ -62,14 +67,43 @@ def shoot(viewer: napari.Viewer, name: str, canvas_only: bool = False) -> None:
     print(f"wrote {path.relative_to(OUT.parent.parent)}")
 
 
+DOCKED = ("1. Prepare crystal images", "2. Count ions", "3. Overlay simulated crystal")
+
+
+def docked(model: Path | None) -> None:
+    """The three widgets docked in a 1280 x 800 window, the count tab in front after counting
+    8 frames (the counts table docked below)."""
+    viewer = napari.Viewer(title="ccount", show=True)
+    viewer.window._qt_window.resize(1280, 770)  # a 1280 x 800 screen less the title bar
+    (sample,) = viewer.open_sample("napari-ccount", "reaction_series")
+    image = viewer.add_image(sample.data[:8], name="series", scale=sample.scale)
+    image.metadata["ccount"] = dict(sample.metadata["ccount"])
+    viewer.layers.remove(sample)
+    opened = [viewer.window.add_plugin_dock_widget("napari-ccount", name) for name in DOCKED]
+    settle(viewer)
+    dock, count = opened[1]
+    dock.raise_()
+    if model is not None:
+        count.layer_picker.value = image
+        count.model_choice.value = MODEL_FILE
+        count.model_file.value = model
+        wait(count.run())
+    shoot(viewer, "napari_docked_1280x800.png")
+    viewer.close()
+
+
 def main() -> None:
     from ccount_core.nn.model import default_model_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="model .safetensors (default: shipped)")
+    parser.add_argument("--docked", action="store_true", help="only the 1280 x 800 dock check")
     args = parser.parse_args()
     model = args.model or (default_model_path() if default_model_path().exists() else None)
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.docked:
+        docked(model)
+        return
     viewer = napari.Viewer(title="ccount", show=True)
     viewer.window._qt_window.resize(*SIZE)
     (image,) = viewer.open_sample("napari-ccount", "reaction_series")

@@ -3,6 +3,8 @@
 Core jobs take ``progress(done, total)``; :func:`start_job` passes them a callback that forwards
 to a napari progress bar in the GUI thread through a Qt signal, and that raises
 :class:`Cancelled` once the user asked to cancel, so the job stops at its next progress call.
+A job that also takes ``phase(text)`` (``on_phase``) names what it is doing (``loading model``)
+in the bar's description; a phase call is a cancel point too.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class _Bridge(QObject):
 
     progressed = Signal(int, int)
     partial = Signal(object)
+    phased = Signal(str)
 
 
 class Job:
@@ -53,6 +56,7 @@ class Job:
         on_error: Callable[[BaseException], None] | None = None,
         on_finish: Callable[[], None] | None = None,
         on_partial: tuple[str, Callable[[Any], None]] | None = None,
+        on_phase: Callable[[str], None] | None = None,
         **kwargs: Any,
     ) -> None:
         self.desc = desc
@@ -62,6 +66,7 @@ class Job:
         self.result: Any = None
         self.done = False
         self.last_progress: tuple[int, int] | None = None
+        self.phase = ""
         self._bar = napari_progress(total=0, desc=desc)
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
@@ -73,6 +78,10 @@ class Job:
             keyword, handler = on_partial
             self._bridge.partial.connect(handler)
             kwargs[keyword] = self._bridge.partial.emit
+        if on_phase is not None:
+            self._bridge.phased.connect(self._on_phase)
+            self._bridge.phased.connect(on_phase)
+            kwargs["phase"] = self._phase
         connect = {"returned": self._returned, "errored": self._errored, "finished": self._finished}
         self.worker = create_worker(func, *args, _start_thread=False, _connect=connect, **kwargs)
 
@@ -88,6 +97,15 @@ class Job:
         if self.cancel_event.is_set():
             raise Cancelled(self.desc)
         self._bridge.progressed.emit(int(done), int(total))
+
+    def _phase(self, text: str) -> None:  # called in the worker thread
+        if self.cancel_event.is_set():
+            raise Cancelled(self.desc)
+        self._bridge.phased.emit(text)
+
+    def _on_phase(self, text: str) -> None:
+        self.phase = text
+        self._bar.set_description(f"{self.desc}: {text}")
 
     def _on_progress(self, done: int, total: int) -> None:
         self.last_progress = (done, total)

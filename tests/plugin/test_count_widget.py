@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import csv
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from napari_ccount._widgets._common import text_overlay
-from napari_ccount._widgets.count import MODEL_FILE, CountWidget, run_count
+from napari_ccount._widgets.count import MODEL_FILE, CountWidget, run_count, short_batch
 
 pytestmark = pytest.mark.gui
 
@@ -51,7 +52,7 @@ def test_count_series_fills_table_plot_metadata_and_csv(
     qtbot.waitUntil(lambda: job.done, timeout=180_000)
     assert job.error is None, job.error
     assert errors == []
-    assert job.last_progress == (n_frames, n_frames)
+    assert job.last_progress == (n_frames + 1, n_frames + 1)  # loading the model is a step
 
     rows = layer.metadata["ccount"]["counts"]
     assert [r["frame"] for r in rows] == list(range(n_frames))
@@ -127,6 +128,78 @@ def test_cancel_keeps_the_frames_counted_so_far(series, model_file, qtbot, error
     assert widget.status.value == f"cancelled: {len(counted)} frames counted"
     assert [r["frame"] for r in layer.metadata["ccount"].get("counts", [])] == counted
     assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+def test_count_click_returns_while_the_model_loads_and_cancel_acts_then(
+    series, model_file, qtbot, errors, monkeypatch
+) -> None:
+    """The model is loaded in the worker (``run_count``), named as a phase, and a Cancel
+    pressed meanwhile stops the job before any frame is counted."""
+    import ccount_core.nn.ensemble
+
+    real_load = ccount_core.nn.ensemble.load_counter
+    started, release, loaded = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_load(*args, **kwargs):
+        started.set()
+        release.wait(60)
+        counter = real_load(*args, **kwargs)
+        loaded.set()
+        return counter
+
+    monkeypatch.setattr(ccount_core.nn.ensemble, "load_counter", slow_load)
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    _use_model(widget, model_file)
+    widget.run_button.native.click()  # the click handler returns while the load waits
+    assert not loaded.is_set()
+    job = widget.job
+    assert job is not None and not job.done
+    qtbot.waitUntil(lambda: started.is_set() and job.phase == "loading model")
+    assert widget.status.value == "loading model…"
+    assert job.last_progress == (0, layer.data.shape[0] + 1)
+    widget.cancel()
+    release.set()
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    assert loaded.is_set() and job.cancelled and errors == []
+    assert widget.rows == [] and "counts" not in layer.metadata["ccount"]
+
+
+def test_progress_moves_on_a_three_frame_stack(series, model_file, qtbot, errors, monkeypatch):
+    """Loading the model is a step, and a stack shorter than a batch still runs in several
+    batches (``short_batch``): the bar shows values between 0 and its total."""
+    from napari_ccount import _workers
+
+    seen: list[tuple[int, int]] = []
+    phases: list[str] = []
+    on_progress, on_phase = _workers.Job._on_progress, _workers.Job._on_phase
+    monkeypatch.setattr(
+        _workers.Job,
+        "_on_progress",
+        lambda job, d, t: (seen.append((d, t)), on_progress(job, d, t)),
+    )
+    monkeypatch.setattr(
+        _workers.Job, "_on_phase", lambda job, text: (phases.append(text), on_phase(job, text))
+    )
+    viewer, series_layer = series
+    layer = viewer.add_image(series_layer.data[:3], name="three", scale=series_layer.scale)
+    widget = CountWidget(viewer)
+    widget.layer_picker.value = layer
+    _use_model(widget, model_file)
+    assert widget.batch.value == 8  # the default: one batch would hold the whole stack
+    job = widget.run()
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    assert job.error is None and errors == []
+    assert seen[0] == (0, 4) and seen[-1] == (4, 4)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert {d for d, t in seen if 0 < d < t} == {1, 2, 3}
+    assert phases == ["loading model", "counting 3 frames"]
+    assert [r["frame"] for r in layer.metadata["ccount"]["counts"]] == [0, 1, 2]
+
+
+def test_short_batch_splits_a_short_stack_and_keeps_a_long_one() -> None:
+    assert [short_batch(8, n) for n in (1, 3, 8, 20, 32, 100)] == [1, 1, 2, 5, 8, 8]
+    assert short_batch(1, 100) == 1
 
 
 def test_default_model_counts_or_says_why_not(series, qtbot, errors) -> None:

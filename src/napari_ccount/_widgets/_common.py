@@ -9,6 +9,8 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from ccount_core.errors import InputError
 
@@ -117,8 +119,12 @@ def status_label() -> Label:
 
 
 def fit_dock(widget: Container) -> None:
-    """Keep a dock widget narrow enough for the canvas."""
+    """Keep a dock widget narrow enough for the canvas; once docked, it becomes a tab beside
+    the plugin's other docked widgets (:func:`tabify_with_ccount_docks`), so that the three
+    do not stack into one column taller than the screen."""
     widget.native.setMaximumWidth(DOCK_WIDTH)
+    widget.native.setProperty(CCOUNT_DOCK, True)
+    _TabifyWhenDocked(widget.native)
 
 
 def text_overlay(viewer: napari.Viewer) -> Any:
@@ -188,3 +194,66 @@ def corners_to_ellipse(corners: np.ndarray) -> Any:
     return Ellipse.from_axes(
         centre[0], centre[1], np.hypot(*e1) / 2, np.hypot(*e2) / 2, angle1, quality=1.0
     )
+
+
+# --- the plugin's widgets docked as tabs of one dock --------------------------------------
+
+CCOUNT_DOCK = "ccount_dock"  # Qt property set on the plugin's tabbed widgets (see fit_dock)
+
+
+class _TabifyWhenDocked(QObject):
+    """Watches a widget; when it is put into a dock, tabifies that dock once the window has
+    placed it (napari docks a plugin's widget after creating it, so the widget cannot ask)."""
+
+    def __init__(self, widget: QWidget) -> None:
+        super().__init__(widget)
+        self._widget = widget
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if obj is self._widget and event.type() == QEvent.Type.ParentChange:
+            QTimer.singleShot(0, self._tabify)
+        return False
+
+    def _tabify(self) -> None:
+        tabify_with_ccount_docks(self._widget)
+
+
+def _dock_of(widget: QWidget) -> QDockWidget | None:
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    return parent
+
+
+def _holds_ccount(dock: QDockWidget) -> bool:
+    inner = dock.widget()
+    if inner is None:
+        return False
+    return bool(inner.property(CCOUNT_DOCK)) or any(
+        child.property(CCOUNT_DOCK) for child in inner.findChildren(QWidget)
+    )
+
+
+def tabify_with_ccount_docks(widget: QWidget) -> bool:
+    """Make the dock holding ``widget`` a tab of the plugin's docked widgets in the same
+    dock area of the main window, and show it; False when it is not docked or alone there."""
+    dock = _dock_of(widget)
+    window = dock.parentWidget() if dock is not None else None
+    if not isinstance(window, QMainWindow) or dock.isFloating():
+        return False
+    area = window.dockWidgetArea(dock)
+    others = [
+        other
+        for other in window.findChildren(QDockWidget)
+        if other is not dock
+        and not other.isFloating()
+        and window.dockWidgetArea(other) == area
+        and _holds_ccount(other)
+    ]
+    if not others or dock in window.tabifiedDockWidgets(others[-1]):
+        return False
+    window.tabifyDockWidget(others[-1], dock)
+    dock.show()
+    dock.raise_()
+    return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_path
 from ccount_core.nn.counts_file import CountsWriter, other_counts
+from ccount_core.progress import ProgressCallback, report
 from napari_ccount._plot import CountPlot
 from napari_ccount._widgets._common import (
     LayerPicker,
@@ -39,12 +41,24 @@ from napari_ccount._workers import Job, notify_error, start_job
 DEFAULT_MODEL = "default model"
 MODEL_FILE = "model file…"
 SHIPPED_PREFIX = "shipped: "
+TABLE_MIN_ROWS = 6  # the counts table's dock never shrinks below this many rows
 TABLE_COLUMNS = ("frame", "time (s)", "Ca⁺ count", "± (1σ)", "ellipse", "warning")
 #: Tooltip of a dark species' column: why its count (here and on the canvas) has no ±.
 NO_DARK_SIGMA = (
     "{name} count (ions), shown without ± here and on the canvas: the core gives an "
     "uncertainty for the Ca⁺ count only (model cards hold no {name} error by count)"
 )
+
+
+SHORT_STACK_BATCHES = 4  # a short stack is counted in this many batches at least
+
+
+def short_batch(batch_size: int, frames: int) -> int:
+    """The batch size a count of ``frames`` frames runs with: at most ``batch_size``, and small
+    enough for :data:`SHORT_STACK_BATCHES` batches, so a short count's progress moves and
+    Cancel can act between its batches (with no test-time views the counts do not depend on
+    it)."""
+    return max(1, min(batch_size, math.ceil(frames / SHORT_STACK_BATCHES)))
 
 
 def run_count(
@@ -55,7 +69,8 @@ def run_count(
     pixel_size_um: float | None,
     frame_interval_s: float | None,
     on_rows: Any = None,
-    progress: Any = None,
+    progress: ProgressCallback | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Count every frame of ``stack`` ``(frames, rows, cols)`` with the core; runs in a worker.
 
@@ -64,20 +79,29 @@ def run_count(
     Returns ``{"rows": [core row dicts], "device": str, "model": str}`` (rows as
     :func:`ccount_core.nn.count.count_stack` gives them: frame, time_s, count, uncertainty (ions),
     ellipse_*, warning); ``on_rows`` gets each batch's rows as soon as they are known.
+    ``progress`` counts loading the model (its first import included) as one step before the
+    frames; ``phase`` is told ``loading model``, then ``counting`` (the first batch includes
+    the core's warm-up). Batches: :func:`short_batch`.
     """
     from ccount_core.nn.count import count_stack
     from ccount_core.nn.ensemble import load_counter, model_location
 
+    frames = int(stack.shape[0])
+    steps = frames + 1
+    _say(phase, "loading model")
+    report(progress, 0, steps)
     counter = load_counter(model_path)
+    report(progress, 1, steps)
+    _say(phase, f"counting {frames} frames")
     rows = count_stack(
         stack,
         counter,
         pixel_size_um,
         frame_interval_s=frame_interval_s,
-        batch_size=batch_size,
+        batch_size=short_batch(batch_size, frames),
         tta=tta,
         on_rows=on_rows,
-        progress=progress,
+        progress=lambda done, _total: report(progress, 1 + done, steps),
     )
     # chosen by the core: CUDA when available
     device = str(next(counter.members[0][0].parameters()).device)
@@ -86,6 +110,11 @@ def run_count(
         "device": device,
         "model": str(model_location(model_path)),
     }
+
+
+def _say(phase: Callable[[str], None] | None, text: str) -> None:
+    if phase is not None:
+        phase(text)
 
 
 @dataclass(frozen=True)
@@ -103,13 +132,27 @@ class CountParams:
         max=32,
     )
     batch_size: int = param(
-        8, "frames per batch (rows appear and Cancel acts per batch)", min=1, max=256
+        8,
+        "frames per batch, at most (rows appear and Cancel acts per batch; a short stack "
+        "runs in 4 batches or more)",
+        min=1,
+        max=256,
     )
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     """A core row with plain Python values (JSON-able for layer metadata)."""
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+
+
+def _show_rows(table: QTableWidget, rows: int) -> None:
+    """Keep room for ``rows`` rows (header and horizontal scroll bar included)."""
+    header = table.horizontalHeader().sizeHint().height()
+    bar = table.horizontalScrollBar().sizeHint().height()
+    frame = 2 * table.frameWidth()
+    table.setMinimumHeight(
+        header + rows * table.verticalHeader().defaultSectionSize() + bar + frame
+    )
 
 
 def _num(value: Any) -> float:
@@ -178,6 +221,7 @@ class CountWidget(Container):
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.cellClicked.connect(self._go_to_row)
+        _show_rows(self.table, TABLE_MIN_ROWS)
         self.plot = CountPlot()
         self._docks: list[Any] = []
         self.job: Job | None = None
@@ -243,6 +287,7 @@ class CountWidget(Container):
             on_done=self._on_done,
             on_finish=self._on_finish,
             on_partial=("on_rows", self._on_rows),
+            on_phase=self._on_phase,
             on_error=lambda exc: setattr(self.status, "value", "failed"),
         )
         return self.job
@@ -251,6 +296,9 @@ class CountWidget(Container):
         if self.job is not None and not self.job.done:
             self.job.cancel()
             self.status.value = "cancelling after this batch…"
+
+    def _on_phase(self, text: str) -> None:
+        self.status.value = f"{text}…"
 
     def _on_rows(self, rows: list[dict[str, Any]]) -> None:
         """Rows of one batch, as soon as they are counted: into the table and plot."""
