@@ -29,7 +29,7 @@ class CountPlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
-        self.setMinimumHeight(220)
+        self.setMinimumHeight(140)
         self.times = np.zeros(0)
         self.counts = np.zeros(0)
         self.sigmas = np.zeros(0)

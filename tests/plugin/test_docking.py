@@ -25,7 +25,7 @@ def test_the_three_widgets_are_tabs_of_one_dock(make_napari_viewer, qtbot) -> No
     qtbot.waitUntil(lambda: set(window.tabifiedDockWidgets(first)) == set(docks[1:]))
 
 
-def test_run_buttons_fit_a_1280x800_window(make_napari_viewer, qtbot) -> None:
+def test_run_buttons_fit_a_1280x800_window(make_napari_viewer, qtbot, model_file) -> None:
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
     window.showNormal()
@@ -46,3 +46,19 @@ def test_run_buttons_fit_a_1280x800_window(make_napari_viewer, qtbot) -> None:
             bottom_right,
             window.size(),
         )
+    # after a count the table and the N(t) plot dock below the canvas: the window still fits
+    from ccount_core.dataset.samples import load_sample
+    from napari_ccount._widgets.count import MODEL_FILE
+
+    stack, meta = load_sample("reaction_series")
+    viewer.add_image(stack[:2], name="series", metadata={"ccount": meta})
+    count_widget = opened[1][1]
+    count_widget.layer_picker.reset_choices()
+    count_widget.model_choice.value = MODEL_FILE
+    count_widget.model_file.value = model_file
+    job = count_widget.run()
+    assert job is not None
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    assert job.error is None, job.error
+    qtbot.wait(200)
+    assert count_widget._docks and window.height() <= 800, window.size()

@@ -41,7 +41,7 @@ from napari_ccount._workers import Job, notify_error, start_job
 DEFAULT_MODEL = "default model"
 MODEL_FILE = "model file…"
 SHIPPED_PREFIX = "shipped: "
-TABLE_MIN_ROWS = 6  # the counts table's dock never shrinks below this many rows
+TABLE_MIN_ROWS = 3  # the counts table's dock never shrinks below this many rows
 TABLE_COLUMNS = ("frame", "time (s)", "Ca⁺ count", "± (1σ)", "ellipse", "warning")
 #: Tooltip of a dark species' column: why its count (here and on the canvas) has no ±.
 NO_DARK_SIGMA = (
@@ -338,9 +338,11 @@ class CountWidget(Container):
             return
         self._fill_table()
         if not self._docks:
+            # both below the canvas, side by side, so the widgets' tabs keep the right column
+            # and the whole window fits a 1280 x 800 screen
             self._docks = [
                 self.viewer.window.add_dock_widget(
-                    self.table, name="ccount counts", area="right", tabify=False
+                    self.table, name="ccount counts", area="bottom", tabify=False
                 ),
                 self.viewer.window.add_dock_widget(self.plot, name="ccount N(t)", area="bottom"),
             ]
