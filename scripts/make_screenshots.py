@@ -149,10 +149,10 @@ def main() -> None:
     if model is not None:
         overlay.use_counted_number()
     else:
-        overlay.n_ca.value = truth["Ca+"][0]
+        overlay.param_fields["n_ca"].value = truth["Ca+"][0]
     dark = next(s for s in truth if s != "Ca+")
-    overlay.dark_species.value = dark
-    overlay.n_dark.value = truth[dark][0]
+    overlay.param_fields["dark_species"].value = dark
+    overlay.param_fields["n_dark"].value = truth[dark][0]
     wait(overlay.run())
     ell = overlay.overlay_layer.metadata["ccount"]["ellipse"]
     px = float(image.scale[-1])
