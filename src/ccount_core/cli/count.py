@@ -7,6 +7,9 @@ import sys
 
 from ccount_core.cli._threads import add_threads_argument
 
+# What runs before the first batch's counts arrive: said on the bar's line instead of 0 frames.
+WARM_UP = "loading the model, preparing it for this machine and counting the first batch"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ccount count``."""
@@ -66,9 +69,10 @@ def _run(args: argparse.Namespace) -> int:
     from ccount_core.progress import tqdm_progress
 
     # What the reader noticed (e.g. a truncated file) is said before the count starts.
-    for note in open_stack(args.stack).metadata.get("warnings", []):
+    stack = open_stack(args.stack)
+    for note in stack.metadata.get("warnings", []):
         print(f"ccount: warning: {note}", file=sys.stderr)
-    with tqdm_progress("count", unit="frame") as bar:
+    with tqdm_progress("count", unit="frame", warmup=WARM_UP) as bar:
         rows = count_file(
             args.stack,
             args.output,
@@ -81,9 +85,18 @@ def _run(args: argparse.Namespace) -> int:
             device=args.device,
             progress=bar,
         )
+    if not rows:
+        print(_nothing_to_do(stack.data.shape[0], args.output))
+        return 0
     warned = sum(1 for r in rows if r["warning"])
     print(
         f"counted {len(rows)} frames into {args.output}"
         + (f" ({warned} with warnings)" if warned else "")
     )
     return 0
+
+
+def _nothing_to_do(frames: int, output: str) -> str:
+    """The line for a rerun that finds every one of ``frames`` frames already in ``output``."""
+    every = "the 1 frame was" if frames == 1 else f"all {frames} frames were"
+    return f"{every} already counted in {output}; nothing to do"

@@ -8,6 +8,20 @@ import signal
 import sys
 
 
+def shipped_specs() -> list[str]:
+    """Names of the specs installed with ccount (``ccount_core/specs/*.yaml``), sorted.
+
+    Read from the folder without importing ``ccount_core.dataset`` (dask), so help stays quick.
+    """
+    from importlib.resources import files
+
+    return sorted(
+        f.name.removesuffix(".yaml")
+        for f in (files("ccount_core") / "specs").iterdir()
+        if f.name.endswith(".yaml")
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ccount dataset`` and its three subcommands."""
     parser = subparsers.add_parser(
@@ -27,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "spec",
         help="data-set spec, .yaml/.yml or .toml (see docs/DATASET.md), "
-        "or a shipped one by name: small, paper_grid",
+        f"or a shipped one by name: {', '.join(shipped_specs())}",
     )
     gen.add_argument("-o", "--output", required=True, help="output store, e.g. train.zarr")
     gen.add_argument(

@@ -1,10 +1,5 @@
-"""``ccount demo``: the main job on the bundled default, for a first look after installing.
-
-1. Simulates a 300-ion Ca+ crystal in the paper's trap and writes its image.
-2. Counts the Ca+ ions in every frame of the bundled sample reaction series with the default
-   model, prints the table, and writes ``counts.csv`` and a plot of ion number against time
-   beside the true numbers.
-"""
+"""``ccount demo``: the main job on the bundled default, for a first look after installing
+(what it does: ``DESCRIPTION``, the command's help)."""
 
 from __future__ import annotations
 
@@ -15,13 +10,21 @@ from typing import Any
 
 DEMO_IONS = 300
 SAMPLE = "reaction_series"
+DESCRIPTION = """\
+The main job on the bundled default, for a first look after installing:
+
+1. Simulates a 300-ion Ca+ crystal in the paper's trap and writes its image.
+2. Counts the Ca+ ions in every frame of the bundled sample reaction series with the default
+   model, prints the table, and writes counts.csv and a plot of ion number against time
+   beside the true numbers.
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
         help="simulate a crystal and count the ions of the bundled sample series",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -89,6 +92,7 @@ def count_sample(out: Path, model: Path | None) -> Path | None:
     """Count the bundled sample series into ``counts.csv`` and ``counts.png``."""
     from importlib.resources import files
 
+    from ccount_core.cli.count import WARM_UP
     from ccount_core.image.io import open_stack
     from ccount_core.nn.count import count_file
     from ccount_core.nn.counts_file import other_counts
@@ -105,10 +109,11 @@ def count_sample(out: Path, model: Path | None) -> Path | None:
     stack_path = Path(str(files("ccount_core.data") / f"{SAMPLE}.tif"))
     meta = open_stack(stack_path).metadata["description"]  # the file's JSON; no pixels read
     truth = meta["true_counts"]["Ca+"]
+    print(f"counting the {len(truth)} frames of the bundled sample series {stack_path}")
     csv_path = out / "counts.csv"
     csv_path.unlink(missing_ok=True)  # the demo always counts afresh
     t0 = time.perf_counter()
-    with tqdm_progress("counting", unit="frame") as progress:
+    with tqdm_progress("counting", unit="frame", warmup=WARM_UP) as progress:
         rows = count_file(stack_path, csv_path, model_path, tta=4, progress=progress)
     seconds = time.perf_counter() - t0
     others = other_counts(rows)  # a model's dark-species outputs

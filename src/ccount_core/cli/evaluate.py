@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ccount_core.cli._threads import add_threads_argument, apply_threads
 
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="accuracy of a model on a split of a data set (Figure 3 + metrics)",
         description="Count every image of a split of DATA (one store or several) with MODEL "
         "and write figure3.png, metrics.json (per true-ion-number bin: mean, std, "
-        "RMS, mean %% error, exact-count accuracy) and predictions.csv to OUTDIR.",
+        "RMS, mean % error, exact-count accuracy) and predictions.csv to the --output folder.",
     )
     p.add_argument(
         "model",
@@ -79,5 +80,5 @@ def _run(args: argparse.Namespace) -> int:
             f"{name}: RMS {other['rms']:.2f} ions, bias {other['bias']:+.2f} ions (true mean "
             f"{other['true_mean']:.1f})"
         )
-    print(f"wrote {args.output}/figure3.png, metrics.json, predictions.csv")
+    print(f"wrote {Path(args.output) / 'figure3.png'}, metrics.json, predictions.csv")
     return 0

@@ -53,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="CCMD trap.info file: trap, ions, seed and image settings from it",
     )
+    p.add_argument(
+        "--ccmd-timing",
+        action="store_true",
+        help="with --trap-info: also the file's stepsPerPeriod, coolperiods and histperiods "
+        "(default: ccount's converged schedule, far shorter; docs/PHYSICS.md)",
+    )
     g = p.add_argument_group("trap and ions (defaults: the paper's trap, 300 Ca+)")
     g.add_argument("--ions", help='ion numbers per species, e.g. "Ca+:300,CaF+:50"')
     g.add_argument("--v-rf", type=float, help="RF amplitude as CCMD's q uses it, V (200)")
@@ -158,14 +164,19 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[Any], Any, Any, dict[
         given = [f"--{f.replace('_', '-')}" for f in _TRAP_FLAGS if getattr(args, f) is not None]
         if given:
             raise InputError(f"--trap-info: cannot be combined with {', '.join(given)}")
-        from ccount_core.simulation.ccmd_config import load_trap_info
+        from ccount_core.simulation.ccmd_config import ccmd_timing, load_trap_info
 
         cfg = load_trap_info(args.trap_info)
         trap, groups = cfg.trap, list(cfg.ions)
-        sim = dataclasses.replace(cfg.simulation, **sim_kwargs)
+        sim = ccmd_timing(cfg.file, cfg.simulation) if args.ccmd_timing else cfg.simulation
+        sim = dataclasses.replace(sim, **sim_kwargs)
+        if not args.ccmd_timing:
+            _say_timing_unused(cfg.file, sim)
         base_imaging = cfg.imaging
         extra["trap_info"] = str(args.trap_info)
     else:
+        if args.ccmd_timing:
+            raise InputError("--ccmd-timing: takes the timing from a --trap-info file; give one")
         vals = {
             f: getattr(args, f) if getattr(args, f) is not None else _DEFAULTS[f]
             for f in _TRAP_FLAGS
@@ -254,6 +265,24 @@ def write_positions(path: Path, result: Any) -> None:
         fh.write("species,x_um,y_um,z_um\n")
         for k, (x, y, z) in zip(result.species_index, result.positions * 1e6, strict=True):
             fh.write(f"{result.species[k].name},{x:.4f},{y:.4f},{z:.4f}\n")
+
+
+def _say_timing_unused(ccmd: Any, sim: Any) -> None:
+    """One line on stderr: the file's integrator timing is not used, ``sim``'s is, and why."""
+    import sys
+
+    from ccount_core.simulation.ccmd_config import timing_summary
+
+    summary = timing_summary(ccmd)
+    if not summary:
+        return
+    print(
+        f"simulate: trap.info's timing ({summary}) is not used: ccount's converged schedule is "
+        f"({sim.steps_per_period} steps per RF period, {sim.equilibrate_periods} + "
+        f"{sim.gather_periods} RF periods; docs/PHYSICS.md section 5); "
+        "pass --ccmd-timing to use the file's",
+        file=sys.stderr,
+    )
 
 
 def md_seconds(trap: Any, groups: list[Any], sim: Any) -> float:

@@ -60,7 +60,7 @@ def describe(ds: Dataset) -> str:
         unit = _UNITS.get(name, "")
         lines.append(
             f"  {name:<16} {_fmt(v.min())} .. {_fmt(v.max())} {unit:<3} "
-            f"({np.unique(v).size} values)"
+            f"({_plural(np.unique(v).size, 'value')})"
         )
     if done.any():
         md = t["md_seconds"][done][t["render_index"][done] == 0]
@@ -131,3 +131,8 @@ def contact_sheet(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
     return path
+
+
+def _plural(n: int, noun: str) -> str:
+    """``1 value``, ``3 values``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,6 +39,17 @@ OTHER_COUNT_PREFIX = "count_"
 META_PREFIX = "# ccount counts "
 """Start of the first line of a file ``count_file`` writes; its JSON metadata follows."""
 Row = dict[str, Any]
+DECIMALS = {
+    "time_s": 6,  # 1 µs
+    "count": 2,  # 0.01 ion
+    "uncertainty": 2,
+    "ellipse_center_row": 2,  # 0.01 px
+    "ellipse_center_col": 2,
+    "ellipse_semi_major": 2,
+    "ellipse_semi_minor": 2,
+    "ellipse_angle_deg": 2,  # 0.01°
+}
+"""Decimals a float of each column is written with (``count_<label>`` columns: as ``count``)."""
 
 
 def other_counts(rows: Sequence[Row]) -> dict[str, str]:
@@ -52,7 +64,7 @@ class CountsWriter:
 
     Columns: ``COLUMNS``, then ``count_<name>`` for each of ``others`` (the model's further
     species in label order, e.g. ``["ND3+"]``); a value that is None or missing is an empty
-    cell.
+    cell; floats are rounded to ``DECIMALS``.
     """
 
     def __init__(self, fh: TextIO, others: Iterable[str] = ()) -> None:
@@ -63,9 +75,17 @@ class CountsWriter:
         self._writer.writeheader()
 
     def write(self, rows: Iterable[Row]) -> None:
-        self._writer.writerows(
-            {k: ("" if r.get(k) is None else r[k]) for k in self.columns} for r in rows
-        )
+        self._writer.writerows({k: _cell(k, r.get(k)) for k in self.columns} for r in rows)
+
+
+def _cell(column: str, value: Any) -> Any:
+    """``value`` as written in ``column``: "" for None, a float rounded to its ``DECIMALS``."""
+    if value is None:
+        return ""
+    key = "count" if column.startswith(OTHER_COUNT_PREFIX) else column
+    if key in DECIMALS and isinstance(value, Real) and not isinstance(value, Integral):
+        return round(float(value), DECIMALS[key]) + 0.0  # + 0.0: no "-0.0"
+    return value
 
 
 def counts_metadata(

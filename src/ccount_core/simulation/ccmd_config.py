@@ -9,9 +9,8 @@ CCMD                      ccount
 ========================  ======================================================================
 ``trap``                  :class:`~ccount_core.simulation.TrapSettings` (``vrf`` V, ``vend`` V,
                           ``eta``, ``r0`` m, ``z0`` m, ``freq`` Hz); only ``type { name cosine }``
-``integrator``            :class:`~ccount_core.simulation.SimulationSettings`: cooling and
-                          image-gathering durations from ``coolperiods``/``histperiods``
-                          (or the older ``timestep``/``coolsteps``/``histsteps``)
+``integrator``            read and checked; used only on request (:func:`ccmd_timing`,
+                          ``ccount simulate --ccmd-timing``), see "Timing" below
 ``image``                 :class:`~ccount_core.simulation.ImagingSettings`: ``scale`` px/µm,
                           ``blur`` µm, ``dof`` µm, ``nx`` rows, ``nz`` columns; ``makeimage``
 ``ionnumbers``            one :class:`~ccount_core.simulation.IonGroup` per line, in file order
@@ -21,6 +20,23 @@ CCMD                      ccount
 ``simulation``            ``seed`` (``threads`` is accepted and ignored)
 ``laser``                 accepted and ignored (CCMD's optional saturation-model inputs)
 ========================  ======================================================================
+
+Timing. By default ccount runs its own converged schedule (SimulationSettings' defaults:
+10 steps per RF period, 100 RF periods of equilibration, 200 of gathering; docs/PHYSICS.md
+sections 4-5), far shorter than CCMD's and converged for the crystal's size and shape.
+:func:`ccmd_timing` takes the file's instead:
+
+=======================================  ===============================================
+CCMD ``integrator``                      SimulationSettings
+=======================================  ===============================================
+``stepsPerPeriod`` (time step T_RF/n)    ``steps_per_period`` = n (outer, Coulomb steps)
+``coolperiods`` (RF periods of cooling)  ``equilibrate_periods`` (rounded to whole periods)
+``histperiods`` (RF periods imaged)      ``gather_periods`` (rounded to whole periods)
+older ``timestep`` τ (units of 2/Ω)      ``steps_per_period`` = π/τ, rounded
+older ``coolsteps``/``histsteps``        periods = steps / (π/τ), rounded
+``respasteps`` (inner RESPA steps)       not used: ``trap_substeps`` stays 9, already
+                                         within 0.02% of the exact secular frequency
+=======================================  ===============================================
 
 Any other key, a value that is not a number where one is needed, or an ion without an
 ``iontype`` entry raises :class:`~ccount_core.errors.InputError` naming the key and the line.
@@ -540,3 +556,32 @@ def to_settings(ccmd: CcmdFile, simulation: Any = None) -> CcmdConfig:
 def load_trap_info(path: str | Path, simulation: Any = None) -> CcmdConfig:
     """Read a CCMD ``trap.info`` into ccount settings (see :func:`to_settings`)."""
     return to_settings(read_ccmd_file(path), simulation)
+
+
+def timing_summary(ccmd: CcmdFile) -> str:
+    """The file's timing in CCMD's words, e.g. ``stepsPerPeriod 100, coolperiods 10000, ...``;
+    empty when it has no ``integrator`` branch."""
+    if ccmd.integrator is None:
+        return ""
+    i = ccmd.integrator
+    return (
+        f"stepsPerPeriod {i['steps_per_period']:g}, coolperiods {i['cool_periods']:g}, "
+        f"histperiods {i['hist_periods']:g}"
+    )
+
+
+def ccmd_timing(ccmd: CcmdFile, simulation: Any) -> Any:
+    """``simulation`` (SimulationSettings) with the file's time step and phase durations
+    (the mapping in this module's docstring); InputError when the file has no ``integrator``.
+    """
+    import dataclasses
+
+    if ccmd.integrator is None:
+        raise InputError("--ccmd-timing: the trap.info has no integrator section to take it from")
+    i = ccmd.integrator
+    return dataclasses.replace(
+        simulation,
+        steps_per_period=round(i["steps_per_period"]),
+        equilibrate_periods=round(i["cool_periods"]),
+        gather_periods=max(1, round(i["hist_periods"])),
+    )

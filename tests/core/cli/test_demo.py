@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,8 @@ def test_demo_simulates_and_counts_every_frame(
     assert all(float(r["uncertainty"]) > 0 for r in table)  # test-time views differ
     assert (out / "counts.png").stat().st_size > 0
     assert "counted 16 frames" in printed
+    sample = Path(str(files("ccount_core.data") / "reaction_series.tif"))
+    assert f"counting the 16 frames of the bundled sample series {sample}\n" in printed
     assert printed.count("\n") > 16  # the table is printed, one line per frame
     assert "ND3+" in printed.split("counted 16 frames")[0]  # with the dark count's column
 

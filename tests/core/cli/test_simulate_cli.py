@@ -7,6 +7,7 @@ import subprocess
 import sys
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,3 +151,67 @@ def test_a_long_simulation_needs_yes(
     main(["simulate", "-o", str(out), "--ions", "Ca+:300"])  # 300 ions: about 1 s, no question
     assert calls == [20000, 300]
     assert "300 ions: the MD takes up to about 1 s on one core" in capsys.readouterr().err
+
+
+class _Stop(Exception):
+    """Raised by the stand-in MD once it has the settings it was given."""
+
+
+@pytest.fixture
+def simulated_with(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The SimulationSettings ``ccount simulate`` passes to ``simulate`` (which then stops)."""
+    import ccount_core.simulation
+
+    seen: list[Any] = []
+
+    def fake(trap: Any, groups: Any, sim: Any, imaging: Any, progress: Any = None) -> Any:
+        seen.append(sim)
+        raise _Stop
+
+    monkeypatch.setattr(ccount_core.simulation, "simulate", fake)
+    return seen
+
+
+EXAMPLE = str(files("ccount_core.data") / "example_trap.info")
+
+
+def test_ccmd_timing_takes_the_files_step_and_durations(simulated_with: list[Any]) -> None:
+    assert (
+        main(["simulate", "-o", "never.tif", "--trap-info", EXAMPLE, "--ccmd-timing", "--yes"]) == 1
+    )  # the stand-in MD stopped it
+    (sim,) = simulated_with
+    # example_trap.info: stepsPerPeriod 100, coolperiods 10000, histperiods 10000
+    assert (sim.steps_per_period, sim.equilibrate_periods, sim.gather_periods) == (
+        100,
+        10000,
+        10000,
+    )
+    assert sim.seed == 213
+
+
+def test_without_ccmd_timing_one_line_says_the_files_timing_is_not_used(
+    simulated_with: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ccount_core.simulation import SimulationSettings
+
+    assert (
+        main(["simulate", "-o", "never.tif", "--trap-info", EXAMPLE]) == 1
+    )  # the stand-in MD stopped it
+    (sim,) = simulated_with
+    ours = SimulationSettings()
+    assert (sim.steps_per_period, sim.equilibrate_periods, sim.gather_periods) == (
+        ours.steps_per_period,
+        ours.equilibrate_periods,
+        ours.gather_periods,
+    )
+    said = [line for line in capsys.readouterr().err.splitlines() if "timing" in line]
+    assert said == [
+        "simulate: trap.info's timing (stepsPerPeriod 100, coolperiods 10000, histperiods "
+        "10000) is not used: ccount's converged schedule is (10 steps per RF period, 100 + 200 "
+        "RF periods; docs/PHYSICS.md section 5); pass --ccmd-timing to use the file's"
+    ]
+
+
+def test_ccmd_timing_needs_a_trap_info(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "-o", "never.tif", "--ccmd-timing"]) == 1
+    assert "--ccmd-timing: takes the timing from a --trap-info file" in capsys.readouterr().err

@@ -435,7 +435,7 @@ def test_info_and_contact_sheet(tmp_path: Path, client: Any) -> None:
         planned = int((t["split"] == code).sum())
         done = int(((t["split"] == code) & t["done"]).sum())
         assert f"  {name:<10} {planned:>7} {done:>8}" in text
-    assert "n_Ca+            5 .. 7" in text and "seed             1 .. 1" in text
+    assert "n_Ca+            5 .. 7" in text and "seed             1 .. 1     (1 value)" in text
     png = contact_sheet(ds, tmp_path / "sheet.png", n=6, seed=1)
     sheet = matplotlib.image.imread(png)
     assert sheet.ndim == 3 and sheet.shape[0] > 100 and sheet.shape[1] > 100

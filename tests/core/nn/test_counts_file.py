@@ -47,6 +47,27 @@ def test_writer_keeps_the_column_order_and_writes_none_as_empty(tmp_path):
     ]
 
 
+def test_floats_are_written_to_the_precision_they_carry(tmp_path):
+    row = {
+        "frame": 7,
+        "time_s": 1 / 3,
+        "count": 123.45678901234567,
+        "uncertainty": 2.0000000000000004,
+        "ellipse_center_row": 240.123456789,
+        "ellipse_center_col": 320.5,
+        "ellipse_semi_major": 80.98765,
+        "ellipse_semi_minor": 20.004,
+        "ellipse_angle_deg": -0.0012,
+        "warning": "",
+        "count_ND3+": 4.999,
+    }
+    path = tmp_path / "rows.csv"
+    with path.open("w", newline="") as fh:
+        CountsWriter(fh, ["ND3+"]).write([row])
+    # µs for the time, 0.01 ion for counts, 0.01 px and 0.01° for the ellipse; no "-0.0".
+    assert path.read_text().strip() == "7,0.333333,123.46,2.0,240.12,320.5,80.99,20.0,0.0,,5.0"
+
+
 def test_a_file_is_started_resumed_and_refused_when_made_otherwise(tmp_path):
     card = {"name": "m", "label_names": ["Ca+", "ND3+"], "preprocess": {"a": (1, 2)}}
     meta = counts_metadata(card, "/data/s.tif", 2.0, 0)

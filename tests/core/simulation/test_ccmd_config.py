@@ -10,7 +10,13 @@ import pytest
 
 from ccount_core.errors import InputError
 from ccount_core.simulation import SimulationSettings, get_species
-from ccount_core.simulation.ccmd_config import load_trap_info, parse_info, read_ccmd_text
+from ccount_core.simulation.ccmd_config import (
+    ccmd_timing,
+    load_trap_info,
+    parse_info,
+    read_ccmd_text,
+    timing_summary,
+)
 
 EXAMPLE = files("ccount_core.data") / "example_trap.info"
 
@@ -162,3 +168,22 @@ def test_parse_info_handles_values_braces_and_quotes() -> None:
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="trap-info: cannot read"):
         load_trap_info(tmp_path / "nope.info")
+
+
+def test_ccmd_timing_maps_the_integrator_onto_the_settings() -> None:
+    text = (
+        MINIMAL + "integrator {\n timestep 0.1\n respasteps 5\n coolsteps 20000\n"
+        " histsteps 10000\n}\n"
+    )
+    sim = ccmd_timing(read_ccmd_text(text), SimulationSettings(seed=7))
+    # π/0.1 = 31.4 steps per period → 31; 20000 and 10000 steps → 637 and 318 periods.
+    assert (sim.steps_per_period, sim.equilibrate_periods, sim.gather_periods) == (31, 637, 318)
+    assert sim.seed == 7 and sim.trap_substeps == SimulationSettings().trap_substeps
+    assert timing_summary(read_ccmd_text(text)).startswith("stepsPerPeriod 31.4159")
+
+
+def test_ccmd_timing_needs_an_integrator_section() -> None:
+    ccmd = read_ccmd_text(MINIMAL)
+    assert timing_summary(ccmd) == ""
+    with pytest.raises(InputError, match="no integrator section"):
+        ccmd_timing(ccmd, SimulationSettings())
