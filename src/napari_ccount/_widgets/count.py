@@ -17,7 +17,14 @@ import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QDockWidget,
+    QMainWindow,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_path
@@ -143,6 +150,19 @@ class CountParams:
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     """A core row with plain Python values (JSON-able for layer metadata)."""
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+
+
+def _share_width(widgets: list[QWidget], shares: tuple[float, ...]) -> None:
+    """Give the docks of side-by-side docked widgets these shares of the window's width."""
+    docks = []
+    for w in widgets:
+        while w is not None and not isinstance(w, QDockWidget):
+            w = w.parentWidget()
+        docks.append(w)
+    window = docks[0].parentWidget() if docks[0] is not None else None
+    if isinstance(window, QMainWindow) and all(d is not None for d in docks):
+        sizes = [int(s * window.width()) for s in shares]
+        window.resizeDocks(docks, sizes, Qt.Orientation.Horizontal)
 
 
 def _show_rows(table: QTableWidget, rows: int) -> None:
@@ -346,6 +366,7 @@ class CountWidget(Container):
                 ),
                 self.viewer.window.add_dock_widget(self.plot, name="ccount N(t)", area="bottom"),
             ]
+            _share_width([self.table, self.plot], (0.45, 0.55))
         interval = frame_interval_s(layer)
         frames = np.array([r["frame"] for r in self.rows], float)
         others = {
