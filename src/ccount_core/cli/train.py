@@ -99,9 +99,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 SMALL_MACHINE_CORES = 2
-"""Up to this many cores ``ccount train`` uses one torch thread: on a 2-core machine two
-threads took 35-60 s a step of the `small` spec against 22-28 s for one (other work on the
-cores makes OpenMP threads wait on each other at every layer)."""
+"""Up to this many cores ``ccount train`` uses one torch thread. A step of the `small` spec on
+a shared 2-core machine: 22-28 s with one thread against 35-60 s with two when other work
+loads the cores (OpenMP threads then wait on each other at every layer), 11-13 s against
+6-17 s (mean 11) when they are nearly free: one thread is never far from the best."""
 
 
 def _cores() -> int:
@@ -116,6 +117,8 @@ def default_threads() -> int | None:
 
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
+
+    from tqdm.auto import tqdm
 
     from ccount_core.errors import InputError
     from ccount_core.image.preprocess import PreprocessConfig
@@ -159,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"train: {threads} torch thread on {_cores()} cores (--threads N to change)")
     with tqdm_progress("prepare", unit="img") as prep, tqdm_progress("train", unit="step") as bar:
         _, card = train(
-            args.data, args.output, cfg, pre, progress=bar, prepare_progress=prep, log=print
+            args.data, args.output, cfg, pre, progress=bar, prepare_progress=prep, log=tqdm.write
         )
     m = card.get("metrics", {}).get("validation_last_epoch", {})
     rmse, pct = m.get("val_rmse", float("nan")), m.get("val_rms_percent", float("nan"))
