@@ -118,7 +118,7 @@ def default_threads() -> int | None:
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # its write() keeps notes out of the bars
 
     from ccount_core.errors import InputError
     from ccount_core.image.preprocess import PreprocessConfig
