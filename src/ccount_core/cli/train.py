@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ccount_core.cli._threads import add_threads_argument, apply_threads
@@ -97,28 +98,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+SMALL_MACHINE_CORES = 2
+"""Up to this many cores ``ccount train`` uses one torch thread. A step of the `small` spec on
+a shared 2-core machine: 22-28 s with one thread against 35-60 s with two when other work
+loads the cores (OpenMP threads then wait on each other at every layer), 11-13 s against
+6-17 s (mean 11) when they are nearly free: one thread is never far from the best."""
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_threads() -> int | None:
+    """Torch threads when --threads is not given: 1 on a small machine, else torch's choice."""
+    return 1 if _cores() <= SMALL_MACHINE_CORES else None
+
+
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from tqdm import tqdm  # its write() keeps notes out of the bars
+
     from ccount_core.errors import InputError
     from ccount_core.image.preprocess import PreprocessConfig
-    from ccount_core.nn.train import TrainConfig, train
+    from ccount_core.nn.train import TrainConfig, default_preprocess, train
     from ccount_core.progress import tqdm_progress
 
-    apply_threads(args.threads)
-    if args.preprocess:
-        path = Path(args.preprocess)
-        if not path.is_file():
-            raise InputError(f"--preprocess: no such file: {path}")
-        pre = PreprocessConfig.from_json(path.read_text())
-    else:
-        pre = PreprocessConfig()
-    changes = {}
-    if args.pixel_size_um is not None:
-        changes["model_pixel_size_um"] = args.pixel_size_um
-    if args.input_shape is not None:
-        changes["output_shape"] = tuple(args.input_shape)
-    pre = dataclasses.replace(pre, **changes)
+    threads = args.threads if args.threads is not None else default_threads()
+    apply_threads(threads)
     cfg = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -137,8 +145,25 @@ def _run(args: argparse.Namespace) -> int:
         new_preprocess=args.new_preprocess,
         freeze_bn=args.freeze_bn,
     )
+    if args.preprocess:
+        path = Path(args.preprocess)
+        if not path.is_file():
+            raise InputError(f"--preprocess: no such file: {path}")
+        pre = PreprocessConfig.from_json(path.read_text())
+    else:  # fine-tuning prepares images as the model did
+        pre = default_preprocess(cfg, print)
+    changes = {}
+    if args.pixel_size_um is not None:
+        changes["model_pixel_size_um"] = args.pixel_size_um
+    if args.input_shape is not None:
+        changes["output_shape"] = tuple(args.input_shape)
+    pre = dataclasses.replace(pre, **changes)
+    if args.threads is None and threads is not None:
+        print(f"train: {threads} torch thread on {_cores()} cores (--threads N to change)")
     with tqdm_progress("prepare", unit="img") as prep, tqdm_progress("train", unit="step") as bar:
-        _, card = train(args.data, args.output, cfg, pre, progress=bar, prepare_progress=prep)
+        _, card = train(
+            args.data, args.output, cfg, pre, progress=bar, prepare_progress=prep, log=tqdm.write
+        )
     m = card.get("metrics", {}).get("validation_last_epoch", {})
     rmse, pct = m.get("val_rmse", float("nan")), m.get("val_rms_percent", float("nan"))
     print(

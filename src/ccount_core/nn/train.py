@@ -12,8 +12,10 @@ augmentation of a step are drawn from generators seeded by ``(seed, epoch)`` and
 
 Run directory ``RUN/``:
 ``run.json`` (settings), ``checkpoint.pt`` (tensors and plain values only, read with
-``weights_only=True``), ``log.csv`` (one row per epoch), ``model.safetensors`` +
-``model.json`` (the model after the latest epoch, with its card), ``prepared_*.npy`` (cache).
+``weights_only=True``; once the run has ended only its step count, as nothing is left to
+resume: a ResNet50's weights and AdamW moments are 280 MB), ``log.csv`` (one row per
+epoch), ``model.safetensors`` + ``model.json`` (the model after the latest epoch, with its
+card), ``prepared_*.npy`` (cache).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from ccount_core.nn.model import (
     CountingNet,
     build_model,
     check_config,
+    default_model_path,
     load_model,
     read_card,
     save_model,
@@ -229,7 +232,8 @@ def fit(
     progress: ProgressCallback | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[CountingNet, dict[str, Any]]:
-    """Train on prepared arrays; resume from ``run_dir/checkpoint.pt`` when it exists.
+    """Train on prepared arrays; resume from ``run_dir/checkpoint.pt`` when it exists (a run
+    that has ended returns its saved model).
 
     ``card``: the model card's fixed part (``label_names``, ``preprocess``, data summary);
     the input shape, training summary and validation metrics are added. Returns the final
@@ -246,6 +250,15 @@ def fit(
             f"and {len(val.images)}"
         )
     device = _device()
+    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.csv"
+    state = (
+        torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ckpt_path.exists()
+        else None
+    )
+    if state is not None and state.get("finished"):  # run again after its end: nothing to do
+        model, saved_card = load_model(run_dir)
+        return model.to(device), saved_card
     k = train.labels.shape[1]
     scale = np.maximum(np.abs(train.labels).max(axis=0), 1.0).astype(float)
     started_from = None
@@ -276,9 +289,7 @@ def fit(
         device.type, enabled=use_amp and amp_dtype(device) == torch.float16
     )
     step, elapsed = 0, 0.0
-    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.csv"
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -294,6 +305,9 @@ def fit(
     def checkpoint() -> None:
         nonlocal loss_sum, loss_acc
         loss_sum, loss_acc = loss_sum + float(loss_acc), torch.zeros_like(loss_acc)
+        if step == total:  # nothing left to resume: the weights are in model.safetensors
+            _save_checkpoint(ckpt_path, {"finished": True, "step": step, "elapsed_s": elapsed})
+            return
         _save_checkpoint(
             ckpt_path,
             {
@@ -393,11 +407,7 @@ def _start_model(
     if not new_preprocess:
         check_config(init_card, card["preprocess"], where="init_model")
     old, new = list(init_card["label_names"]), list(card["label_names"])
-    if new[:1] != old[:1] or not set(old) <= set(new):
-        raise InputError(
-            f"init_model: {init_model} counts {old}, this run learns {new}; a "
-            "run may add labels to the model's, not drop or reorder its first"
-        )
+    _check_labels(init_model, old, new)
     started = {
         "model": init_model,
         "training": init_card.get("training"),
@@ -502,12 +512,78 @@ def _trim_log(path: Path, step: int) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def _check_start(config: TrainConfig) -> None:
-    """Refuse a starting point that is not there, before the run directory is made."""
-    if config.init_model is not None and config.init_model != "default":
-        read_card(config.init_model)  # one line naming a missing model or card
+def _check_labels(init_model: str, old: Sequence[str], new: Sequence[str]) -> None:
+    """Refuse a run whose labels ``new`` drop or reorder the first of the model's ``old``."""
+    if list(new[:1]) != list(old[:1]) or not set(old) <= set(new):
+        raise InputError(
+            f"init_model: {init_model} counts {list(old)}, this run learns {list(new)}; a "
+            "run may add labels to the model's, not drop or reorder its first"
+        )
+
+
+def init_card(init_model: str) -> dict[str, Any]:
+    """The card of the model a run fine-tunes ("default": the shipped one)."""
+    return read_card(default_model_path() if init_model == "default" else init_model)
+
+
+def _check_start(config: TrainConfig, preprocess: Any, labels: Sequence[str]) -> None:
+    """Refuse a starting point that is not there or does not fit the run (its preprocessing,
+    its labels), before the run directory is made."""
+    if config.init_model is not None:
+        card = init_card(config.init_model)  # one line naming a missing model or card
+        if not config.new_preprocess:
+            check_config(card, preprocess, where="init_model")
+        _check_labels(config.init_model, card["label_names"], labels)
     if config.init_weights is not None and not Path(config.init_weights).is_file():
         raise InputError(f"init_weights: no such file: {config.init_weights}")
+
+
+SMOKE_SPECS = ("small",)
+"""Specs too small to learn from: a run on them tests the pipeline, not the model."""
+
+
+def _notes(stores: Sequence[tuple[Path, Any]]) -> list[str]:
+    """What a user should know of the data before the run: a smoke-test spec says so."""
+    return [
+        f"train: {path} holds the `{spec}` spec, a smoke test of the pipeline (minutes on a "
+        "laptop), not a model: its validation error means nothing (the shipped default "
+        "learnt from the default_model_v1-v3 specs, docs/MODEL.md)"
+        for path, ds in stores
+        if (spec := _spec_name(ds)) in SMOKE_SPECS
+    ]
+
+
+def _spec_name(ds: Any) -> str | None:
+    spec = getattr(ds, "spec", None)
+    return spec.get("name") if isinstance(spec, Mapping) else None
+
+
+def _accept_settings(run_dir: Path, settings: dict[str, Any]) -> None:
+    """Refuse a run directory that holds a run with other settings; one that never reached
+    its first checkpoint (a start that failed or was killed early) takes the new ones."""
+    run_json = run_dir / "run.json"
+    if not run_json.exists() or not (run_dir / "checkpoint.pt").exists():
+        return
+    old = json.loads(run_json.read_text())
+    if isinstance(old.get("train"), dict):  # a setting added since then has its default
+        old["train"] = json.loads(json.dumps(TrainConfig.from_dict(old["train"]).to_dict()))
+    if old != settings:
+        diff = [k for k in settings if old.get(k) != settings[k]]
+        raise InputError(
+            f"run directory: {run_dir} holds a run with other settings "
+            f"({', '.join(diff)}); choose a new -o to start afresh"
+        )
+
+
+def default_preprocess(config: TrainConfig, log: Callable[[str], None]) -> Any:
+    """The preprocessing of a run that names none: its ``init_model``'s, else the default."""
+    from ccount_core.image.preprocess import PreprocessConfig
+
+    if config.init_model is None:
+        return PreprocessConfig()
+    pre = PreprocessConfig.from_dict(init_card(config.init_model)["preprocess"])
+    log(f"train: preparing images as {config.init_model} does (its card's preprocessing)")
+    return pre
 
 
 def train(
@@ -517,44 +593,38 @@ def train(
     preprocess: Any = None,
     progress: ProgressCallback | None = None,
     prepare_progress: ProgressCallback | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[CountingNet, dict[str, Any]]:
     """Train on one data set made by ``ccount dataset generate`` (a Zarr store) or several
     (their splits are joined).
 
-    ``preprocess``: the ``PreprocessConfig`` of the run (default ``PreprocessConfig()``). A run
-    directory remembers its settings in ``run.json``; starting again with the same settings
-    resumes, different settings are refused.
+    ``preprocess``: the ``PreprocessConfig`` of the run (default: the ``init_model``'s when
+    fine-tuning, else ``PreprocessConfig()``). A run directory remembers its settings in
+    ``run.json``; starting again with the same settings resumes, different settings are
+    refused once the run has a checkpoint. ``log`` receives notes for the user (one line
+    each): the preprocessing taken from the model, a smoke-test data set.
     """
-    from ccount_core.image.preprocess import PreprocessConfig
-
     config = config or TrainConfig()
-    preprocess = preprocess or PreprocessConfig()
+    log = log or (lambda _line: None)
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"run directory: {run_dir} is a file")
-    _check_start(config)
+    preprocess = preprocess or default_preprocess(config, log)
     stores = open_stores(data)
     names = list(resolve_labels(stores, config.labels))
+    _check_start(config, preprocess, names)
+    for line in _notes(stores):
+        log(line)
     settings = {
         "data": [str(path.resolve()) for path, _ in stores],
         "train": config.to_dict(),
         "preprocess": preprocess.to_dict(),
     }
     settings = json.loads(json.dumps(settings))
-    run_json = run_dir / "run.json"
-    if run_json.exists():
-        old = json.loads(run_json.read_text())
-        if isinstance(old.get("train"), dict):  # a setting added since then has its default
-            old["train"] = json.loads(json.dumps(TrainConfig.from_dict(old["train"]).to_dict()))
-        if old != settings:
-            diff = [k for k in settings if old.get(k) != settings[k]]
-            raise InputError(
-                f"run directory: {run_dir} holds a run with other settings "
-                f"({', '.join(diff)}); choose a new -o to start afresh"
-            )
+    _accept_settings(run_dir, settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(run_dir)  # before the prepared images are cached there
-    atomic_write_bytes(run_json, (json.dumps(settings, indent=2) + "\n").encode())
+    atomic_write_bytes(run_dir / "run.json", (json.dumps(settings, indent=2) + "\n").encode())
     tr = prepare_splits(
         stores, "train", preprocess, config.labels, config.max_train, run_dir, prepare_progress
     )
@@ -574,4 +644,4 @@ def train(
     return fit(tr, va, run_dir, config, card, progress=progress)
 
 
-__all__ = ["TrainConfig", "fit", "summary_metrics", "train"]
+__all__ = ["SMOKE_SPECS", "TrainConfig", "fit", "init_card", "summary_metrics", "train"]

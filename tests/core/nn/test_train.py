@@ -87,6 +87,15 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     with open(tmp_path / "b" / "log.csv") as fh:
         assert [int(r["step"]) for r in csv.DictReader(fh)] == [3, 6]
+    # an ended run keeps its step count, not 280 MB of ResNet50 weights and AdamW moments
+    # (model.safetensors holds the weights); run again, it returns them without a step
+    ended = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert ended == {"finished": True, "step": 6, "elapsed_s": pytest.approx(ended["elapsed_s"])}
+    steps.clear()
+    again, _ = fit(train, val, tmp_path / "b", cfg, CARD, progress=lambda d, t: steps.append(d))
+    assert steps == []
+    for (name, a), b in zip(ref.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 def test_epoch_length_changes_when_it_validates_not_what_it_learns(tmp_path):
@@ -155,6 +164,15 @@ def test_freeze_bn_trains_with_running_statistics(tmp_path):
     )
     with pytest.raises(InputError, match="freeze_bn: only when fine-tuning"):
         TrainConfig(freeze_bn=True)
+
+
+def test_train_uses_one_thread_on_a_two_core_machine(monkeypatch):
+    from ccount_core.cli import train as train_cli
+
+    monkeypatch.setattr(train_cli, "_cores", lambda: 2)
+    assert train_cli.default_threads() == 1
+    monkeypatch.setattr(train_cli, "_cores", lambda: 16)
+    assert train_cli.default_threads() is None  # torch's own choice
 
 
 def test_bad_training_input():

@@ -236,6 +236,49 @@ def test_bad_store_lists_and_starting_points(stores, run, tmp_path):
         TrainConfig(new_preprocess=True)
 
 
+def test_fine_tuning_prepares_images_as_the_model_did(stores, run, tmp_path):
+    lines: list[str] = []
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-12, augment=NO_AUG, init_model=str(run))
+    _, card = train(stores, tmp_path / "tuned", cfg, log=lines.append)
+    assert card["preprocess"] == PRE.to_dict()  # the model's, not PreprocessConfig()
+    assert lines == [f"train: preparing images as {run} does (its card's preprocessing)"]
+
+
+def test_a_failed_start_leaves_a_folder_the_corrected_command_takes(stores, run, tmp_path):
+    out = tmp_path / "run"
+    other = PreprocessConfig(model_pixel_size_um=5.0, output_shape=(32, 16))
+    cfg = TrainConfig(epochs=1, batch_size=8, augment=NO_AUG, init_model=str(run))
+    with pytest.raises(InputError, match="init_model: preprocessing"):
+        train(stores, out, cfg, other)
+    assert not out.exists()  # refused before the run directory is made
+
+    class Killed(Exception):
+        pass
+
+    def kill(done: int, total: int) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):  # killed while preparing: run.json, no checkpoint
+        train(stores, out, TrainConfig(epochs=1, augment=NO_AUG), PRE, prepare_progress=kill)
+    assert (out / "run.json").exists() and not (out / "checkpoint.pt").exists()
+    train(stores, out, cfg, PRE)  # other settings: taken, nothing was learnt yet
+    assert json.loads((out / "run.json").read_text())["train"]["init_model"] == str(run)
+
+
+def test_a_smoke_test_spec_says_so(stores, tmp_path, monkeypatch):
+    monkeypatch.setattr("ccount_core.nn.train.SMOKE_SPECS", ("two-stores-1",))
+    lines: list[str] = []
+    train(
+        stores,
+        tmp_path / "r",
+        TrainConfig(epochs=1, batch_size=8, augment=NO_AUG),
+        PRE,
+        log=lines.append,
+    )
+    assert len(lines) == 1 and "`two-stores-1` spec, a smoke test of the pipeline" in lines[0]
+    assert str(stores[0]) in lines[0]
+
+
 def test_fine_tuning_into_another_preprocessing(stores, run, tmp_path):
     # --new-preprocess: the weights start a run that prepares images otherwise (here the
     # crystal stretched to fill the frame); the card keeps both configurations.
