@@ -682,12 +682,19 @@ def saturation_note(frame: np.ndarray, ellipse: Ellipse) -> str | None:
     that is the crystal's maximum; for floats, the crystal's maximum when it is a plateau
     (only saturation makes many pixels exactly equal to the brightest).
     """
-    vals = _crystal_pixels(frame, ellipse)
-    if vals.size == 0:
-        return None
-    top = vals.max()
-    n_top = int(np.count_nonzero(vals == top))
-    if n_top < max(3, SATURATED_FRACTION * vals.size):
+    frame = np.ascontiguousarray(frame)
+    a, b = 1.1 * ellipse.semi_major, 1.1 * ellipse.semi_minor
+    grown = dataclasses.replace(ellipse, semi_major=a, semi_minor=b)
+    hr, hc = grown.half_extent()
+    r_lo = max(0, int(grown.center_row - hr))
+    r_hi = min(frame.shape[0], int(grown.center_row + hr) + 2)
+    c_lo = max(0, int(grown.center_col - hc))
+    c_hi = min(frame.shape[1], int(grown.center_col + hc) + 2)
+    dr, dc = grown.major_direction
+    n, top, n_top = _top_inside(
+        frame, r_lo, r_hi, c_lo, c_hi, grown.center_row, grown.center_col, dr, dc, a, b
+    )
+    if n == 0 or n_top < max(3, SATURATED_FRACTION * n):
         return None
     if frame.dtype.kind in "iu":
         camera_bits = {2**k - 1: k for k in range(8, 17)}
@@ -699,23 +706,34 @@ def saturation_note(frame: np.ndarray, ellipse: Ellipse) -> str | None:
             return None
     else:
         level = f"at the same maximum {float(top):g} (a flat top)"
-    return f"saturated: {100.0 * n_top / vals.size:.2g} % of the crystal's pixels {level}"
+    return f"saturated: {100.0 * n_top / n:.2g} % of the crystal's pixels {level}"
 
 
-def _crystal_pixels(frame: np.ndarray, ellipse: Ellipse) -> np.ndarray:
-    """The values of ``frame`` inside ``ellipse`` grown by 10 % (its bounding box only)."""
-    grown = dataclasses.replace(
-        ellipse, semi_major=1.1 * ellipse.semi_major, semi_minor=1.1 * ellipse.semi_minor
-    )
-    hr, hc = grown.half_extent()
-    r_lo = max(0, int(grown.center_row - hr))
-    r_hi = min(frame.shape[0], int(grown.center_row + hr) + 2)
-    c_lo = max(0, int(grown.center_col - hc))
-    c_hi = min(frame.shape[1], int(grown.center_col + hc) + 2)
-    rows = np.arange(r_lo, r_hi)[:, None]
-    cols = np.arange(c_lo, c_hi)[None, :]
-    inside = grown.normalized_radius2(rows, cols) <= 1.0
-    return frame[r_lo:r_hi, c_lo:c_hi][inside]
+@nb.njit(cache=True, nogil=True)
+def _top_inside(frame, r_lo, r_hi, c_lo, c_hi, cr, cc, dr, dc, a, b):  # pragma: no cover - numba
+    """``(pixels inside the ellipse, their maximum, how many equal it)`` over rows
+    ``r_lo:r_hi`` and columns ``c_lo:c_hi`` of ``frame``, in one pass; the ellipse is
+    :meth:`Ellipse.normalized_radius2` <= 1 with centre ``(cr, cc)``, major direction
+    ``(dr, dc)`` and semi-axes ``a``, ``b`` (px)."""
+    n = 0
+    n_top = 0
+    top = frame[r_lo, c_lo]
+    for i in range(r_lo, r_hi):
+        y = i - cr
+        for j in range(c_lo, c_hi):
+            x = j - cc
+            u = (y * dr + x * dc) / a
+            v = (-y * dc + x * dr) / b
+            if u * u + v * v > 1.0:
+                continue
+            val = frame[i, j]
+            if n == 0 or val > top:
+                top = val
+                n_top = 1
+            elif val == top:
+                n_top += 1
+            n += 1
+    return n, top, n_top
 
 
 # ---------------------------------------------------------------------------------- stacks
