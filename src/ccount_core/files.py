@@ -58,9 +58,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         except OSError as exc:
             if exc.errno not in _NO_FLOCK:
                 raise
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(lock_fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.fchmod(lock_fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         yield tmp
         fd = os.open(tmp, os.O_RDWR)
         try:
@@ -71,6 +69,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         tmp.unlink(missing_ok=True)
         os.close(lock_fd)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux reports it (setting it to
+    read it back would, for a moment, apply to every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
