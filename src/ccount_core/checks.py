@@ -44,6 +44,16 @@ def check_number(
     return _in_range(name, value, value, positive, nonnegative, low)
 
 
+def check_integer(name: str, value: object, low: int) -> int:
+    """``value`` as an int after checking that it is an integer (``int`` or a numpy integer,
+    never ``bool``) of at least ``low``; else one-line :class:`InputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputError(f"{name}: expected an integer, got {value!r}")
+    if value < low:
+        raise InputError(f"{name}: must be at least {low}, got {value}")
+    return int(value)
+
+
 def parse_number(name: str, text: str | None) -> float:
     """The finite number written in ``text`` (Python's ``float`` syntax; None is refused).
 

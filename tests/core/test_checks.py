@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ccount_core.checks import check_number, parse_number
+from ccount_core.checks import check_integer, check_number, parse_number
 from ccount_core.errors import InputError
 
 
@@ -66,3 +66,17 @@ def test_parse_number_reads_text() -> None:
     for text in ("two", "", None, "nan", "inf"):
         with pytest.raises(InputError, match=r"^where: x: expected a (finite )?number, got"):
             parse_number("where: x", text)
+
+
+def test_check_integer_takes_whole_numbers_from_low_up() -> None:
+    assert check_integer("batch_size", 8, 1) == 8
+    assert check_integer("tta", np.int64(0), 0) == 0
+    for bad, message in (
+        (True, "batch_size: expected an integer, got True"),
+        (2.0, "batch_size: expected an integer, got 2.0"),
+        ("3", "batch_size: expected an integer, got '3'"),
+        (0, "batch_size: must be at least 1, got 0"),
+    ):
+        with pytest.raises(InputError) as err:
+            check_integer("batch_size", bad, 1)
+        assert str(err.value) == message

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ccount_core.checks import check_integer
 from ccount_core.errors import InputError
 from ccount_core.files import remove_stale_temps
 from ccount_core.image.ellipse import check_dtype
@@ -130,19 +131,11 @@ def _check_stack(stack: Any) -> None:
         )
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    """InputError unless ``value`` is an integer of at least ``low``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise InputError(f"{name}: expected an integer, got {value!r}")
-    if value < low:
-        raise InputError(f"{name}: must be at least {low}, got {value}")
-
-
 def _check_preparations(counter: IonCounter) -> None:
     """Refuse, in one line, a card whose preprocessing configuration cannot be read."""
     from ccount_core.image.preprocess import PreprocessConfig
 
-    for _, card in [(None, counter.card), *counter.members]:
+    for card in [counter.card, *(member for _, member in counter.members)]:
         try:
             PreprocessConfig.from_dict(card["preprocess"])
         except InputError as exc:
@@ -154,10 +147,10 @@ def _check_arguments(
 ) -> None:
     """The checks of :func:`count_stack`'s numbers, done before a model is loaded or a file
     is created."""
-    _check_int("batch_size", batch_size, 1)
-    _check_int("tta", tta, 0)
+    check_integer("batch_size", batch_size, 1)
+    check_integer("tta", tta, 0)
     if threads is not None:
-        _check_int("threads", threads, 1)
+        check_integer("threads", threads, 1)
     if pixel_size_um is not None and not (
         isinstance(pixel_size_um, int | float | np.integer | np.floating)
         and math.isfinite(pixel_size_um)

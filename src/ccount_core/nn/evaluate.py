@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ccount_core.checks import check_integer
 from ccount_core.errors import InputError
 from ccount_core.progress import ProgressCallback, report
 
@@ -198,10 +199,9 @@ def evaluate(
         raise InputError(f"split: must be train, validation or test, got {split!r}")
     if tta < 0:
         raise InputError(f"tta: must be 0 or more, got {tta}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size: must be a whole number of at least 1, got {batch_size!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InputError(f"limit: must be a whole number of at least 1, got {limit!r}")
+    check_integer("batch_size", batch_size, 1)
+    if limit is not None:
+        check_integer("limit", limit, 1)
     if bf16:
         from ccount_core.nn.cpu_inference import check_bf16_packable
 
