@@ -46,7 +46,7 @@ def test_core_imports_without_qt_or_napari() -> None:
     assert int(out.stdout.strip()) >= 3
 
 
-PIPELINE = ("simulation", "image", "dataset", "nn", "cli")  # docs/ARCHITECTURE.md
+PIPELINE = ("simulation", "image", "dataset", "nn", "analysis", "cli")  # docs/ARCHITECTURE.md
 SHARED = ("errors", "checks", "files", "progress")
 
 
