@@ -27,7 +27,9 @@ def test_dataset_generate_lists_every_shipped_spec(capsys: pytest.CaptureFixture
     assert f"a shipped one by name: {', '.join(shipped)}" in text
 
 
-@pytest.mark.parametrize("command", ["simulate", "dataset", "train", "evaluate", "count", "demo"])
+@pytest.mark.parametrize(
+    "command", ["simulate", "dataset", "train", "evaluate", "count", "demo", "kinetics"]
+)
 def test_help_is_plain_text(capsys: pytest.CaptureFixture[str], command: str) -> None:
     text = _help(capsys, command)
     assert "%%" not in text
