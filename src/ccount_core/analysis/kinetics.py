@@ -166,14 +166,15 @@ def format_value(value: float, sigma: float) -> str:
     return f"{round(value, decimals):.0f} ± {round(sigma, decimals):.0f}"
 
 
-def _number(text: Any) -> float:
-    """A cell as a float; NaN for an empty or missing cell (None, "", "nan")."""
+def _number(row: Mapping[str, Any], column: str) -> float:
+    """A row's cell as a float; NaN for an empty or missing cell (None, "", "nan")."""
+    text = row.get(column)
     if text is None or text == "":
         return math.nan
     try:
         return float(text)
     except (TypeError, ValueError):
-        raise InputError(f"not a number in the counts: {text!r}") from None
+        raise InputError(f"{column}: not a number in the counts: {text!r}") from None
 
 
 def series_from_rows(
@@ -214,12 +215,12 @@ def series_from_rows(
         raise InputError("product: only the first-order-to-product model fits a product")
     used, skipped = [], []
     for r in rows:
-        if math.isfinite(_number(r.get("count"))):
+        if math.isfinite(_number(r, "count")):
             used.append(r)
         else:
             skipped.append(str(r.get("frame", "?")))
-    frames = np.array([int(_number(r.get("frame"))) for r in used], int)
-    times = np.array([_number(r.get("time_s")) for r in used])
+    frames = np.array([int(_number(r, "frame")) for r in used], int)
+    times = np.array([_number(r, "time_s") for r in used])
     for f, t in zip(frames, times, strict=True):
         if not math.isfinite(t):
             raise InputError(
@@ -229,7 +230,7 @@ def series_from_rows(
     if len(times) > 1 and not np.all(np.diff(times) > 0):
         i = int(np.argmin(np.diff(times) > 0)) + 1
         raise InputError(f"time_s: the times do not increase at frame {frames[i]} ({times[i]:g} s)")
-    ca = np.array([_number(r.get("count")) for r in used])
+    ca = np.array([_number(r, "count") for r in used])
     notes = []
     warned = sum(bool(r.get("warning")) for r in used)
     if warned:
@@ -239,7 +240,7 @@ def series_from_rows(
     ca_sigma = _sigmas(used, "uncertainty", "Ca+", ca, notes)
     dark = dark_sigma = None
     if dark_name is not None:
-        dark = np.array([_number(r.get(OTHER_COUNT_PREFIX + dark_name)) for r in used])
+        dark = np.array([_number(r, OTHER_COUNT_PREFIX + dark_name) for r in used])
         dark_sigma = _sigmas(used, UNCERTAINTY_PREFIX + dark_name, dark_name, dark, notes)
     return Series(
         frames, times, ca, ca_sigma, dark_name, dark, dark_sigma, tuple(notes), tuple(skipped)
@@ -251,7 +252,7 @@ def _sigmas(
 ) -> np.ndarray | None:
     """The 1σ column (ions) when every row with a count reports a positive one, else None
     with a note."""
-    sigma = np.array([_number(r.get(column)) for r in rows])
+    sigma = np.array([_number(r, column) for r in rows])
     known = sigma[np.isfinite(counts)]
     if known.size and np.all(np.isfinite(known) & (known > 0)):
         return sigma
