@@ -372,7 +372,7 @@ def fit_kinetics(series: Series, model: str = "first-order") -> KineticsFit:
     s_ca = ca_sigma if ca_sigma is not None else np.ones(n)
     s_dark = dark_sigma if dark_sigma is not None else np.ones(len(dark))
     p0, edge = _start(tau, series.ca, 1 / s_ca, dtau, dark if product else None, 1 / s_dark)
-    if edge == _GRID - 1:
+    if edge == _GRID - 1 and p0[0] > p0[2]:  # a fall, complete at the second frame
         raise InputError(
             f"the Ca+ count falls within the first interval ({tau[1]:g} s): the frames are "
             "too far apart to measure k"

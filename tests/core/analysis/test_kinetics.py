@@ -160,6 +160,12 @@ def test_a_flat_or_rising_series_is_refused(ca: np.ndarray, message: str) -> Non
         fit_kinetics(Series(np.arange(31), TIMES, ca, np.full(31, 5.0)))
 
 
+def test_a_fall_complete_at_the_second_frame_is_refused() -> None:
+    ca = np.r_[300.0, np.full(30, 100.0)]
+    with pytest.raises(InputError, match="falls within the first interval"):
+        fit_kinetics(Series(np.arange(31), TIMES, ca, np.full(31, 5.0)))
+
+
 def test_too_few_frames_are_refused() -> None:
     t = TIMES[:3]
     with pytest.raises(InputError, match=r"too few frames: 3 counted.*at least 4"):

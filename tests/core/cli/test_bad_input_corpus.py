@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import math
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ import zarr
 
 from ccount_core.cli import main
 from ccount_core.image.io import write_tiff
+from ccount_core.nn.counts_file import CountsWriter
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -159,6 +161,31 @@ def ensemble(members: object) -> Maker:
     return make
 
 
+def counts(frames: int = 12, dark: bool = False, **cells: Any) -> Maker:
+    """A counts CSV as ``ccount count`` writes it: Ca+ lost at 0.01 s⁻¹ (10 s per frame)
+    towards 40 ions, exact, 5 ions 1σ (with ``dark``: the lost ions as ND3+); ``cells``:
+    ``<column>_<frame>`` -> value (``time_s_4=None``), or ``<column>`` -> value in every row."""
+
+    def make(p: Path, _: Inputs) -> None:
+        with p.open("w", newline="") as fh:
+            fh.write('# ccount counts {"label_names": ["Ca+"]}\n')
+            writer = CountsWriter(fh, ["ND3+"] if dark else [])
+            writer.write_column_names()
+            for f in range(frames):
+                n = 40.0 + 260.0 * math.exp(-0.1 * f)
+                row = {"frame": f, "time_s": 10.0 * f, "count": n, "uncertainty": 5.0}
+                row["count_ND3+"] = 300.0 - n
+                for key, value in cells.items():
+                    column, _, frame = key.rpartition("_")
+                    if not frame.isdigit():
+                        row[key] = value
+                    elif int(frame) == f:
+                        row[column] = value
+                writer.write([row])
+
+    return make
+
+
 # --- argv builders ------------------------------------------------------------------------------
 
 COUNT_OUT = "{d}/c.csv"
@@ -189,6 +216,14 @@ def train(*flags: str, data: str = "{store}") -> list[str]:
 
 def evaluate(*flags: str, model: str = "{model}", data: str = "{store}") -> list[str]:
     return ["evaluate", model, data, "-o", "{d}/ev", "--threads", "1", *flags]
+
+
+def kinetics(path: str, *flags: str) -> list[str]:
+    return ["kinetics", path, "-o", "{d}/k.csv", *flags]
+
+
+N = "{d}/n.csv"  # the counts file of the kinetics cases
+PRODUCT = ["--model", "first-order-to-product"]
 
 
 SPEC = """\
@@ -491,6 +526,41 @@ CASES = [
     case("evaluate-limit-negative", {}, evaluate("--limit", "-1"), "error", "limit"),
     case("evaluate-split-unknown", {}, evaluate("--split", "dev"), "usage"),
     case("evaluate-output-is-file", {"ev": text("x")}, evaluate(), "error", "ev"),
+    # --- kinetics (the counts file is read and checked before the fit; -o written last)
+    case("kinetics-ok", {"n.csv": counts()}, kinetics(N), "ok"),
+    case("kinetics-product-ok", {"n.csv": counts(dark=True)}, kinetics(N, *PRODUCT), "ok"),
+    case("kinetics-frame-not-counted", {"n.csv": counts(count_3=None, uncertainty_3=None)},
+         kinetics(N), "warning", "frame 3"),
+    case("kinetics-missing-file", {}, kinetics("{d}/none.csv"), "error", "none.csv"),
+    case("kinetics-a-tiff", A, kinetics(TIF), "error", "a.tif"),
+    case("kinetics-not-counts", {"n.csv": text("a,b\n1,2\n")}, kinetics(N), "error", "n.csv"),
+    case("kinetics-empty-file", {"n.csv": text("")}, kinetics(N), "error", "n.csv"),
+    case("kinetics-no-rows", {"n.csv": counts(0)}, kinetics(N), "error", "too few frames"),
+    case("kinetics-too-few-frames", {"n.csv": counts(3)}, kinetics(N), "error",
+         "too few frames"),
+    case("kinetics-product-too-few-frames", {"n.csv": counts(5, dark=True)},
+         kinetics(N, *PRODUCT), "error", "too few frames"),
+    case("kinetics-no-times", {"n.csv": counts(time_s=None)}, kinetics(N), "error", "time_s"),
+    case("kinetics-time-nan", {"n.csv": counts(time_s_4="nan")}, kinetics(N), "error",
+         "time_s"),
+    case("kinetics-times-not-increasing", {"n.csv": counts(time_s_4=20.0)}, kinetics(N),
+         "error", "time_s"),
+    case("kinetics-count-not-a-number", {"n.csv": counts(count_2="many")}, kinetics(N),
+         "error", "count"),
+    case("kinetics-flat", {"n.csv": counts(count=200.0)}, kinetics(N), "error",
+         "the series is flat"),
+    case("kinetics-rising", {"n.csv": counts(count_0=100.0, count_11=400.0)}, kinetics(N),
+         "error", "the series is flat"),
+    case("kinetics-step", {"n.csv": counts(count=100.0, count_0=300.0)}, kinetics(N), "error",
+         "first interval"),
+    case("kinetics-product-no-dark", {"n.csv": counts()}, kinetics(N, *PRODUCT), "error",
+         "first-order-to-product"),
+    case("kinetics-product-unknown", {"n.csv": counts(dark=True)},
+         kinetics(N, *PRODUCT, "--product", "N2H+"), "error", "N2H+"),
+    case("kinetics-model-unknown", {"n.csv": counts()}, kinetics(N, "--model", "second"),
+         "usage"),
+    case("kinetics-output-is-folder", {"n.csv": counts(), "k.csv": folder}, kinetics(N),
+         "error", "k.csv"),
     # --- demo (its one input check that comes before the simulation)
     case("demo-output-is-file", {"demo": text("x")}, ["demo", "-o", "{d}/demo"], "error",
          "demo"),
@@ -648,4 +718,4 @@ def test_corpus_is_large_and_ids_are_unique() -> None:
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 140
     commands = {c.values[1][0] if c.values[1] else "" for c in CASES}
-    assert {"count", "simulate", "dataset", "train", "evaluate", "demo"} <= commands
+    assert {"count", "simulate", "dataset", "train", "evaluate", "demo", "kinetics"} <= commands
