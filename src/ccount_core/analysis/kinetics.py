@@ -275,10 +275,16 @@ def read_series(path: Path | str, model: str = "first-order", product: str | Non
     return series_from_rows(rows, model, product)
 
 
+def _decay(k: float, tau: np.ndarray) -> np.ndarray:
+    """exp(−k τ), its exponent capped at 700 so that a wild trial step of the optimiser
+    (k far below 0) stays finite."""
+    return np.exp(np.minimum(-k * tau, 700.0))
+
+
 def _model(p: Sequence[float], tau: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Ca+ and (with 5 parameters) product numbers at ``tau`` (s after t0)."""
     n0, k, c = p[0], p[1], p[2]
-    e = np.exp(-k * tau)
+    e = _decay(k, tau)
     ca = (n0 - c) * e + c
     dark = p[3] + p[4] * (n0 - c) * (1 - e) if len(p) == 5 else None
     return ca, dark
@@ -287,12 +293,12 @@ def _model(p: Sequence[float], tau: np.ndarray) -> tuple[np.ndarray, np.ndarray 
 def _jacobian(p: Sequence[float], tau: np.ndarray, dark_tau: np.ndarray) -> np.ndarray:
     """d(model)/d(parameters), Ca+ rows then product rows (``dark_tau``: their times)."""
     n0, k, c = p[0], p[1], p[2]
-    e = np.exp(-k * tau)
+    e = _decay(k, tau)
     ca = np.column_stack([e, -(n0 - c) * tau * e, 1 - e])
     if len(p) == 3:
         return ca
     ca = np.column_stack([ca, np.zeros((len(tau), 2))])
-    y, e = p[4], np.exp(-k * dark_tau)
+    y, e = p[4], _decay(k, dark_tau)
     dark = np.column_stack(
         [
             y * (1 - e),
@@ -436,8 +442,9 @@ def _solve(
 
 
 def _residual_sigma(r: np.ndarray, points: int, parameters: int) -> float:
-    """One σ (ions) for a species' residuals ``r``: RSS/n · N/(N − p), N points, p parameters."""
-    return float(math.sqrt(np.sum(r**2) / len(r) * points / (points - parameters)))
+    """One σ (ions) for a species' residuals ``r``: RSS/n · N/(N − p), N points, p parameters;
+    at least 1e-6 (an exact fit), so that the weights stay finite."""
+    return max(float(math.sqrt(np.sum(r**2) / len(r) * points / (points - parameters))), 1e-6)
 
 
 def write_fit(fit: KineticsFit, path: Path | str) -> Path:
