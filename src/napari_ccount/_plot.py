@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QVBoxLayout, QWidget
 
 # napari's default dark theme, so the plot sits in the viewer without a white box.
 BACKGROUND = "#262930"
@@ -15,25 +15,35 @@ FOREGROUND = "#d6d0ce"
 LINE = "#4aa3ff"
 # further outputs of a model that also counts dark species, one colour each
 OTHER_LINES = ("#ff7f50", "#7fd67f", "#d68fff")
+FIT_LINE = "#ffffff"
 
 
 class CountPlot(QWidget):
     """N(t) with a ±σ band and a marker at the frame the viewer shows; a model's further
-    outputs (dark species) as dashed lines."""
+    outputs (dark species) as dashed lines; a fitted curve when "fit kinetics" is ticked
+    (its owner draws it with :meth:`show_fit`)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.figure = Figure(figsize=(5, 3), facecolor=BACKGROUND, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.ax = self.figure.add_subplot(111)
+        self.fit_box = QCheckBox("fit kinetics")
+        self.fit_box.setChecked(True)
+        self.fit_box.setToolTip(
+            "after a count, fit N(t) = (N0 − c)·exp(−k t) + c to the Ca⁺ counts, weighted by "
+            "their 1σ, and show the curve and k ± 1σ (s⁻¹); as ccount kinetics does"
+        )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.fit_box)
         layout.addWidget(self.canvas)
         self.setMinimumHeight(140)
         self.times = np.zeros(0)
         self.counts = np.zeros(0)
         self.sigmas = np.zeros(0)
         self.others: dict[str, np.ndarray] = {}
+        self.fit_label = ""
         self._marker = None
         self._style()
         self.canvas.draw_idle()
@@ -63,6 +73,7 @@ class CountPlot(QWidget):
         self.counts = np.asarray(counts, float)
         self.sigmas = np.nan_to_num(np.asarray(sigmas, float))
         self.others = {k: np.asarray(v, float) for k, v in (others or {}).items()}
+        self.fit_label = ""
         ax = self.ax
         ax.clear()
         self._style()
@@ -83,13 +94,38 @@ class CountPlot(QWidget):
         if title:
             ax.set_title(title, fontsize=9)
         self._marker = ax.axvline(np.nan, color="#ffb000", linewidth=1)
-        ax.legend(
+        self._legend()
+        self.canvas.draw_idle()
+
+    def _legend(self) -> None:
+        self.ax.legend(
             loc="best",
             fontsize=8,
             facecolor=BACKGROUND,
             labelcolor=FOREGROUND,
             edgecolor=FOREGROUND,
         )
+
+    def show_fit(
+        self, label: str, times: np.ndarray | None = None, counts: np.ndarray | None = None
+    ) -> None:
+        """Add a fitted curve, ``counts`` (ions) against ``times`` (the x axis's unit), with
+        ``label`` in the legend; without a curve, ``label`` alone in the corner (why there
+        is no fit). ``set_data`` removes it."""
+        if times is not None and counts is not None:
+            self.ax.plot(times, counts, "-", color=FIT_LINE, linewidth=1.2, label=label)
+            self._legend()
+        else:
+            self.ax.text(
+                0.01,
+                0.02,
+                label,
+                transform=self.ax.transAxes,
+                fontsize=7,
+                color=FOREGROUND,
+                wrap=True,
+            )
+        self.fit_label = label
         self.canvas.draw_idle()
 
     def set_current(self, time: float) -> None:

@@ -299,3 +299,46 @@ def test_dark_species_count_has_no_sigma_and_says_why(series) -> None:
     header = widget.table.horizontalHeaderItem(4)
     assert header.text() == "ND3+ count"
     assert "without ±" in header.toolTip() and "Ca⁺ count only" in header.toolTip()
+
+
+def _fit_lines(widget: CountWidget) -> list:
+    return [ln for ln in widget.plot.ax.lines if ln.get_label().startswith("fit: k =")]
+
+
+def test_the_plot_shows_the_kinetics_fit_after_a_count(series) -> None:
+    """After a count, N(t) holds the first-order fit of the Ca⁺ counts with k ± 1σ (the
+    core's fit); unticking "fit kinetics" removes it; a series it cannot fit says why."""
+    from ccount_core.analysis.kinetics import fit_kinetics, format_value, series_from_rows
+
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    widget.counted_layer = layer
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "frame": f,
+            "time_s": 10.0 * f,
+            "count": 40.0 + 260.0 * np.exp(-0.1 * f) + rng.normal(0, 5),
+            "uncertainty": 5.0,
+            "warning": "",
+        }
+        for f in range(12)
+    ]
+    widget._on_done({"rows": rows, "device": "cpu", "model": "m"})
+    core = fit_kinetics(series_from_rows(rows))
+    assert widget.plot.fit_label == f"fit: k = {format_value(core.k, core.k_sigma)} s⁻¹"
+    (line,) = _fit_lines(widget)
+    t, n = line.get_data()
+    assert t[0] == 0.0 and t[-1] == 110.0
+    np.testing.assert_allclose(n, core.curve(t)["Ca+"])
+    assert abs(core.k - 0.01) < 3 * core.k_sigma
+
+    widget.plot.fit_box.setChecked(False)
+    assert widget.plot.fit_label == "" and _fit_lines(widget) == []
+    widget.plot.fit_box.setChecked(True)
+    assert len(_fit_lines(widget)) == 1
+
+    flat = [r | {"count": 200.0 + rng.normal(0, 5)} for r in rows]
+    widget._on_done({"rows": flat, "device": "cpu", "model": "m"})
+    assert widget.plot.fit_label.startswith("no kinetics fit: the series is flat")
+    assert _fit_lines(widget) == []

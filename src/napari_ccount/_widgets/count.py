@@ -243,6 +243,7 @@ class CountWidget(Container):
         self.table.cellClicked.connect(self._go_to_row)
         _show_rows(self.table, TABLE_MIN_ROWS)
         self.plot = CountPlot()
+        self.plot.fit_box.toggled.connect(self._on_fit_box)
         self._docks: list[Any] = []
         self.job: Job | None = None
         self.rows: list[dict[str, Any]] = []
@@ -338,6 +339,7 @@ class CountWidget(Container):
         self.status.value = f"{len(self.rows)} frames counted on {result['device']}"
         self._store(result["model"])
         self._show()
+        self._show_fit()
 
     def _store(self, model: str | None = None) -> None:
         """Keep the rows on the counted layer (``metadata["ccount"]["counts"]``)."""
@@ -381,6 +383,30 @@ class CountWidget(Container):
             others=others,
         )
         self._on_step()
+
+    def _on_fit_box(self, checked: bool) -> None:
+        if self.job is not None and not self.job.done:
+            return  # a count running shows its fit when done
+        if checked:
+            self._show_fit()
+        else:
+            self._show()  # redrawn without it
+
+    def _show_fit(self) -> None:
+        """The first-order kinetics fit of the Ca⁺ counts on the plot, when asked for (the
+        core's ``fit_kinetics``: a few ms, on this thread); why not, when it cannot fit."""
+        from ccount_core.analysis.kinetics import fit_kinetics, format_value, series_from_rows
+
+        if not (self.plot.fit_box.isChecked() and self.rows):
+            return
+        try:
+            fit = fit_kinetics(series_from_rows(self.rows))
+        except InputError as exc:
+            self.plot.show_fit(f"no kinetics fit: {exc}")
+            return
+        t = np.linspace(fit.series.times_s[0], fit.series.times_s[-1], 200)
+        label = f"fit: k = {format_value(fit.k, fit.k_sigma)} s⁻¹"
+        self.plot.show_fit(label, t, fit.curve(t)["Ca+"])
 
     def _fill_table(self) -> None:
         others = other_counts(self.rows)
