@@ -42,7 +42,7 @@ from scipy.optimize import least_squares
 
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_path
-from ccount_core.nn.counts_file import OTHER_COUNT_PREFIX, read_counts
+from ccount_core.nn.counts_file import OTHER_COUNT_PREFIX, other_counts, read_counts
 
 MODELS = ("first-order", "first-order-to-product")
 PARAMETERS = {
@@ -65,7 +65,8 @@ _FLAT = "the series is flat: no first-order decay is detectable"
 @dataclass(frozen=True)
 class Series:
     """The fitted rows of a counts file: times (s), counts and their 1σ (ions; None where not
-    reported), and the dark species' counts when asked for (NaN where not counted)."""
+    reported), and the dark species' counts when asked for (NaN where not counted); ``notes``
+    for the user, and the frames ``skipped`` (not counted)."""
 
     frames: np.ndarray
     times_s: np.ndarray
@@ -182,19 +183,11 @@ def series_from_rows(
 ) -> Series:
     """The series to fit from counts rows (strings as :func:`read_counts` gives them, or the
     core's row dicts). ``product``: the dark species for ``first-order-to-product`` (None:
-    the file's only one). InputError for an unknown model, no usable rows, missing or
+    the file's only one). InputError for an unknown model, a cell that is not a number, missing or
     non-increasing times, or a product model on counts without a dark column."""
     if model not in MODELS:
         raise InputError(f"model: expected one of {', '.join(MODELS)}, got {model!r}")
-    darks = [
-        d
-        for d in (
-            k[len(OTHER_COUNT_PREFIX) :]
-            for k in (rows[0] if rows else {})
-            if k.startswith(OTHER_COUNT_PREFIX)
-        )
-        if d
-    ]
+    darks = list(other_counts(rows))
     dark_name = None
     if model == "first-order-to-product":
         if not darks:
@@ -405,7 +398,7 @@ def fit_kinetics(series: Series, model: str = "first-order") -> KineticsFit:
     except np.linalg.LinAlgError:
         raise InputError(f"{_FLAT} (its parameters are not determined)") from None
     red = chi2 / dof if dof > 0 else math.nan
-    scaled = bool(red > 1)
+    scaled = bool(red > 1 + 1e-6)  # not when σ came from the residuals (χ²/dof = 1)
     if scaled:
         cov = cov * red
     values = {name: float(x) for name, x in zip(names, result.x, strict=True)}

@@ -102,7 +102,7 @@ def test_unreported_sigmas_are_estimated_from_the_residuals() -> None:
     rng = np.random.default_rng(3)
     ca = ca_curve(TIMES, 300.0, 0.01, 30.0) + rng.normal(0, 4.0, 31)
     fit = fit_kinetics(Series(np.arange(31), TIMES, ca, None))
-    assert fit.chi2 / fit.dof == pytest.approx(1.0)
+    assert fit.chi2 / fit.dof == pytest.approx(1.0) and not fit.scaled
 
 
 def product_series(rng: np.random.Generator | None, dark_sigma: bool = True) -> Series:
