@@ -76,6 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "counting (for fine-tuning a trained model)",
     )
     p.add_argument(
+        "--augment",
+        choices=("default", "camera"),
+        default="default",
+        help="augmentation preset: 'default' (as the shipped models were trained) or "
+        "'camera' (adds cooling-beam profiles, background gradients, hot pixels and "
+        "more noise; ccount_core.nn.augment.PRESETS)",
+    )
+    p.add_argument(
         "--preprocess",
         default=None,
         help="JSON file of a PreprocessConfig (default: PreprocessConfig())",
@@ -122,6 +130,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from ccount_core.errors import InputError
     from ccount_core.image.preprocess import PreprocessConfig
+    from ccount_core.nn.augment import PRESETS
     from ccount_core.nn.train import TrainConfig, default_preprocess, train
     from ccount_core.progress import tqdm_progress
 
@@ -144,6 +153,7 @@ def _run(args: argparse.Namespace) -> int:
         init_model=args.init_model,
         new_preprocess=args.new_preprocess,
         freeze_bn=args.freeze_bn,
+        augment=PRESETS[args.augment],
     )
     if args.preprocess:
         path = Path(args.preprocess)

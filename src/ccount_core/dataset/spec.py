@@ -47,6 +47,7 @@ _TOP_KEYS = {
     "parameters",
     "store",
     "split",
+    "camera_effects",
 }
 _TRAP_KEYS = {"r0_um", "z0_um", "rf_mhz"}
 _PARAM_KEYS = {"sampling", "n_samples", "n_ions", "v_rf", "v_end", "eta", "seeds"}
@@ -55,6 +56,7 @@ _RENDER_KEYS = {*_RENDER_AXES, "noise_draws"}
 _STORE_KEYS = {"chunk", "dtype", "order", "compression_level"}
 _SPLIT_KEYS = {"exclude"}
 _HASH_PARAMS = ("counts", "v_rf", "v_end", "eta", "seed")
+_CAMERA_FIELDS = ("photons_per_ion", "background", "em_gain", "read_noise", "offset", "bit_depth")
 _MAX_ROWS = 50_000_000
 
 
@@ -168,10 +170,14 @@ def normalise_spec(data: Any) -> dict[str, Any]:
     spec["simulation"] = dict(_mapping(data.get("simulation", {}), "simulation"))
     spec["imaging"] = _imaging(data.get("imaging", {}))
     spec["renders"] = _renders(data.get("renders", {}))
-    if spec["renders"]["noise_draws"] > 1 and not spec["imaging"].get("camera"):
+    if (
+        spec["renders"]["noise_draws"] > 1
+        and not spec["imaging"].get("camera")
+        and "camera_effects" not in data
+    ):
         raise InputError(
-            "renders.noise_draws > 1 needs imaging.camera (without a camera the "
-            "image has no noise to draw)"
+            "renders.noise_draws > 1 needs imaging.camera or camera_effects (without "
+            "them the image has nothing to draw)"
         )
     spec["parameters"] = _parameters(params, sampling)
     spec["store"] = _store(data.get("store", {}))
@@ -183,6 +189,8 @@ def normalise_spec(data: Any) -> dict[str, Any]:
             f"split.exclude must be a list drawn from {list(_HASH_PARAMS)}, got {exclude!r}"
         )
     spec["split"] = {"exclude": sorted(set(exclude))}
+    if "camera_effects" in data:  # absent stays absent: earlier specs keep their digests
+        spec["camera_effects"] = _camera_effects(data["camera_effects"], spec["imaging"])
     return json.loads(json.dumps(spec))  # plain JSON types only (tuples → lists)
 
 
@@ -242,6 +250,82 @@ def resolve_imaging(imaging: Mapping[str, Any], where: str = "imaging") -> dict[
         return ImagingSettings.from_dict(dict(imaging)).to_lab_units()
     except (InputError, TypeError) as exc:
         raise InputError(f"{where}: {' '.join(str(exc).split())}") from None
+
+
+def _camera_effects(raw: Any, imaging: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``camera_effects`` section: each key of ``CameraEffects.from_lab_units`` (and, under
+    ``camera``, a ``CameraModel`` field) as a value, a list to pick from or a ``{min, max}``
+    range, drawn anew for every image (:func:`draw_camera_effects`)."""
+    from ccount_core.simulation.camera import EFFECT_KEYS
+
+    section = _mapping(raw, "camera_effects")
+    _unknown(section, {*EFFECT_KEYS, "camera"}, "camera_effects")
+    out: dict[str, Any] = {}
+    for name, axis in section.items():
+        if name == "camera":
+            continue
+        key = f"camera_effects.{name}"
+        if name == "laser_along_axis":
+            values = axis if isinstance(axis, list) else [axis]
+            if not values or any(not isinstance(v, bool) for v in values):
+                raise InputError(f"{key} must be true, false or a list of them, got {axis!r}")
+            out[name] = {"values": values}
+        else:
+            out[name] = _axis(axis, key, "random")
+    camera = _mapping(section.get("camera", {}), "camera_effects.camera")
+    _unknown(camera, set(_CAMERA_FIELDS), "camera_effects.camera")
+    if camera and not imaging.get("camera"):
+        raise InputError("camera_effects.camera needs imaging.camera (the camera it changes)")
+    if camera:
+        out["camera"] = {
+            name: _axis(
+                axis, f"camera_effects.camera.{name}", "random", integer=name == "bit_depth"
+            )
+            for name, axis in camera.items()
+        }
+    # one draw at each end of every range must be valid settings
+    for pick in (min, max):
+        draw = {k: pick(_axis_ends(a)) for k, a in out.items() if k != "camera"}
+        try:
+            effects_from_draw(draw)
+            if camera:
+                resolve_imaging(
+                    {
+                        **imaging,
+                        "camera": {
+                            **imaging["camera"],
+                            **{k: pick(_axis_ends(a)) for k, a in out["camera"].items()},
+                        },
+                    }
+                )
+        except InputError as exc:
+            raise InputError(f"camera_effects: {' '.join(str(exc).split())}") from None
+    return out
+
+
+def _axis_ends(axis: Mapping[str, Any]) -> list[Any]:
+    return [axis["min"], axis["max"]] if "min" in axis else list(axis["values"])
+
+
+def effects_from_draw(draw: Mapping[str, Any]) -> Any:
+    """``CameraEffects`` from one draw of the ``camera_effects`` section (lab units)."""
+    from ccount_core.simulation.camera import CameraEffects
+
+    return CameraEffects.from_lab_units({k: v for k, v in draw.items() if k != "camera"})
+
+
+def draw_camera_effects(section: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """One image's values of a normalised ``camera_effects`` section, drawn with ``rng``
+    (uniform in a ``{min, max}`` range, a uniform pick from a list), keys in a fixed order."""
+    out: dict[str, Any] = {}
+    for name in sorted(section):
+        if name == "camera":
+            out[name] = draw_camera_effects(section[name], rng)
+            continue
+        axis = section[name]
+        integer = name == "bit_depth"
+        out[name] = _draw(axis, 1, integer, rng)[0]
+    return out
 
 
 def _renders(raw: Any) -> dict[str, Any]:
@@ -464,6 +548,8 @@ def _render_variants(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
         variant = resolve_imaging(
             {**base, **dict(zip((k for k, _ in axes), combo, strict=True))}, "renders"
         )
+        if "camera_effects" in spec:
+            variant["camera_effects"] = spec["camera_effects"]
         for draw in range(r["noise_draws"]):
             out.append({**variant, "noise_draw": draw})
     return out

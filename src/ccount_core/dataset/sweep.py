@@ -25,6 +25,8 @@ from ccount_core.dataset.spec import (
     MdPoint,
     Plan,
     canonical_key,
+    draw_camera_effects,
+    effects_from_draw,
     load_spec,
     normalise_spec,
     plan,
@@ -119,10 +121,19 @@ def render_real(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """The real renderer: :func:`ccount_core.simulation.render.render` with the imaging
-    settings in µm."""
+    settings in µm; a ``camera_effects`` section among them is drawn for this image with
+    ``rng`` (:func:`~ccount_core.dataset.spec.draw_camera_effects`) before the noise."""
     from ccount_core.simulation.render import ImagingSettings, render
 
-    return render(samples, fluorescing, ImagingSettings.from_dict(dict(imaging)), rng)
+    settings = dict(imaging)
+    section = settings.pop("camera_effects", None)
+    if section is None:
+        return render(samples, fluorescing, ImagingSettings.from_dict(settings), rng)
+    draw = draw_camera_effects(section, rng)
+    if "camera" in draw:
+        settings["camera"] = {**settings["camera"], **draw["camera"]}
+    effects = effects_from_draw(draw)
+    return render(samples, fluorescing, ImagingSettings.from_dict(settings), rng, effects)
 
 
 def simulation_settings(simulation: Mapping[str, Any], seed: int) -> Any:

@@ -31,6 +31,7 @@ from scipy.ndimage import gaussian_filter
 
 from ccount_core.checks import check_number
 from ccount_core.errors import InputError
+from ccount_core.simulation.camera import CameraEffects, apply_effects
 
 # Gaussian kernels are cut at this many σ (scipy's ``truncate``); CCMD cuts at ~5σ + 5 px.
 _TRUNCATE = 4.0
@@ -268,6 +269,7 @@ def render(
     fluorescing: np.ndarray,
     imaging: ImagingSettings,
     rng: np.random.Generator | int | None = None,
+    effects: CameraEffects | None = None,
 ) -> np.ndarray:
     """Render sampled ion positions as a fluorescence image.
 
@@ -276,8 +278,10 @@ def render(
             image-gathering phase; each ion's S samples share one ion's light.
         fluorescing: ``(N,)`` bool, True for ions that appear (laser-cooled species).
         imaging: the optics, frame and optional camera.
-        rng: generator (or seed) for the camera noise; None draws fresh entropy. Unused
-            without a camera.
+        rng: generator (or seed) for the camera noise and hot pixels; None draws fresh
+            entropy. Unused without a camera or effects.
+        effects: laboratory imperfections (:mod:`ccount_core.simulation.camera`) added to
+            the light and the counts; None (default) adds none and leaves the image as it was.
 
     Returns:
         ``(rows, cols)`` float32: ion exposures (an in-focus ion integrates to 1), or camera
@@ -286,10 +290,15 @@ def render(
     if not isinstance(imaging, ImagingSettings):
         raise InputError("imaging must be an ImagingSettings")
     arr, mask = _check_samples(samples, fluorescing)
+    if effects is not None and not isinstance(effects, CameraEffects):
+        raise InputError("effects must be a CameraEffects or None")
     image = _render_light(arr[:, mask].reshape(-1, 3), arr.shape[0], imaging)
-    if imaging.camera is None:
+    if imaging.camera is None and effects is None:
         return image.astype(np.float32)
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if effects is not None:
+        return apply_effects(image, effects, imaging, generator)
+    assert imaging.camera is not None
     return imaging.camera.apply(image, generator)
 
 

@@ -250,3 +250,71 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("parameters: [1, 2\n")
     with pytest.raises(InputError, match="not valid yaml"):
         load_spec(bad)
+
+
+def test_shipped_models_data_specs_are_read_as_they_were_before_camera_effects() -> None:
+    import json
+
+    models = SPECS.parent / "models"
+    checked = 0
+    for card in models.glob("*.json"):
+        for entry in json.loads(card.read_text()).get("data", []):
+            name = entry["spec"]["name"]
+            if (SPECS / f"{name}.yaml").is_file():
+                assert load_spec(name) == entry["spec"], name
+                assert "camera_effects" not in plan(load_spec(name)).renders[0]
+                checked += 1
+    assert checked >= 4
+
+
+def test_camera_effects_are_drawn_per_image_within_their_ranges() -> None:
+    from ccount_core.dataset.spec import draw_camera_effects
+
+    spec = load_spec("camera_v1")
+    section = plan(spec).renders[0]["camera_effects"]
+    draws = [draw_camera_effects(section, np.random.default_rng(s)) for s in range(50)]
+    assert draws[0] == draw_camera_effects(section, np.random.default_rng(0))
+    assert draws[0] != draws[1]
+    gradients = [d["background_gradient"] for d in draws]
+    assert 0 <= min(gradients) and max(gradients) <= 0.15
+    assert {d["camera"]["bit_depth"] for d in draws} == {8, 12, 16}
+
+
+def test_render_real_applies_the_drawn_effects() -> None:
+    from ccount_core.dataset.spec import draw_camera_effects, effects_from_draw
+    from ccount_core.dataset.sweep import render_real
+    from ccount_core.simulation.render import ImagingSettings, render
+
+    raw = {
+        **base_spec(),
+        "imaging": {"shape": [40, 48], "camera": {}},
+        "camera_effects": {
+            "background_gradient": {"min": 0.1, "max": 0.15},
+            "camera": {"bit_depth": [8, 12]},
+        },
+    }
+    imaging = plan(normalise_spec(raw)).renders[0]
+    samples = np.random.default_rng(0).normal(0, 8e-6, (3, 20, 3))
+    mask = np.ones(20, bool)
+    settings = {k: v for k, v in imaging.items() if k != "noise_draw"}
+    got = render_real(samples, mask, settings, np.random.default_rng(4))
+    rng = np.random.default_rng(4)
+    draw = draw_camera_effects(imaging["camera_effects"], rng)
+    plain = {k: v for k, v in settings.items() if k != "camera_effects"}
+    plain["camera"] = {**plain["camera"], **draw["camera"]}
+    expected = render(samples, mask, ImagingSettings.from_dict(plain), rng, effects_from_draw(draw))
+    assert np.array_equal(got, expected) and got.max() <= 2 ** draw["camera"]["bit_depth"] - 1
+
+
+@pytest.mark.parametrize(
+    ("section", "names"),
+    [
+        ({"laser_wasit_um": 100}, "laser_wasit_um"),
+        ({"psf_wing_fraction": {"min": 0, "max": 2}}, "psf wing fraction"),
+        ({"camera": {"bit_depth": [8]}}, "imaging.camera"),
+        ({"laser_along_axis": "yes"}, "laser_along_axis"),
+    ],
+)
+def test_bad_camera_effects_name_the_key(section: dict, names: str) -> None:
+    with pytest.raises(InputError, match=names):
+        normalise_spec({**base_spec(), "camera_effects": section})

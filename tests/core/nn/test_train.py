@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -238,3 +239,42 @@ def test_summary_metrics_on_known_predictions():
     assert m["rms_percent"] == pytest.approx(100 * np.sqrt((0.03**2 + 0.02**2) / 2))
     assert m["mae"] == pytest.approx(3.5) and m["bias"] == pytest.approx(-0.5)
     assert m["exact"] == 0.0
+
+
+def test_default_augmentation_is_as_before_the_camera_effects() -> None:
+    from ccount_core.nn.augment import PRESETS
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 40, 24)
+    a = augment(x, PRESETS["default"], torch.Generator().manual_seed(7))
+    # the figures of the augmentation before profile/background/hot_pixels existed
+    assert float(a.double().sum()) == pytest.approx(1135.9029555088564, rel=1e-9)
+    assert float(a[1, 0, 20, 12]) == pytest.approx(0.1381518393754959, rel=1e-6)
+
+
+def test_camera_augmentation_dims_the_edge_and_stays_inside_the_mask() -> None:
+    from ccount_core.nn.augment import PRESETS, beam_profile, gradient_plane
+
+    inside = torch.zeros(64, 1, 96, 48, dtype=torch.bool)
+    inside[:, :, 20:76, 12:36] = True
+    prof = beam_profile(inside, 0.7, torch.Generator().manual_seed(0))
+    centre, edge_col, edge_row = prof[:, 0, 48, 24], prof[:, 0, 48, 12], prof[:, 0, 20, 24]
+    edge = torch.minimum(edge_col, edge_row)
+    assert bool((centre > 0.85).all()) and bool((edge < centre).all())
+    assert 0.1 < float(edge.min()) < 0.35 and float(edge.max()) > 0.9  # 1 - u·0.7, beam shifted
+    plane = gradient_plane(
+        inside.shape, 0.15, torch.Generator().manual_seed(1), torch.device("cpu")
+    )
+    assert float(plane.min()) == 0 and 0.1 < float(plane.amax(dim=(1, 2, 3)).max()) <= 0.15
+    x = inside.float()
+    cfg = dataclasses.replace(
+        PRESETS["camera"],
+        noise=0,
+        shot_noise=0,
+        rotation_deg=0,
+        shift_frac=0,
+        flip=False,
+        blur_sigma_px=0,
+    )
+    out = augment(x, cfg, torch.Generator().manual_seed(2))
+    assert float(out[:, :, :15].abs().max()) == 0  # nothing added outside the crystal's mask

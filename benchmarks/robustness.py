@@ -1,0 +1,377 @@
+"""How the shipped models count crystals seen through laboratory cameras (issue 27, point 3).
+
+A fixed test set of pure Ca+ crystals (30-350 ions, the shipped specs' trap range: v_rf
+170-300 V, v_end 1.5-3.5 V, eta 0.240-0.355; MD seeds 27,001 on, where every training spec
+uses seeds 1-3) is rendered as the training images are (2 µm pixels, blur 5 µm, depth of field
+50 µm, focal plane on the trap axis) and then with each imperfection of
+:mod:`ccount_core.simulation.camera` alone at its strongest, and all of them combined. Every
+variant is counted with every model (``count_stack``, the camera's pixel size given), and per
+variant the script reports: mean |error| %, RMS %, bias %, frames refused (not counted), frames
+warned, the share of counted frames whose truth lies within ±1σ and ±2σ of the count, and
+the frames off by more than 10 % without a warning.
+
+MD runs, renders and counts are cached under ``~/.cache/ccount/robustness/`` (``--cache``) as
+they are made, so a killed run resumes and a rerun only counts what changed (a count is keyed
+by the model card's digest).
+
+    python benchmarks/robustness.py [--crystals 120] [--models default dark ensemble] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccount_core.files import atomic_write_bytes
+from ccount_core.simulation.camera import (
+    Background,
+    CameraEffects,
+    HotPixels,
+    LaserProfile,
+    PsfWings,
+)
+from ccount_core.simulation.render import CameraModel, ImagingSettings, render
+
+CACHE = Path.home() / ".cache" / "ccount" / "robustness"
+TRAP = {"r0_um": 3500.0, "z0_um": 2750.0, "rf_mhz": 3.85}
+RANGES = {"n_ions": (30, 350), "v_rf": (170.0, 300.0), "v_end": (1.5, 3.5), "eta": (0.240, 0.355)}
+SET_SEED = 27  # draws the crystals' parameters
+MD_SEED0 = 27_000  # MD seed of crystal i: MD_SEED0 + 1 + i (training specs use seeds 1-3)
+FIELD_UM = (480.0, 640.0)  # the training renders' field of view (240 x 320 px of 2 µm)
+EDGE_LEVEL = 0.3  # the cooling beam leaves the outer layers at this share of the centre
+# A laboratory camera (sCMOS-like, 16 bit): photons per ion, background photons, offset.
+CAMERA = CameraModel(photons_per_ion=2000.0, background=2.0, read_noise=2.0, offset=100.0)
+EMCCD = CameraModel(photons_per_ion=300.0, background=1.0, em_gain=300.0, read_noise=30.0)
+
+SimulateFn = Callable[[dict[str, float], int, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Crystal:
+    """One crystal of the test set: ion number, trap voltages (V), eta, MD seed."""
+
+    n_ions: int
+    v_rf: float
+    v_end: float
+    eta: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return (
+            f"n{self.n_ions}_rf{self.v_rf:.4f}_end{self.v_end:.4f}_eta{self.eta:.5f}_s{self.seed}"
+        )
+
+
+def test_set(n: int) -> list[Crystal]:
+    """The first ``n`` crystals of the fixed test set (a longer set starts with a shorter)."""
+    rng = np.random.default_rng(SET_SEED)
+    out = []
+    for i in range(n):
+        lo, hi = RANGES["n_ions"]
+        out.append(
+            Crystal(
+                int(rng.integers(lo, hi + 1)),
+                round(float(rng.uniform(*RANGES["v_rf"])), 4),
+                round(float(rng.uniform(*RANGES["v_end"])), 4),
+                round(float(rng.uniform(*RANGES["eta"])), 5),
+                MD_SEED0 + 1 + i,
+            )
+        )
+    return out
+
+
+def md_samples(c: Crystal, cache: Path, simulate_fn: SimulateFn | None = None) -> np.ndarray:
+    """Sampled positions ``(S, N, 3)`` (m) of crystal ``c``'s MD run, cached in ``cache/md``."""
+    path = cache / "md" / f"{c.key}.npy"
+    if path.is_file():
+        return np.load(path)
+    trap = {**TRAP, "v_rf": c.v_rf, "v_end": c.v_end, "eta": c.eta}
+    if simulate_fn is None:
+        from ccount_core.dataset.sweep import simulate_real
+
+        samples, _ = simulate_real(trap, [("Ca+", c.n_ions)], {}, c.seed)
+    else:
+        samples, _ = simulate_fn(trap, c.n_ions, c.seed)
+    samples = np.asarray(samples, np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.save(buffer, samples)
+    atomic_write_bytes(path, buffer.getvalue())
+    return samples
+
+
+# ------------------------------------------------------------------------------- variants
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An imperfection: camera pixel size (µm), a camera (None: ion exposures) and effects
+    made per crystal from its positions (``effects(samples)``)."""
+
+    name: str
+    pixel_size_um: float = 2.0
+    camera: CameraModel | None = None
+    effects: Callable[[np.ndarray], CameraEffects] | None = None
+
+
+def _half_sizes(samples: np.ndarray) -> tuple[float, float]:
+    """The crystal's half-length along the trap axis and half-width across it in the image
+    (m), from the outermost mean ion positions."""
+    mean = samples.mean(axis=0)
+    radial = (mean[:, 0] - mean[:, 1]) / math.sqrt(2.0)  # the image rows' direction, 45° view
+    return float(np.abs(mean[:, 2]).max()), float(np.abs(radial).max())
+
+
+def _waist(half: float) -> float:
+    """Beam waist (m) that leaves a point ``half`` (m) off the beam's axis at EDGE_LEVEL."""
+    return half * math.sqrt(2.0 / math.log(1.0 / EDGE_LEVEL))
+
+
+def _profile(along_axis: bool) -> Callable[[np.ndarray], CameraEffects]:
+    def make(samples: np.ndarray) -> CameraEffects:
+        length, width = _half_sizes(samples)
+        return CameraEffects(
+            profile=LaserProfile(_waist(width if along_axis else length), 0.0, along_axis)
+        )
+
+    return make
+
+
+def _fixed(effects: CameraEffects) -> Callable[[np.ndarray], CameraEffects]:
+    return lambda samples: effects
+
+
+def _combined(samples: np.ndarray) -> CameraEffects:
+    _, width = _half_sizes(samples)
+    return CameraEffects(
+        profile=LaserProfile(_waist(width)),
+        wings=PsfWings(0.2, 10e-6),
+        defocus_radius=3e-6,
+        background=Background(0.05, 0.10, 30.0),
+        hot_pixels=HotPixels(1e-3, 1.0),
+        exposure=0.6,
+    )
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("clean"),
+    Variant(
+        "camera 16-bit (photon + read noise)",
+        camera=CAMERA,
+        effects=_fixed(CameraEffects(exposure=0.6)),
+    ),
+    Variant("EMCCD gain 300", camera=EMCCD, effects=_fixed(CameraEffects(exposure=0.6))),
+    Variant("laser profile along axis, edge 30 %", effects=_profile(True)),
+    Variant("laser profile across axis, tips 30 %", effects=_profile(False)),
+    Variant(
+        "PSF wings 30 % (Moffat 10 µm, β 1.5)",
+        effects=_fixed(CameraEffects(wings=PsfWings(0.3, 10e-6))),
+    ),
+    Variant("defocus disk 5 µm", effects=_fixed(CameraEffects(defocus_radius=5e-6))),
+    Variant("background 15 % uniform", effects=_fixed(CameraEffects(background=Background(0.15)))),
+    Variant(
+        "gradient 15 % of peak",
+        effects=_fixed(CameraEffects(background=Background(0.0, 0.15, 30.0))),
+    ),
+    Variant(
+        "hot pixels 0.1 % saturated",
+        camera=CAMERA,
+        effects=_fixed(CameraEffects(hot_pixels=HotPixels(1e-3, 1.0), exposure=0.6)),
+    ),
+    Variant(
+        "8-bit",
+        camera=CameraModel(photons_per_ion=2000.0, read_noise=2.0, offset=5.0, bit_depth=8),
+        effects=_fixed(CameraEffects(exposure=0.8)),
+    ),
+    Variant(
+        "12-bit",
+        camera=CameraModel(photons_per_ion=2000.0, read_noise=2.0, offset=50.0, bit_depth=12),
+        effects=_fixed(CameraEffects(exposure=0.8)),
+    ),
+    Variant("pixels 0.5 µm", pixel_size_um=0.5),
+    Variant("pixels 5 µm", pixel_size_um=5.0),
+    Variant("all combined (EMCCD 12-bit)", camera=replace(EMCCD, bit_depth=12), effects=_combined),
+)
+
+
+def render_variant(
+    samples: np.ndarray, variant: Variant, crystal_index: int, variant_index: int
+) -> np.ndarray:
+    """The crystal's image through ``variant`` (float32; its own seeded noise)."""
+    p = variant.pixel_size_um
+    shape = (round(FIELD_UM[0] / p), round(FIELD_UM[1] / p))
+    imaging = ImagingSettings.from_lab_units(
+        pixel_size_um=p, shape=shape, blur_um=5.0, dof_um=50.0, camera=variant.camera
+    )
+    effects = variant.effects(samples) if variant.effects is not None else None
+    rng = np.random.default_rng([SET_SEED, crystal_index, variant_index])
+    fluorescing = np.ones(samples.shape[1], bool)
+    return render(samples.astype(np.float64), fluorescing, imaging, rng, effects)
+
+
+# --------------------------------------------------------------------------------- counting
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _preparation_code() -> str:
+    """Digest of the fit's and the preparation's source: counts made before a change of
+    either are not reused."""
+    from ccount_core.image import ellipse, kernels, preprocess
+
+    return _digest([Path(m.__file__).read_text() for m in (ellipse, kernels, preprocess)])
+
+
+def counts_path(
+    counter: Any, model_name: str, variant: Variant, crystals: Sequence[Crystal], cache: Path
+) -> Path:
+    """Where one model's counts of one variant are cached (keyed by the model card, the
+    variant, the crystals and the preparation's code)."""
+    key = _digest([counter.card, variant.name, [c.key for c in crystals], _preparation_code()])
+    return cache / "counts" / f"{model_name}_{key}.json"
+
+
+def count_variant(
+    counter: Any, stack: np.ndarray, variant: Variant, path: Path
+) -> list[dict[str, Any]]:
+    """Rows of ``count_stack`` (count, uncertainty, warning) for one variant's stack, read
+    from ``path`` when cached there, else counted and written there."""
+    from ccount_core.nn.count import count_stack
+
+    if path.is_file():
+        return json.loads(path.read_text())
+    rows = count_stack(stack, counter, variant.pixel_size_um, batch_size=16)
+    keep = [{k: r[k] for k in ("count", "uncertainty", "warning")} for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(keep).encode())
+    return keep
+
+
+def metrics(rows: Sequence[dict[str, Any]], truth: np.ndarray) -> dict[str, Any]:
+    """The figures of one model on one variant (errors in % of the true count)."""
+    counted = np.array([r["count"] is not None for r in rows])
+    warned = np.array([bool(r["warning"]) for r in rows])
+    count = np.array([r["count"] if r["count"] is not None else np.nan for r in rows], float)
+    unc = np.array([r["uncertainty"] if r["uncertainty"] is not None else np.nan for r in rows])
+    err = 100.0 * (count - truth) / truth
+    e = err[counted]
+    within = np.abs(count - truth)[counted]
+    nan = float("nan")
+    return {
+        "frames": len(rows),
+        "mean_abs_percent": float(np.mean(np.abs(e))) if e.size else nan,
+        "rms_percent": float(np.sqrt(np.mean(e**2))) if e.size else nan,
+        "bias_percent": float(np.mean(e)) if e.size else nan,
+        "worst_percent": float(e[np.argmax(np.abs(e))]) if e.size else nan,
+        "refused": int((~counted).sum()),
+        "warned": int((warned & counted).sum()),
+        "cover_1sigma": float(np.mean(within <= unc[counted])) if e.size else nan,
+        "cover_2sigma": float(np.mean(within <= 2 * unc[counted])) if e.size else nan,
+        "silent_over_10": int((counted & ~warned & (np.abs(err) > 10)).sum()),
+    }
+
+
+def run(
+    n_crystals: int,
+    models: Sequence[str],
+    variants: Sequence[Variant] = VARIANTS,
+    cache: Path = CACHE,
+    simulate_fn: SimulateFn | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Render, count and measure ``n_crystals`` with each model and variant:
+    ``{"crystals": [...], "md_seeds": [first, last], "results": {model: {variant: metrics}}}``.
+    """
+    from ccount_core.nn.ensemble import load_counter
+
+    crystals = test_set(n_crystals)
+    truth = np.array([c.n_ions for c in crystals], float)
+    t0 = time.perf_counter()
+    samples = []
+    for i, c in enumerate(crystals):
+        samples.append(md_samples(c, cache, simulate_fn))
+        if (i + 1) % 20 == 0:
+            log(f"MD {i + 1}/{len(crystals)} ({time.perf_counter() - t0:.0f} s)")
+    counters = {m: load_counter(m) for m in models}
+    results: dict[str, dict[str, Any]] = {m: {} for m in models}
+    for v_index, variant in enumerate(variants):
+        paths = {m: counts_path(counters[m], m, variant, crystals, cache) for m in models}
+        stack = None
+        if not all(p.is_file() for p in paths.values()):
+            stack = np.stack(
+                [render_variant(s, variant, i, v_index) for i, s in enumerate(samples)]
+            )
+        for m in models:
+            rows = count_variant(counters[m], stack, variant, paths[m])
+            results[m][variant.name] = metrics(rows, truth)
+            r = results[m][variant.name]
+            log(
+                f"{m:9s} {variant.name:40s} mean|e| {r['mean_abs_percent']:5.1f} %  "
+                f"refused {r['refused']}  silent>10 % {r['silent_over_10']}"
+            )
+    return {
+        "crystals": [c.__dict__ for c in crystals],
+        "md_seeds": [crystals[0].seed, crystals[-1].seed],
+        "results": results,
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """One table per model: a row per variant."""
+    lines = []
+    for model, table in report["results"].items():
+        clean = table.get("clean", {}).get("mean_abs_percent", float("nan"))
+        lines += [
+            f"**{model}** ({len(report['crystals'])} crystals)",
+            "",
+            "| variant | mean \\|error\\| % | RMS % | bias % | worst % | refused | warned "
+            "| ±1σ | ±2σ | off > 10 %, no warning |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, r in table.items():
+            mark = "" if r["mean_abs_percent"] <= max(3.0, clean + 1.0) else " ✗"
+            lines.append(
+                f"| {name} | {r['mean_abs_percent']:.1f}{mark} | {r['rms_percent']:.1f} | "
+                f"{r['bias_percent']:+.1f} | {r['worst_percent']:+.0f} | {r['refused']} | "
+                f"{r['warned']} | {100 * r['cover_1sigma']:.0f} % | "
+                f"{100 * r['cover_2sigma']:.0f} % | {r['silent_over_10']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--crystals", type=int, default=120, help="crystals in the test set")
+    ap.add_argument("--models", nargs="+", default=["default", "dark", "ensemble"])
+    ap.add_argument("--quick", action="store_true", help="12 crystals, for a look")
+    ap.add_argument("--cache", type=Path, default=CACHE, help="cache folder")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--out", type=Path, default=None, help="write OUT.md and OUT.json")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    report = run(12 if args.quick else args.crystals, args.models, cache=args.cache)
+    table = markdown(report)
+    print(table)
+    if args.out is not None:
+        atomic_write_bytes(args.out.with_suffix(".md"), table.encode())
+        atomic_write_bytes(args.out.with_suffix(".json"), json.dumps(report, indent=1).encode())
+
+
+if __name__ == "__main__":
+    main()
