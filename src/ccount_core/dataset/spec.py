@@ -172,7 +172,7 @@ def normalise_spec(data: Any) -> dict[str, Any]:
     spec["renders"] = _renders(data.get("renders", {}))
     if (
         spec["renders"]["noise_draws"] > 1
-        and not spec["imaging"].get("camera")
+        and spec["imaging"].get("camera") is None
         and "camera_effects" not in data
     ):
         raise InputError(
@@ -274,7 +274,7 @@ def _camera_effects(raw: Any, imaging: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = _axis(axis, key, "random")
     camera = _mapping(section.get("camera", {}), "camera_effects.camera")
     _unknown(camera, set(_CAMERA_FIELDS), "camera_effects.camera")
-    if camera and not imaging.get("camera"):
+    if camera and imaging.get("camera") is None:
         raise InputError("camera_effects.camera needs imaging.camera (the camera it changes)")
     if camera:
         out["camera"] = {
