@@ -347,6 +347,13 @@ def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_st
     assert metrics["other_labels"]["ND3+"]["rms"] == pytest.approx(
         np.sqrt(np.mean((table[:, 3] - table[:, 2]) ** 2))
     )
+    # ND3+ has its own error per bin of its true number: the uncertainty a count gives it
+    bins = metrics["other_bins"]["ND3+"]
+    assert [b["bin"] for b in bins] == [0.0, 10.0]  # 0 and 5 ions, bins 10 wide centred on 0, 10
+    for b in bins:
+        sel = np.round(table[:, 2] / 10) * 10 == b["bin"]
+        assert b["n"] == sel.sum()
+        assert b["rms"] == pytest.approx(np.sqrt(np.mean((table[sel, 3] - table[sel, 2]) ** 2)))
     # a misspelt label is no species of any store; a run may not drop the model's labels
     with pytest.raises(InputError, match="'ND3' is not a species of the data set"):
         train(
