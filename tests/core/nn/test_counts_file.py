@@ -133,5 +133,5 @@ def test_an_older_file_without_dark_uncertainties_reads_and_is_not_resumed(tmp_p
     )
     _, rows = read_counts(path)
     assert rows[0]["count_ND3+"] == "20.0" and "uncertainty_ND3+" not in rows[0]
-    with pytest.raises(InputError, match="has other columns .*older ccount.*choose a new -o"):
+    with pytest.raises(InputError, match=r"has other columns .*older ccount.*choose a new -o"):
         resume_counts(path, meta, ["ND3+"])
