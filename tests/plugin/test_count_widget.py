@@ -245,6 +245,7 @@ def test_shipped_ensemble_is_offered_and_counts_both_species(series, qtbot, erro
     counts = np.array([r["count"] for r in rows])
     assert np.abs(counts - truth).mean() < 0.15 * truth.mean()
     assert all(r["count_ND3+"] is not None for r in rows)  # the dark member's second output
+    assert all(r["uncertainty_ND3+"] > 0 for r in rows)  # and its ND3+ error, from its card
 
 
 def test_file_that_is_not_a_model_is_one_line_error(series, qtbot, errors, tmp_path: Path) -> None:
