@@ -9,6 +9,11 @@ in the bar's description; a phase call is a cancel point too.
 
 from __future__ import annotations
 
+import ctypes
+import importlib
+import importlib.util
+import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +24,15 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
 from ccount_core.errors import CcountError
+
+#: What a count imports: loaded in the background when the Count widget opens (:func:`preload`).
+COUNTING_MODULES = (
+    "ccount_core.nn.count",
+    "ccount_core.nn.ensemble",
+    "ccount_core.image.preprocess",
+)
+_preload_lock = threading.Lock()
+_preloaded: threading.Thread | None = None
 
 
 class Cancelled(Exception):
@@ -141,3 +155,46 @@ class Job:
 def start_job(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
     """Start ``func(*args, progress=..., **kwargs)`` in a worker; see :class:`Job`."""
     return Job(func, *args, **kwargs).start()
+
+
+def _dlopen_libtorch() -> None:
+    """Load torch's C++ library through the C library's ``dlopen``: a ctypes call releases
+    the GIL, while Python's import of torch holds it through the whole load (about a second,
+    the GUI frozen). torch's own import then finds the library loaded. Nothing where torch or
+    ``dlopen`` is not found (Windows: torch is imported as usual)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations or sys.platform == "win32":
+        return
+    folder = os.path.join(spec.submodule_search_locations[0], "lib")
+    name = "libtorch.dylib" if sys.platform == "darwin" else "libtorch.so"
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        return
+    try:
+        dlopen = ctypes.CDLL(None).dlopen
+    except (OSError, AttributeError):
+        return
+    dlopen.restype = ctypes.c_void_p
+    dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    dlopen(path.encode(), os.RTLD_NOW | os.RTLD_GLOBAL)
+
+
+def _load_counting() -> None:
+    try:
+        _dlopen_libtorch()
+        for name in COUNTING_MODULES:
+            importlib.import_module(name)
+    except Exception:  # the count imports them again and reports the error
+        pass
+
+
+def preload() -> threading.Thread:
+    """Import what a count needs (:data:`COUNTING_MODULES`, torch first) in a background
+    thread, once per process, so that the first Count click finds it loaded and the GUI
+    thread never waits on a long import; returns that thread."""
+    global _preloaded
+    with _preload_lock:
+        if _preloaded is None:
+            _preloaded = threading.Thread(target=_load_counting, name="ccount preload", daemon=True)
+            _preloaded.start()
+        return _preloaded

@@ -78,8 +78,11 @@ def test_count_series_fills_table_plot_metadata_and_csv(
     assert widget.table.rowCount() == n_frames
     assert widget.table.item(1, 2).text() == f"{rows[1]['count']:.1f}"
     assert widget.table.item(1, 3).text() == f"{rows[1]['uncertainty']:.1f}"
-    assert widget.table.horizontalHeaderItem(4).text() == "ND3+ count"
-    assert widget.table.item(1, 4).text() == f"{rows[1]['count_ND3+']:.1f}"
+    assert widget.table.horizontalHeaderItem(4).text() == "ND3+ count (± 1σ)"
+    # the tiny model's card holds no ND3+ error: its ± is the spread of the test-time views
+    nd3, sigma = rows[1]["count_ND3+"], rows[1]["uncertainty_ND3+"]
+    assert sigma > 0
+    assert widget.table.item(1, 4).text() == f"{nd3:.1f} ± {sigma:.1f}"
     times, counts, sigmas = widget.plot.plotted()
     interval = meta["frame_interval_s"]
     np.testing.assert_allclose(times, np.arange(n_frames) * interval)
@@ -96,7 +99,7 @@ def test_count_series_fills_table_plot_metadata_and_csv(
     assert text_overlay(viewer).text == (
         f"frame {n_frames - 1}: N(Ca⁺) = {last['count']:.0f} "
         f"± {last['uncertainty']:.0f}, "
-        f"N(ND3+) = {last['count_ND3+']:.0f}"
+        f"N(ND3+) = {last['count_ND3+']:.0f} ± {last['uncertainty_ND3+']:.0f}"
     )
     widget._go_to_row(1)
     assert viewer.dims.current_step[0] == 1
@@ -242,6 +245,7 @@ def test_shipped_ensemble_is_offered_and_counts_both_species(series, qtbot, erro
     counts = np.array([r["count"] for r in rows])
     assert np.abs(counts - truth).mean() < 0.15 * truth.mean()
     assert all(r["count_ND3+"] is not None for r in rows)  # the dark member's second output
+    assert all(r["uncertainty_ND3+"] > 0 for r in rows)  # and its ND3+ error, from its card
 
 
 def test_file_that_is_not_a_model_is_one_line_error(series, qtbot, errors, tmp_path: Path) -> None:
@@ -283,22 +287,33 @@ def test_bad_model_file_and_prepared_layer_are_one_line_errors(
     assert "layer 'p' is already prepared; choose the recording 'series'" in errors[2]
 
 
-def test_dark_species_count_has_no_sigma_and_says_why(series) -> None:
-    # Rows as count_stack gives them for a model that counts ND3+ too: an uncertainty for the
-    # Ca+ count only (ccount_core.nn.count: ``uncertainty`` is the first output's).
+def test_dark_species_count_shows_its_sigma_in_the_table_and_on_the_canvas(series) -> None:
+    # Rows as count_stack gives them for a model that counts ND3+ too, each count with its
+    # uncertainty (ccount_core.nn.count: ``uncertainty_<label>``); frame 3's card had none.
     viewer, layer = series
     widget = CountWidget(viewer)
     widget.counted_layer = layer
     widget.rows = [
-        {"frame": f, "time_s": None, "count": 150.0 - f, "uncertainty": 6.2, "count_ND3+": 20.0}
+        {
+            "frame": f,
+            "time_s": None,
+            "count": 150.0 - f,
+            "uncertainty": 6.2,
+            "count_ND3+": 20.0 + f,
+            "uncertainty_ND3+": 1.6 if f < 3 else None,
+        }
         for f in range(4)
     ]
     widget._show()
     viewer.dims.set_current_step(0, 2)
-    assert text_overlay(viewer).text == "frame 2: N(Ca⁺) = 148 ± 6, N(ND3+) = 20"
+    assert text_overlay(viewer).text == "frame 2: N(Ca⁺) = 148 ± 6, N(ND3+) = 22 ± 2"
+    viewer.dims.set_current_step(0, 3)
+    assert text_overlay(viewer).text == "frame 3: N(Ca⁺) = 147 ± 6, N(ND3+) = 23"
     header = widget.table.horizontalHeaderItem(4)
-    assert header.text() == "ND3+ count"
-    assert "without ±" in header.toolTip() and "Ca⁺ count only" in header.toolTip()
+    assert header.text() == "ND3+ count (± 1σ)"
+    assert "RMS error" in header.toolTip()
+    assert widget.table.item(2, 4).text() == "22.0 ± 1.6"
+    assert widget.table.item(3, 4).text() == "23.0"
 
 
 def _fit_lines(widget: CountWidget) -> list:
@@ -342,3 +357,23 @@ def test_the_plot_shows_the_kinetics_fit_after_a_count(series) -> None:
     widget._on_done({"rows": flat, "device": "cpu", "model": "m"})
     assert widget.plot.fit_label.startswith("no kinetics fit: the series is flat")
     assert _fit_lines(widget) == []
+
+
+def test_result_docks_exist_before_the_first_rows_and_rows_are_appended(series) -> None:
+    """The table and plot are docked (empty, with headers) when the widget opens, so a count
+    draws nothing heavy for the first time; a batch's rows are appended, the plot redrawn
+    later (a timer)."""
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    assert len(widget._docks) == 2 and widget.table.rowCount() == 0
+    assert widget.table.horizontalHeaderItem(2).text() == "Ca⁺ count"
+    widget.counted_layer = layer
+    batch = [{"frame": f, "time_s": None, "count": 150.0, "uncertainty": 6.0} for f in (0, 1)]
+    widget._on_rows(batch)
+    first = widget.table.item(0, 0)
+    widget._on_rows([{**r, "frame": r["frame"] + 2} for r in batch])
+    assert widget.table.rowCount() == 4 and widget.table.item(0, 0) is first  # not rebuilt
+    assert widget._plot_timer.isActive() and len(widget.plot.plotted()[0]) == 0
+    widget._plot_timer.timeout.emit()
+    interval = layer.metadata["ccount"]["frame_interval_s"]
+    np.testing.assert_allclose(widget.plot.plotted()[0], np.arange(4) * interval)

@@ -42,7 +42,12 @@ from scipy.optimize import least_squares
 
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_path
-from ccount_core.nn.counts_file import OTHER_COUNT_PREFIX, other_counts, read_counts
+from ccount_core.nn.counts_file import (
+    OTHER_COUNT_PREFIX,
+    OTHER_UNCERTAINTY_PREFIX,
+    other_counts,
+    read_counts,
+)
 
 MODELS = ("first-order", "first-order-to-product")
 PARAMETERS = {
@@ -50,8 +55,6 @@ PARAMETERS = {
     "first-order-to-product": ("n0", "k", "c", "p0", "y"),
 }
 """Fitted parameters per model: N0 (ions), k (s⁻¹), c (ions), P0 (ions), y (product per Ca+)."""
-UNCERTAINTY_PREFIX = "uncertainty_"
-"""Column of a dark species' 1σ (ions) in a counts file: ``uncertainty_<label>``."""
 FLAT_SIGMAS = 2.0
 """A decay is detected when k exceeds this many of its σ."""
 MIN_PRODUCT_FRAMES = 3
@@ -234,7 +237,7 @@ def series_from_rows(
     dark = dark_sigma = None
     if dark_name is not None:
         dark = np.array([_number(r, OTHER_COUNT_PREFIX + dark_name) for r in used])
-        dark_sigma = _sigmas(used, UNCERTAINTY_PREFIX + dark_name, dark_name, dark, notes)
+        dark_sigma = _sigmas(used, OTHER_UNCERTAINTY_PREFIX + dark_name, dark_name, dark, notes)
     return Series(
         frames, times, ca, ca_sigma, dark_name, dark, dark_sigma, tuple(notes), tuple(skipped)
     )
@@ -473,7 +476,6 @@ __all__ = [
     "FLAT_SIGMAS",
     "MODELS",
     "PARAMETERS",
-    "UNCERTAINTY_PREFIX",
     "KineticsFit",
     "Series",
     "fit_kinetics",

@@ -6,7 +6,8 @@ inference mode and returns one row per frame: frame, time (s), count, uncertaint
 ellipse (input pixels) and a warning.
 
 The uncertainty (ions) is the model's own RMS error on simulated validation images of about
-that count (:func:`validation_error`, from the evaluation in its card). With ``tta=K`` every
+that count (:func:`validation_error`, from the evaluation in its card); each further species a
+model counts (a dark species) has its own, from that species' bins in the card. With ``tta=K`` every
 frame is also seen in K mildly changed views (rotation ±3°, shift ±2 %, flips): the count is
 the mean over the K + 1 predictions, and their standard deviation is added in quadrature.
 An ensemble (``ccount_core.nn.ensemble``) averages its members, and their spread is added too.
@@ -42,6 +43,7 @@ from ccount_core.nn.counts_file import (
     CountsWriter,
     Row,
     counts_metadata,
+    other_uncertainty,
     resume_counts,
 )
 from ccount_core.nn.ensemble import IonCounter
@@ -184,11 +186,18 @@ def pick_device(device: str | None = None) -> torch.device:
     return dev
 
 
-def validation_error(card: dict[str, Any], counts: np.ndarray) -> np.ndarray:
-    """The model's RMS error (ions) on validation images near each of ``counts`` (ions):
-    interpolated between the bins of its card's evaluation (``metrics.ccount_evaluate``,
-    bins of at least 5 images), held flat beyond them; NaN when the card has none."""
-    bins = card.get("metrics", {}).get("ccount_evaluate", {}).get("bins") or []
+def validation_error(
+    card: dict[str, Any], counts: np.ndarray, label: str | None = None
+) -> np.ndarray:
+    """The model's RMS error (ions) on validation images near each of ``counts`` (ions) of
+    ``label`` (None: the first, counted species): interpolated between the bins of its card's
+    evaluation (``metrics.ccount_evaluate``: ``bins``, or ``other_bins[label]`` for a further
+    species; bins of at least 5 images), held flat beyond them; NaN when the card has none."""
+    evaluation = card.get("metrics", {}).get("ccount_evaluate", {})
+    if label is None or (card.get("label_names") or [None])[0] == label:
+        bins = evaluation.get("bins") or []
+    else:
+        bins = (evaluation.get("other_bins") or {}).get(label) or []
     points = sorted(
         (b["true_mean"], b["rms"]) for b in bins if b.get("n", 0) >= 5 and b.get("rms") is not None
     )
@@ -197,6 +206,18 @@ def validation_error(card: dict[str, Any], counts: np.ndarray) -> np.ndarray:
         return np.full(counts.shape, np.nan)
     x, y = zip(*points, strict=True)
     return np.interp(counts, x, y)
+
+
+def _label_errors(counter: IonCounter, counts: np.ndarray) -> np.ndarray:
+    """:func:`validation_error` of every label's ``counts`` ``(B, k)`` (ions): a further
+    species that one member alone counts (an ensemble's dark species) has that member's
+    error, any other the counter's card's."""
+    errors = np.empty(counts.shape, float)
+    for j, name in enumerate(counter.label_names):
+        cards = [card for _, card in counter.members if name in card["label_names"]]
+        card = cards[0] if j > 0 and len(cards) == 1 else counter.card
+        errors[:, j] = validation_error(card, counts[:, j], name)
+    return errors
 
 
 def _combined(model_error: np.ndarray, tta_std: np.ndarray) -> np.ndarray:
@@ -265,7 +286,8 @@ def count_stack(
     (:func:`native_bf16`) and runs it faster than float32 (timed once per machine,
     :func:`ccount_core.nn.precision.bf16_pays`); it moves counts by about 0.3 ions RMS (at most
     2.4 in 3,000 validation images, ``benchmarks/bf16_accuracy.py``).
-    Row keys: ``counts_file.COLUMNS`` plus ``count_<label>`` for every further model output.
+    Row keys: ``counts_file.COLUMNS`` plus ``count_<label>`` and ``uncertainty_<label>`` (ions)
+    for every further model output.
     """
     from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
 
@@ -345,7 +367,7 @@ def count_stack(
                     for net, c in zip(nets, member_cfgs, strict=True)
                 ]
                 counts[good], spread[good] = counter.combine(outputs)
-            unc = _combined(validation_error(card, counts[:, 0]), spread[:, 0])
+            unc = _combined(_label_errors(counter, counts), spread)
             return [
                 _row(
                     f,
@@ -387,7 +409,7 @@ def _row(
     frame: int,
     i: int,
     count: np.ndarray,
-    unc: float,
+    unc: np.ndarray,
     spread: float,
     bad: dict[int, str],
     ellipses: Sequence[Any],
@@ -404,7 +426,7 @@ def _row(
     else:
         c = float(count[0])
         # within its own error of the range, a count is what an in-range crystal could give
-        tol = unc if math.isfinite(unc) else 0.0
+        tol = float(unc[0]) if math.isfinite(unc[0]) else 0.0
         if lo is not None and hi is not None and not lo - tol <= c <= hi + tol:
             warnings.append(f"count outside the training range {lo:g}-{hi:g}")
         if math.isfinite(spread) and spread > UNCERTAIN_FRACTION * max(abs(c), 1.0):
@@ -418,7 +440,7 @@ def _row(
         "frame": frame,
         "time_s": frame * interval if interval is not None else None,
         "count": _num(count[0]),
-        "uncertainty": _num(unc),
+        "uncertainty": _num(unc[0]),
         "ellipse_center_row": e.center_row if e is not None else None,
         "ellipse_center_col": e.center_col if e is not None else None,
         "ellipse_semi_major": e.semi_major if e is not None else None,
@@ -428,6 +450,7 @@ def _row(
     }
     for k, name in enumerate(names[1:], start=1):
         row[f"{OTHER_COUNT_PREFIX}{name}"] = _num(count[k])
+        row[other_uncertainty(name)] = _num(unc[k])
     return row
 
 

@@ -4,8 +4,9 @@ A file ``count_file`` writes starts with ``# ccount counts {json}`` (the source,
 (µm), test-time views and the model's name, labels and preprocessing), then the column names
 and one row per frame, appended batch by batch; a file a killed run left is resumed
 (:func:`resume_counts`). The plugin's export has the same columns and rows, without the first
-line. Columns: ``COLUMNS``, then ``count_<label>`` for each further output of the model
-(ions); an empty cell is a value that is not known (a frame not counted, no time).
+line. Columns: ``COLUMNS``, then ``count_<label>`` and ``uncertainty_<label>`` for each further
+output of the model (ions; older files have no ``uncertainty_<label>``); an empty cell is a
+value that is not known (a frame not counted, no time, no error).
 
 No torch here: the plugin reads and writes rows without loading the network.
 """
@@ -36,6 +37,8 @@ COLUMNS = (
 )
 OTHER_COUNT_PREFIX = "count_"
 """Column of a model's further output (a dark species): ``count_<label>``, e.g. ``count_ND3+``."""
+OTHER_UNCERTAINTY_PREFIX = "uncertainty_"
+"""Column of that count's uncertainty (ions, 1σ): ``uncertainty_<label>``."""
 META_PREFIX = "# ccount counts "
 """Start of the first line of a file ``count_file`` writes; its JSON metadata follows."""
 Row = dict[str, Any]
@@ -49,7 +52,13 @@ DECIMALS = {
     "ellipse_semi_minor": 2,
     "ellipse_angle_deg": 2,  # 0.01°
 }
-"""Decimals a float of each column is written with (``count_<label>`` columns: as ``count``)."""
+"""Decimals a float of each column is written with (``count_<label>`` columns as ``count``,
+``uncertainty_<label>`` as ``uncertainty``)."""
+
+
+def other_uncertainty(name: str) -> str:
+    """The column of the uncertainty of species ``name``'s count: ``uncertainty_<name>``."""
+    return f"{OTHER_UNCERTAINTY_PREFIX}{name}"
 
 
 def other_counts(rows: Sequence[Row]) -> dict[str, str]:
@@ -62,13 +71,12 @@ def other_counts(rows: Sequence[Row]) -> dict[str, str]:
 class CountsWriter:
     """Writes rows to an open text file (opened with ``newline=""``) as CSV lines.
 
-    Columns: ``COLUMNS``, then ``count_<name>`` for each of ``others`` (the model's further
-    species in label order, e.g. ``["ND3+"]``); a value that is None or missing is an empty
-    cell; floats are rounded to ``DECIMALS``.
+    Columns: :func:`counts_columns`; a value that is None or missing is an empty cell;
+    floats are rounded to ``DECIMALS``.
     """
 
     def __init__(self, fh: TextIO, others: Iterable[str] = ()) -> None:
-        self.columns = [*COLUMNS, *(f"{OTHER_COUNT_PREFIX}{name}" for name in others)]
+        self.columns = counts_columns(others)
         self._writer = csv.DictWriter(fh, fieldnames=self.columns)
 
     def write_column_names(self) -> None:
@@ -78,11 +86,23 @@ class CountsWriter:
         self._writer.writerows({k: _cell(k, r.get(k)) for k in self.columns} for r in rows)
 
 
+def counts_columns(others: Iterable[str] = ()) -> list[str]:
+    """The columns of a counts file: ``COLUMNS``, then ``count_<name>`` and
+    ``uncertainty_<name>`` for each of ``others`` (the model's further species in label
+    order, e.g. ``["ND3+"]``)."""
+    extra = [(f"{OTHER_COUNT_PREFIX}{name}", other_uncertainty(name)) for name in others]
+    return [*COLUMNS, *(column for pair in extra for column in pair)]
+
+
 def _cell(column: str, value: Any) -> Any:
     """``value`` as written in ``column``: "" for None, a float rounded to its ``DECIMALS``."""
     if value is None:
         return ""
-    key = "count" if column.startswith(OTHER_COUNT_PREFIX) else column
+    key = column
+    if column.startswith(OTHER_COUNT_PREFIX):
+        key = "count"
+    elif column.startswith(OTHER_UNCERTAINTY_PREFIX):
+        key = "uncertainty"
     if key in DECIMALS and isinstance(value, Real) and not isinstance(value, Integral):
         return round(float(value), DECIMALS[key]) + 0.0  # + 0.0: no "-0.0"
     return value
@@ -131,13 +151,18 @@ def resume_counts(path: Path, meta: Mapping[str, Any], others: Sequence[str]) ->
     (:func:`counts_metadata`; a last line cut by a killed writer is dropped). A missing or
     empty file, or one of ours with no rows yet (its run failed or was killed before its
     first batch), is started anew (its first line and the column names, written
-    atomically) and has none."""
+    atomically) and has none. A file with other columns (an older ccount's) is refused."""
     if path.exists() and path.stat().st_size > 0:
         try:
             old_meta, rows = read_counts(path)
         except InputError as exc:
             raise InputError(f"output: {exc}; choose a new -o or delete it") from None
         same = old_meta == json.loads(_meta_line(meta)[len(META_PREFIX) :])  # as it reads back
+        if same and rows and list(rows[0]) != counts_columns(others):
+            raise InputError(
+                f"output: {path} has other columns (written by an older ccount); "
+                "choose a new -o or delete it"
+            )
         if same:
             _drop_partial_line(path)
             _, old = read_counts(path)
@@ -169,10 +194,13 @@ __all__ = [
     "COLUMNS",
     "META_PREFIX",
     "OTHER_COUNT_PREFIX",
+    "OTHER_UNCERTAINTY_PREFIX",
     "CountsWriter",
     "Row",
+    "counts_columns",
     "counts_metadata",
     "other_counts",
+    "other_uncertainty",
     "read_counts",
     "resume_counts",
 ]

@@ -1,10 +1,11 @@
 """Evaluate a model on a split of a data set: the paper's Figure 3 and a JSON of metrics.
 
 Images are binned by their true ion number (bins ``bin_width`` wide, centred on multiples of
-it: the paper's 10-ion steps). Per bin: the mean and standard deviation of the inferred
-numbers, the standard deviation of the error, the RMS error and mean percentage error against
-the truth, the bias and the share of images counted exactly (rounded prediction equals the
-truth); the same over all images.
+it: the paper's 10-ion steps); a further species a model counts is binned by its own true
+number (``other_bins``), which gives its counts their uncertainty. Per bin: the mean and
+standard deviation of the inferred numbers, the standard deviation of the error, the RMS error
+and mean percentage error against the truth, the bias and the share of images counted exactly
+(rounded prediction equals the truth); the same over all images.
 
 A long evaluation resumes: each network's predictions are written, a block of
 ``CHECKPOINT_IMAGES`` at a time, to ``OUT/.evaluate-partial/`` (kept while the evaluation
@@ -244,12 +245,15 @@ def evaluate(
     metrics["data"] = [str(path) for path, _ in stores]
     metrics["model"] = str(model_path) if model_path is not None else "default"
     metrics["label"] = card["label_names"][0]
-    # a model that also counts dark species: the overall figures of each further output
-    metrics["other_labels"] = {
-        name: bin_metrics(pred[:, j], prepared.labels[:, j])["overall"]
+    # a model that also counts dark species: each further output's overall figures, and its
+    # figures per bin of its own true number (the uncertainty count gives that species)
+    others = {
+        name: bin_metrics(pred[:, j], prepared.labels[:, j])
         for j, name in enumerate(card["label_names"])
         if j > 0
     }
+    metrics["other_labels"] = {name: m["overall"] for name, m in others.items()}
+    metrics["other_bins"] = {name: m["bins"] for name, m in others.items()}
     metrics["tta"] = tta
     metrics["precision"] = "bfloat16" if bf16 else "float32"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The counting network: torchvision's ResNet50 with a greyscale input and a regression head.
+"""The counting network: ResNet50 with a greyscale input and a regression head.
 
 A model on disk is two files side by side: ``NAME.safetensors`` (the weights, float32 or
 float16, never pickle) and ``NAME.json`` (the model card: architecture, outputs, label scale,
@@ -10,6 +10,11 @@ Inputs are prepared images ``(batch, 1, H, W)`` float32 (trap axis vertical, see
 ``ccount_core.image.preprocess``). The network standardises each image (zero mean, unit standard
 deviation) so it does not depend on the camera's brightness scale, and predicts counts divided
 by ``label_scale`` (ions); ``forward`` returns ion numbers ``(batch, n_outputs)``.
+
+The ResNet50 is defined here, layer for layer and name for name as torchvision's
+``resnet50`` (He et al. 2016, v1.5: the stride in the 3 x 3 convolution), so its state dict,
+ImageNet weights and the shipped models load unchanged; torchvision itself is not imported,
+which would cost a counting process seconds (and a GUI a frozen window) for nothing else.
 """
 
 from __future__ import annotations
@@ -41,6 +46,76 @@ _REQUIRED_CARD_KEYS = (
 )
 
 
+class Bottleneck(nn.Module):
+    """ResNet's bottleneck block (torchvision's ``Bottleneck``, names and order kept): 1 x 1,
+    3 x 3 (``stride``), 1 x 1 convolutions to ``4 * planes`` channels, each with batch norm,
+    plus the input (through ``downsample`` when its shape differs)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, out, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(out),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
+
+class ResNet50(nn.Module):
+    """ResNet50's layers with an ``in_channels`` input and a linear ``fc`` of ``n_outputs``
+    (torchvision's ``resnet50`` names and initialisation: He-normal convolutions, batch norms
+    at 1 and 0)."""
+
+    def __init__(self, in_channels: int, n_outputs: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        inplanes = 64
+        for i, (planes, blocks, stride) in enumerate(
+            ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)), start=1
+        ):
+            layer = [Bottleneck(inplanes, planes, stride)]
+            inplanes = planes * Bottleneck.expansion
+            layer += [Bottleneck(inplanes, planes) for _ in range(blocks - 1)]
+            setattr(self, f"layer{i}", nn.Sequential(*layer))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(inplanes, n_outputs)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features ``(B, 2048)`` of images ``(B, in_channels, H, W)``."""
+        h = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        h = self.avgpool(self.layer4(self.layer3(self.layer2(self.layer1(h)))))
+        return torch.flatten(h, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
 class CountingNet(nn.Module):
     """ResNet50 (random init) with a 1-channel ``conv1`` and a linear head of ``n_outputs``.
 
@@ -51,17 +126,12 @@ class CountingNet(nn.Module):
     def __init__(self, n_outputs: int = 1, label_scale: Sequence[float] | None = None) -> None:
         super().__init__()
         hide_triton_without_gpu()
-        from torchvision.models import resnet50
-
         if n_outputs < 1:
             raise InputError(f"n_outputs: must be at least 1, got {n_outputs}")
         scale = [100.0] * n_outputs if label_scale is None else [float(s) for s in label_scale]
         if len(scale) != n_outputs or min(scale) <= 0:
             raise InputError(f"label_scale: need {n_outputs} positive values, got {scale}")
-        net = resnet50(weights=None)
-        net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        net.fc = nn.Linear(net.fc.in_features, n_outputs)
-        self.net = net
+        self.net = ResNet50(1, n_outputs)
         self.register_buffer("label_scale", torch.tensor(scale, dtype=torch.float32))
 
     @property
@@ -74,12 +144,10 @@ class CountingNet(nn.Module):
             raise InputError(f"model input: expected (batch, 1, H, W), got {tuple(x.shape)}")
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         std = x.std(dim=(1, 2, 3), keepdim=True)
-        n = self.net
-        h = n.maxpool(n.relu(n.bn1(n.conv1((x - mean) / (std + 1e-6)))))
-        h = torch.flatten(n.avgpool(n.layer4(n.layer3(n.layer2(n.layer1(h))))), 1)
+        h = self.net.features((x - mean) / (std + 1e-6))
         # The head stays float32 under autocast: bfloat16 would round ~300 ions to ±1 ion.
         with torch.autocast(device_type=h.device.type, enabled=False):
-            return n.fc(h.float())
+            return self.net.fc(h.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Ion numbers ``(B, n_outputs)`` float32 for prepared images ``(B, 1, H, W)``."""

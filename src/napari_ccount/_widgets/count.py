@@ -2,6 +2,9 @@
 
 Results: a docked table (one row per frame), a docked N(t) plot with its ±σ band, the rows in
 ``layer.metadata["ccount"]["counts"]``, the current frame's count on the canvas and a CSV export.
+The GUI thread never waits: torch and the counting code are imported in the background when the
+widget opens (``_workers.preload``), the result docks are made then too, and while a count runs
+each batch's rows are appended to the table and the plot is redrawn at most once a second.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from napari.utils.notifications import show_info
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QDockWidget,
     QMainWindow,
@@ -28,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_path
-from ccount_core.nn.counts_file import CountsWriter, other_counts
+from ccount_core.nn.counts_file import CountsWriter, other_counts, other_uncertainty
 from ccount_core.progress import ProgressCallback, report
 from napari_ccount._plot import CountPlot
 from napari_ccount._widgets._common import (
@@ -43,18 +46,20 @@ from napari_ccount._widgets._common import (
     text_overlay,
 )
 from napari_ccount._widgets._forms import build_form, param
-from napari_ccount._workers import Job, notify_error, start_job
+from napari_ccount._workers import Job, notify_error, preload, start_job
 
 DEFAULT_MODEL = "default model"
 MODEL_FILE = "model file…"
 SHIPPED_PREFIX = "shipped: "
 TABLE_MIN_ROWS = 3  # the counts table's dock never shrinks below this many rows
 TABLE_COLUMNS = ("frame", "time (s)", "Ca⁺ count", "± (1σ)", "ellipse", "warning")
-#: Tooltip of a dark species' column: why its count (here and on the canvas) has no ±.
-NO_DARK_SIGMA = (
-    "{name} count (ions), shown without ± here and on the canvas: the core gives an "
-    "uncertainty for the Ca⁺ count only (model cards hold no {name} error by count)"
+#: Tooltip of a dark species' column: what its ± is.
+DARK_SIGMA = (
+    "{name} count ± its uncertainty (ions, 1σ): the model's RMS error on simulated "
+    "validation images of about that many {name} ions; no ± where the model's card holds "
+    "no {name} error"
 )
+PLOT_EVERY_MS = 1000  # while rows stream in, the plot is redrawn at most this often
 
 
 SHORT_STACK_BATCHES = 4  # a short stack is counted in this many batches at least
@@ -97,6 +102,7 @@ def run_count(
     steps = frames + 1
     _say(phase, "loading model")
     report(progress, 0, steps)
+    preload().join()  # torch loaded without holding the GIL long (the GUI keeps running)
     counter = load_counter(model_path)
     report(progress, 1, steps)
     _say(phase, f"counting {frames} frames")
@@ -179,6 +185,12 @@ def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+def _with_sigma(count: Any, sigma: Any, fmt: str) -> str:
+    """``"n ± σ"`` (``fmt`` for both), or ``"n"`` where σ is not known."""
+    pm = f" ± {_num(sigma):{fmt}}" if math.isfinite(_num(sigma)) else ""
+    return f"{_num(count):{fmt}}{pm}"
+
+
 class CountWidget(Container):
     """Choose an image layer and a model; count in a worker; table, plot, CSV, canvas text."""
 
@@ -232,6 +244,7 @@ class CountWidget(Container):
             ]
         )
         fit_dock(self)
+        preload()  # torch and the counting code, in the background while the user chooses
         self.model_choice.changed.connect(self._on_model_choice)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -244,11 +257,17 @@ class CountWidget(Container):
         _show_rows(self.table, TABLE_MIN_ROWS)
         self.plot = CountPlot()
         self.plot.fit_box.toggled.connect(self._on_fit_box)
+        self._plot_timer = QTimer(self.native)
+        self._plot_timer.setSingleShot(True)
+        self._plot_timer.setInterval(PLOT_EVERY_MS)
+        self._plot_timer.timeout.connect(self._refresh_plot)
         self._docks: list[Any] = []
         self.job: Job | None = None
         self.rows: list[dict[str, Any]] = []
         self.counted_layer: napari.layers.Image | None = None
         napari_viewer.dims.events.current_step.connect(self._on_step)
+        # docked (and drawn) now, empty, so that no heavy first draw happens mid-count
+        self._dock_results()
 
     # --- running ------------------------------------------------------------------------
 
@@ -292,6 +311,7 @@ class CountWidget(Container):
         self.counted_layer = layer
         self.rows = []
         self._fill_table()
+        self._dock_results()
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.export_button.enabled = False
@@ -322,9 +342,18 @@ class CountWidget(Container):
         self.status.value = f"{text}…"
 
     def _on_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Rows of one batch, as soon as they are counted: into the table and plot."""
-        self.rows.extend(_plain(r) for r in rows)
-        self._show()
+        """Rows of one batch, as soon as they are counted: appended to the table, the plot
+        redrawn within :data:`PLOT_EVERY_MS`."""
+        new = [_plain(r) for r in rows]
+        if not self.rows:
+            self.rows = new
+            self._fill_table()  # the header gains the model's further species
+        else:
+            self.rows.extend(new)
+            self._append_rows(new)
+        if not self._plot_timer.isActive():
+            self._plot_timer.start()
+        self._on_step()
 
     def _on_finish(self) -> None:
         self.run_button.enabled = True
@@ -334,11 +363,17 @@ class CountWidget(Container):
             self._store()
 
     def _on_done(self, result: dict[str, Any]) -> None:
+        streamed = len(self.rows)  # the same rows, batch by batch: the table holds them
         self.rows = result["rows"]
         self.device_label.value = result["device"]
         self.status.value = f"{len(self.rows)} frames counted on {result['device']}"
         self._store(result["model"])
-        self._show()
+        if streamed == len(self.rows):
+            self.table.resizeColumnsToContents()
+            self._refresh_plot()
+            self._on_step()
+        else:
+            self._show()
         self._show_fit()
 
     def _store(self, model: str | None = None) -> None:
@@ -354,21 +389,33 @@ class CountWidget(Container):
 
     # --- showing ------------------------------------------------------------------------
 
+    def _dock_results(self) -> None:
+        """Dock the table and the plot (once): both below the canvas, side by side, so the
+        widgets' tabs keep the right column and the whole window fits a 1280 x 800 screen."""
+        if self._docks:
+            return
+        self._docks = [
+            self.viewer.window.add_dock_widget(
+                self.table, name="ccount counts", area="bottom", tabify=False
+            ),
+            self.viewer.window.add_dock_widget(self.plot, name="ccount N(t)", area="bottom"),
+        ]
+        _share_width([self.table, self.plot], (0.45, 0.55))
+
     def _show(self) -> None:
+        """Every row into the table, the plot and the canvas text."""
+        if self.counted_layer is None:
+            return
+        self._fill_table()
+        self._dock_results()
+        self._refresh_plot()
+        self._on_step()
+
+    def _refresh_plot(self) -> None:
+        self._plot_timer.stop()
         layer = self.counted_layer
         if layer is None:
             return
-        self._fill_table()
-        if not self._docks:
-            # both below the canvas, side by side, so the widgets' tabs keep the right column
-            # and the whole window fits a 1280 x 800 screen
-            self._docks = [
-                self.viewer.window.add_dock_widget(
-                    self.table, name="ccount counts", area="bottom", tabify=False
-                ),
-                self.viewer.window.add_dock_widget(self.plot, name="ccount N(t)", area="bottom"),
-            ]
-            _share_width([self.table, self.plot], (0.45, 0.55))
         interval = frame_interval_s(layer)
         frames = np.array([r["frame"] for r in self.rows], float)
         others = {
@@ -382,7 +429,6 @@ class CountWidget(Container):
             title=layer.name,
             others=others,
         )
-        self._on_step()
 
     def _on_fit_box(self, checked: bool) -> None:
         if self.job is not None and not self.job.done:
@@ -390,7 +436,7 @@ class CountWidget(Container):
         if checked:
             self._show_fit()
         else:
-            self._show()  # redrawn without it
+            self._refresh_plot()  # redrawn without it
 
     def _show_fit(self) -> None:
         """The first-order kinetics fit of the Ca⁺ counts on the plot, when asked for (the
@@ -409,14 +455,27 @@ class CountWidget(Container):
         self.plot.show_fit(label, t, fit.curve(t)["Ca+"])
 
     def _fill_table(self) -> None:
+        """The header (with a column per further species) and every row."""
         others = other_counts(self.rows)
-        headers = [*TABLE_COLUMNS[:4], *(f"{name} count" for name in others), *TABLE_COLUMNS[4:]]
+        headers = [
+            *TABLE_COLUMNS[:4],
+            *(f"{name} count (± 1σ)" for name in others),
+            *TABLE_COLUMNS[4:],
+        ]
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
         for j, name in enumerate(others, start=4):
-            self.table.horizontalHeaderItem(j).setToolTip(NO_DARK_SIGMA.format(name=name))
-        self.table.setRowCount(len(self.rows))
-        for i, row in enumerate(self.rows):
+            self.table.horizontalHeaderItem(j).setToolTip(DARK_SIGMA.format(name=name))
+        self.table.setRowCount(0)
+        self._append_rows(self.rows)
+        self.table.resizeColumnsToContents()
+
+    def _append_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Add ``rows`` below the table's (the header already fits them)."""
+        others = other_counts(self.rows)
+        start = self.table.rowCount()
+        self.table.setRowCount(start + len(rows))
+        for i, row in enumerate(rows, start=start):
             ell = ""
             if row.get("ellipse_center_row") is not None:
                 ell = (
@@ -430,13 +489,15 @@ class CountWidget(Container):
                 "" if time is None else f"{time:.1f}",
                 f"{_num(row['count']):.1f}",
                 f"{_num(row['uncertainty']):.1f}",
-                *(f"{_num(row.get(k)):.1f}" for k in others.values()),
+                *(
+                    _with_sigma(row.get(k), row.get(other_uncertainty(n)), ".1f")
+                    for n, k in others.items()
+                ),
                 ell,
                 row.get("warning") or "",
             )
             for j, text in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(text))
-        self.table.resizeColumnsToContents()
 
     def _go_to_row(self, row: int, _col: int = 0) -> None:
         layer = self.counted_layer
@@ -460,12 +521,13 @@ class CountWidget(Container):
         if row is None or row["count"] is None:
             overlay.text = f"frame {frame}: not counted"
             return
-        sigma = _num(row["uncertainty"])
-        pm = f" ± {sigma:.0f}" if math.isfinite(sigma) else ""
         dark = "".join(
-            f", N({name}) = {_num(row.get(k)):.0f}" for name, k in other_counts(self.rows).items()
+            f", N({name}) = {_with_sigma(row.get(k), row.get(other_uncertainty(name)), '.0f')}"
+            for name, k in other_counts(self.rows).items()
         )
-        overlay.text = f"frame {frame}: N(Ca⁺) = {row['count']:.0f}{pm}{dark}"
+        overlay.text = (
+            f"frame {frame}: N(Ca⁺) = {_with_sigma(row['count'], row['uncertainty'], '.0f')}{dark}"
+        )
         interval = frame_interval_s(layer)
         self.plot.set_current(frame * interval if interval else frame)
         self.table.selectRow(self.rows.index(row))

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from ccount_core.analysis.kinetics import (
-    UNCERTAINTY_PREFIX,
     Series,
     fit_kinetics,
     format_value,
@@ -22,7 +21,7 @@ from ccount_core.analysis.kinetics import (
     write_fit,
 )
 from ccount_core.errors import InputError
-from ccount_core.nn.counts_file import META_PREFIX, CountsWriter
+from ccount_core.nn.counts_file import META_PREFIX, OTHER_UNCERTAINTY_PREFIX, CountsWriter
 
 TIMES = np.arange(31) * 10.0  # s
 
@@ -220,14 +219,14 @@ def test_frames_not_counted_are_skipped_and_warned_ones_fitted(tmp_path: Path) -
 def test_a_dark_sigma_column_weights_the_product(tmp_path: Path) -> None:
     table = rows()
     for r in table:
-        r |= {"count_ND3+": 300.0 - float(r["count"]), f"{UNCERTAINTY_PREFIX}ND3+": 2.0}
+        r |= {"count_ND3+": 300.0 - float(r["count"]), f"{OTHER_UNCERTAINTY_PREFIX}ND3+": 2.0}
     series = series_from_rows(table, "first-order-to-product")
     assert series.dark_name == "ND3+" and series.dark_sigma == pytest.approx(np.full(12, 2.0))
     fit = fit_kinetics(series, "first-order-to-product")
     assert fit.values["y"] == pytest.approx(1.0, rel=1e-6)
     # as read back from a file (strings), without the σ column
     for r in table:
-        del r[f"{UNCERTAINTY_PREFIX}ND3+"]
+        del r[f"{OTHER_UNCERTAINTY_PREFIX}ND3+"]
     read = read_series(write_counts(tmp_path / "d.csv", table, ("ND3+",)), "first-order-to-product")
     assert read.dark_sigma is None and read.dark == pytest.approx(series.dark, abs=0.01)
     assert any("no 1σ reported for every ND3+ count" in note for note in read.notes)

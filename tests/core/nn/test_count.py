@@ -94,6 +94,43 @@ def test_uncertainty_is_the_validation_error_joined_with_the_tta_spread(
         assert r["uncertainty"] > validation_error(card, r["count"])
 
 
+def test_a_dark_species_count_has_its_own_uncertainty(sample, tmp_path, write_model):
+    """Each further label's uncertainty comes from its own bins in the card (``other_bins``):
+    finite, written to the CSV as ``uncertainty_ND3+``; none where the card has no bins."""
+    nd3_bins = [{"true_mean": 0.0, "rms": 0.5, "n": 40}, {"true_mean": 100.0, "rms": 4.5, "n": 40}]
+    evaluation = {"bins": BINS, "other_bins": {"ND3+": nd3_bins}}
+    card = {"label_names": ["Ca+", "ND3+"], "metrics": {"ccount_evaluate": evaluation}}
+    path = write_model(
+        tmp_path / "dark.safetensors",
+        ("Ca+", "ND3+"),
+        preprocess=PRE,
+        card={"label_range": [30, 350], "metrics": card["metrics"]},
+    )
+    stack, meta = sample
+    rows = count_stack(stack[:2], path, meta["pixel_size_um"], tta=0)
+    for r in rows:
+        assert r["uncertainty"] == pytest.approx(validation_error(card, r["count"]), rel=1e-5)
+        want = validation_error(card, np.array(r["count_ND3+"]), "ND3+")
+        assert np.isfinite(r["uncertainty_ND3+"]) and 0.5 <= r["uncertainty_ND3+"] <= 4.5
+        assert r["uncertainty_ND3+"] == pytest.approx(want, rel=1e-5)
+    tif = tmp_path / "stack.tif"
+    write_tiff(tif, stack[:2], pixel_size_um=meta["pixel_size_um"])
+    count_file(tif, tmp_path / "counts.csv", path)
+    _, written = read_counts(tmp_path / "counts.csv")
+    assert [float(w["uncertainty_ND3+"]) for w in written] == pytest.approx(
+        [r["uncertainty_ND3+"] for r in rows], abs=0.005
+    )
+    # an older card (ND3+ figures over all images only): the ND3+ count has no uncertainty
+    old = write_model(
+        tmp_path / "old.safetensors",
+        ("Ca+", "ND3+"),
+        preprocess=PRE,
+        card={"metrics": {"ccount_evaluate": {"bins": BINS, "other_labels": {"ND3+": {}}}}},
+    )
+    rows = count_stack(stack[:1], old, meta["pixel_size_um"], tta=0)
+    assert rows[0]["uncertainty_ND3+"] is None and rows[0]["uncertainty"] is not None
+
+
 def test_csv_written_per_batch_and_resumed_after_a_kill(model_dir, sample, tmp_path):
     stack, meta = sample
     tif = tmp_path / "stack.tif"
@@ -245,7 +282,7 @@ def test_training_range_warning_allows_the_counts_own_error():
             0,
             0,
             np.array([count]),
-            unc,
+            np.array([unc]),
             float("nan"),
             {},
             [None],

@@ -32,6 +32,7 @@ def test_writer_keeps_the_column_order_and_writes_none_as_empty(tmp_path):
             "uncertainty": 0.5,
             "warning": "",
             "count_ND3+": 2.0,
+            "uncertainty_ND3+": 0.25,
             "count_X+": None,
         }
     ]
@@ -42,8 +43,8 @@ def test_writer_keeps_the_column_order_and_writes_none_as_empty(tmp_path):
         writer.write_column_names()
         writer.write(rows)
     assert path.read_text().splitlines() == [
-        ",".join([*COLUMNS, "count_ND3+", "count_X+"]),
-        "3,,12.5,0.5,,,,,,,2.0,",
+        ",".join([*COLUMNS, "count_ND3+", "uncertainty_ND3+", "count_X+", "uncertainty_X+"]),
+        "3,,12.5,0.5,,,,,,,2.0,0.25,,",
     ]
 
 
@@ -60,12 +61,13 @@ def test_floats_are_written_to_the_precision_they_carry(tmp_path):
         "ellipse_angle_deg": -0.0012,
         "warning": "",
         "count_ND3+": 4.999,
+        "uncertainty_ND3+": 0.123456,
     }
     path = tmp_path / "rows.csv"
     with path.open("w", newline="") as fh:
         CountsWriter(fh, ["ND3+"]).write([row])
     # µs for the time, 0.01 ion for counts, 0.01 px and 0.01° for the ellipse; no "-0.0".
-    assert path.read_text().strip() == "7,0.333333,123.46,2.0,240.12,320.5,80.99,20.0,0.0,,5.0"
+    assert path.read_text().strip() == "7,0.333333,123.46,2.0,240.12,320.5,80.99,20.0,0.0,,5.0,0.12"
 
 
 def test_a_file_is_started_resumed_and_refused_when_made_otherwise(tmp_path):
@@ -79,7 +81,7 @@ def test_a_file_is_started_resumed_and_refused_when_made_otherwise(tmp_path):
     assert resume_counts(path, meta, ["ND3+"]) == {0}
     back, rows = read_counts(path)
     assert back == meta | {"preprocess": {"a": [1, 2]}} and len(rows) == 1
-    assert list(rows[0]) == [*COLUMNS, "count_ND3+"]
+    assert list(rows[0]) == [*COLUMNS, "count_ND3+", "uncertainty_ND3+"]
     with pytest.raises(InputError, match="another source"):
         resume_counts(path, counts_metadata(card, "/data/s.tif", 3.0, 0), ["ND3+"])
 
@@ -115,3 +117,21 @@ def test_a_file_that_is_not_a_counts_file_is_named_and_kept(tmp_path, data, why)
     assert text.startswith(f"output: {path}: not a ccount counts file ({why}")
     assert text.endswith("; choose a new -o or delete it") and "\n" not in text
     assert path.read_bytes() == data
+
+
+def test_an_older_file_without_dark_uncertainties_reads_and_is_not_resumed(tmp_path):
+    """Files of ccount before ``uncertainty_<label>`` still read; a resume would append rows
+    of other columns, so it is refused in one line."""
+    card = {"name": "m", "label_names": ["Ca+", "ND3+"], "preprocess": {}}
+    meta = counts_metadata(card, "/data/s.tif", 2.0, 0)
+    path = tmp_path / "old.csv"
+    path.write_text(
+        '# ccount counts {"label_names": ["Ca+", "ND3+"], "model_name": "m", '
+        '"pixel_size_um": 2.0, "preprocess": {}, "source": "/data/s.tif", "tta": 0}\n'
+        + ",".join([*COLUMNS, "count_ND3+"])
+        + "\n0,,150.0,6.2,,,,,,,20.0\n"
+    )
+    _, rows = read_counts(path)
+    assert rows[0]["count_ND3+"] == "20.0" and "uncertainty_ND3+" not in rows[0]
+    with pytest.raises(InputError, match=r"has other columns .*older ccount.*choose a new -o"):
+        resume_counts(path, meta, ["ND3+"])

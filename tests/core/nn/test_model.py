@@ -120,3 +120,41 @@ def test_imagenet_init_sums_rgb_kernels(tmp_path):
     assert model.net.fc.weight.shape == (1, 2048)
     with pytest.raises(InputError, match="init_weights"):
         build_model(1, init_weights=tmp_path / "missing.pth")
+
+
+def test_own_resnet50_is_torchvisions_and_counts_the_shipped_model_bitwise():
+    """The ResNet50 defined in model.py has torchvision's state dict (keys, shapes) and, with
+    the shipped weights, gives bit for bit torchvision's outputs."""
+    torchvision = pytest.importorskip("torchvision")
+    from ccount_core.nn.ensemble import model_location
+
+    path = model_location("dark").with_suffix(".safetensors")
+    if not path.is_file():
+        pytest.skip("no shipped dark model")
+    ours, card = load_model(path)
+    theirs = torchvision.models.resnet50(weights=None)
+    theirs.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    theirs.fc = torch.nn.Linear(2048, card["n_outputs"])
+    own_state, their_state = ours.net.state_dict(), theirs.state_dict()
+    assert list(own_state) == list(their_state)
+    assert all(own_state[k].shape == their_state[k].shape for k in own_state)
+    theirs.load_state_dict(own_state)
+    theirs.eval()
+    x = torch.from_numpy(np.random.default_rng(5).random((3, 1, 96, 48), np.float32))
+    z = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / (x.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
+    with torch.inference_mode():
+        counts = ours(x)
+        assert torch.equal(counts, theirs(z) * ours.label_scale)
+    assert counts.shape == (3, 2) and torch.isfinite(counts).all()
+
+
+def test_importing_the_model_leaves_torchvision_unloaded():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ccount_core.nn.model as m; m.build_model(1); "
+        "print('torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
