@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--z0-um", type=float, help="end-cap half-distance z0, µm (2750)")
     s = p.add_argument_group("search")
     s.add_argument("--seeds", type=int, default=1, help="seeds averaged per candidate (1)")
-    s.add_argument("--temperature-mk", type=float, default=10.0, help="bath temperature, mK (10)")
+    s.add_argument("--temperature-mk", type=float, help="bath temperature, mK (10, or trap.info's)")
     s.add_argument("--fit-temperature", action="store_true", help="also fit the temperature")
     s.add_argument("--fit-v-end", action="store_true", help="also fit a scale on V_end")
     s.add_argument("--blur-um", type=float, help="blur radius (1/e) in focus, µm (5)")
@@ -59,8 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _trap_and_optics(args: argparse.Namespace) -> tuple[Any, float, float]:
-    """The trap and the optics (blur, depth of field in µm) from the flags or trap.info."""
+def _trap_and_optics(args: argparse.Namespace) -> tuple[Any, float, float, float]:
+    """The trap, the optics (blur, depth of field in µm) and the bath temperature (mK) from
+    the flags or trap.info."""
     from ccount_core.simulation import TrapSettings
 
     given = [f for f in _TRAP_FLAGS if getattr(args, f) is not None]
@@ -72,12 +73,12 @@ def _trap_and_optics(args: argparse.Namespace) -> tuple[Any, float, float]:
 
         cfg = load_trap_info(args.trap_info)
         lab = cfg.imaging.to_lab_units()
-        return cfg.trap, lab["blur_um"], lab["dof_um"]
+        return cfg.trap, lab["blur_um"], lab["dof_um"], cfg.simulation.temperature * 1e3
     missing = [f"--{f.replace('_', '-')}" for f in ("v_rf", "v_end", "eta") if f not in given]
     if missing:
         raise InputError(f"trap: give {', '.join(missing)} or --trap-info")
     lab = {f: getattr(args, f) for f in given}
-    return TrapSettings.from_lab_units(**lab), 5.0, 50.0
+    return TrapSettings.from_lab_units(**lab), 5.0, 50.0, 10.0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -85,14 +86,15 @@ def _run(args: argparse.Namespace) -> int:
     from ccount_core.checks import check_number
     from ccount_core.progress import tqdm_progress
 
-    trap, blur, dof = _trap_and_optics(args)
-    check_number("--temperature-mk", args.temperature_mk, positive=True)
+    trap, blur, dof, temperature_mk = _trap_and_optics(args)
+    if args.temperature_mk is not None:
+        temperature_mk = check_number("--temperature-mk", args.temperature_mk, positive=True)
     settings = MatchSettings(
         dark=args.dark,
         seeds=args.seeds,
         fit_temperature=args.fit_temperature,
         fit_v_end=args.fit_v_end,
-        temperature=args.temperature_mk * 1e-3,
+        temperature=temperature_mk * 1e-3,
         blur_um=args.blur_um if args.blur_um is not None else blur,
         dof_um=args.dof_um if args.dof_um is not None else dof,
     )
