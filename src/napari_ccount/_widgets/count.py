@@ -179,6 +179,33 @@ def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+def _matched_dark(matches: dict[int, dict[str, Any]]) -> list[str]:
+    return sorted({m["dark_species"] for m in matches.values() if m.get("dark_species")})
+
+
+def match_headers(matches: dict[int, dict[str, Any]]) -> list[str]:
+    """Columns for the Overlay widget's matches (``layer.metadata["ccount"]["matches"]``,
+    by frame): matched Ca⁺ and its interval (ions), and the dark species' when searched."""
+    if not matches:
+        return []
+    dark = [h for d in _matched_dark(matches) for h in (f"matched {d}", "[lo, hi]")]
+    return ["matched Ca⁺", "[lo, hi]", *dark]
+
+
+def match_cells(matches: dict[int, dict[str, Any]], frame: int) -> list[str]:
+    """The cells under :func:`match_headers` for one frame (empty where it was not matched)."""
+    if not matches:
+        return []
+    m = matches.get(frame) or {}
+    cells = [f"{m['n_ca']:.1f}", "[{:.1f}, {:.1f}]".format(*m["n_ca_interval"])] if m else ["", ""]
+    for d in _matched_dark(matches):
+        if m.get("dark_species") == d:
+            cells += [f"{m['n_dark']:.1f}", "[{:.1f}, {:.1f}]".format(*m["n_dark_interval"])]
+        else:
+            cells += ["", ""]
+    return cells
+
+
 class CountWidget(Container):
     """Choose an image layer and a model; count in a worker; table, plot, CSV, canvas text."""
 
@@ -357,6 +384,7 @@ class CountWidget(Container):
         if layer is None:
             return
         self._fill_table()
+        layer.events.metadata.connect(self._on_metadata)  # once: napari drops repeats
         if not self._docks:
             # both below the canvas, side by side, so the widgets' tabs keep the right column
             # and the whole window fits a 1280 x 800 screen
@@ -382,9 +410,20 @@ class CountWidget(Container):
         )
         self._on_step()
 
+    def _on_metadata(self, event: Any) -> None:
+        """The counted layer's metadata changed (the Overlay widget's match): refill."""
+        if event.source is self.counted_layer:
+            self._fill_table()
+
     def _fill_table(self) -> None:
         others = other_counts(self.rows)
-        headers = [*TABLE_COLUMNS[:4], *(f"{name} count" for name in others), *TABLE_COLUMNS[4:]]
+        matches = layer_meta(self.counted_layer).get("matches", {}) if self.counted_layer else {}
+        headers = [
+            *TABLE_COLUMNS[:4],
+            *(f"{name} count" for name in others),
+            *match_headers(matches),
+            *TABLE_COLUMNS[4:],
+        ]
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
         for j, name in enumerate(others, start=4):
@@ -405,6 +444,7 @@ class CountWidget(Container):
                 f"{_num(row['count']):.1f}",
                 f"{_num(row['uncertainty']):.1f}",
                 *(f"{_num(row.get(k)):.1f}" for k in others.values()),
+                *match_cells(matches, row["frame"]),
                 ell,
                 row.get("warning") or "",
             )

@@ -474,7 +474,8 @@ class OverlayWidget(Container):
         self, image: napari.layers.Image, frame: int, params: OverlayParams, m: Any
     ) -> None:
         """The best match as the overlay, the residual (frame − match) as a layer, the numbers
-        in the status line and in the layer's ``matches`` (by frame)."""
+        in the status line and in the layer's ``matches`` (by frame), which the Count
+        widget's table shows beside the network's count."""
         scale, translate = tuple(image.scale[-2:]), tuple(image.translate[-2:])
         result = {
             "frame": frame,
@@ -486,6 +487,7 @@ class OverlayWidget(Container):
             "residual_um": m.residual_um,
         }
         layer_meta(image).setdefault("matches", {})[frame] = result
+        image.events.metadata()  # the Count widget's table shows the match
         meta = {"ccount": {OVERLAY_OF: image.name, "match": result}}
         for name, attr, data, kwargs in (
             (OVERLAY_NAME, "overlay_layer", m.image - np.median(m.image), {"colormap": "green"}),
