@@ -4,8 +4,10 @@ Pure Ca+: simulated camera frames (``single_crystal``, seeds 100+, none of the s
 30-350 Ca+. Dark cores: a reaction series made now by ``reaction_series`` (Ca+ → ND3+, seed 0;
 the shipped ``data/reaction_series.tif`` came from an older simulator, docs/MATCHING.md), its
 mixed frames. Starts: the shipped networks (``default``; ``dark`` for the series).
+Schedule: whether the search's short MD schedule (``SEARCH_SIMULATION``) gives the signature
+of the default one, measured against the seed-to-seed spread and one search step in N.
 
-    python benchmarks/match_accuracy.py [--pure 10] [--dark-frames 1,4,7,10,13]
+    python benchmarks/match_accuracy.py [--pure 10] [--dark-frames 1,4,7,10,13] [--schedule]
 """
 
 from __future__ import annotations
@@ -15,10 +17,19 @@ import time
 
 import numpy as np
 
-from ccount_core.analysis.match import MatchSettings, match_frame
+from ccount_core.analysis.match import (
+    N_STEP,
+    SEARCH_SIMULATION,
+    Candidate,
+    Matcher,
+    MatchSettings,
+    distance,
+    match_frame,
+    size_measure,
+)
 from ccount_core.dataset.samples import reaction_series, single_crystal
 from ccount_core.nn.count import count_stack
-from ccount_core.simulation import TrapSettings
+from ccount_core.simulation import SimulationSettings, TrapSettings
 
 TRAP = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375)
 PX = 1.5
@@ -77,13 +88,48 @@ def dark(which: list[int]) -> None:
     )
 
 
+def schedule(cases: list[tuple[int, int]]) -> None:
+    """For (Ca+, ND3+) crystals, prepared as a frame of that crystal: D (µm²) between the
+    short and the default schedule (seed 1), against D between seeds 1 and 2 and D for one
+    search step in Ca+ (default schedule); and the short/default ratio of the size measure,
+    which is the bias in N (size ∝ N)."""
+    full = SimulationSettings()
+    for n_ca, n_nd in cases:
+        frame = single_crystal({"Ca+": n_ca, "ND3+": n_nd}, seed=100)[0]
+        m = Matcher(frame, PX, TRAP, MatchSettings(dark="ND3+" if n_nd else None))
+        c = Candidate(n_ca, n_nd)
+        step = max(1, round(N_STEP * n_ca))
+        t = time.perf_counter()
+        short, _ = m.run(c, 1, SEARCH_SIMULATION)
+        t_short = time.perf_counter() - t
+        t = time.perf_counter()
+        default, _ = m.run(c, 1, full)
+        t_full = time.perf_counter() - t
+        seed2, _ = m.run(c, 2, full)
+        stepped, _ = m.run(Candidate(n_ca + step, n_nd), 1, full)
+        ref = size_measure(default)
+
+        print(
+            f"  {n_ca} Ca+ {n_nd} ND3+: D(short, default) {distance(short, default):.3f} µm², "
+            f"seed 1 vs 2 {distance(seed2, default):.3f}, +{step} Ca+ "
+            f"{distance(stepped, default):.3f}; size short/default "
+            f"{size_measure(short) / ref:.4f} (seed 2: {size_measure(seed2) / ref:.4f}); "
+            f"MD {t_short:.1f} s vs {t_full:.1f} s"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pure", type=int, default=10, help="pure Ca+ frames (0: none)")
     ap.add_argument(
         "--dark-frames", default="1,4,7,10,13", help="reaction-series frames ('': none)"
     )
+    ap.add_argument(
+        "--schedule", action="store_true", help="compare the short and the default MD schedule"
+    )
     args = ap.parse_args()
+    if args.schedule:
+        schedule([(60, 0), (300, 0), (270, 80)])
     if args.pure:
         pure(args.pure)
     if args.dark_frames:

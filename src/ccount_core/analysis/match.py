@@ -29,7 +29,11 @@ numbers by eye until they match. Here a search does it, per frame:
 Each candidate is simulated with fixed seeds (``MatchSettings.seeds`` seeds, their
 signatures averaged): common random numbers make the profile smoother. The MD uses
 :data:`SEARCH_SIMULATION`, a shorter schedule than the default (40 + 80 RF periods, 80
-snapshots), checked against the default schedule in ``benchmarks/match_accuracy.py``.
+snapshots, about half the time). ``benchmarks/match_accuracy.py --schedule`` compares it
+with the default schedule at the same seed (docs/BENCHMARKS.md): the size measure agrees
+within about 1 %, as closely as two seeds of the default schedule do; the signature differs
+less than a second seed's at 300 Ca+ and 270 Ca+ + 80 ND3+, more at 60 Ca+ (about as much
+as one more ion).
 """
 
 from __future__ import annotations
@@ -211,6 +215,11 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a - b) ** 2))
 
 
+def size_measure(sig: np.ndarray) -> float:
+    """A signature's size measure ∝ volume ∝ N: mean axial × (mean radial)² quantile, µm³."""
+    return float(np.mean(sig[:19]) * np.mean(sig[19:38]) ** 2)
+
+
 def _parabola(xs: np.ndarray, ds: np.ndarray) -> tuple[float, float, float]:
     """Least-squares D = A (x − x̂)² + C through the points: (x̂, A, C); A ≤ 0 when flat."""
     c2, c1, c0 = np.polyfit(xs, ds, 2)
@@ -292,23 +301,29 @@ class Matcher:
         """The trap with V_end scaled by the candidate's factor."""
         return dataclasses.replace(self.trap, v_end=self.trap.v_end * c.v_end_scale)
 
+    def run(
+        self, c: Candidate, seed: int, simulation: SimulationSettings | None = None
+    ) -> tuple[np.ndarray, Any]:
+        """One MD run of the candidate (seed, ``simulation`` or the settings' schedule),
+        rendered and prepared as the frame: (signature in µm, SimulationResult)."""
+        sim = dataclasses.replace(
+            simulation or self.settings.simulation, seed=seed, temperature=c.temperature
+        )
+        groups = self.settings.groups(c.n_ca, c.n_dark)
+        result = simulate(self.trap_for(c), groups, sim, None)
+        image = render(result.samples, result.fluorescing, self.imaging)
+        prepared, ell = prepare_frame(image, self.cfg, None, self.pixel_size_um)
+        if self.tick is not None:
+            self.tick()
+        return signature(prepared, self.cfg, ell.semi_major * self.pixel_size_um), result
+
     def signature_of(self, c: Candidate) -> np.ndarray:
         """The candidate's signature (mean over the seeds), simulated once."""
         if c not in self.cache:
-            sigs, runs = [], []
-            for seed in range(1, self.settings.seeds + 1):
-                sim = dataclasses.replace(
-                    self.settings.simulation, seed=seed, temperature=c.temperature
-                )
-                groups = self.settings.groups(c.n_ca, c.n_dark)
-                result = simulate(self.trap_for(c), groups, sim, None)
-                image = render(result.samples, result.fluorescing, self.imaging)
-                prepared, ell = prepare_frame(image, self.cfg, None, self.pixel_size_um)
-                sigs.append(signature(prepared, self.cfg, ell.semi_major * self.pixel_size_um))
-                runs.append(result)
-                if self.tick is not None:
-                    self.tick()
-            self.cache[c] = (np.mean(sigs, axis=0), runs)
+            sigs, runs = zip(
+                *(self.run(c, seed) for seed in range(1, self.settings.seeds + 1)), strict=True
+            )
+            self.cache[c] = (np.mean(sigs, axis=0), list(runs))
         return self.cache[c][0]
 
     def distance(self, c: Candidate) -> float:
@@ -316,12 +331,11 @@ class Matcher:
         return distance(self.signature_of(c), self.target)
 
     def size(self, c: Candidate) -> float:
-        """The size measure ∝ volume: mean axial × (mean radial)² quantile, µm³."""
-        s = self.signature_of(c)
-        return float(np.mean(s[:19]) * np.mean(s[19:38]) ** 2)
+        """The candidate's :func:`size_measure`, µm³."""
+        return size_measure(self.signature_of(c))
 
     def target_size(self) -> float:
-        return float(np.mean(self.target[:19]) * np.mean(self.target[19:38]) ** 2)
+        return size_measure(self.target)
 
     def best_image(self, c: Candidate) -> np.ndarray:
         """The candidate's first seed rendered in the frame's geometry, scaled to the frame's
