@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--frames", help="frames to match, e.g. 0-3,7,10- (default: all)")
     p.add_argument("--dark", help="also search the number of this dark species, e.g. ND3+")
-    p.add_argument("--trap-info", type=Path, help="CCMD trap.info file: trap and optics")
+    p.add_argument(
+        "--trap-info", type=Path, help="CCMD trap.info file: trap, optics and cooling rate"
+    )
     g = p.add_argument_group("trap (or --trap-info)")
     g.add_argument("--v-rf", type=float, help="RF amplitude as CCMD's q uses it, V")
     g.add_argument("--v-end", type=float, help="end-cap voltage, V")
@@ -51,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--z0-um", type=float, help="end-cap half-distance z0, µm (2750)")
     s = p.add_argument_group("search")
     s.add_argument("--seeds", type=int, default=1, help="seeds averaged per candidate (1)")
-    s.add_argument("--temperature-mk", type=float, help="bath temperature, mK (10, or trap.info's)")
+    s.add_argument("--temperature-mk", type=float, help="bath temperature, mK (10)")
     s.add_argument("--fit-temperature", action="store_true", help="also fit the temperature")
     s.add_argument("--fit-v-end", action="store_true", help="also fit a scale on V_end")
     s.add_argument("--blur-um", type=float, help="blur radius (1/e) in focus, µm (5)")
@@ -59,9 +61,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _trap_and_optics(args: argparse.Namespace) -> tuple[Any, float, float, float]:
-    """The trap, the optics (blur, depth of field in µm) and the bath temperature (mK) from
-    the flags or trap.info."""
+#: What ``--trap-info`` gives the match, and what stays ccount's own (printed once).
+TRAP_INFO_LINE = (
+    "trap.info: from the file the trap, blur, depth of field and the laser-cooling rate "
+    "(iontype beta); ccount's own: the species (Ca+ and --dark, from its table), the "
+    "temperature ({temperature_mk:g} mK), the search's MD schedule and seeds; the file's ion "
+    "numbers, seed and integrator are not used (the network's count starts the search)"
+)
+
+
+def _trap_and_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The trap and the MatchSettings fields (blur_um, dof_um µm, simulation) from the flags
+    or trap.info; with trap.info, :data:`TRAP_INFO_LINE` says which settings it gave."""
+    import dataclasses
+
+    from ccount_core.analysis.match import SEARCH_SIMULATION
     from ccount_core.simulation import TrapSettings
 
     given = [f for f in _TRAP_FLAGS if getattr(args, f) is not None]
@@ -73,12 +87,19 @@ def _trap_and_optics(args: argparse.Namespace) -> tuple[Any, float, float, float
 
         cfg = load_trap_info(args.trap_info)
         lab = cfg.imaging.to_lab_units()
-        return cfg.trap, lab["blur_um"], lab["dof_um"], cfg.simulation.temperature * 1e3
+        simulation = dataclasses.replace(
+            SEARCH_SIMULATION, cooling_rate=cfg.simulation.cooling_rate
+        )
+        return cfg.trap, {
+            "blur_um": lab["blur_um"],
+            "dof_um": lab["dof_um"],
+            "simulation": simulation,
+        }
     missing = [f"--{f.replace('_', '-')}" for f in ("v_rf", "v_end", "eta") if f not in given]
     if missing:
         raise InputError(f"trap: give {', '.join(missing)} or --trap-info")
     lab = {f: getattr(args, f) for f in given}
-    return TrapSettings.from_lab_units(**lab), 5.0, 50.0, 10.0
+    return TrapSettings.from_lab_units(**lab), {}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -86,18 +107,23 @@ def _run(args: argparse.Namespace) -> int:
     from ccount_core.checks import check_number
     from ccount_core.progress import tqdm_progress
 
-    trap, blur, dof, temperature_mk = _trap_and_optics(args)
+    trap, given = _trap_and_settings(args)
+    temperature_mk = 10.0
     if args.temperature_mk is not None:
         temperature_mk = check_number("--temperature-mk", args.temperature_mk, positive=True)
+    for name in ("blur_um", "dof_um"):
+        if getattr(args, name) is not None:
+            given[name] = getattr(args, name)
     settings = MatchSettings(
         dark=args.dark,
         seeds=args.seeds,
         fit_temperature=args.fit_temperature,
         fit_v_end=args.fit_v_end,
         temperature=temperature_mk * 1e-3,
-        blur_um=args.blur_um if args.blur_um is not None else blur,
-        dof_um=args.dof_um if args.dof_um is not None else dof,
+        **given,
     )
+    if args.trap_info is not None:
+        print(TRAP_INFO_LINE.format(temperature_mk=temperature_mk), file=sys.stderr)
     with tqdm_progress("match", unit="sim", warmup="loading the network") as bar:
         rows = match_file(
             args.stack,
