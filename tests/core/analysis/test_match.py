@@ -37,6 +37,17 @@ def test_search_recovers_a_known_crystal_within_its_interval() -> None:
     assert m.residual_um < 2.0 and m.n_dark is None
 
 
+def test_dark_search_recovers_both_numbers() -> None:
+    """60 Ca+ around 20 ND3+ (seed 11) from the start 66 + 17: both within 3 ions, the truth
+    inside both intervals."""
+    sim = SimulationSettings(seed=11)
+    frame = simulate(TRAP, [IonGroup("Ca+", 60), IonGroup("ND3+", 20)], sim, IMAGING).image
+    m = match.match_frame(frame, 1.5, TRAP, 66, 17, match.MatchSettings(dark="ND3+"))
+    assert abs(m.n_ca - 60) <= 3 and abs(m.n_dark - 20) <= 3
+    assert m.interval_ca[0] <= 60 <= m.interval_ca[1]
+    assert m.interval_dark[0] <= 20 <= m.interval_dark[1]
+
+
 def test_line_search_finds_the_minimum_of_a_parabola_and_its_interval() -> None:
     """D = (x − 7.3)² + 4 from 2 on steps of 1: the minimum 7.3 (an edge start, so the grid
     widens), interval where D = 2 × 4, i.e. 7.3 ± 2."""
