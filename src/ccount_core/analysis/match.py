@@ -22,12 +22,13 @@ numbers by eye until they match. Here a search does it, per frame:
    (five candidates ±2 steps of 2 % of N, extended while the minimum lies at an edge, a
    least-squares parabola through the five around the best). With a dark species the search
    runs on the total number T and the dark fraction φ: T, then φ (steps of 0.03), then T,
-   and its D takes the 38 radial quantiles only (:data:`RADIAL`): at fixed T, φ moves the
-   crystal's length as much as T does, and the axial quantiles, set by the few ions at the
-   crystal's tips, scatter from seed to seed and differ between a camera frame and the
-   noise-free candidates (by 2-4 µm at the true numbers and the frame's own seed in the
-   reaction series' 185 + 165 frame), which pulled the split; the radial and slab
-   quantiles have their minimum at the true numbers.
+   and every search's D (extras included) takes the 38 radial quantiles only
+   (:data:`RADIAL`): at fixed T, φ moves the crystal's length as much as T does, and the
+   axial quantiles, set by the few ions at the crystal's tips, scatter from seed to seed
+   and differ between a camera frame and its own MD rendered without noise (up to 4 µm in
+   the reaction series' 185 + 165 frame, 17 µm in its 124 + 226 one), which pulled the
+   split towards Ca+; the radial ones had their minimum at or next to the true numbers in
+   the frames probed (docs/BENCHMARKS.md).
    Optional extras (temperature, a scale on V_end) get the same parabola search at the best
    numbers, then N is searched once more.
 4. **Interval.** Where the fitted parabola rises by its own minimum above the minimum
