@@ -377,3 +377,47 @@ def test_result_docks_exist_before_the_first_rows_and_rows_are_appended(series) 
     widget._plot_timer.timeout.emit()
     interval = layer.metadata["ccount"]["frame_interval_s"]
     np.testing.assert_allclose(widget.plot.plotted()[0], np.arange(4) * interval)
+
+
+def test_overlay_match_appears_in_the_counts_table_beside_the_count(series) -> None:
+    """The Overlay widget's match of frame 2 (Ca+ and ND3+, with intervals) fills the counts
+    table's "matched" columns of that row when it finishes; the other rows stay empty."""
+    from types import SimpleNamespace
+
+    from napari_ccount._widgets.overlay import OverlayWidget
+
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    widget.counted_layer = layer
+    widget.rows = [
+        {"frame": f, "time_s": None, "count": 150.0 - f, "uncertainty": 6.2, "count_ND3+": 20.0}
+        for f in range(4)
+    ]
+    widget._show()
+    assert widget.table.columnCount() == 7  # nothing matched yet: no match columns
+    overlay = OverlayWidget(viewer)
+    overlay.param_fields["dark_species"].value = "ND3+"
+    blank = np.zeros(layer.data.shape[1:], np.float32)
+    m = SimpleNamespace(
+        n_ca=147.34,
+        interval_ca=(140.06, 154.62),
+        n_dark=21.25,
+        interval_dark=(18.0, 24.44),
+        residual_um=0.8,
+        image=blank,
+        residual_image=blank,
+    )
+    overlay._show_match(layer, 2, overlay.params(), m)
+    headers = [widget.table.horizontalHeaderItem(j).text() for j in range(9)]
+    assert headers[2:9] == [
+        "Ca⁺ count",
+        "± (1σ)",
+        "ND3+ count (± 1σ)",
+        "matched Ca⁺",
+        "[lo, hi]",
+        "matched ND3+",
+        "[lo, hi]",
+    ]
+    cells = [widget.table.item(2, j).text() for j in range(2, 9)]
+    assert cells == ["148.0", "6.2", "20.0", "147.3", "[140.1, 154.6]", "21.2", "[18.0, 24.4]"]
+    assert [widget.table.item(0, j).text() for j in range(5, 9)] == ["", "", "", ""]

@@ -115,3 +115,38 @@ def test_use_counted_number_takes_the_counted_dark_species(make_napari_viewer, e
     widget.use_counted_number()
     assert errors == ["overlay: layer 'rec': frame 1 was not counted"]
     assert widget.param_fields["n_ca"].value == 180
+
+
+def test_match_by_simulation_shows_the_match_and_its_residual(
+    make_napari_viewer, qtbot, errors
+) -> None:
+    """A 40-ion crystal matched from a start of 46: the status and the layer's ``matches``
+    hold a number within 3 ions of 40 and an interval around it; overlay and residual layers
+    appear, the residual being the frame minus the match."""
+    from ccount_core.simulation import IonGroup, SimulationSettings, simulate
+    from ccount_core.simulation.render import ImagingSettings
+    from napari_ccount._widgets.overlay import RESIDUAL_NAME
+
+    trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375)
+    imaging = ImagingSettings.from_lab_units(pixel_size_um=1.5, shape=(96, 160))
+    frame = simulate(trap, [IonGroup("Ca+", 40)], SimulationSettings(seed=11), imaging).image
+    viewer = make_napari_viewer()
+    image = viewer.add_image(frame * 1000 + 100, name="crystal", metadata={"ccount": {}})
+    image.metadata["ccount"]["pixel_size_um"] = 1.5
+    widget = OverlayWidget(viewer)
+    widget.param_fields["n_ca"].value = 46
+    widget.param_fields["v_end"].value = 2.3375
+    job = widget.match()
+    assert widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: job.done, timeout=120_000)
+    assert job.error is None, job.error
+    done, total = job.last_progress
+    assert 0 < done <= total
+    m = image.metadata["ccount"]["matches"][0]
+    assert abs(m["n_ca"] - 40) <= 3
+    assert m["n_ca_interval"][0] <= m["n_ca"] <= m["n_ca_interval"][1]
+    assert "matched" in widget.status.value and not widget.cancel_button.enabled
+    residual = viewer.layers[RESIDUAL_NAME].data
+    best = viewer.layers[OVERLAY_NAME].data
+    np.testing.assert_allclose(residual + best, image.data - np.median(job.result.image), atol=1e-2)
+    assert errors == []

@@ -191,6 +191,33 @@ def _with_sigma(count: Any, sigma: Any, fmt: str) -> str:
     return f"{_num(count):{fmt}}{pm}"
 
 
+def _matched_dark(matches: dict[int, dict[str, Any]]) -> list[str]:
+    return sorted({m["dark_species"] for m in matches.values() if m.get("dark_species")})
+
+
+def match_headers(matches: dict[int, dict[str, Any]]) -> list[str]:
+    """Columns for the Overlay widget's matches (``layer.metadata["ccount"]["matches"]``,
+    by frame): matched Ca⁺ and its interval (ions), and the dark species' when searched."""
+    if not matches:
+        return []
+    dark = [h for d in _matched_dark(matches) for h in (f"matched {d}", "[lo, hi]")]
+    return ["matched Ca⁺", "[lo, hi]", *dark]
+
+
+def match_cells(matches: dict[int, dict[str, Any]], frame: int) -> list[str]:
+    """The cells under :func:`match_headers` for one frame (empty where it was not matched)."""
+    if not matches:
+        return []
+    m = matches.get(frame) or {}
+    cells = [f"{m['n_ca']:.1f}", "[{:.1f}, {:.1f}]".format(*m["n_ca_interval"])] if m else ["", ""]
+    for d in _matched_dark(matches):
+        if m.get("dark_species") == d:
+            cells += [f"{m['n_dark']:.1f}", "[{:.1f}, {:.1f}]".format(*m["n_dark_interval"])]
+        else:
+            cells += ["", ""]
+    return cells
+
+
 class CountWidget(Container):
     """Choose an image layer and a model; count in a worker; table, plot, CSV, canvas text."""
 
@@ -309,6 +336,7 @@ class CountWidget(Container):
             notify_error(exc, "count")
             return None
         self.counted_layer = layer
+        layer.events.metadata.connect(self._on_metadata)  # once: napari drops repeats
         self.rows = []
         self._fill_table()
         self._dock_results()
@@ -408,6 +436,7 @@ class CountWidget(Container):
             return
         self._fill_table()
         self._dock_results()
+        self.counted_layer.events.metadata.connect(self._on_metadata)  # once: napari drops repeats
         self._refresh_plot()
         self._on_step()
 
@@ -454,12 +483,20 @@ class CountWidget(Container):
         label = f"fit: k = {format_value(fit.k, fit.k_sigma)} s⁻¹"
         self.plot.show_fit(label, t, fit.curve(t)["Ca+"])
 
+    def _on_metadata(self, event: Any) -> None:
+        """The counted layer's metadata changed (the Overlay widget's match): refill."""
+        if event.source is self.counted_layer:
+            self._fill_table()
+
     def _fill_table(self) -> None:
-        """The header (with a column per further species) and every row."""
+        """The header (with a column per further species, and the Overlay widget's matches)
+        and every row."""
         others = other_counts(self.rows)
+        matches = layer_meta(self.counted_layer).get("matches", {}) if self.counted_layer else {}
         headers = [
             *TABLE_COLUMNS[:4],
             *(f"{name} count (± 1σ)" for name in others),
+            *match_headers(matches),
             *TABLE_COLUMNS[4:],
         ]
         self.table.setColumnCount(len(headers))
@@ -473,6 +510,7 @@ class CountWidget(Container):
     def _append_rows(self, rows: list[dict[str, Any]]) -> None:
         """Add ``rows`` below the table's (the header already fits them)."""
         others = other_counts(self.rows)
+        matches = layer_meta(self.counted_layer).get("matches", {}) if self.counted_layer else {}
         start = self.table.rowCount()
         self.table.setRowCount(start + len(rows))
         for i, row in enumerate(rows, start=start):
@@ -493,6 +531,7 @@ class CountWidget(Container):
                     _with_sigma(row.get(k), row.get(other_uncertainty(n)), ".1f")
                     for n, k in others.items()
                 ),
+                *match_cells(matches, row["frame"]),
                 ell,
                 row.get("warning") or "",
             )

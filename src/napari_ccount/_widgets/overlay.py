@@ -45,6 +45,7 @@ from napari_ccount._widgets._forms import build_form, param, read_form
 from napari_ccount._workers import Job, notify_error, start_job
 
 OVERLAY_NAME = "simulated crystal overlay"
+RESIDUAL_NAME = "match residual"
 #: ``TrapSettings.from_lab_units``'s defaults (η, r0, z0, f_RF): the form starts at them.
 _TRAP_DEFAULTS = {
     k: p.default
@@ -252,6 +253,20 @@ def simulate_overlay(
     }
 
 
+def run_match(
+    frame: np.ndarray, params: OverlayParams, pixel_um: float, progress: Any = None
+) -> Any:
+    """:func:`ccount_core.analysis.match.match_frame` from the form's numbers (the start) and
+    trap; the dark species is searched when the form has dark ions. Runs in a worker."""
+    from ccount_core.analysis.match import MatchSettings, match_frame
+
+    dark = params.dark_species if params.n_dark > 0 else None
+    settings = MatchSettings(dark=dark, blur_um=params.blur_um, dof_um=params.dof_um)
+    return match_frame(
+        frame, pixel_um, params.trap(), params.n_ca, params.n_dark, settings, progress=progress
+    )
+
+
 class OverlayWidget(Container):
     """Ion numbers and trap settings in; a green, additive simulated crystal out."""
 
@@ -267,6 +282,8 @@ class OverlayWidget(Container):
         self.use_count = PushButton(text="Use counted number (current frame)")
         self.pixel = Label(label="pixel size (µm)", value="from the layer (1 when unknown)")
         self.run_button = PushButton(text="Simulate and overlay")
+        self.match_button = PushButton(text="Match by simulation")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = status_label()
         n_ca, *trap_and_optics, mode, seed = self.param_fields.values()
         self.extend(
@@ -279,6 +296,8 @@ class OverlayWidget(Container):
                 mode,
                 seed,
                 self.run_button,
+                self.match_button,
+                self.cancel_button,
                 self.status,
             ]
         )
@@ -287,6 +306,8 @@ class OverlayWidget(Container):
         self.fill_from_metadata()
         self.use_count.changed.connect(self.use_counted_number)
         self.run_button.changed.connect(self.run)
+        self.match_button.changed.connect(self.match)
+        self.cancel_button.changed.connect(lambda: self.job is not None and self.job.cancel())
         self.job: Job | None = None
         self.overlay_layer: napari.layers.Image | None = None
 
@@ -413,3 +434,82 @@ class OverlayWidget(Container):
             f"{s['n_ca']} Ca⁺ + {s['n_dark']} {s['dark_species']}, "
             f"trap axis at {out['rotation_deg']:.1f}°"
         )
+
+    def match(self) -> Job | None:
+        """Search the ion numbers from the form's (the start) in a worker; the best-match
+        overlay and a residual layer appear when it is done."""
+        if self.job is not None and not self.job.done:
+            return None
+        try:
+            layer = self.layer_picker.image_layer()
+            frame_index = current_frame_index(self.viewer, layer)
+            frame = np.asarray(layer_stack(layer)[frame_index])
+            params = self.params()
+            params.trap().check_stable(get_species("Ca+"))
+        except InputError as exc:
+            notify_error(exc, "match")
+            return None
+        px = pixel_size_um(layer) or 1.0
+        self.status.value = f"matching from {params.n_ca} Ca⁺ + {params.n_dark} dark…"
+        self.run_button.enabled = self.match_button.enabled = False
+        self.cancel_button.enabled = True
+
+        def finish() -> None:
+            self.run_button.enabled = self.match_button.enabled = True
+            self.cancel_button.enabled = False
+
+        self.job = start_job(
+            run_match,
+            frame,
+            params,
+            px,
+            desc="match by simulation",
+            on_done=lambda m: self._show_match(layer, frame_index, params, m),
+            on_finish=finish,
+            on_error=lambda exc: setattr(self.status, "value", "failed"),
+        )
+        return self.job
+
+    def _show_match(
+        self, image: napari.layers.Image, frame: int, params: OverlayParams, m: Any
+    ) -> None:
+        """The best match as the overlay, the residual (frame − match) as a layer, the numbers
+        in the status line and in the layer's ``matches`` (by frame), which the Count
+        widget's table shows beside the network's count."""
+        scale, translate = tuple(image.scale[-2:]), tuple(image.translate[-2:])
+        result = {
+            "frame": frame,
+            "n_ca": m.n_ca,
+            "n_ca_interval": list(m.interval_ca),
+            "n_dark": m.n_dark,
+            "n_dark_interval": list(m.interval_dark) if m.interval_dark else None,
+            "dark_species": params.dark_species if m.n_dark is not None else None,
+            "residual_um": m.residual_um,
+        }
+        layer_meta(image).setdefault("matches", {})[frame] = result
+        image.events.metadata()  # the Count widget's table shows the match
+        meta = {"ccount": {OVERLAY_OF: image.name, "match": result}}
+        for name, attr, data, kwargs in (
+            (OVERLAY_NAME, "overlay_layer", m.image - np.median(m.image), {"colormap": "green"}),
+            (RESIDUAL_NAME, "residual_layer", m.residual_image, {"colormap": "twilight"}),
+        ):
+            old = getattr(self, attr, None)
+            if old is not None and old in self.viewer.layers:
+                self.viewer.layers.remove(old)
+            blending = "additive" if attr == "overlay_layer" else "translucent"
+            new = self.viewer.add_image(
+                data,
+                name=name,
+                scale=scale,
+                translate=translate,
+                metadata=meta,
+                blending=blending,
+                **kwargs,
+            )
+            setattr(self, attr, new)
+        lo, hi = m.interval_ca
+        text = f"matched {m.n_ca:.1f} Ca⁺ [{lo:.1f}, {hi:.1f}]"
+        if m.n_dark is not None:
+            dlo, dhi = m.interval_dark
+            text += f", {m.n_dark:.1f} {params.dark_species} [{dlo:.1f}, {dhi:.1f}]"
+        self.status.value = f"{text}; residual {m.residual_um:.2f} µm"

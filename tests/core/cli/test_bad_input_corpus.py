@@ -253,6 +253,12 @@ def simulate_trap(path: str) -> list[str]:
     return ["simulate", "-o", "{d}/s.tif", "--trap-info", path]
 
 
+def match(*flags: str, stack: str = TIF) -> list[str]:
+    """``ccount match`` of ``stack`` in the paper's trap, the case's flags last."""
+    trap = ["--v-rf", "200", "--v-end", "2.3375", "--eta", "0.244"]
+    return ["match", stack, "-o", "{d}/m.csv", "--pixel-size-um", "1.5", *trap, *flags]
+
+
 A = {"a.tif": tif()}
 SPEC_FILE = {"spec.yaml": text(SPEC)}
 M = "{d}/m.safetensors"
@@ -564,6 +570,25 @@ CASES = [
     # --- demo (its one input check that comes before the simulation)
     case("demo-output-is-file", {"demo": text("x")}, ["demo", "-o", "{d}/demo"], "error",
          "demo"),
+    # --- match (trap, species and files refused before the network or the MD)
+    case("match-unstable-v-rf", A, match("--v-rf", "5000"), "error", "v_rf"),
+    case("match-no-axial-confinement", A, match("--v-end", "-1"), "error", "v_end"),
+    case("match-nan-v-rf", A, match("--v-rf", "nan"), "error", "v_rf"),
+    case("match-negative-eta", A, match("--eta", "-0.2"), "error", "eta"),
+    case("match-inf-rf", A, match("--rf-mhz", "inf"), "error", "rf_mhz"),
+    case("match-no-trap", A, ["match", TIF, "-o", "{d}/m.csv"], "error", "--v-rf"),
+    case("match-trap-info-and-flags", {"t.info": text("trap {}\n")},
+         match("--trap-info", "{d}/t.info"), "error", "--trap-info"),
+    case("match-dark-laser-cooled", A, match("--dark", "Ca+"), "error", "Ca+"),
+    case("match-dark-unknown", A, match("--dark", "Xx+"), "error", "Xx+"),
+    case("match-frames-outside", A, match("--frames", "7-9"), "error", "--frames"),
+    case("match-frames-text", A, match("--frames", "first"), "error", "--frames"),
+    case("match-seeds-zero", A, match("--seeds", "0"), "error", "seeds"),
+    case("match-temperature-negative", A, match("--temperature-mk", "-1"), "error",
+         "--temperature-mk"),
+    case("match-missing-stack", {}, match(stack="{d}/missing.tif"), "error", "missing.tif"),
+    case("match-output-tiff", A, ["match", TIF, "-o", "{d}/m.tif", "--v-rf", "200",
+                                  "--v-end", "2.3", "--eta", "0.244"], "error", "output"),
 ]
 # fmt: on
 

@@ -64,6 +64,8 @@ README_RUNS: dict[str, list[str]] = {  # README command -> flags the test adds
     "ccount count stack.tif -o counts.csv --pixel-size-um 1.5": [],
     "ccount count stack.tif --model ensemble --tta 1 -o ens.csv": [],
     "ccount count stack.tif --model dark -o dark.csv": [],
+    "ccount match crystal.tif --trap-info src/ccount_core/data/example_trap.info --dark ND3+"
+    " -o match.csv": [],
     "ccount demo -o demo_out": [],
     "ccount kinetics demo_out/counts.csv -o demo_out/fit.csv": [],
 }
@@ -78,6 +80,8 @@ OUTPUTS = {  # README command -> what it must leave behind
     ),
     "ccount evaluate run1/ train.zarr --split validation -o eval/": "eval/metrics.json",
     "ccount count stack.tif -o counts.csv --pixel-size-um 1.5": "counts.csv",
+    "ccount match crystal.tif --trap-info src/ccount_core/data/example_trap.info --dark ND3+"
+    " -o match.csv": "match.tif",
     "ccount demo -o demo_out": "demo_out/counts.csv",
     "ccount kinetics demo_out/counts.csv -o demo_out/fit.csv": "demo_out/fit.csv",
 }
