@@ -120,7 +120,8 @@ def coulomb_accel(pos: torch.Tensor, charge: torch.Tensor, qm_kc: torch.Tensor, 
     """Coulomb accelerations (B, N, 3) m/s² of ions at pos (B, N, 3) m with charges (B, N)
     (units of e) and k_C Z_i/m_i (B, N, 1) m³/s²; diag_inf (N, N) blocks the self-pair."""
     r = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")
-    w = r.add_(diag_inf).pow_(-3).mul_(charge[:, None, :])
+    inv = r.add_(diag_inf).reciprocal_()  # 1/r (the self-pair: 1/inf = 0)
+    w = (inv * inv).mul_(inv).mul_(charge[:, None, :])
     return (pos * w.sum(-1, keepdim=True)).sub_(torch.bmm(w, pos)).mul_(qm_kc)
 
 
@@ -397,7 +398,8 @@ def _langevin(
     c_ax, s_ax, c_iso, s_iso, axis = _bath(batch, settings, dt)
     use_iso = settings.isotropic_rate > 0
     keys = torch.from_numpy(host.keys.astype(np.int64)).to(device)
-    lane = torch.arange(4 * n_max, device=device).view(1, 4, n_max)
+    ion = torch.arange(n_max, device=device)
+    lane = 4 * ion[None, None, :] + torch.arange(4, device=device)[None, :, None]  # no N in it
     lanes = _mix32(lane ^ keys[:, 1, None, None])
     r_max2 = torch.tensor([t.r0**2 for t in traps], dtype=dtype, device=device)[:, None]
     z_max = torch.tensor([t.z0 for t in traps], dtype=dtype, device=device)[:, None]
