@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from ccount_core.nn.model import load_model
@@ -29,6 +30,7 @@ def _meta(out: Path) -> dict:
     return json.loads((out / "checkpoint" / "index.json").read_text())["meta"]
 
 
+@pytest.mark.slow
 def test_trains_checkpoints_in_pieces_and_resumes(tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     _run("--out", str(first), "--max-steps", "2")

@@ -77,6 +77,7 @@ def test_a_light_dark_species_forms_the_core() -> None:
     np.testing.assert_array_equal(result.fluorescing[0].numpy(), index == 0)
 
 
+@pytest.mark.slow
 def test_geometry_matches_the_numba_path_within_scatter() -> None:
     """50 Ca+ ions, default schedule, 3 seeds each: rms radial and axial sizes agree within
     1.5 % (seed-to-seed scatter at 10 mK is ≈ 1 %)."""
