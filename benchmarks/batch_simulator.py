@@ -109,17 +109,18 @@ def throughput(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = simulate_batch(specs, None, TRAINING_IMAGING, device=device, dtype=dtype)
     float(result.images.sum())  # waits for the device
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     memory = ""
     if device.type == "cuda":
         memory = f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
     print(
         f"simulate_batch: {batch_size} x {n_ions} Ca+ on {device} ({result.positions.dtype},"
         f" {torch.get_num_threads()} CPU threads): {wall:.1f} s wall ="
-        f" {3600 * batch_size / wall:,.0f} images/hour, render included{memory}"
+        f" {3600 * batch_size / wall:,.0f} images/hour, render included; {cpu / batch_size:.1f}"
+        f" CPU-s per image{memory}"
     )
 
 
@@ -132,8 +133,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="crystals per simulate_batch call")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["float32", "float64"], help="default: per device")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype) if args.dtype else None
     if args.throughput:
         throughput(args.ions, args.batch, device, dtype)
