@@ -1,5 +1,8 @@
 """The batched torch simulator against the Numba one (``simulate``) and ``render``."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -169,3 +172,10 @@ def test_bad_input_is_one_line(kwargs: dict, words: str) -> None:
     with pytest.raises(InputError) as err:
         simulate_batch(**args)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_simulation_package_stays_torch_free() -> None:
+    """Only batch.py and batch_render.py import torch; `import ccount_core.simulation` does not."""
+    code = "import sys, ccount_core.simulation; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
