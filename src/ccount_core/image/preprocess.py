@@ -13,10 +13,17 @@ Steps, in this order (each optional through the config; each is also a public fu
 2. one affine resampling of the frame to the output grid: rotate the trap axis to
    **vertical** (along rows; the frame turns clockwise as displayed by 90° + the trap-axis
    angle, so a horizontal trap axis pointing right ends up pointing down), scale by
-   ``camera_pixel_size_um / model_pixel_size_um`` (block averaging first when shrinking,
-   against aliasing), and crop/pad so the crystal centre is the output centre; bilinear
-   interpolation, zero outside the camera frame; the physical scale is kept unless
-   ``stretch_to_fit``;
+   ``camera_pixel_size_um / model_pixel_size_um``, and crop/pad so the crystal centre is the
+   output centre; zero outside the camera frame; the physical scale is kept unless
+   ``stretch_to_fit``. When shrinking, each output pixel is the mean of s x s bilinear
+   samples spread over its square (s = ceil(1 / zoom)), then smoothed by the 3-tap kernel
+   [1, 10, 1] / 12 per axis: a filter that does not depend on where the crystal sits on the
+   pixel grid or how it is turned (block means followed by bilinear interpolation, the
+   version-1 pipeline, blurred by up to 1/4 px² depending on the sub-pixel position, which
+   moved counts by up to 3 %); the 3-tap kernel's variance, 1/6 px², is that blur's average,
+   so the images are as sharp on average as those the shipped models were trained on.
+   Of the two directions along the trap axis the one holding more of the light's third
+   moment points down (``canonical_turn``): a frame and its 180° turn prepare alike;
 3. background subtraction (a constant or a plane fitted to the pixels outside the crystal),
    negative values set to zero;
 4. median filter (5-point cross by default);
@@ -28,11 +35,16 @@ Steps, in this order (each optional through the config; each is also a public fu
 
 Coordinates and the angle convention are those of :mod:`ccount_core.image.ellipse`: pixel centres
 at integer ``(row, col)``, angles from the +column direction, counter-clockwise as displayed.
-Input frames show the trap axis roughly horizontal: the trap axis is taken to be the
-ellipse axis nearer the horizontal (so oblate crystals, wider than long, are handled), and
-exactly horizontal for a round crystal (axis ratio < ``ROUND_RATIO``), whose fitted angle
-means nothing. A camera that shows the trap axis more than 45° from horizontal needs
-``PreprocessConfig.rotation_deg``.
+
+The trap axis in the input frame (``trap_axis``, a property of the recording, not of the
+model; :func:`parse_trap_axis`, :func:`trap_axis_angle`): ``"auto"`` takes the fitted
+ellipse's long axis (every crystal of the shipped models' training sets is prolate, longer
+along the trap axis), so any in-plane angle is handled; ``"horizontal"``, ``"vertical"`` or
+an angle (deg, counter-clockwise from the +column axis as displayed) takes the ellipse axis
+nearest the stated one (an oblate crystal, wider than long, then keeps its true axis). A
+round crystal (axis ratio < ``ROUND_RATIO``) keeps the stated angle (0 in auto mode): its
+fitted angle means nothing. ``PreprocessConfig.rotation_deg``, when set, fixes the angle
+exactly and overrides both.
 """
 
 from __future__ import annotations
@@ -60,7 +72,7 @@ from ccount_core.image.ellipse import (
     fit_ellipse,
     fit_float_frame,
 )
-from ccount_core.image.kernels import block_mean, median5, robust_plane
+from ccount_core.image.kernels import median5, robust_plane
 from ccount_core.progress import ProgressCallback, report
 
 __all__ = [
@@ -69,26 +81,41 @@ __all__ = [
     "FrameTransform",
     "PreparedStack",
     "PreprocessConfig",
+    "TrapAxis",
     "apply_mask",
     "background_plane",
+    "canonical_turn",
     "enhance_outer_layer",
     "fit_ellipse",
     "frame_transform",
     "mask_and_enhance",
     "median_filter",
     "normalize_brightness",
+    "parse_trap_axis",
     "prepare_frame",
     "prepare_stack",
     "resample",
+    "trap_axis_angle",
 ]
 
 #: Bumped whenever the pipeline's arithmetic changes; recorded by ``to_dict``.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: area resampling and the canonical 180° turn (step 2)
 #: Crystals with semi_major / semi_minor below this count as round: the ellipse's angle is
-#: not used and the trap axis is taken as horizontal in the input.
+#: not used and the trap axis is taken as the stated one (horizontal in auto mode).
 ROUND_RATIO = 1.05
+#: In auto mode a crystal with semi_major / semi_minor below this gets a note: its long
+#: axis, taken as the trap axis, is ambiguous (the shipped training sets' crystals all have
+#: ratios >= 1.5, ``input_ranges`` in the model cards).
+AMBIGUOUS_RATIO = 1.2
+#: A stated trap axis further than this (deg) from the nearest ellipse axis gets a note.
+AXIS_TOLERANCE_DEG = 15.0
+#: The 3-tap smoothing after area resampling (variance 1/6 px², step 2 of the docstring).
+_SMOOTH_3 = np.array([1.0, 10.0, 1.0], np.float32) / np.float32(12.0)
 
 BackgroundMethod = Literal["none", "constant", "plane"]
+#: The trap axis in a recording: ``"auto"`` or an angle (deg, counter-clockwise from the
+#: +column axis as displayed; ``"horizontal"`` = 0, ``"vertical"`` = 90 before parsing).
+TrapAxis = Literal["auto"] | float
 MedianShape = Literal["cross", "square"]
 
 
@@ -138,8 +165,8 @@ class PreprocessConfig:
             "unit": "°",
             "form": False,
             "help": "trap-axis direction in the input frame (deg, counter-clockwise from +col as "
-            "displayed); ``None`` = from the ellipse (its axis nearer the horizontal; 0 for "
-            "a round crystal).",
+            "displayed), exactly; ``None`` = from the ellipse and the recording's trap_axis "
+            "(see the module docstring).",
         },
     )
     mask: bool = field(
@@ -296,6 +323,76 @@ def _check_cfg(cfg: object) -> None:
 # -------------------------------------------------------------------------------- geometry
 
 
+def parse_trap_axis(value: object, name: str = "trap_axis") -> TrapAxis:
+    """``"auto"``, or the trap axis angle (deg, in (-90, 90]) from ``"horizontal"`` (0),
+    ``"vertical"`` (90), or a number of degrees counter-clockwise from the +column axis as
+    displayed (a number or its text; modulo 180). Anything else is an :class:`InputError`
+    naming ``name``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("auto", "horizontal", "vertical"):
+            return {"auto": "auto", "horizontal": 0.0, "vertical": 90.0}[text]  # type: ignore[return-value]
+        try:
+            value = float(text.removesuffix("deg").removesuffix("°"))
+        except ValueError:
+            raise InputError(
+                f"{name}: expected auto, horizontal, vertical or an angle in degrees, got {value!r}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InputError(
+            f"{name}: expected auto, horizontal, vertical or an angle in degrees, got {value!r}"
+        )
+    if not math.isfinite(float(value)):
+        raise InputError(f"{name}: the angle must be a finite number of degrees, got {value}")
+    return _axis_angle(float(value))
+
+
+def _axis_angle(deg: float) -> float:
+    """An axis direction (deg, modulo 180) in (-90, 90]."""
+    w = math.fmod(deg, 180.0)
+    if w <= -90.0:
+        w += 180.0
+    elif w > 90.0:
+        w -= 180.0
+    return w
+
+
+def trap_axis_angle(ellipse: Ellipse, trap_axis: TrapAxis = "auto") -> tuple[float, str | None]:
+    """``(angle, note)``: the trap axis direction in the input frame (deg, convention of
+    :class:`Ellipse`) for a crystal with ``ellipse`` and a recording's ``trap_axis``
+    (:func:`parse_trap_axis`), and a note (or None) when that choice is doubtful.
+
+    ``"auto"``: the long axis (0 for a round crystal), with a note when the axis ratio is
+    below ``AMBIGUOUS_RATIO``. An angle: the ellipse axis nearest it (the angle itself for a
+    round crystal), with a note when that axis is over ``AXIS_TOLERANCE_DEG`` away.
+    """
+    ratio = ellipse.semi_major / ellipse.semi_minor
+    round_crystal = ratio < ROUND_RATIO
+    if trap_axis == "auto":
+        if ratio < AMBIGUOUS_RATIO:
+            note = (
+                f"trap axis ambiguous: the crystal is nearly round (axis ratio {ratio:.2f}), "
+                "so its long axis may not be the trap axis; give the trap axis "
+                "(--trap-axis / the Trap axis field)"
+            )
+            return (0.0 if round_crystal else ellipse.angle_deg), note
+        return ellipse.angle_deg, None
+    stated = float(trap_axis)
+    if round_crystal:
+        return stated, None
+    major, minor = ellipse.angle_deg, _axis_angle(ellipse.angle_deg + 90.0)
+    off_major = abs(_axis_angle(major - stated))
+    off_minor = abs(_axis_angle(minor - stated))
+    angle, off = (major, off_major) if off_major <= off_minor else (minor, off_minor)
+    note = None
+    if off > AXIS_TOLERANCE_DEG:
+        note = (
+            f"the crystal's axes are {off:.0f}° from the stated trap axis ({stated:g}°); "
+            "check the trap axis given (--trap-axis / the Trap axis field)"
+        )
+    return angle, note
+
+
 @dataclass(frozen=True)
 class FrameTransform:
     """The affine map between a prepared (output) frame and its input frame.
@@ -334,28 +431,25 @@ class FrameTransform:
 
 
 def frame_transform(
-    ellipse: Ellipse, cfg: PreprocessConfig, camera_pixel_size_um: float | None = None
+    ellipse: Ellipse,
+    cfg: PreprocessConfig,
+    camera_pixel_size_um: float | None = None,
+    trap_axis: TrapAxis = "auto",
 ) -> FrameTransform:
     """The input → output geometry for a crystal with ``ellipse`` (input px) under ``cfg``.
 
     ``camera_pixel_size_um`` (µm per input pixel; ``None`` = the model's pixel size, no
-    resampling). Raises :class:`InputError` when the crystal (plus mask margin) does not fit
-    the output and ``stretch_to_fit`` is off.
+    resampling). ``trap_axis``: the recording's trap axis (:func:`trap_axis_angle`).
+    Raises :class:`InputError` when the crystal (plus mask margin) does not fit the output
+    and ``stretch_to_fit`` is off.
     """
     cam = cfg.model_pixel_size_um if camera_pixel_size_um is None else camera_pixel_size_um
     check_number("camera_pixel_size_um", cam, positive=True, numpy_scalars=True)
     zoom = float(cam) / cfg.model_pixel_size_um
-    # Trap axis: the ellipse axis nearer the horizontal, or the configured angle.
     if cfg.rotation_deg is not None:
         trap = cfg.rotation_deg
-    elif ellipse.semi_major < ROUND_RATIO * ellipse.semi_minor:
-        trap = 0.0  # a round crystal's fitted angle is noise: keep the camera's orientation
     else:
-        trap = (
-            ellipse.angle_deg
-            if abs(ellipse.angle_deg) <= 45.0
-            else (ellipse.angle_deg - math.copysign(90.0, ellipse.angle_deg))
-        )
+        trap, _ = trap_axis_angle(ellipse, trap_axis)
     if cfg.rotate:
         t = math.radians(trap)
         # Columns: output row direction -> trap axis (-sin, cos); output col -> (-cos, -sin).
@@ -413,63 +507,73 @@ def resample(
     output_shape: tuple[int, int],
     background: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Bilinear resampling of ``img`` onto the output grid of ``tf``, minus a background.
+    """Resampling of ``img`` onto the output grid of ``tf``, minus a background.
 
-    When shrinking (zoom < 1) the input is first averaged in k x k blocks, k = floor(1/zoom),
-    against aliasing (area averaging). ``background``: plane ``(p0, p_row, p_col)`` in input
-    pixels to subtract (None = 0). Returns ``output_shape`` float32 with negative values
-    and everything outside the input frame set to 0.
+    Each output pixel is the mean of s x s bilinear samples spread evenly over its square,
+    s = ceil(1 / zoom) (1: one bilinear sample at its centre, when not shrinking); when
+    shrinking, the result is then smoothed by [1, 10, 1] / 12 along each axis (see step 2 of
+    the module docstring). ``background``: plane ``(p0, p_row, p_col)`` in input pixels to
+    subtract (None = 0). Returns ``output_shape`` float32 with negative values and
+    everything outside the input frame set to 0.
     """
-    matrix = tf.matrix
-    center = np.asarray(tf.input_center)
     p = np.zeros(3) if background is None else np.asarray(background, dtype=np.float64)
-    k = int(1.0 / tf.zoom + 1e-6) if tf.zoom < 1.0 else 1
-    if k > 1:
-        img = block_mean(img, k)
-        # Block i has its centre at input coordinate k*i + (k-1)/2.
-        matrix = matrix / k
-        center = (center - (k - 1) / 2.0) / k
-        p = np.array([p[0] + (p[1] + p[2]) * (k - 1) / 2.0, p[1] * k, p[2] * k])
-    offset = center - matrix @ np.asarray(tf.output_center)
-    # The plane in output coordinates (exact: a plane stays a plane under an affine map).
-    g = matrix.T @ p[1:]
-    g0 = p[0] + p[1:] @ offset
-    return _warp(
+    s = max(1, math.ceil(1.0 / tf.zoom - 1e-6))
+    offset = np.asarray(tf.input_center) - tf.matrix @ np.asarray(tf.output_center)
+    out = _warp(
         np.ascontiguousarray(img, dtype=np.float32),
-        matrix,
+        np.ascontiguousarray(tf.matrix, dtype=np.float64),
         offset,
         output_shape[0],
         output_shape[1],
-        np.array([g0, g[0], g[1]]),
+        p,
+        s,
     )
+    if s > 1:
+        out = ndi.correlate1d(out, _SMOOTH_3, axis=0, mode="constant")
+        out = ndi.correlate1d(out, _SMOOTH_3, axis=1, mode="constant")
+    return out
 
 
 @nb.njit(cache=True, nogil=True)
-def _warp(img, matrix, offset, out_h, out_w, bg):  # pragma: no cover - numba
-    """out[i, j] = max(0, bilinear(img, matrix @ (i, j) + offset) - bg plane), 0 outside."""
+def _warp(img, matrix, offset, out_h, out_w, bg, s):  # pragma: no cover - numba
+    """out[i, j] = max(0, mean over an s x s grid of points in output pixel (i, j) of
+    bilinear(img, matrix @ point + offset) - bg plane), points outside the frame counting 0."""
     h, w = img.shape
     out = np.zeros((out_h, out_w), dtype=np.float32)
     m00, m01, m10, m11 = matrix[0, 0], matrix[0, 1], matrix[1, 0], matrix[1, 1]
+    inv = 1.0 / (s * s)
     for i in range(out_h):
-        r = m00 * i + offset[0]
-        c = m10 * i + offset[1]
-        b = bg[0] + bg[1] * i
         for j in range(out_w):
-            if r >= 0.0 and c >= 0.0 and r <= h - 1 and c <= w - 1:
-                r0 = min(int(r), h - 2)
-                c0 = min(int(c), w - 2)
-                fr = r - r0
-                fc = c - c0
-                v = (
-                    (1 - fr) * ((1 - fc) * img[r0, c0] + fc * img[r0, c0 + 1])
-                    + fr * ((1 - fc) * img[r0 + 1, c0] + fc * img[r0 + 1, c0 + 1])
-                ) - b
-                if v > 0.0:
-                    out[i, j] = v
-            r += m01
-            c += m11
-            b += bg[2]
+            acc = 0.0
+            for p in range(s):
+                di = i + (p + 0.5) / s - 0.5
+                for q in range(s):
+                    dj = j + (q + 0.5) / s - 0.5
+                    r = m00 * di + m01 * dj + offset[0]
+                    c = m10 * di + m11 * dj + offset[1]
+                    if r >= 0.0 and c >= 0.0 and r <= h - 1 and c <= w - 1:
+                        r0 = min(int(r), h - 2)
+                        c0 = min(int(c), w - 2)
+                        fr = r - r0
+                        fc = c - c0
+                        acc += (
+                            (1 - fr) * ((1 - fc) * img[r0, c0] + fc * img[r0, c0 + 1])
+                            + fr * ((1 - fc) * img[r0 + 1, c0] + fc * img[r0 + 1, c0 + 1])
+                        ) - (bg[0] + bg[1] * r + bg[2] * c)
+            v = acc * inv
+            if v > 0.0:
+                out[i, j] = v
     return out
+
+
+def canonical_turn(img: np.ndarray) -> bool:
+    """Whether to turn a resampled frame ``img`` (trap axis along the rows, crystal centre
+    at the centre) by 180°: True when the third moment of its light along the rows,
+    about the centre, is negative. A frame and its 180° turn thus prepare alike, and the
+    count does not depend on which way round the camera shows the crystal."""
+    rows = np.arange(img.shape[0], dtype=np.float64) - (img.shape[0] - 1) / 2.0
+    profile = img.sum(axis=1, dtype=np.float64)
+    return float(profile @ rows**3) < 0.0
 
 
 def background_plane(
@@ -615,21 +719,25 @@ def prepare_frame(
     cfg: PreprocessConfig,
     ellipse: Ellipse | None = None,
     camera_pixel_size_um: float | None = None,
+    trap_axis: TrapAxis | str = "auto",
 ) -> tuple[np.ndarray, Ellipse]:
     """Prepare one frame for the model.
 
     Args:
-        frame: ``(rows, cols)`` camera or rendered image, any real dtype, trap axis roughly
-            horizontal.
+        frame: ``(rows, cols)`` camera or rendered image, any real dtype, the crystal at any
+            angle.
         cfg: the pipeline settings.
         ellipse: the crystal's outline in ``frame`` pixels (e.g. user-drawn); ``None`` =
             found by :func:`fit_ellipse`.
         camera_pixel_size_um: µm per pixel of ``frame`` (object plane); ``None`` = same as
             ``cfg.model_pixel_size_um`` (no resampling).
+        trap_axis: the trap axis in ``frame`` (:func:`parse_trap_axis`; ``"auto"``: the
+            crystal's long axis).
 
     Returns:
         ``(prepared, ellipse)``: ``cfg.output_shape`` float32 with the trap axis vertical
-        and the crystal centred; the ellipse used, in ``frame`` pixels.
+        and the crystal centred; the ellipse used, in ``frame`` pixels, with a note when
+        the trap axis is doubtful.
 
     Raises:
         InputError: bad frame, no crystal, crystal touching the border or not fitting the
@@ -642,10 +750,19 @@ def prepare_frame(
         )
     if ellipse is not None and not isinstance(ellipse, Ellipse):
         raise InputError(f"ellipse: expected an Ellipse or None, got {type(ellipse).__name__}")
+    axis = parse_trap_axis(trap_axis)
     img = as_float_frame(frame, "frame")
     ell = fit_float_frame(img) if ellipse is None else ellipse
-    tf = frame_transform(ell, cfg, camera_pixel_size_um)
+    ell = _with_note(ell, trap_axis_angle(ell, axis)[1])
+    tf = frame_transform(ell, cfg, camera_pixel_size_um, axis)
     return _render(img, ell, tf, cfg), ell
+
+
+def _with_note(ell: Ellipse, note: str | None) -> Ellipse:
+    """``ell`` with ``note`` added to its notes (unless None or there already)."""
+    if note is None or note in ell.notes:
+        return ell
+    return dataclasses.replace(ell, notes=(*ell.notes, note))
 
 
 def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessConfig) -> np.ndarray:
@@ -654,6 +771,8 @@ def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessCo
     if cfg.background != "none":
         bg = background_plane(img, ell, cfg.background, tf.margin_px / tf.zoom)
     out = resample(img, tf, cfg.output_shape, bg)
+    if cfg.rotate and canonical_turn(out):
+        out = np.ascontiguousarray(out[::-1, ::-1])  # about the centre: the ellipse stays
     out = median_filter(out, cfg.median_size, cfg.median_shape)
     total, count = mask_and_enhance(
         out, tf.output_ellipse, tf.margin_px if cfg.mask else None, cfg.enhance_amplitude
@@ -744,6 +863,7 @@ def _frame_result(
     cfg: PreprocessConfig,
     ellipse: Ellipse | None,
     camera_pixel_size_um: float | None,
+    trap_axis: TrapAxis,
 ) -> tuple[np.ndarray | None, Ellipse | None, str | None]:
     """(image, ellipse, None) or (None, ellipse-or-None, reason) for one frame of a stack."""
     ell = ellipse
@@ -751,10 +871,9 @@ def _frame_result(
         img = as_float_frame(frame, "frame")
         if ell is None:
             ell = fit_float_frame(img)
-        note = saturation_note(np.asarray(frame), ell)
-        if note is not None and note not in ell.notes:
-            ell = dataclasses.replace(ell, notes=(*ell.notes, note))
-        tf = frame_transform(ell, cfg, camera_pixel_size_um)
+        ell = _with_note(ell, saturation_note(np.asarray(frame), ell))
+        ell = _with_note(ell, trap_axis_angle(ell, trap_axis)[1])
+        tf = frame_transform(ell, cfg, camera_pixel_size_um, trap_axis)
         return _render(img, ell, tf, cfg), ell, None
     except InputError as exc:
         return None, ell, str(exc).removeprefix("frame: ")
@@ -858,6 +977,7 @@ def prepare_stack(
     ellipses: Sequence[Ellipse | None] | Ellipse | None = None,
     camera_pixel_size_um: float | None = None,
     progress: ProgressCallback | None = None,
+    trap_axis: TrapAxis | str = "auto",
 ) -> PreparedStack:
     """Prepare every frame of a ``(frames, rows, cols)`` stack.
 
@@ -869,6 +989,7 @@ def prepare_stack(
             ``Ellipse | None`` per frame (input pixels).
         camera_pixel_size_um: µm per input pixel; ``None`` = the model's pixel size.
         progress: ``progress(done, total)`` after each frame.
+        trap_axis: the trap axis in the frames (:func:`parse_trap_axis`).
 
     Returns:
         :class:`PreparedStack`; frames that fail (NaN, constant, no crystal, crystal at the
@@ -887,15 +1008,16 @@ def prepare_stack(
         check_number(
             "camera_pixel_size_um", camera_pixel_size_um, positive=True, numpy_scalars=True
         )
+    axis = parse_trap_axis(trap_axis)
     ells = _stack_ellipses(ellipses, n)
     h, w = cfg.output_shape
     if _is_dask(stack):
-        return _prepare_dask(stack, cfg, ells, camera_pixel_size_um, progress)
+        return _prepare_dask(stack, cfg, ells, (camera_pixel_size_um, axis), progress)
     stack = np.asarray(stack)
     images = np.zeros((n, h, w), dtype=np.float32)
     results: dict[int, tuple[Ellipse | None, str | None]] = {}
     for i in range(n):
-        img, ell, reason = _frame_result(stack[i], cfg, ells[i], camera_pixel_size_um)
+        img, ell, reason = _frame_result(stack[i], cfg, ells[i], camera_pixel_size_um, axis)
         if img is not None:
             images[i] = img
         results[i] = (ell, reason)
@@ -917,11 +1039,11 @@ class _FrameJob:
         self,
         cfg: PreprocessConfig,
         ells: list[Ellipse | None],
-        cam: float | None,
+        camera: tuple[float | None, TrapAxis],
         n: int,
         progress: ProgressCallback | None,
     ):
-        self.cfg, self.ells, self.cam, self.n, self.progress = cfg, ells, cam, n, progress
+        self.cfg, self.ells, self.camera, self.n, self.progress = cfg, ells, camera, n, progress
         self.results: dict[int, tuple[Ellipse | None, str | None]] = {}
         self._lock = threading.Lock()
 
@@ -934,7 +1056,7 @@ class _FrameJob:
 
     def __call__(self, block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
         i = int(block_info[0]["chunk-location"][0]) if block_info else 0
-        img, ell, reason = _frame_result(np.asarray(block)[0], self.cfg, self.ells[i], self.cam)
+        img, ell, reason = _frame_result(np.asarray(block)[0], self.cfg, self.ells[i], *self.camera)
         with self._lock:
             self.results[i] = (ell, reason)
             done = len(self.results)
@@ -945,7 +1067,7 @@ class _FrameJob:
 
     def fill(self, stack: Any, i: int) -> tuple[Ellipse | None, str | None]:
         """Ellipse and reason of frame ``i`` of ``stack``, computed now."""
-        _, ell, reason = _frame_result(np.asarray(stack[i]), self.cfg, self.ells[i], self.cam)
+        _, ell, reason = _frame_result(np.asarray(stack[i]), self.cfg, self.ells[i], *self.camera)
         return ell, reason
 
 
@@ -953,14 +1075,14 @@ def _prepare_dask(
     stack: Any,
     cfg: PreprocessConfig,
     ells: list[Ellipse | None],
-    cam: float | None,
+    camera: tuple[float | None, TrapAxis],
     progress: ProgressCallback | None,
 ) -> PreparedStack:
     import dask.array as da
 
     n = int(stack.shape[0])
     h, w = cfg.output_shape
-    job = _FrameJob(cfg, ells, cam, n, progress)
+    job = _FrameJob(cfg, ells, camera, n, progress)
     frames = stack.rechunk((1, -1, -1))
     images = da.map_blocks(
         job,

@@ -26,6 +26,7 @@ from ccount_core.image.preprocess import (
     PreprocessConfig,
     apply_mask,
     background_plane,
+    canonical_turn,
     enhance_outer_layer,
     fit_ellipse,
     frame_transform,
@@ -198,6 +199,8 @@ def test_pipeline_is_the_composition_of_the_step_functions(synthetic_crystal) ->
     out = resample(
         img, tf, cfg.output_shape, background_plane(img, ell, "plane", margin_px / tf.zoom)
     )
+    if canonical_turn(out):
+        out = out[::-1, ::-1]
     out = median_filter(out, 3, "cross")
     out = apply_mask(out, tf.output_ellipse, margin_px)
     out = enhance_outer_layer(out, tf.output_ellipse, 0.8)
@@ -225,7 +228,8 @@ def test_rotation_makes_trap_axis_vertical_and_round_trips(
     img, truth = synthetic_crystal(
         a_t=a_t, a_r=a_r, angle_deg=angle, offset=0.0, center=(120.0, 135.0)
     )
-    out, ell = prepare_frame(img, GEOMETRY_ONLY)
+    # The trap axis stated: an oblate crystal (a_t < a_r) keeps its true axis.
+    out, ell = prepare_frame(img, GEOMETRY_ONLY, trap_axis=angle)
     # The fitted ellipse of the prepared frame: centred, trap-axis semi-axis along the rows.
     fit = fit_ellipse(out)
     assert abs(fit.center_row - 159.5) < 1 and abs(fit.center_col - 159.5) < 1
@@ -233,8 +237,10 @@ def test_rotation_makes_trap_axis_vertical_and_round_trips(
     assert abs(angle_diff(fit.angle_deg, vertical)) < 1.0
     assert fit.semi_major == pytest.approx(max(a_t, a_r), rel=0.02)
     # Round trip: map the prepared frame back into the input frame; it matches the input.
-    tf = frame_transform(ell, GEOMETRY_ONLY)
-    inv = np.linalg.inv(tf.matrix)
+    # The prepared frame is the transform's image, or its 180° turn (canonical_turn).
+    tf = frame_transform(ell, GEOMETRY_ONLY, trap_axis=angle)
+    turn = -1.0 if canonical_turn(resample(img, tf, GEOMETRY_ONLY.output_shape)) else 1.0
+    inv = np.linalg.inv(turn * tf.matrix)
     back = ndi.affine_transform(
         out,
         inv,
@@ -278,9 +284,12 @@ def test_given_rotation_angle_and_no_rotation(synthetic_crystal) -> None:
     # A round crystal's angle is noise: the camera's orientation is kept (trap axis 0 deg).
     round_ell = Ellipse(128.0, 128.0, 50.0, 49.0, 37.0)
     assert frame_transform(round_ell, PreprocessConfig()).trap_axis_deg == 0.0
-    # An oblate crystal tilted 10 deg: its minor axis is the trap axis.
+    # An oblate crystal tilted 10 deg: auto takes its long axis, a stated horizontal trap
+    # axis its minor axis, and a vertical one its major axis.
     oblate = Ellipse(128.0, 128.0, 70.0, 40.0, -80.0)
-    assert frame_transform(oblate, PreprocessConfig()).trap_axis_deg == pytest.approx(10.0)
+    assert frame_transform(oblate, PreprocessConfig()).trap_axis_deg == pytest.approx(-80.0)
+    assert frame_transform(oblate, PreprocessConfig(), trap_axis=0.0).trap_axis_deg == 10.0
+    assert frame_transform(oblate, PreprocessConfig(), trap_axis=90.0).trap_axis_deg == -80.0
     # A list of frames is accepted as a stack.
     out = prepare_stack([img, img], cfg, ellipses=ell)
     assert np.array_equal(out.images[1], kept)
