@@ -100,7 +100,8 @@ def main() -> None:
             rows = count_stack(stack, counter, px, bf16=False)
             m = coverage(rows, true)
             print(
-                f"{name:9s} {set_name:9s} {m['counted']:4d}/{len(true):<4d} {m['mean_abs_pct']:8.1f}"
+                f"{name:9s} {set_name:9s} {m['counted']:4d}/{len(true):<4d} "
+                f"{m['mean_abs_pct']:8.1f}"
                 f"  {m['bias']:+6.1f}  {m['cov1']:6.0f}  {m['cov2']:6.0f}  {m['warned']:5d}"
             )
             out += [

@@ -112,9 +112,7 @@ def _summary(rows: list[dict], output: str) -> int:
     """Print what a run counted; 1 (with one line on stderr) when it counted no frame."""
     counted = [r for r in rows if r["count"] is not None]
     reasons = Counter(
-        r["warning"].removeprefix("not counted: ")
-        for r in rows
-        if r["count"] is None
+        r["warning"].removeprefix("not counted: ") for r in rows if r["count"] is None
     )
     if not counted:
         reason, _ = reasons.most_common(1)[0]

@@ -6,7 +6,9 @@ inference mode and returns one row per frame: frame, time (s), count, uncertaint
 ellipse (input pixels) and a warning.
 
 The uncertainty (ions) is the model's own RMS error on simulated validation images of about
-that count (:func:`validation_error`, from the evaluation in its card). With ``tta=K`` every
+that count (:func:`validation_error`, from the evaluation in its card, bias included), scaled
+by the card's ``uncertainty`` factors (:func:`model_error`): a frame unlike the training images
+(``ccount_core.nn.inputs``) carries a warning and a wider σ. With ``tta=K`` every
 frame is also seen in K mildly changed views (rotation ±3°, shift ±2 %, flips): the count is
 the mean over the K + 1 predictions, and their standard deviation is added in quadrature.
 An ensemble (``ccount_core.nn.ensemble``) averages its members, and their spread is added too.
