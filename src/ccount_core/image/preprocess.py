@@ -15,15 +15,15 @@ Steps, in this order (each optional through the config; each is also a public fu
    angle, so a horizontal trap axis pointing right ends up pointing down), scale by
    ``camera_pixel_size_um / model_pixel_size_um``, and crop/pad so the crystal centre is the
    output centre; zero outside the camera frame; the physical scale is kept unless
-   ``stretch_to_fit``. When shrinking, each output pixel is the mean of s x s bilinear
-   samples spread over its square (s = ceil(1 / zoom)), then smoothed by the 3-tap kernel
-   [1, 10, 1] / 12 per axis: a filter that does not depend on where the crystal sits on the
-   pixel grid or how it is turned (block means followed by bilinear interpolation, the
-   version-1 pipeline, blurred by up to 1/4 px² depending on the sub-pixel position, which
-   moved counts by up to 3 %); the 3-tap kernel's variance, 1/6 px², is that blur's average,
-   so the images are as sharp on average as those the shipped models were trained on.
-   Of the two directions along the trap axis the one holding more of the light's third
-   moment points down (``canonical_turn``): a frame and its 180° turn prepare alike;
+   ``stretch_to_fit``. ``resampling``: ``"bilinear"`` (the shipped models') averages
+   k x k input blocks when shrinking (k = floor(1 / zoom)) and takes one bilinear sample per
+   output pixel, a blur of up to 1/4 px² that depends on where the crystal sits on the pixel
+   grid (it moved a count by up to 3 %); ``"area"`` takes the mean of s x s bilinear samples
+   spread over each output pixel's square (s = ceil(1 / zoom)) and, when shrinking, smooths
+   by the 3-tap kernel [1, 10, 1] / 12 per axis, a filter that does not depend on the
+   position or the angle (its variance, 1/6 px², is the bilinear blur's average).
+   With ``canonical_turn`` the frame is then turned by 180° when needed so that the light's
+   third moment along the trap axis is positive: a frame and its 180° turn prepare alike;
 3. background subtraction (a constant or a plane fitted to the pixels outside the crystal),
    negative values set to zero;
 4. median filter (5-point cross by default);
@@ -72,7 +72,7 @@ from ccount_core.image.ellipse import (
     fit_ellipse,
     fit_float_frame,
 )
-from ccount_core.image.kernels import median5, robust_plane
+from ccount_core.image.kernels import block_mean, median5, robust_plane
 from ccount_core.progress import ProgressCallback, report
 
 __all__ = [
@@ -84,7 +84,6 @@ __all__ = [
     "TrapAxis",
     "apply_mask",
     "background_plane",
-    "canonical_turn",
     "enhance_outer_layer",
     "fit_ellipse",
     "frame_transform",
@@ -96,10 +95,13 @@ __all__ = [
     "prepare_stack",
     "resample",
     "trap_axis_angle",
+    "turn_needed",
 ]
 
-#: Bumped whenever the pipeline's arithmetic changes; recorded by ``to_dict``.
-PIPELINE_VERSION = 2  # 2: area resampling and the canonical 180° turn (step 2)
+#: Bumped whenever the pipeline's arithmetic changes; recorded by ``to_dict``. A step added
+#: as an option whose default keeps the arithmetic (``resampling``, ``canonical_turn``)
+#: does not bump it: see :data:`_ADDED_FIELDS`.
+PIPELINE_VERSION = 1
 #: Crystals with semi_major / semi_minor below this count as round: the ellipse's angle is
 #: not used and the trap axis is taken as the stated one (horizontal in auto mode).
 ROUND_RATIO = 1.05
@@ -113,6 +115,7 @@ AXIS_TOLERANCE_DEG = 15.0
 _SMOOTH_3 = np.array([1.0, 10.0, 1.0], np.float32) / np.float32(12.0)
 
 BackgroundMethod = Literal["none", "constant", "plane"]
+Resampling = Literal["bilinear", "area"]
 #: The trap axis in a recording: ``"auto"`` or an angle (deg, counter-clockwise from the
 #: +column axis as displayed; ``"horizontal"`` = 0, ``"vertical"`` = 90 before parsing).
 TrapAxis = Literal["auto"] | float
@@ -158,6 +161,25 @@ class PreprocessConfig:
     )
     rotate: bool = field(
         default=True, metadata={"unit": "", "help": "turn the trap axis to vertical."}
+    )
+    resampling: Resampling = field(
+        default="bilinear",
+        metadata={
+            "unit": "",
+            "help": '``"bilinear"`` (block means when shrinking, then one bilinear sample per '
+            'pixel; the shipped models\' preparation) or ``"area"`` (the mean over each output '
+            "pixel's square, then [1, 10, 1] / 12 smoothing: the same blur at any sub-pixel "
+            "position and angle).",
+        },
+    )
+    canonical_turn: bool = field(
+        default=False,
+        metadata={
+            "unit": "",
+            "help": "turn the prepared frame by 180° when the third moment of its light along "
+            "the trap axis is negative, so a frame and its 180° turn prepare alike (off for "
+            "the shipped models, which were trained without it).",
+        },
     )
     rotation_deg: float | None = field(
         default=None,
@@ -257,7 +279,9 @@ class PreprocessConfig:
         object.__setattr__(self, "median_size", int(m))
         if self.rotation_deg is not None:
             check_number("rotation_deg", self.rotation_deg, numpy_scalars=True)
-        for name in ("rotate", "mask", "normalize", "stretch_to_fit"):
+        if self.resampling not in ("bilinear", "area"):
+            raise InputError(f"resampling: must be 'bilinear' or 'area', got {self.resampling!r}")
+        for name in ("rotate", "canonical_turn", "mask", "normalize", "stretch_to_fit"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name}: must be true or false, got {getattr(self, name)!r}")
         for name in (
@@ -271,8 +295,14 @@ class PreprocessConfig:
             object.__setattr__(self, "rotation_deg", float(self.rotation_deg))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict, with ``pipeline_version``."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        """Plain JSON-ready dict, with ``pipeline_version``; a field of :data:`_ADDED_FIELDS`
+        at its default is left out, so a configuration written before it existed reads,
+        compares and fingerprints as it did."""
+        d = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.init and not (f.name in _ADDED_FIELDS and getattr(self, f.name) == f.default)
+        }
         d["output_shape"] = list(self.output_shape)
         d["pipeline_version"] = PIPELINE_VERSION
         return d
@@ -313,6 +343,10 @@ class PreprocessConfig:
     def fingerprint(self) -> str:
         """Stable 16-hex-digit SHA-256 of :meth:`to_json` (same on every machine and run)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+#: Options added after pipeline version 1 whose defaults prepare as version 1 did.
+_ADDED_FIELDS = ("resampling", "canonical_turn")
 
 
 def _check_cfg(cfg: object) -> None:
@@ -506,20 +540,79 @@ def resample(
     tf: FrameTransform,
     output_shape: tuple[int, int],
     background: np.ndarray | None = None,
+    method: Resampling = "bilinear",
 ) -> np.ndarray:
     """Resampling of ``img`` onto the output grid of ``tf``, minus a background.
 
-    Each output pixel is the mean of s x s bilinear samples spread evenly over its square,
-    s = ceil(1 / zoom) (1: one bilinear sample at its centre, when not shrinking); when
-    shrinking, the result is then smoothed by [1, 10, 1] / 12 along each axis (see step 2 of
-    the module docstring). ``background``: plane ``(p0, p_row, p_col)`` in input pixels to
-    subtract (None = 0). Returns ``output_shape`` float32 with negative values and
-    everything outside the input frame set to 0.
+    ``method`` (step 2 of the module docstring): ``"bilinear"``: when shrinking (zoom < 1)
+    the input is first averaged in k x k blocks, k = floor(1/zoom), then each output pixel
+    is one bilinear sample; ``"area"``: each output pixel is the mean of s x s bilinear
+    samples spread evenly over its square, s = ceil(1 / zoom), smoothed by [1, 10, 1] / 12
+    along each axis when shrinking. ``background``: plane ``(p0, p_row, p_col)`` in input
+    pixels to subtract (None = 0). Returns ``output_shape`` float32 with negative values
+    and everything outside the input frame set to 0.
     """
     p = np.zeros(3) if background is None else np.asarray(background, dtype=np.float64)
+    if method == "area":
+        return _resample_area(img, tf, output_shape, p)
+    matrix = tf.matrix
+    center = np.asarray(tf.input_center)
+    k = int(1.0 / tf.zoom + 1e-6) if tf.zoom < 1.0 else 1
+    if k > 1:
+        img = block_mean(img, k)
+        # Block i has its centre at input coordinate k*i + (k-1)/2.
+        matrix = matrix / k
+        center = (center - (k - 1) / 2.0) / k
+        p = np.array([p[0] + (p[1] + p[2]) * (k - 1) / 2.0, p[1] * k, p[2] * k])
+    offset = center - matrix @ np.asarray(tf.output_center)
+    # The plane in output coordinates (exact: a plane stays a plane under an affine map).
+    g = matrix.T @ p[1:]
+    g0 = p[0] + p[1:] @ offset
+    return _warp(
+        np.ascontiguousarray(img, dtype=np.float32),
+        matrix,
+        offset,
+        output_shape[0],
+        output_shape[1],
+        np.array([g0, g[0], g[1]]),
+    )
+
+
+@nb.njit(cache=True, nogil=True)
+def _warp(img, matrix, offset, out_h, out_w, bg):  # pragma: no cover - numba
+    """out[i, j] = max(0, bilinear(img, matrix @ (i, j) + offset) - bg plane), 0 outside."""
+    h, w = img.shape
+    out = np.zeros((out_h, out_w), dtype=np.float32)
+    m00, m01, m10, m11 = matrix[0, 0], matrix[0, 1], matrix[1, 0], matrix[1, 1]
+    for i in range(out_h):
+        r = m00 * i + offset[0]
+        c = m10 * i + offset[1]
+        b = bg[0] + bg[1] * i
+        for j in range(out_w):
+            if r >= 0.0 and c >= 0.0 and r <= h - 1 and c <= w - 1:
+                r0 = min(int(r), h - 2)
+                c0 = min(int(c), w - 2)
+                fr = r - r0
+                fc = c - c0
+                v = (
+                    (1 - fr) * ((1 - fc) * img[r0, c0] + fc * img[r0, c0 + 1])
+                    + fr * ((1 - fc) * img[r0 + 1, c0] + fc * img[r0 + 1, c0 + 1])
+                ) - b
+                if v > 0.0:
+                    out[i, j] = v
+            r += m01
+            c += m11
+            b += bg[2]
+    return out
+
+
+def _resample_area(
+    img: np.ndarray, tf: FrameTransform, output_shape: tuple[int, int], p: np.ndarray
+) -> np.ndarray:
+    """:func:`resample` with ``method="area"``."""
     s = max(1, math.ceil(1.0 / tf.zoom - 1e-6))
     offset = np.asarray(tf.input_center) - tf.matrix @ np.asarray(tf.output_center)
-    out = _warp(
+    out = _warp_area(
         np.ascontiguousarray(img, dtype=np.float32),
         np.ascontiguousarray(tf.matrix, dtype=np.float64),
         offset,
@@ -535,7 +628,7 @@ def resample(
 
 
 @nb.njit(cache=True, nogil=True)
-def _warp(img, matrix, offset, out_h, out_w, bg, s):  # pragma: no cover - numba
+def _warp_area(img, matrix, offset, out_h, out_w, bg, s):  # pragma: no cover - numba
     """out[i, j] = max(0, mean over an s x s grid of points in output pixel (i, j) of
     bilinear(img, matrix @ point + offset) - bg plane), points outside the frame counting 0."""
     h, w = img.shape
@@ -566,7 +659,7 @@ def _warp(img, matrix, offset, out_h, out_w, bg, s):  # pragma: no cover - numba
     return out
 
 
-def canonical_turn(img: np.ndarray) -> bool:
+def turn_needed(img: np.ndarray) -> bool:
     """Whether to turn a resampled frame ``img`` (trap axis along the rows, crystal centre
     at the centre) by 180°: True when the third moment of its light along the rows,
     about the centre, is negative. A frame and its 180° turn thus prepare alike, and the
@@ -770,8 +863,8 @@ def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessCo
     bg = None
     if cfg.background != "none":
         bg = background_plane(img, ell, cfg.background, tf.margin_px / tf.zoom)
-    out = resample(img, tf, cfg.output_shape, bg)
-    if cfg.rotate and canonical_turn(out):
+    out = resample(img, tf, cfg.output_shape, bg, cfg.resampling)
+    if cfg.rotate and cfg.canonical_turn and turn_needed(out):
         out = np.ascontiguousarray(out[::-1, ::-1])  # about the centre: the ellipse stays
     out = median_filter(out, cfg.median_size, cfg.median_shape)
     total, count = mask_and_enhance(

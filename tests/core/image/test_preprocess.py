@@ -6,6 +6,7 @@ ion shells of known geometry), not from the code under test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pickle
@@ -26,7 +27,6 @@ from ccount_core.image.preprocess import (
     PreprocessConfig,
     apply_mask,
     background_plane,
-    canonical_turn,
     enhance_outer_layer,
     fit_ellipse,
     frame_transform,
@@ -35,6 +35,7 @@ from ccount_core.image.preprocess import (
     prepare_frame,
     prepare_stack,
     resample,
+    turn_needed,
 )
 
 # Every step off except the geometry: for checks of the geometry alone.
@@ -186,10 +187,18 @@ def test_outer_layer_enhancement_follows_eq_2_3(synthetic_crystal) -> None:
     assert ratio.max() > 2.2  # the outer layer really is brightened (~1 + A at f = 1)
 
 
-def test_pipeline_is_the_composition_of_the_step_functions(synthetic_crystal) -> None:
+@pytest.mark.parametrize(("resampling", "turn"), [("bilinear", False), ("area", True)])
+def test_pipeline_is_the_composition_of_the_step_functions(
+    resampling: str, turn: bool, synthetic_crystal
+) -> None:
     img, _ = synthetic_crystal(snr=3.0, angle_deg=-7.0, gradient=0.4, hot_pixels=30)
     cfg = PreprocessConfig(
-        model_pixel_size_um=2.0, enhance_amplitude=0.8, mask_margin_um=4.0, brightness_density=3.0
+        model_pixel_size_um=2.0,
+        enhance_amplitude=0.8,
+        mask_margin_um=4.0,
+        brightness_density=3.0,
+        resampling=resampling,
+        canonical_turn=turn,
     )
     prepared, ell = prepare_frame(img, cfg, camera_pixel_size_um=1.0)
     assert ell == fit_ellipse(img)
@@ -197,9 +206,13 @@ def test_pipeline_is_the_composition_of_the_step_functions(synthetic_crystal) ->
     assert tf.zoom == 0.5
     margin_px = 4.0 / 2.0
     out = resample(
-        img, tf, cfg.output_shape, background_plane(img, ell, "plane", margin_px / tf.zoom)
+        img,
+        tf,
+        cfg.output_shape,
+        background_plane(img, ell, "plane", margin_px / tf.zoom),
+        resampling,
     )
-    if canonical_turn(out):
+    if turn and turn_needed(out):
         out = out[::-1, ::-1]
     out = median_filter(out, 3, "cross")
     out = apply_mask(out, tf.output_ellipse, margin_px)
@@ -237,10 +250,8 @@ def test_rotation_makes_trap_axis_vertical_and_round_trips(
     assert abs(angle_diff(fit.angle_deg, vertical)) < 1.0
     assert fit.semi_major == pytest.approx(max(a_t, a_r), rel=0.02)
     # Round trip: map the prepared frame back into the input frame; it matches the input.
-    # The prepared frame is the transform's image, or its 180° turn (canonical_turn).
     tf = frame_transform(ell, GEOMETRY_ONLY, trap_axis=angle)
-    turn = -1.0 if canonical_turn(resample(img, tf, GEOMETRY_ONLY.output_shape)) else 1.0
-    inv = np.linalg.inv(turn * tf.matrix)
+    inv = np.linalg.inv(tf.matrix)
     back = ndi.affine_transform(
         out,
         inv,
@@ -628,3 +639,75 @@ def test_stack_ellipse_arguments_checked(crystal_stack) -> None:
         prepare_stack(stack, PreprocessConfig(), ellipses=[truths[0]])
     out = prepare_stack(stack, PreprocessConfig(), ellipses=truths[0])
     assert out.ellipses == [truths[0], truths[0]]
+
+
+def _lit_crystal() -> np.ndarray:
+    """A fixed 240 x 320 frame: 150 spots in an ellipse turned 12°, on a gradient with noise."""
+    rng = np.random.default_rng(2026)
+    rows, cols = np.mgrid[0:240, 0:320].astype(np.float64)
+    img = 20.0 + 0.05 * cols + rng.normal(0, 2.0, rows.shape)
+    t = np.radians(12.0)
+    for _ in range(150):
+        u, v = rng.uniform(-1, 1, 2)
+        if u * u + v * v > 1:
+            continue
+        x, y = 95 * u, 38 * v
+        r0, c0 = 121.3 - x * np.sin(t) + y * np.cos(t), 158.6 + x * np.cos(t) + y * np.sin(t)
+        img += 300.0 * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * 1.6**2))
+    return img.astype(np.float32)
+
+
+# The shipped default card's preprocessing (pipeline version 1, written before the options
+# ``resampling`` and ``canonical_turn`` existed), and what version 1's code (git main before
+# issue 27) made of _lit_crystal() with it: camera px (µm) -> sum of squares, brightest pixel.
+V1_CARD = {
+    "background": "plane",
+    "brightness_density": 1.0,
+    "enhance_amplitude": 0.0,
+    "mask": True,
+    "mask_margin_um": 10.0,
+    "median_shape": "cross",
+    "median_size": 3,
+    "model_pixel_size_um": 6.0,
+    "normalize": True,
+    "output_shape": [96, 48],
+    "pipeline_version": 1,
+    "rotate": True,
+    "rotation_deg": None,
+    "stretch_to_fit": False,
+}
+V1_PREPARED = {2.0: (2783.07502666089, (26, 24)), 0.7: (302.9403812724256, (41, 26))}
+
+
+@pytest.mark.parametrize("px", sorted(V1_PREPARED))
+def test_a_version_1_card_prepares_as_version_1_did(px: float) -> None:
+    cfg = PreprocessConfig.from_dict(V1_CARD)
+    assert cfg.to_dict() == V1_CARD  # reads, compares and fingerprints as before
+    assert cfg.fingerprint() == "0427b02327369f7c"
+    sum_sq, peak = V1_PREPARED[px]
+    for axis in ("auto", "horizontal"):
+        out, _ = prepare_frame(_lit_crystal(), cfg, camera_pixel_size_um=px, trap_axis=axis)
+        assert float((out.astype(np.float64) ** 2).sum()) == pytest.approx(sum_sq, rel=1e-6)
+        assert np.unravel_index(out.argmax(), out.shape) == peak
+    # The options change the arithmetic, and are written into the configuration.
+    area = dataclasses.replace(cfg, resampling="area")
+    assert area.to_dict()["resampling"] == "area"
+    assert PreprocessConfig.from_dict(area.to_dict()) == area
+    out, _ = prepare_frame(_lit_crystal(), area, camera_pixel_size_um=px)
+    assert abs(float((out.astype(np.float64) ** 2).sum()) / sum_sq - 1.0) > 1e-3
+
+
+def test_canonical_turn_prepares_a_frame_and_its_half_turn_alike() -> None:
+    img = _lit_crystal()
+    turned = np.ascontiguousarray(img[::-1, ::-1])
+    opts = PreprocessConfig.from_dict(V1_CARD)
+    on = dataclasses.replace(opts, resampling="area", canonical_turn=True)
+    a, _ = prepare_frame(img, on, camera_pixel_size_um=2.0)
+    b, _ = prepare_frame(turned, on, camera_pixel_size_um=2.0)
+    assert np.abs(a - b).max() < 1e-3 * a.max()
+    # Without the turn the two differ (the crystal's spots are not symmetric).
+    a, _ = prepare_frame(img, opts, camera_pixel_size_um=2.0)
+    b, _ = prepare_frame(turned, opts, camera_pixel_size_um=2.0)
+    assert np.abs(a - b).max() > 0.1 * a.max()
+    with pytest.raises(InputError, match="resampling"):
+        PreprocessConfig(resampling="nearest")
