@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
 
 from ccount_core.cli._threads import add_threads_argument
@@ -110,23 +109,19 @@ def _run(args: argparse.Namespace) -> int:
 
 def _summary(rows: list[dict], output: str) -> int:
     """Print what a run counted; 1 (with one line on stderr) when it counted no frame."""
-    counted = [r for r in rows if r["count"] is not None]
-    reasons = Counter(
-        r["warning"].removeprefix("not counted: ") for r in rows if r["count"] is None
-    )
-    if not counted:
-        reason, _ = reasons.most_common(1)[0]
+    from ccount_core.nn.counts_file import not_counted
+
+    refused, reason = not_counted(rows)
+    if refused == len(rows):
         print(f"ccount: error: no frame counted ({len(rows)} tried): {reason}", file=sys.stderr)
         return 1
+    counted = [r for r in rows if r["count"] is not None]
     warned = sum(1 for r in counted if r["warning"])
     line = f"counted {len(counted)} of {len(rows)} frames into {output}"
     if warned:
         line += f" ({warned} with warnings)"
-    if reasons:
-        reason, n = reasons.most_common(1)[0]
-        line += f"; {len(rows) - len(counted)} not counted: {reason}"
-        if n < sum(reasons.values()):
-            line += " (and other reasons, see the warning column)"
+    if refused:
+        line += f"; {refused} not counted: {reason}"
     print(line)
     return 0
 

@@ -40,6 +40,7 @@ from ccount_core.files import remove_stale_temps
 from ccount_core.image.ellipse import check_dtype
 from ccount_core.nn import cpu_inference
 from ccount_core.nn.counts_file import (
+    NOT_COUNTED,
     OTHER_COUNT_PREFIX,
     CountsWriter,
     Row,
@@ -222,6 +223,22 @@ def model_error(
         if reasons:
             scale[i] *= float(factors.get("unlike_scale", 1.0))
     return validation_error(card, counts) * scale
+
+
+def sigma_terms(counter: IonCounter, tta: int = 0) -> str:
+    """What the rows' ±1σ of ``counter`` with ``tta`` views is made of, in words (the
+    plugin's plot legend): :func:`model_error`'s parts, and the spreads joined in quadrature."""
+    factors = counter.card.get("uncertainty", {})
+    scale = float(factors.get("scale", 1.0))
+    text = "±1σ: " + ("" if scale == 1.0 else f"{scale:g} × ") + "validation RMS near N"
+    if counter.is_ensemble:
+        text += " ⊕ models' spread"
+    if tta:
+        text += " ⊕ view spread"
+    unlike = float(factors.get("unlike_scale", 1.0))
+    if unlike != 1.0:
+        text += f", ×{unlike:g} when warned unlike training"
+    return text
 
 
 def _combined(model_error: np.ndarray, tta_std: np.ndarray) -> np.ndarray:
@@ -437,7 +454,7 @@ def _row(
 ) -> Row:
     warnings = [*unlike]
     if i in bad:
-        warnings.append(f"not counted: {bad[i]}")
+        warnings.append(f"{NOT_COUNTED}{bad[i]}")
     else:
         c = float(count[0])
         # within its own error of the range, a count is what an in-range crystal could give

@@ -115,3 +115,17 @@ def test_a_file_that_is_not_a_counts_file_is_named_and_kept(tmp_path, data, why)
     assert text.startswith(f"output: {path}: not a ccount counts file ({why}")
     assert text.endswith("; choose a new -o or delete it") and "\n" not in text
     assert path.read_bytes() == data
+
+
+def test_not_counted_names_the_most_common_reason_and_says_when_there_are_more() -> None:
+    from ccount_core.nn.counts_file import not_counted
+
+    ok = {"count": 150.0, "warning": ""}
+    dark = {"count": None, "warning": "not counted: no crystal; frame too dark"}
+    flat = {"count": None, "warning": "not counted: constant image"}
+    assert not_counted([ok, ok]) == (0, None)
+    assert not_counted([ok, dark, dark]) == (2, "no crystal; frame too dark")
+    assert not_counted([dark, flat, dark]) == (
+        3,
+        "no crystal; frame too dark (and other reasons, see the warning column)",
+    )
