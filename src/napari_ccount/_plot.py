@@ -56,9 +56,11 @@ class CountPlot(QWidget):
         time_label: str = "time (s)",
         title: str = "",
         others: Mapping[str, np.ndarray] | None = None,
+        band_label: str = "±1σ",
     ) -> None:
         """Plot ``counts`` ± ``sigmas`` (ions) against ``times`` (s, or frame numbers), and
-        ``others``: species name -> counts (ions) of a model's further outputs."""
+        ``others``: species name -> counts (ions) of a model's further outputs.
+        ``band_label``: the band's legend entry (what σ is made of)."""
         self.times = np.asarray(times, float)
         self.counts = np.asarray(counts, float)
         self.sigmas = np.nan_to_num(np.asarray(sigmas, float))
@@ -73,7 +75,7 @@ class CountPlot(QWidget):
             color=LINE,
             alpha=0.3,
             linewidth=0,
-            label="±1σ",
+            label=band_label,
         )
         ax.plot(self.times, self.counts, "o-", color=LINE, markersize=3, label="Ca⁺ count")
         for (name, values), color in zip(self.others.items(), OTHER_LINES, strict=False):
