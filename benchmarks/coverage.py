@@ -6,7 +6,11 @@ Two sets of frames with known Ca+ numbers:
   ``default_model_v3``: Ca+ 30-350, V_RF 170-300 V, V_end 1.5-3.5 V, η 0.24-0.355; 2 µm pixels,
   240 x 320, blur 5 µm, depth of field 50 µm, focal offset 0-25 µm, no camera noise), from
   simulation seeds 900000 + i, which no training set uses;
+- ``dark``: crystals like the dark model's training images (:func:`clean_set` with ``dark``);
 - ``reaction``: the bundled sample ``reaction_series`` (16 frames, a dark core growing).
+
+``--check-from K`` (``--dark-check-from``) reports on the crystals from K on only: the first K
+are those ``scripts/uncertainty_factors.py`` fits the σ factors on.
 
 For each model it prints mean |error|, bias, and the share of frames whose truth lies within
 ±1σ and ±2σ of the count (the goal: 60-75 % and >= 93 %). The simulated frames are cached in
@@ -14,7 +18,8 @@ For each model it prints mean |error|, bias, and the share of frames whose truth
 ``--rows`` writes every frame's count, σ, truth and warning as CSV, from which a σ model can be
 recalibrated.
 
-    python benchmarks/coverage.py --crystals 40 [--models default dark ensemble]
+    python benchmarks/coverage.py --crystals 240 --check-from 120 --dark 200 \\
+        --dark-check-from 100 [--models default dark ensemble]
 """
 
 from __future__ import annotations
@@ -100,14 +105,25 @@ def main() -> None:
     ap.add_argument("--crystals", type=int, default=40, help="clean crystals (default 40)")
     ap.add_argument("--models", nargs="+", default=["default", "dark", "ensemble"])
     ap.add_argument("--cache", type=Path, default=Path("coverage_frames.npz"))
+    ap.add_argument("--check-from", type=int, default=0, help="first clean crystal reported")
+    ap.add_argument("--dark", type=int, default=0, help="crystals with dark ions (default 0)")
+    ap.add_argument("--dark-cache", type=Path, default=Path("coverage_dark.npz"))
+    ap.add_argument("--dark-check-from", type=int, default=0)
     ap.add_argument("--rows", type=Path, default=None, help="write every frame's row here")
     args = ap.parse_args()
     frames, truth = clean_set(args.crystals, args.cache)
     series, meta = load_sample("reaction_series")
-    sets = {
-        "clean": (frames, truth, 2.0),
-        "reaction": (series, np.asarray(meta["true_counts"]["Ca+"], float), meta["pixel_size_um"]),
-    }
+    k = args.check_from
+    sets = {"clean": (frames[k:], truth[k:], 2.0)}
+    if args.dark:
+        dark, dark_truth = clean_set(args.dark, args.dark_cache, dark=True)
+        k = args.dark_check_from
+        sets["dark"] = (dark[k:], dark_truth[k:], 2.0)
+    sets["reaction"] = (
+        series,
+        np.asarray(meta["true_counts"]["Ca+"], float),
+        meta["pixel_size_um"],
+    )
     out = []
     print("model     set       frames  mean|err|%   bias   ±1σ %   ±2σ %  warned")
     for name in args.models:

@@ -215,8 +215,9 @@ def model_error(
     """The model's own uncertainty (ions) of ``n`` counts: :func:`validation_error` (the RMS
     about the truth near each count, bias included) times the card's ``uncertainty.scale``,
     and times ``uncertainty.unlike_scale`` for a frame ``i`` whose ``unlike[i]`` names a way
-    it differs from the training images. Both factors (1 when absent) are fitted so that
-    ±1σ holds the truth on about 68 % of frames (``benchmarks/coverage.py``)."""
+    it differs from the training images. Both factors (1 when absent) are fitted on renders
+    of known count (``scripts/uncertainty_factors.py``) so that ±1σ holds the truth on about
+    68 % of frames and ±2σ on 94 %, and checked on others (``benchmarks/coverage.py``)."""
     factors = card.get("uncertainty", {})
     scale = np.full(n, float(factors.get("scale", 1.0)))
     for i, reasons in unlike.items():
