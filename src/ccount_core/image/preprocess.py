@@ -166,19 +166,21 @@ class PreprocessConfig:
         default="bilinear",
         metadata={
             "unit": "",
-            "help": '``"bilinear"`` (block means when shrinking, then one bilinear sample per '
-            'pixel; the shipped models\' preparation) or ``"area"`` (the mean over each output '
-            "pixel's square, then [1, 10, 1] / 12 smoothing: the same blur at any sub-pixel "
-            "position and angle).",
+            "form": False,
+            "help": '``"bilinear"`` (version 1: block means when shrinking, then one bilinear '
+            'sample per pixel) or ``"area"`` (the mean over each output pixel\'s square, then '
+            "[1, 10, 1] / 12 smoothing: the same blur at any sub-pixel position and angle); "
+            "set by the model's card, not in the form.",
         },
     )
     canonical_turn: bool = field(
         default=False,
         metadata={
             "unit": "",
+            "form": False,
             "help": "turn the prepared frame by 180° when the third moment of its light along "
-            "the trap axis is negative, so a frame and its 180° turn prepare alike (off for "
-            "the shipped models, which were trained without it).",
+            "the trap axis is negative, so a frame and its 180° turn prepare alike (off in "
+            "version 1); set by the model's card, not in the form.",
         },
     )
     rotation_deg: float | None = field(

@@ -182,6 +182,11 @@ class PrepareWidget(Container):
         self.preview_button = PushButton(text="Preview current frame")
         self.prepare_button = PushButton(text="Prepare stack (lazy layer)")
         self.status = status_label()
+        # side by side: the dock then fits a 1280 x 800 screen with the count's docks below
+        self._button_row = Container(
+            widgets=[self.preview_button, self.prepare_button], layout="horizontal", labels=False
+        )
+        self._button_row.margins = (0, 0, 0, 0)
         self.extend(
             [
                 self.layer_picker,
@@ -192,8 +197,7 @@ class PrepareWidget(Container):
                 self.model_file,
                 self.model_label,
                 *self.config_fields.values(),
-                self.preview_button,
-                self.prepare_button,
+                self._button_row,
                 self.status,
             ]
         )
