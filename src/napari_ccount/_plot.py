@@ -104,9 +104,11 @@ class CountPlot(QWidget):
         time_label: str = "time (s)",
         title: str = "",
         others: Mapping[str, np.ndarray] | None = None,
+        band_label: str = "±1σ",
     ) -> None:
         """Plot ``counts`` ± ``sigmas`` (ions) against ``times`` (s, or frame numbers), and
-        ``others``: species name -> counts (ions) of a model's further outputs."""
+        ``others``: species name -> counts (ions) of a model's further outputs.
+        ``band_label``: the band's legend entry (what σ is made of)."""
         self.times = np.asarray(times, float)
         self.counts = np.asarray(counts, float)
         self.sigmas = np.nan_to_num(np.asarray(sigmas, float))
@@ -115,12 +117,13 @@ class CountPlot(QWidget):
             self._clear_fit()
         ax = self.ax
         self._line.set_data(self.times, self.counts)
+        relabel = self._band.get_label() != band_label
         self._band.remove()
         low, high = self.counts - self.sigmas, self.counts + self.sigmas
         self._band = ax.fill_between(
-            self.times, low, high, color=LINE, alpha=0.3, linewidth=0, label="±1σ"
+            self.times, low, high, color=LINE, alpha=0.3, linewidth=0, label=band_label
         )
-        if set(self.others) != set(self._other_lines):
+        if relabel or set(self.others) != set(self._other_lines):
             for line in self._other_lines.values():
                 line.remove()
             self._other_lines = {

@@ -63,6 +63,7 @@ def stack_layer_data(
         "ccount": {
             "pixel_size_um": px,
             "frame_interval_s": stack.frame_interval_s,
+            "trap_axis_deg": stack.trap_axis_deg,
             "source": stack.source,
             "format": stack.metadata.get("format"),
             "file_metadata": stack.metadata.get("description", {}),

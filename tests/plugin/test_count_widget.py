@@ -421,3 +421,105 @@ def test_overlay_match_appears_in_the_counts_table_beside_the_count(series) -> N
     cells = [widget.table.item(2, j).text() for j in range(2, 9)]
     assert cells == ["148.0", "6.2", "20.0", "147.3", "[140.1, 154.6]", "21.2", "[18.0, 24.4]"]
     assert [widget.table.item(0, j).text() for j in range(5, 9)] == ["", "", "", ""]
+
+
+def test_pixel_size_field_is_filled_from_the_layer_and_an_unknown_one_refuses_to_start(
+    series, errors
+) -> None:
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    assert widget.pixel_size.value == pytest.approx(layer.metadata["ccount"]["pixel_size_um"])
+    bare = viewer.add_image(np.asarray(layer.data), name="no calibration")
+    widget.layer_picker.value = bare
+    assert widget.pixel_size.value == 0.0
+    assert widget.run() is None
+    assert errors == [
+        "count: pixel size: unknown for layer 'no calibration' (its file does not say); "
+        "enter the camera's µm per pixel in the object plane"
+    ]
+    assert "counts" not in bare.metadata.get("ccount", {})
+
+
+def test_trap_axis_field_reaches_the_core_and_comes_from_the_file(
+    series, model_file, qtbot, errors, monkeypatch
+) -> None:
+    import ccount_core.nn.count
+
+    monkeypatch.setattr(ccount_core.nn.count, "native_bf16", lambda: False)
+    viewer, layer = series
+    # The recording turned a quarter turn: its trap axis is vertical.
+    turned = np.ascontiguousarray(np.rot90(np.asarray(layer.data[:2]), axes=(1, 2)))
+    meta = {"ccount": {**layer.metadata["ccount"], "trap_axis_deg": 90.0}}
+    upright = viewer.add_image(turned, name="upright", metadata=meta)
+    widget = CountWidget(viewer)
+    widget.layer_picker.value = upright
+    _use_model(widget, model_file)
+    assert widget.axis_fields["trap_axis"].value == "degrees"
+    assert not widget.axis_fields["trap_axis_deg"].native.isHidden()
+    assert widget.axis_fields["trap_axis_deg"].value == 90.0
+    widget.axis_fields["trap_axis"].value = "vertical"
+    assert widget.axis_fields["trap_axis_deg"].native.isHidden()
+    job = widget.run()
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    assert job.error is None and errors == []
+    px = meta["ccount"]["pixel_size_um"]
+    direct = run_count(turned, str(model_file), 8, 0, px, None, trap_axis=90.0)["rows"]
+    np.testing.assert_allclose(
+        [r["count"] for r in widget.rows], [r["count"] for r in direct], rtol=1e-4
+    )
+    # A trap axis stated far from both of the crystal's axes is noted in the row's warning.
+    stated_off = run_count(turned, str(model_file), 8, 0, px, None, trap_axis=45.0)["rows"]
+    assert all("from the stated trap axis (45°)" in r["warning"] for r in stated_off)
+
+
+def test_a_run_that_counts_nothing_says_why(series, model_file, qtbot, errors, monkeypatch) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr("napari_ccount._widgets.count.show_warning", shown.append)
+    viewer, layer = series
+    blank = viewer.add_image(np.zeros((3, 64, 64), np.float32), name="blank", scale=layer.scale)
+    widget = CountWidget(viewer)
+    widget.layer_picker.value = blank
+    _use_model(widget, model_file)
+    job = widget.run()
+    qtbot.waitUntil(lambda: job.done, timeout=180_000)
+    assert job.error is None and errors == []
+    assert widget.status.value.startswith("no frame counted: ")
+    assert "frames counted" not in widget.status.value
+    reason = widget.rows[0]["warning"].removeprefix("not counted: ")
+    assert widget.status.value == f"no frame counted: {reason}"
+    assert shown == [f"count: no frame counted: {reason}"]
+
+
+def test_warned_rows_show_their_warning_and_the_legend_names_the_band(series) -> None:
+    viewer, layer = series
+    widget = CountWidget(viewer)
+    widget.counted_layer = layer
+    note = "unlike the training images: light in the core 0.8 outside 1.07-1.3; use dark"
+    widget.rows = [
+        {"frame": f, "time_s": None, "count": 150.0, "uncertainty": 6.0, "warning": w}
+        for f, w in enumerate(["", note])
+    ]
+    widget.band = "±1σ: 0.8 × validation RMS near N, ×3 when warned unlike training"
+    widget._show()
+    last = widget.table.columnCount() - 1
+    assert widget.table.horizontalHeaderItem(last).text() == "warning"
+    assert widget.table.item(1, last).text() == note
+    assert widget.table.item(1, 2).toolTip() == note  # the count cell says it too
+    assert widget.table.item(0, 2).toolTip() == ""
+    assert widget.table.item(1, 2).foreground().color().name() != (
+        widget.table.item(0, 2).foreground().color().name()
+    )
+    legend = [t.get_text() for t in widget.plot.ax.get_legend().get_texts()]
+    assert widget.band in legend
+
+
+def test_the_band_is_named_from_the_card(model_file) -> None:
+    from ccount_core.nn.count import sigma_terms
+    from ccount_core.nn.ensemble import load_counter
+
+    tiny = load_counter(str(model_file))
+    assert run_count(np.zeros((1, 32, 32)), str(model_file), 1, 2, 1.0, None)["band"] == (
+        "±1σ: validation RMS near N ⊕ view spread"
+    )
+    tiny.card["uncertainty"] = {"scale": 0.8, "unlike_scale": 3.0}
+    assert sigma_terms(tiny) == "±1σ: 0.8 × validation RMS near N, ×3 when warned unlike training"

@@ -9,6 +9,7 @@ import pytest
 
 from ccount_core.errors import InputError
 from ccount_core.image.preprocess import PreprocessConfig
+from napari_ccount._widgets._common import TrapAxisParams
 from napari_ccount._widgets._forms import build_form, field_label, form_fields, read_form
 from napari_ccount._widgets.count import CountParams, CountWidget
 from napari_ccount._widgets.overlay import OverlayParams, OverlayWidget
@@ -16,7 +17,9 @@ from napari_ccount._widgets.prepare import PrepareWidget
 
 pytestmark = pytest.mark.gui
 
-PARAMS = [PreprocessConfig, OverlayParams, CountParams]
+PARAMS = [PreprocessConfig, OverlayParams, CountParams, TrapAxisParams]
+#: Fields a model's card sets and the Prepare form keeps as the card has them.
+CARD_ONLY = {"rotation_deg", "resampling", "canonical_turn"}
 
 
 @pytest.mark.parametrize("cls", PARAMS, ids=lambda c: c.__name__)
@@ -24,7 +27,7 @@ def test_every_shown_field_has_help_and_unit(cls: type) -> None:
     shown = form_fields(cls)
     assert shown
     hidden = {f.name for f in dataclasses.fields(cls)} - {f.name for f in shown}
-    assert hidden == ({"rotation_deg"} if cls is PreprocessConfig else set())
+    assert hidden == (CARD_ONLY if cls is PreprocessConfig else set())
     for f in dataclasses.fields(cls):  # hidden fields are described too
         assert f.metadata["help"].strip(), f.name
         assert isinstance(f.metadata["unit"], str), f.name
@@ -119,3 +122,14 @@ def test_tuple_fields_read_back_or_give_one_line_errors() -> None:
     widgets["output_shape"].value = "256"
     with pytest.raises(InputError, match="output_shape: expected 2 comma-separated numbers"):
         read_form(PreprocessConfig(), widgets)
+
+
+def test_the_prepare_form_keeps_the_card_only_options_of_the_model(make_napari_viewer) -> None:
+    from ccount_core.nn.model import default_model_path, read_card
+
+    widget = PrepareWidget(make_napari_viewer())
+    card = PreprocessConfig.from_dict(read_card(default_model_path())["preprocess"])
+    assert widget.config() == card
+    assert (widget.config().resampling, widget.config().canonical_turn) == ("area", True)
+    widget.model_choice.value = "shipped: dark"  # trained and shipped with version 1's steps
+    assert (widget.config().resampling, widget.config().canonical_turn) == ("bilinear", False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ccount_core.cli._threads import add_threads_argument
 
@@ -26,7 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pixel-size-um",
         type=float,
         default=None,
-        help="camera µm per pixel in the object plane (default: from the file)",
+        help="camera µm per pixel in the object plane (default: from the file; required "
+        "when the file does not say)",
+    )
+    p.add_argument(
+        "--trap-axis",
+        default=None,
+        metavar="auto|horizontal|vertical|DEG",
+        help="the trap axis in the frames: auto (the crystal's long axis, as in every "
+        "training crystal), horizontal, vertical, or DEG degrees counter-clockwise from "
+        "the columns axis as displayed (the axis the crystal shows nearest it is taken); "
+        "default: from the file (trap_axis_deg), else auto",
     )
     p.add_argument(
         "--model",
@@ -72,12 +83,14 @@ def _run(args: argparse.Namespace) -> int:
     stack = open_stack(args.stack)
     for note in stack.metadata.get("warnings", []):
         print(f"ccount: warning: {note}", file=sys.stderr)
+    existed = Path(args.output).exists()
     with tqdm_progress("count", unit="frame", warmup=WARM_UP) as bar:
         rows = count_file(
             args.stack,
             args.output,
             args.model,
             args.pixel_size_um,
+            trap_axis=args.trap_axis,
             batch_size=args.batch_size,
             tta=args.tta,
             threads=args.threads,
@@ -88,11 +101,28 @@ def _run(args: argparse.Namespace) -> int:
     if not rows:
         print(_nothing_to_do(stack.data.shape[0], args.output))
         return 0
-    warned = sum(1 for r in rows if r["warning"])
-    print(
-        f"counted {len(rows)} frames into {args.output}"
-        + (f" ({warned} with warnings)" if warned else "")
-    )
+    status = _summary(rows, args.output)
+    if status and not existed:  # a file of refusals only: the error line says it all
+        Path(args.output).unlink(missing_ok=True)
+    return status
+
+
+def _summary(rows: list[dict], output: str) -> int:
+    """Print what a run counted; 1 (with one line on stderr) when it counted no frame."""
+    from ccount_core.nn.counts_file import not_counted
+
+    refused, reason = not_counted(rows)
+    if refused == len(rows):
+        print(f"ccount: error: no frame counted ({len(rows)} tried): {reason}", file=sys.stderr)
+        return 1
+    counted = [r for r in rows if r["count"] is not None]
+    warned = sum(1 for r in counted if r["warning"])
+    line = f"counted {len(counted)} of {len(rows)} frames into {output}"
+    if warned:
+        line += f" ({warned} with warnings)"
+    if refused:
+        line += f"; {refused} not counted: {reason}"
+    print(line)
     return 0
 
 

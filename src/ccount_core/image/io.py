@@ -89,6 +89,8 @@ class Stack:
     ``pixel_size_um``: camera pixel size in the object plane, µm, or None when unknown.
     ``frame_interval_s``: time between frames, s, or None when unknown.
     ``source``: the path read. ``metadata``: what else the file said (format, axes, ...).
+    ``trap_axis_deg``: the trap axis in the frames, deg counter-clockwise from the +column
+    axis as displayed (our JSON's ``trap_axis_deg``), or None when the file does not say.
     """
 
     data: da.Array
@@ -96,6 +98,7 @@ class Stack:
     frame_interval_s: float | None
     source: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    trap_axis_deg: float | None = None
 
     @property
     def n_frames(self) -> int:
@@ -147,12 +150,14 @@ def write_tiff(
     *,
     pixel_size_um: float | None = None,
     frame_interval_s: float | None = None,
+    trap_axis_deg: float | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``stack`` ``(frames, rows, cols)`` (or one ``(rows, cols)`` frame) as a TIFF.
 
-    Pixel size (µm) and frame interval (s) go into a JSON ImageDescription together with
-    ``metadata`` (JSON-serialisable); the resolution tags carry the pixel size too. The file is
+    Pixel size (µm), frame interval (s) and trap axis (deg counter-clockwise from the +column
+    axis as displayed) go into a JSON ImageDescription together with ``metadata``
+    (JSON-serialisable); the resolution tags carry the pixel size too. The file is
     written under a temporary name and moved into place, so it is never half-written.
     """
     import tifffile
@@ -163,6 +168,8 @@ def write_tiff(
         meta["pixel_size_um"] = float(pixel_size_um)
     if frame_interval_s is not None:
         meta["frame_interval_s"] = float(frame_interval_s)
+    if trap_axis_deg is not None:
+        meta["trap_axis_deg"] = float(trap_axis_deg)
     kwargs: dict[str, Any] = {}
     if pixel_size_um:
         # Pixels per centimetre in the standard tags (ResolutionUnit 3 = cm).
@@ -185,7 +192,7 @@ def _open_tiff(p: Path, rgb_to_gray: bool) -> Stack:
         series = tif.series[0]
         axes = series.axes
         meta: dict[str, Any] = {"format": "tiff", "axes": axes, "dtype": str(series.dtype)}
-        pixel_um, interval_s = None, None
+        pixel_um, interval_s, axis_deg = None, None, None
         if tif.is_ome and tif.ome_metadata:
             meta["format"] = "ome-tiff"
             pixel_um, interval_s = _ome_calibration(tif.ome_metadata)
@@ -198,6 +205,7 @@ def _open_tiff(p: Path, rgb_to_gray: bool) -> Stack:
             meta["description"] = own
             pixel_um = _positive(own.get("pixel_size_um")) or pixel_um
             interval_s = _positive(own.get("frame_interval_s")) or interval_s
+            axis_deg = _angle(own.get("trap_axis_deg"))
         if pixel_um is None:
             pixel_um = _resolution_tags_um(tif.pages[0])
         cut = _truncation(tif, series, p)
@@ -208,7 +216,7 @@ def _open_tiff(p: Path, rgb_to_gray: bool) -> Stack:
     else:
         data = _tiff_pixels(p)
     data = _frames_axis(data, axes, p, rgb_to_gray)
-    return Stack(data, pixel_um, interval_s, str(p), meta)
+    return Stack(data, pixel_um, interval_s, str(p), meta, axis_deg)
 
 
 def _tiff_pixels(p: Path) -> da.Array:
@@ -431,17 +439,18 @@ def _open_folder(p: Path, rgb_to_gray: bool) -> Stack:
         shape = _frame_shape(f)
         if shape != first.shape:
             raise InputError(f"path: {f} has shape {shape}, the folder's frames {first.shape}")
-    pixel_um = interval_s = None
+    pixel_um = interval_s = axis_deg = None
     if files[0].suffix.lower() in TIFF_SUFFIXES:
         head = _open_tiff(files[0], rgb_to_gray=True)
         pixel_um, interval_s = head.pixel_size_um, head.frame_interval_s
+        axis_deg = head.trap_axis_deg
     read = dask.delayed(_read_checked, pure=True)
     frames = [
         da.from_delayed(read(f, first.shape, first.dtype), first.shape, first.dtype) for f in files
     ]
     data = _frames_axis(da.stack(frames), "Q" + axes, p, rgb_to_gray)
     meta = {"format": "folder", "files": [f.name for f in files], "dtype": str(first.dtype)}
-    return Stack(data, pixel_um, interval_s, str(p), meta)
+    return Stack(data, pixel_um, interval_s, str(p), meta, axis_deg)
 
 
 def _frame_shape(path: Path) -> tuple[int, ...]:
@@ -483,6 +492,7 @@ def _open_zarr(p: Path, rgb_to_gray: bool) -> Stack:
     attrs: dict[str, Any] = dict(node.attrs)
     pixel_um = _positive(attrs.get("pixel_size_um"))
     interval_s = _positive(attrs.get("frame_interval_s"))
+    axis_deg = _angle(attrs.get("trap_axis_deg"))
     axes = None
     name = ""
     if isinstance(node, zarr.Group):
@@ -494,6 +504,7 @@ def _open_zarr(p: Path, rgb_to_gray: bool) -> Stack:
         sub = dict(arr.attrs)
         pixel_um = _positive(sub.get("pixel_size_um")) or pixel_um
         interval_s = _positive(sub.get("frame_interval_s")) or interval_s
+        axis_deg = _angle(sub.get("trap_axis_deg"), axis_deg)
     else:
         arr = node
     data = da.from_zarr(arr)
@@ -510,7 +521,7 @@ def _open_zarr(p: Path, rgb_to_gray: bool) -> Stack:
             )
     data = _frames_axis(data, axes, p, rgb_to_gray)
     meta = {"format": "zarr", "array": name, "attrs": _jsonable(attrs)}
-    return Stack(data, pixel_um, interval_s, str(p), meta)
+    return Stack(data, pixel_um, interval_s, str(p), meta, axis_deg)
 
 
 def _pick_zarr_array(group: Any, p: Path) -> tuple[Any, str, tuple[str, Any, Any] | None]:
@@ -602,6 +613,13 @@ def _check_real(dtype: np.dtype, p: Path) -> None:
             f"path: {p} has pixels of type {dtype} ({what}); ccount reads real-valued "
             "(integer or floating-point) images only"
         )
+
+
+def _angle(value: Any, default: float | None = None) -> float | None:
+    """``value`` as a finite angle (deg), else ``default`` (absent or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return float(value) if math.isfinite(value) else default
 
 
 def _positive(value: Any) -> float | None:

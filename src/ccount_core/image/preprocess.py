@@ -13,10 +13,17 @@ Steps, in this order (each optional through the config; each is also a public fu
 2. one affine resampling of the frame to the output grid: rotate the trap axis to
    **vertical** (along rows; the frame turns clockwise as displayed by 90° + the trap-axis
    angle, so a horizontal trap axis pointing right ends up pointing down), scale by
-   ``camera_pixel_size_um / model_pixel_size_um`` (block averaging first when shrinking,
-   against aliasing), and crop/pad so the crystal centre is the output centre; bilinear
-   interpolation, zero outside the camera frame; the physical scale is kept unless
-   ``stretch_to_fit``;
+   ``camera_pixel_size_um / model_pixel_size_um``, and crop/pad so the crystal centre is the
+   output centre; zero outside the camera frame; the physical scale is kept unless
+   ``stretch_to_fit``. ``resampling``: ``"bilinear"`` (the shipped models') averages
+   k x k input blocks when shrinking (k = floor(1 / zoom)) and takes one bilinear sample per
+   output pixel, a blur of up to 1/4 px² that depends on where the crystal sits on the pixel
+   grid (it moved a count by up to 3 %); ``"area"`` takes the mean of s x s bilinear samples
+   spread over each output pixel's square (s = ceil(1 / zoom)) and, when shrinking, smooths
+   by the 3-tap kernel [1, 10, 1] / 12 per axis, a filter that does not depend on the
+   position or the angle (its variance, 1/6 px², is the bilinear blur's average).
+   With ``canonical_turn`` the frame is then turned by 180° when needed so that the light's
+   third moment along the trap axis is positive: a frame and its 180° turn prepare alike;
 3. background subtraction (a constant or a plane fitted to the pixels outside the crystal),
    negative values set to zero;
 4. median filter (5-point cross by default);
@@ -28,11 +35,16 @@ Steps, in this order (each optional through the config; each is also a public fu
 
 Coordinates and the angle convention are those of :mod:`ccount_core.image.ellipse`: pixel centres
 at integer ``(row, col)``, angles from the +column direction, counter-clockwise as displayed.
-Input frames show the trap axis roughly horizontal: the trap axis is taken to be the
-ellipse axis nearer the horizontal (so oblate crystals, wider than long, are handled), and
-exactly horizontal for a round crystal (axis ratio < ``ROUND_RATIO``), whose fitted angle
-means nothing. A camera that shows the trap axis more than 45° from horizontal needs
-``PreprocessConfig.rotation_deg``.
+
+The trap axis in the input frame (``trap_axis``, a property of the recording, not of the
+model; :func:`parse_trap_axis`, :func:`trap_axis_angle`): ``"auto"`` takes the fitted
+ellipse's long axis (every crystal of the shipped models' training sets is prolate, longer
+along the trap axis), so any in-plane angle is handled; ``"horizontal"``, ``"vertical"`` or
+an angle (deg, counter-clockwise from the +column axis as displayed) takes the ellipse axis
+nearest the stated one (an oblate crystal, wider than long, then keeps its true axis). A
+round crystal (axis ratio < ``ROUND_RATIO``) keeps the stated angle (0 in auto mode): its
+fitted angle means nothing. ``PreprocessConfig.rotation_deg``, when set, fixes the angle
+exactly and overrides both.
 """
 
 from __future__ import annotations
@@ -69,6 +81,7 @@ __all__ = [
     "FrameTransform",
     "PreparedStack",
     "PreprocessConfig",
+    "TrapAxis",
     "apply_mask",
     "background_plane",
     "enhance_outer_layer",
@@ -77,18 +90,35 @@ __all__ = [
     "mask_and_enhance",
     "median_filter",
     "normalize_brightness",
+    "parse_trap_axis",
     "prepare_frame",
     "prepare_stack",
     "resample",
+    "trap_axis_angle",
+    "turn_needed",
 ]
 
-#: Bumped whenever the pipeline's arithmetic changes; recorded by ``to_dict``.
+#: Bumped whenever the pipeline's arithmetic changes; recorded by ``to_dict``. A step added
+#: as an option whose default keeps the arithmetic (``resampling``, ``canonical_turn``)
+#: does not bump it: see :data:`_ADDED_FIELDS`.
 PIPELINE_VERSION = 1
 #: Crystals with semi_major / semi_minor below this count as round: the ellipse's angle is
-#: not used and the trap axis is taken as horizontal in the input.
+#: not used and the trap axis is taken as the stated one (horizontal in auto mode).
 ROUND_RATIO = 1.05
+#: In auto mode a crystal with semi_major / semi_minor below this gets a note: its long
+#: axis, taken as the trap axis, is ambiguous (the shipped training sets' crystals all have
+#: ratios >= 1.25 in benchmarks/coverage.py's renders, ``input_ranges`` in default.json).
+AMBIGUOUS_RATIO = 1.2
+#: A stated trap axis further than this (deg) from the nearest ellipse axis gets a note.
+AXIS_TOLERANCE_DEG = 15.0
+#: The 3-tap smoothing after area resampling (variance 1/6 px², step 2 of the docstring).
+_SMOOTH_3 = np.array([1.0, 10.0, 1.0], np.float32) / np.float32(12.0)
 
 BackgroundMethod = Literal["none", "constant", "plane"]
+Resampling = Literal["bilinear", "area"]
+#: The trap axis in a recording: ``"auto"`` or an angle (deg, counter-clockwise from the
+#: +column axis as displayed; ``"horizontal"`` = 0, ``"vertical"`` = 90 before parsing).
+TrapAxis = Literal["auto"] | float
 MedianShape = Literal["cross", "square"]
 
 
@@ -132,14 +162,35 @@ class PreprocessConfig:
     rotate: bool = field(
         default=True, metadata={"unit": "", "help": "turn the trap axis to vertical."}
     )
+    resampling: Resampling = field(
+        default="bilinear",
+        metadata={
+            "unit": "",
+            "form": False,
+            "help": '``"bilinear"`` (version 1: block means when shrinking, then one bilinear '
+            'sample per pixel) or ``"area"`` (the mean over each output pixel\'s square, then '
+            "[1, 10, 1] / 12 smoothing: the same blur at any sub-pixel position and angle); "
+            "set by the model's card, not in the form.",
+        },
+    )
+    canonical_turn: bool = field(
+        default=False,
+        metadata={
+            "unit": "",
+            "form": False,
+            "help": "turn the prepared frame by 180° when the third moment of its light along "
+            "the trap axis is negative, so a frame and its 180° turn prepare alike (off in "
+            "version 1); set by the model's card, not in the form.",
+        },
+    )
     rotation_deg: float | None = field(
         default=None,
         metadata={
             "unit": "°",
             "form": False,
             "help": "trap-axis direction in the input frame (deg, counter-clockwise from +col as "
-            "displayed); ``None`` = from the ellipse (its axis nearer the horizontal; 0 for "
-            "a round crystal).",
+            "displayed), exactly; ``None`` = from the ellipse and the recording's trap_axis "
+            "(see the module docstring).",
         },
     )
     mask: bool = field(
@@ -230,7 +281,9 @@ class PreprocessConfig:
         object.__setattr__(self, "median_size", int(m))
         if self.rotation_deg is not None:
             check_number("rotation_deg", self.rotation_deg, numpy_scalars=True)
-        for name in ("rotate", "mask", "normalize", "stretch_to_fit"):
+        if self.resampling not in ("bilinear", "area"):
+            raise InputError(f"resampling: must be 'bilinear' or 'area', got {self.resampling!r}")
+        for name in ("rotate", "canonical_turn", "mask", "normalize", "stretch_to_fit"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name}: must be true or false, got {getattr(self, name)!r}")
         for name in (
@@ -244,8 +297,14 @@ class PreprocessConfig:
             object.__setattr__(self, "rotation_deg", float(self.rotation_deg))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict, with ``pipeline_version``."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        """Plain JSON-ready dict, with ``pipeline_version``; a field of :data:`_ADDED_FIELDS`
+        at its default is left out, so a configuration written before it existed reads,
+        compares and fingerprints as it did."""
+        d = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.init and not (f.name in _ADDED_FIELDS and getattr(self, f.name) == f.default)
+        }
         d["output_shape"] = list(self.output_shape)
         d["pipeline_version"] = PIPELINE_VERSION
         return d
@@ -288,12 +347,86 @@ class PreprocessConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
 
+#: Options added after pipeline version 1 whose defaults prepare as version 1 did.
+_ADDED_FIELDS = ("resampling", "canonical_turn")
+
+
 def _check_cfg(cfg: object) -> None:
     if not isinstance(cfg, PreprocessConfig):
         raise InputError(f"cfg: expected a PreprocessConfig, got {type(cfg).__name__}")
 
 
 # -------------------------------------------------------------------------------- geometry
+
+
+def parse_trap_axis(value: object, name: str = "trap_axis") -> TrapAxis:
+    """``"auto"``, or the trap axis angle (deg, in (-90, 90]) from ``"horizontal"`` (0),
+    ``"vertical"`` (90), or a number of degrees counter-clockwise from the +column axis as
+    displayed (a number or its text; modulo 180). Anything else is an :class:`InputError`
+    naming ``name``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("auto", "horizontal", "vertical"):
+            return {"auto": "auto", "horizontal": 0.0, "vertical": 90.0}[text]  # type: ignore[return-value]
+        try:
+            value = float(text.removesuffix("deg").removesuffix("°"))
+        except ValueError:
+            raise InputError(
+                f"{name}: expected auto, horizontal, vertical or an angle in degrees, got {value!r}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InputError(
+            f"{name}: expected auto, horizontal, vertical or an angle in degrees, got {value!r}"
+        )
+    if not math.isfinite(float(value)):
+        raise InputError(f"{name}: the angle must be a finite number of degrees, got {value}")
+    return _axis_angle(float(value))
+
+
+def _axis_angle(deg: float) -> float:
+    """An axis direction (deg, modulo 180) in (-90, 90]."""
+    w = math.fmod(deg, 180.0)
+    if w <= -90.0:
+        w += 180.0
+    elif w > 90.0:
+        w -= 180.0
+    return w
+
+
+def trap_axis_angle(ellipse: Ellipse, trap_axis: TrapAxis = "auto") -> tuple[float, str | None]:
+    """``(angle, note)``: the trap axis direction in the input frame (deg, convention of
+    :class:`Ellipse`) for a crystal with ``ellipse`` and a recording's ``trap_axis``
+    (:func:`parse_trap_axis`), and a note (or None) when that choice is doubtful.
+
+    ``"auto"``: the long axis (0 for a round crystal), with a note when the axis ratio is
+    below ``AMBIGUOUS_RATIO``. An angle: the ellipse axis nearest it (the angle itself for a
+    round crystal), with a note when that axis is over ``AXIS_TOLERANCE_DEG`` away.
+    """
+    ratio = ellipse.semi_major / ellipse.semi_minor
+    round_crystal = ratio < ROUND_RATIO
+    if trap_axis == "auto":
+        if ratio < AMBIGUOUS_RATIO:
+            note = (
+                f"trap axis ambiguous: the crystal is nearly round (axis ratio {ratio:.2f}), "
+                "so its long axis may not be the trap axis; give the trap axis "
+                "(--trap-axis / the Trap axis field)"
+            )
+            return (0.0 if round_crystal else ellipse.angle_deg), note
+        return ellipse.angle_deg, None
+    stated = float(trap_axis)
+    if round_crystal:
+        return stated, None
+    major, minor = ellipse.angle_deg, _axis_angle(ellipse.angle_deg + 90.0)
+    off_major = abs(_axis_angle(major - stated))
+    off_minor = abs(_axis_angle(minor - stated))
+    angle, off = (major, off_major) if off_major <= off_minor else (minor, off_minor)
+    note = None
+    if off > AXIS_TOLERANCE_DEG:
+        note = (
+            f"the crystal's axes are {off:.0f}° from the stated trap axis ({stated:g}°); "
+            "check the trap axis given (--trap-axis / the Trap axis field)"
+        )
+    return angle, note
 
 
 @dataclass(frozen=True)
@@ -334,28 +467,25 @@ class FrameTransform:
 
 
 def frame_transform(
-    ellipse: Ellipse, cfg: PreprocessConfig, camera_pixel_size_um: float | None = None
+    ellipse: Ellipse,
+    cfg: PreprocessConfig,
+    camera_pixel_size_um: float | None = None,
+    trap_axis: TrapAxis = "auto",
 ) -> FrameTransform:
     """The input → output geometry for a crystal with ``ellipse`` (input px) under ``cfg``.
 
     ``camera_pixel_size_um`` (µm per input pixel; ``None`` = the model's pixel size, no
-    resampling). Raises :class:`InputError` when the crystal (plus mask margin) does not fit
-    the output and ``stretch_to_fit`` is off.
+    resampling). ``trap_axis``: the recording's trap axis (:func:`trap_axis_angle`).
+    Raises :class:`InputError` when the crystal (plus mask margin) does not fit the output
+    and ``stretch_to_fit`` is off.
     """
     cam = cfg.model_pixel_size_um if camera_pixel_size_um is None else camera_pixel_size_um
     check_number("camera_pixel_size_um", cam, positive=True, numpy_scalars=True)
     zoom = float(cam) / cfg.model_pixel_size_um
-    # Trap axis: the ellipse axis nearer the horizontal, or the configured angle.
     if cfg.rotation_deg is not None:
         trap = cfg.rotation_deg
-    elif ellipse.semi_major < ROUND_RATIO * ellipse.semi_minor:
-        trap = 0.0  # a round crystal's fitted angle is noise: keep the camera's orientation
     else:
-        trap = (
-            ellipse.angle_deg
-            if abs(ellipse.angle_deg) <= 45.0
-            else (ellipse.angle_deg - math.copysign(90.0, ellipse.angle_deg))
-        )
+        trap, _ = trap_axis_angle(ellipse, trap_axis)
     if cfg.rotate:
         t = math.radians(trap)
         # Columns: output row direction -> trap axis (-sin, cos); output col -> (-cos, -sin).
@@ -412,17 +542,23 @@ def resample(
     tf: FrameTransform,
     output_shape: tuple[int, int],
     background: np.ndarray | None = None,
+    method: Resampling = "bilinear",
 ) -> np.ndarray:
-    """Bilinear resampling of ``img`` onto the output grid of ``tf``, minus a background.
+    """Resampling of ``img`` onto the output grid of ``tf``, minus a background.
 
-    When shrinking (zoom < 1) the input is first averaged in k x k blocks, k = floor(1/zoom),
-    against aliasing (area averaging). ``background``: plane ``(p0, p_row, p_col)`` in input
+    ``method`` (step 2 of the module docstring): ``"bilinear"``: when shrinking (zoom < 1)
+    the input is first averaged in k x k blocks, k = floor(1/zoom), then each output pixel
+    is one bilinear sample; ``"area"``: each output pixel is the mean of s x s bilinear
+    samples spread evenly over its square, s = ceil(1 / zoom), smoothed by [1, 10, 1] / 12
+    along each axis when shrinking. ``background``: plane ``(p0, p_row, p_col)`` in input
     pixels to subtract (None = 0). Returns ``output_shape`` float32 with negative values
     and everything outside the input frame set to 0.
     """
+    p = np.zeros(3) if background is None else np.asarray(background, dtype=np.float64)
+    if method == "area":
+        return _resample_area(img, tf, output_shape, p)
     matrix = tf.matrix
     center = np.asarray(tf.input_center)
-    p = np.zeros(3) if background is None else np.asarray(background, dtype=np.float64)
     k = int(1.0 / tf.zoom + 1e-6) if tf.zoom < 1.0 else 1
     if k > 1:
         img = block_mean(img, k)
@@ -470,6 +606,69 @@ def _warp(img, matrix, offset, out_h, out_w, bg):  # pragma: no cover - numba
             c += m11
             b += bg[2]
     return out
+
+
+def _resample_area(
+    img: np.ndarray, tf: FrameTransform, output_shape: tuple[int, int], p: np.ndarray
+) -> np.ndarray:
+    """:func:`resample` with ``method="area"``."""
+    s = max(1, math.ceil(1.0 / tf.zoom - 1e-6))
+    offset = np.asarray(tf.input_center) - tf.matrix @ np.asarray(tf.output_center)
+    out = _warp_area(
+        np.ascontiguousarray(img, dtype=np.float32),
+        np.ascontiguousarray(tf.matrix, dtype=np.float64),
+        offset,
+        output_shape[0],
+        output_shape[1],
+        p,
+        s,
+    )
+    if s > 1:
+        out = ndi.correlate1d(out, _SMOOTH_3, axis=0, mode="constant")
+        out = ndi.correlate1d(out, _SMOOTH_3, axis=1, mode="constant")
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _warp_area(img, matrix, offset, out_h, out_w, bg, s):  # pragma: no cover - numba
+    """out[i, j] = max(0, mean over an s x s grid of points in output pixel (i, j) of
+    bilinear(img, matrix @ point + offset) - bg plane), points outside the frame counting 0."""
+    h, w = img.shape
+    out = np.zeros((out_h, out_w), dtype=np.float32)
+    m00, m01, m10, m11 = matrix[0, 0], matrix[0, 1], matrix[1, 0], matrix[1, 1]
+    inv = 1.0 / (s * s)
+    for i in range(out_h):
+        for j in range(out_w):
+            acc = 0.0
+            for p in range(s):
+                di = i + (p + 0.5) / s - 0.5
+                for q in range(s):
+                    dj = j + (q + 0.5) / s - 0.5
+                    r = m00 * di + m01 * dj + offset[0]
+                    c = m10 * di + m11 * dj + offset[1]
+                    if r >= 0.0 and c >= 0.0 and r <= h - 1 and c <= w - 1:
+                        r0 = min(int(r), h - 2)
+                        c0 = min(int(c), w - 2)
+                        fr = r - r0
+                        fc = c - c0
+                        acc += (
+                            (1 - fr) * ((1 - fc) * img[r0, c0] + fc * img[r0, c0 + 1])
+                            + fr * ((1 - fc) * img[r0 + 1, c0] + fc * img[r0 + 1, c0 + 1])
+                        ) - (bg[0] + bg[1] * r + bg[2] * c)
+            v = acc * inv
+            if v > 0.0:
+                out[i, j] = v
+    return out
+
+
+def turn_needed(img: np.ndarray) -> bool:
+    """Whether to turn a resampled frame ``img`` (trap axis along the rows, crystal centre
+    at the centre) by 180°: True when the third moment of its light along the rows,
+    about the centre, is negative. A frame and its 180° turn thus prepare alike, and the
+    count does not depend on which way round the camera shows the crystal."""
+    rows = np.arange(img.shape[0], dtype=np.float64) - (img.shape[0] - 1) / 2.0
+    profile = img.sum(axis=1, dtype=np.float64)
+    return float(profile @ rows**3) < 0.0
 
 
 def background_plane(
@@ -615,21 +814,25 @@ def prepare_frame(
     cfg: PreprocessConfig,
     ellipse: Ellipse | None = None,
     camera_pixel_size_um: float | None = None,
+    trap_axis: TrapAxis | str = "auto",
 ) -> tuple[np.ndarray, Ellipse]:
     """Prepare one frame for the model.
 
     Args:
-        frame: ``(rows, cols)`` camera or rendered image, any real dtype, trap axis roughly
-            horizontal.
+        frame: ``(rows, cols)`` camera or rendered image, any real dtype, the crystal at any
+            angle.
         cfg: the pipeline settings.
         ellipse: the crystal's outline in ``frame`` pixels (e.g. user-drawn); ``None`` =
             found by :func:`fit_ellipse`.
         camera_pixel_size_um: µm per pixel of ``frame`` (object plane); ``None`` = same as
             ``cfg.model_pixel_size_um`` (no resampling).
+        trap_axis: the trap axis in ``frame`` (:func:`parse_trap_axis`; ``"auto"``: the
+            crystal's long axis).
 
     Returns:
         ``(prepared, ellipse)``: ``cfg.output_shape`` float32 with the trap axis vertical
-        and the crystal centred; the ellipse used, in ``frame`` pixels.
+        and the crystal centred; the ellipse used, in ``frame`` pixels, with a note when
+        the trap axis is doubtful.
 
     Raises:
         InputError: bad frame, no crystal, crystal touching the border or not fitting the
@@ -642,10 +845,19 @@ def prepare_frame(
         )
     if ellipse is not None and not isinstance(ellipse, Ellipse):
         raise InputError(f"ellipse: expected an Ellipse or None, got {type(ellipse).__name__}")
+    axis = parse_trap_axis(trap_axis)
     img = as_float_frame(frame, "frame")
     ell = fit_float_frame(img) if ellipse is None else ellipse
-    tf = frame_transform(ell, cfg, camera_pixel_size_um)
+    ell = _with_note(ell, trap_axis_angle(ell, axis)[1])
+    tf = frame_transform(ell, cfg, camera_pixel_size_um, axis)
     return _render(img, ell, tf, cfg), ell
+
+
+def _with_note(ell: Ellipse, note: str | None) -> Ellipse:
+    """``ell`` with ``note`` added to its notes (unless None or there already)."""
+    if note is None or note in ell.notes:
+        return ell
+    return dataclasses.replace(ell, notes=(*ell.notes, note))
 
 
 def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessConfig) -> np.ndarray:
@@ -653,7 +865,9 @@ def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessCo
     bg = None
     if cfg.background != "none":
         bg = background_plane(img, ell, cfg.background, tf.margin_px / tf.zoom)
-    out = resample(img, tf, cfg.output_shape, bg)
+    out = resample(img, tf, cfg.output_shape, bg, cfg.resampling)
+    if cfg.rotate and cfg.canonical_turn and turn_needed(out):
+        out = np.ascontiguousarray(out[::-1, ::-1])  # about the centre: the ellipse stays
     out = median_filter(out, cfg.median_size, cfg.median_shape)
     total, count = mask_and_enhance(
         out, tf.output_ellipse, tf.margin_px if cfg.mask else None, cfg.enhance_amplitude
@@ -744,6 +958,7 @@ def _frame_result(
     cfg: PreprocessConfig,
     ellipse: Ellipse | None,
     camera_pixel_size_um: float | None,
+    trap_axis: TrapAxis,
 ) -> tuple[np.ndarray | None, Ellipse | None, str | None]:
     """(image, ellipse, None) or (None, ellipse-or-None, reason) for one frame of a stack."""
     ell = ellipse
@@ -751,10 +966,9 @@ def _frame_result(
         img = as_float_frame(frame, "frame")
         if ell is None:
             ell = fit_float_frame(img)
-        note = saturation_note(np.asarray(frame), ell)
-        if note is not None and note not in ell.notes:
-            ell = dataclasses.replace(ell, notes=(*ell.notes, note))
-        tf = frame_transform(ell, cfg, camera_pixel_size_um)
+        ell = _with_note(ell, saturation_note(np.asarray(frame), ell))
+        ell = _with_note(ell, trap_axis_angle(ell, trap_axis)[1])
+        tf = frame_transform(ell, cfg, camera_pixel_size_um, trap_axis)
         return _render(img, ell, tf, cfg), ell, None
     except InputError as exc:
         return None, ell, str(exc).removeprefix("frame: ")
@@ -858,6 +1072,7 @@ def prepare_stack(
     ellipses: Sequence[Ellipse | None] | Ellipse | None = None,
     camera_pixel_size_um: float | None = None,
     progress: ProgressCallback | None = None,
+    trap_axis: TrapAxis | str = "auto",
 ) -> PreparedStack:
     """Prepare every frame of a ``(frames, rows, cols)`` stack.
 
@@ -869,6 +1084,7 @@ def prepare_stack(
             ``Ellipse | None`` per frame (input pixels).
         camera_pixel_size_um: µm per input pixel; ``None`` = the model's pixel size.
         progress: ``progress(done, total)`` after each frame.
+        trap_axis: the trap axis in the frames (:func:`parse_trap_axis`).
 
     Returns:
         :class:`PreparedStack`; frames that fail (NaN, constant, no crystal, crystal at the
@@ -887,15 +1103,16 @@ def prepare_stack(
         check_number(
             "camera_pixel_size_um", camera_pixel_size_um, positive=True, numpy_scalars=True
         )
+    axis = parse_trap_axis(trap_axis)
     ells = _stack_ellipses(ellipses, n)
     h, w = cfg.output_shape
     if _is_dask(stack):
-        return _prepare_dask(stack, cfg, ells, camera_pixel_size_um, progress)
+        return _prepare_dask(stack, cfg, ells, (camera_pixel_size_um, axis), progress)
     stack = np.asarray(stack)
     images = np.zeros((n, h, w), dtype=np.float32)
     results: dict[int, tuple[Ellipse | None, str | None]] = {}
     for i in range(n):
-        img, ell, reason = _frame_result(stack[i], cfg, ells[i], camera_pixel_size_um)
+        img, ell, reason = _frame_result(stack[i], cfg, ells[i], camera_pixel_size_um, axis)
         if img is not None:
             images[i] = img
         results[i] = (ell, reason)
@@ -917,11 +1134,11 @@ class _FrameJob:
         self,
         cfg: PreprocessConfig,
         ells: list[Ellipse | None],
-        cam: float | None,
+        camera: tuple[float | None, TrapAxis],
         n: int,
         progress: ProgressCallback | None,
     ):
-        self.cfg, self.ells, self.cam, self.n, self.progress = cfg, ells, cam, n, progress
+        self.cfg, self.ells, self.camera, self.n, self.progress = cfg, ells, camera, n, progress
         self.results: dict[int, tuple[Ellipse | None, str | None]] = {}
         self._lock = threading.Lock()
 
@@ -934,7 +1151,7 @@ class _FrameJob:
 
     def __call__(self, block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
         i = int(block_info[0]["chunk-location"][0]) if block_info else 0
-        img, ell, reason = _frame_result(np.asarray(block)[0], self.cfg, self.ells[i], self.cam)
+        img, ell, reason = _frame_result(np.asarray(block)[0], self.cfg, self.ells[i], *self.camera)
         with self._lock:
             self.results[i] = (ell, reason)
             done = len(self.results)
@@ -945,7 +1162,7 @@ class _FrameJob:
 
     def fill(self, stack: Any, i: int) -> tuple[Ellipse | None, str | None]:
         """Ellipse and reason of frame ``i`` of ``stack``, computed now."""
-        _, ell, reason = _frame_result(np.asarray(stack[i]), self.cfg, self.ells[i], self.cam)
+        _, ell, reason = _frame_result(np.asarray(stack[i]), self.cfg, self.ells[i], *self.camera)
         return ell, reason
 
 
@@ -953,14 +1170,14 @@ def _prepare_dask(
     stack: Any,
     cfg: PreprocessConfig,
     ells: list[Ellipse | None],
-    cam: float | None,
+    camera: tuple[float | None, TrapAxis],
     progress: ProgressCallback | None,
 ) -> PreparedStack:
     import dask.array as da
 
     n = int(stack.shape[0])
     h, w = cfg.output_shape
-    job = _FrameJob(cfg, ells, cam, n, progress)
+    job = _FrameJob(cfg, ells, camera, n, progress)
     frames = stack.rechunk((1, -1, -1))
     images = da.map_blocks(
         job,

@@ -6,8 +6,10 @@ inference mode and returns one row per frame: frame, time (s), count, uncertaint
 ellipse (input pixels) and a warning.
 
 The uncertainty (ions) is the model's own RMS error on simulated validation images of about
-that count (:func:`validation_error`, from the evaluation in its card); each further species a
-model counts (a dark species) has its own, from that species' bins in the card. With ``tta=K`` every
+that count (:func:`validation_error`, from the evaluation in its card, bias included), scaled
+by the card's ``uncertainty`` factors (:func:`model_error`): a frame unlike the training images
+(``ccount_core.nn.inputs``) carries a warning and a wider σ. Each further species a model
+counts (a dark species) has its own, from that species' bins in the card. With ``tta=K`` every
 frame is also seen in K mildly changed views (rotation ±3°, shift ±2 %, flips): the count is
 the mean over the K + 1 predictions, and their standard deviation is added in quadrature.
 An ensemble (``ccount_core.nn.ensemble``) averages its members, and their spread is added too.
@@ -39,6 +41,7 @@ from ccount_core.files import remove_stale_temps
 from ccount_core.image.ellipse import check_dtype
 from ccount_core.nn import cpu_inference
 from ccount_core.nn.counts_file import (
+    NOT_COUNTED,
     OTHER_COUNT_PREFIX,
     CountsWriter,
     Row,
@@ -48,6 +51,7 @@ from ccount_core.nn.counts_file import (
 )
 from ccount_core.nn.ensemble import IonCounter
 from ccount_core.nn.inference import infer
+from ccount_core.nn.inputs import input_statistics, range_warnings
 from ccount_core.progress import ProgressCallback, report
 
 MIN_SIDE_PX = 16
@@ -148,12 +152,18 @@ def _check_arguments(
     batch_size: Any, tta: Any, pixel_size_um: float | None, threads: int | None
 ) -> None:
     """The checks of :func:`count_stack`'s numbers, done before a model is loaded or a file
-    is created."""
+    is created. A missing pixel size is refused: the crystal's size in µm is what the model
+    counts from, and a guessed scale gives a wrong count with nothing to show it."""
     check_integer("batch_size", batch_size, 1)
     check_integer("tta", tta, 0)
     if threads is not None:
         check_integer("threads", threads, 1)
-    if pixel_size_um is not None and not (
+    if pixel_size_um is None:
+        raise InputError(
+            "pixel size unknown: the file does not say how many µm a camera pixel is in the "
+            "object plane; give it with --pixel-size-um (pixel_size_um)"
+        )
+    if not (
         isinstance(pixel_size_um, int | float | np.integer | np.floating)
         and math.isfinite(pixel_size_um)
         and pixel_size_um > 0
@@ -208,16 +218,56 @@ def validation_error(
     return np.interp(counts, x, y)
 
 
-def _label_errors(counter: IonCounter, counts: np.ndarray) -> np.ndarray:
-    """:func:`validation_error` of every label's ``counts`` ``(B, k)`` (ions): a further
-    species that one member alone counts (an ensemble's dark species) has that member's
-    error, any other the counter's card's."""
+def _label_errors(counter: IonCounter, counts: np.ndarray, unlike: dict[int, Any]) -> np.ndarray:
+    """:func:`model_error` of every label's ``counts`` ``(B, k)`` (ions): a further species
+    that one member alone counts (an ensemble's dark species) has that member's error, any
+    other the counter's card's."""
     errors = np.empty(counts.shape, float)
     for j, name in enumerate(counter.label_names):
         cards = [card for _, card in counter.members if name in card["label_names"]]
         card = cards[0] if j > 0 and len(cards) == 1 else counter.card
-        errors[:, j] = validation_error(card, counts[:, j], name)
+        errors[:, j] = model_error(card, counts[:, j], unlike, len(counts), name)
     return errors
+
+
+def model_error(
+    card: dict[str, Any],
+    counts: np.ndarray,
+    unlike: dict[int, Any],
+    n: int,
+    label: str | None = None,
+) -> np.ndarray:
+    """The model's own uncertainty (ions) of ``n`` counts of ``label`` (None: the first
+    species): :func:`validation_error` (the RMS about the truth near each count, bias
+    included) times the card's ``uncertainty.scale`` (the first species only: it is fitted on
+    its counts), and times ``uncertainty.unlike_scale`` for a frame ``i`` whose ``unlike[i]``
+    names a way it differs from the training images. Both factors (1 when absent) are fitted
+    on renders of known count (``scripts/uncertainty_factors.py``) so that ±1σ holds the
+    truth on about 68 % of frames and ±2σ on 94 %, and checked on others
+    (``benchmarks/coverage.py``)."""
+    factors = card.get("uncertainty", {})
+    first = label is None or (card.get("label_names") or [None])[0] == label
+    scale = np.full(n, float(factors.get("scale", 1.0)) if first else 1.0)
+    for i, reasons in unlike.items():
+        if reasons:
+            scale[i] *= float(factors.get("unlike_scale", 1.0))
+    return validation_error(card, counts, label) * scale
+
+
+def sigma_terms(counter: IonCounter, tta: int = 0) -> str:
+    """What the rows' ±1σ of ``counter`` with ``tta`` views is made of, in words (the
+    plugin's plot legend): :func:`model_error`'s parts, and the spreads joined in quadrature."""
+    factors = counter.card.get("uncertainty", {})
+    scale = float(factors.get("scale", 1.0))
+    text = "±1σ: " + ("" if scale == 1.0 else f"{scale:g} × ") + "validation RMS near N"
+    if counter.is_ensemble:
+        text += " ⊕ models' spread"
+    if tta:
+        text += " ⊕ view spread"
+    unlike = float(factors.get("unlike_scale", 1.0))
+    if unlike != 1.0:
+        text += f", ×{unlike:g} when warned unlike training"
+    return text
 
 
 def _combined(model_error: np.ndarray, tta_std: np.ndarray) -> np.ndarray:
@@ -254,6 +304,7 @@ def count_stack(
     model: Any = None,
     pixel_size_um: float | None = None,
     *,
+    trap_axis: str | float = "auto",
     frame_interval_s: float | None = None,
     batch_size: int = 32,
     tta: int = 0,
@@ -272,8 +323,11 @@ def count_stack(
     ``ensemble``), ``(model, card)`` from ``load_model``, or an ``IonCounter`` from
     ``load_counter``. An ensemble counts each frame with every member (each on the frame
     prepared its own way) and reports their mean; their disagreement joins the spread.
-    ``pixel_size_um``: camera µm per pixel in the object plane (None: the model's own pixel
-    size is assumed, and each row says so). ``frame_interval_s``: gives ``time_s``.
+    ``pixel_size_um``: camera µm per pixel in the object plane (required).
+    ``trap_axis``: the trap axis in the frames (``"auto"``: the crystal's long axis;
+    ``"horizontal"``, ``"vertical"`` or degrees counter-clockwise from the +column axis as
+    displayed; ``ccount_core.image.preprocess.parse_trap_axis``).
+    ``frame_interval_s``: gives ``time_s``.
     ``skip_frames``: frames already counted (not computed again, not returned).
     ``expected_config``: a PreprocessConfig (or dict) the model must have been trained with.
     ``on_rows``: called with each batch's rows as soon as they are known, in frame order.
@@ -289,10 +343,11 @@ def count_stack(
     Row keys: ``counts_file.COLUMNS`` plus ``count_<label>`` and ``uncertainty_<label>`` (ions)
     for every further model output.
     """
-    from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
+    from ccount_core.image.preprocess import PreprocessConfig, parse_trap_axis, prepare_stack
 
     _check_stack(stack)
     _check_arguments(batch_size, tta, pixel_size_um, threads)
+    axis = parse_trap_axis(trap_axis)
     dev = pick_device(device)
     counter = _resolve_model(model)
     card = counter.card
@@ -305,14 +360,10 @@ def count_stack(
     member_cfgs = [PreprocessConfig.from_dict(c["preprocess"]) for _, c in counter.members]
     names = counter.label_names
     lo, hi = card.get("label_range") or [None, None]
+    ranges = card.get("input_ranges", {})
     skip = set(int(f) for f in skip_frames)
     todo = [f for f in range(stack.shape[0]) if f not in skip]
     rows_all: list[Row] = []
-    note = (
-        ""
-        if pixel_size_um is not None
-        else (f"pixel size unknown: assumed the model's {cfg.model_pixel_size_um:g} µm")
-    )
     disagree = (
         "uncertain: the ensemble's models or test-time views disagree by over 10 %"
         if counter.is_ensemble
@@ -350,7 +401,11 @@ def count_stack(
             for c in [cfg, *member_cfgs]:
                 if c.to_json() not in prepared_by:
                     done = prepare_stack(
-                        block, c, ellipses=fitted, camera_pixel_size_um=pixel_size_um
+                        block,
+                        c,
+                        ellipses=fitted,
+                        camera_pixel_size_um=pixel_size_um,
+                        trap_axis=axis,
                     )
                     prepared_by[c.to_json()] = done
                     fitted = done.ellipses
@@ -367,7 +422,14 @@ def count_stack(
                     for net, c in zip(nets, member_cfgs, strict=True)
                 ]
                 counts[good], spread[good] = counter.combine(outputs)
-            unc = _combined(_label_errors(counter, counts), spread)
+            unlike = {
+                i: range_warnings(
+                    input_statistics(prepared.images[i], prepared.ellipses[i], pixel_size_um),
+                    ranges,
+                )
+                for i in good
+            }
+            unc = _combined(_label_errors(counter, counts, unlike), spread)
             return [
                 _row(
                     f,
@@ -381,8 +443,8 @@ def count_stack(
                     frame_interval_s,
                     lo,
                     hi,
-                    note,
                     disagree,
+                    unlike.get(i, ()),
                 )
                 for i, f in enumerate(frames)
             ]
@@ -417,12 +479,12 @@ def _row(
     interval: float | None,
     lo: float | None,
     hi: float | None,
-    note: str,
     disagree: str,
+    unlike: Sequence[str] = (),
 ) -> Row:
-    warnings = []
+    warnings = [*unlike]
     if i in bad:
-        warnings.append(f"not counted: {bad[i]}")
+        warnings.append(f"{NOT_COUNTED}{bad[i]}")
     else:
         c = float(count[0])
         # within its own error of the range, a count is what an in-range crystal could give
@@ -434,8 +496,6 @@ def _row(
     e = ellipses[i]
     if e is not None:
         warnings.extend(e.notes)  # what the fit and preparation noticed (several crystals, ...)
-    if note:
-        warnings.append(note)
     row: Row = {
         "frame": frame,
         "time_s": frame * interval if interval is not None else None,
@@ -465,6 +525,7 @@ def count_file(
     model: Any = None,
     pixel_size_um: float | None = None,
     *,
+    trap_axis: str | float | None = None,
     batch_size: int = 32,
     tta: int = 0,
     threads: int | None = None,
@@ -473,8 +534,10 @@ def count_file(
     progress: ProgressCallback | None = None,
 ) -> list[Row]:
     """Count a TIFF stack, folder of frames or Zarr array into ``out_csv``; returns the rows
-    counted now. The CSV's first line (``# ccount counts {json}``) records the source, pixel
-    size and the model's preprocessing; an existing file made the same way is resumed.
+    counted now. ``pixel_size_um`` and ``trap_axis`` (None: from the file's metadata, else
+    refused / ``"auto"``) as in :func:`count_stack`. The CSV's first line
+    (``# ccount counts {json}``) records the source, pixel size, trap axis and the model's
+    preprocessing; an existing file made the same way is resumed.
     Every argument, the stack and the model are checked before the CSV is created, so a
     refused call leaves no file behind.
     """
@@ -483,12 +546,17 @@ def count_file(
     out_csv = Path(out_csv)
     stack = open_stack(path)
     _check_stack(stack.data)
+    from ccount_core.image.preprocess import parse_trap_axis
+
     px = pixel_size_um if pixel_size_um is not None else stack.pixel_size_um
     _check_arguments(batch_size, tta, px, threads)
+    given = trap_axis if trap_axis is not None else stack.trap_axis_deg
+    axis = parse_trap_axis("auto" if given is None else given)
     pick_device(device)
     counter = _resolve_model(model)
     _check_preparations(counter)
     meta = counts_metadata(counter.card, str(Path(path).resolve()), px, tta)
+    meta["trap_axis"] = axis
     others = counter.label_names[1:]
     remove_stale_temps(out_csv)  # a header a killed run was writing
     done = resume_counts(out_csv, meta, others)
@@ -504,6 +572,7 @@ def count_file(
             stack.data,
             counter,
             px,
+            trap_axis=axis,
             frame_interval_s=stack.frame_interval_s,
             batch_size=batch_size,
             tta=tta,

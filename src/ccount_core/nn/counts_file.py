@@ -68,6 +68,27 @@ def other_counts(rows: Sequence[Row]) -> dict[str, str]:
     return {k[len(OTHER_COUNT_PREFIX) :]: k for k in keys if k.startswith(OTHER_COUNT_PREFIX)}
 
 
+NOT_COUNTED = "not counted: "
+"""How a row's warning starts when its frame was not counted (``ccount_core.nn.count``)."""
+
+
+def not_counted(rows: Sequence[Row]) -> tuple[int, str | None]:
+    """``(frames not counted, their most common reason)`` among ``rows`` (reason None when
+    every frame was counted; "(and other reasons, see the warning column)" added when the
+    frames were refused for several): what the CLI and the plugin say of a run."""
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if r.get("count") is None:
+            why = (r.get("warning") or "").removeprefix(NOT_COUNTED)
+            reasons[why] = reasons.get(why, 0) + 1
+    if not reasons:
+        return 0, None
+    reason = max(reasons, key=reasons.__getitem__)
+    if len(reasons) > 1:
+        reason += " (and other reasons, see the warning column)"
+    return sum(reasons.values()), reason
+
+
 class CountsWriter:
     """Writes rows to an open text file (opened with ``newline=""``) as CSV lines.
 
@@ -193,12 +214,14 @@ def _drop_partial_line(path: Path) -> None:
 __all__ = [
     "COLUMNS",
     "META_PREFIX",
+    "NOT_COUNTED",
     "OTHER_COUNT_PREFIX",
     "OTHER_UNCERTAINTY_PREFIX",
     "CountsWriter",
     "Row",
     "counts_columns",
     "counts_metadata",
+    "not_counted",
     "other_counts",
     "other_uncertainty",
     "read_counts",

@@ -4,7 +4,8 @@ ellipse drawn as a napari shape."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import napari
 import numpy as np
@@ -13,6 +14,7 @@ from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from ccount_core.errors import InputError
+from napari_ccount._widgets._forms import param
 
 #: ``layer.metadata["ccount"]`` key of a layer the Prepare widget made: the recording's name.
 PREPARED_FROM = "prepared_from"
@@ -161,6 +163,59 @@ def pixel_size_um(layer: napari.layers.Image) -> float | None:
         return float(px)
     sy, sx = (float(v) for v in layer.scale[-2:])
     return sx if sx != 1.0 and abs(sx - sy) < 1e-9 * max(sx, 1.0) else None
+
+
+def trap_axis_deg(layer: napari.layers.Image) -> float | None:
+    """The trap axis the layer's file states (deg counter-clockwise from +col), or None."""
+    value = layer_meta(layer).get("trap_axis_deg")
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class TrapAxisParams:
+    """The trap axis in a recording, as the Count and Prepare forms ask for it."""
+
+    trap_axis: Literal["auto", "horizontal", "vertical", "degrees"] = param(
+        "auto",
+        "the trap axis in the frames: auto (the crystal's long axis, as in every training "
+        "crystal), horizontal, vertical, or an angle (degrees, below); set from the file "
+        "when it states one (trap_axis_deg)",
+    )
+    trap_axis_deg: float = param(
+        0.0,
+        "the trap axis's angle, counter-clockwise from the columns axis as displayed; the "
+        "crystal axis nearest it is taken",
+        "°",
+        label="trap axis angle",
+        min=-180.0,
+        max=180.0,
+        step=1.0,
+        decimals=1,
+    )
+
+    def value(self) -> str | float:
+        """What ``trap_axis`` the core takes (``ccount_core.image.preprocess.parse_trap_axis``)."""
+        return self.trap_axis_deg if self.trap_axis == "degrees" else self.trap_axis
+
+
+def link_trap_axis(fields: dict[str, Any]) -> None:
+    """Show the angle field of a form built from :class:`TrapAxisParams` only for "degrees"."""
+    choice, angle = fields["trap_axis"], fields["trap_axis_deg"]
+
+    def show(value: str) -> None:
+        angle.visible = value == "degrees"
+
+    choice.changed.connect(show)
+    show(choice.value)
+
+
+def use_layer_trap_axis(fields: dict[str, Any], layer: Any) -> None:
+    """Set the trap-axis fields to the angle ``layer``'s file states (unchanged when none)."""
+    if isinstance(layer, napari.layers.Image):
+        deg = trap_axis_deg(layer)
+        if deg is not None:
+            fields["trap_axis"].value = "degrees"
+            fields["trap_axis_deg"].value = deg
 
 
 def frame_interval_s(layer: napari.layers.Image) -> float | None:

@@ -19,8 +19,9 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QDockWidget,
     QMainWindow,
@@ -31,26 +32,35 @@ from qtpy.QtWidgets import (
 
 from ccount_core.errors import InputError
 from ccount_core.files import atomic_path
-from ccount_core.nn.counts_file import CountsWriter, other_counts, other_uncertainty
+from ccount_core.nn.counts_file import (
+    CountsWriter,
+    not_counted,
+    other_counts,
+    other_uncertainty,
+)
 from ccount_core.progress import ProgressCallback, report
 from napari_ccount._plot import CountPlot
 from napari_ccount._widgets._common import (
     LayerPicker,
+    TrapAxisParams,
     current_frame_index,
     fit_dock,
     frame_interval_s,
     layer_meta,
     layer_stack,
+    link_trap_axis,
     pixel_size_um,
     status_label,
     text_overlay,
+    use_layer_trap_axis,
 )
-from napari_ccount._widgets._forms import build_form, param
+from napari_ccount._widgets._forms import build_form, param, read_form
 from napari_ccount._workers import Job, notify_error, preload, start_job
 
 DEFAULT_MODEL = "default model"
 MODEL_FILE = "model file…"
 SHIPPED_PREFIX = "shipped: "
+WARNED_COLOR = "#ffb000"  # a warned row's text in the counts table
 TABLE_MIN_ROWS = 3  # the counts table's dock never shrinks below this many rows
 TABLE_COLUMNS = ("frame", "time (s)", "Ca⁺ count", "± (1σ)", "ellipse", "warning")
 #: Tooltip of a dark species' column: what its ± is.
@@ -83,19 +93,22 @@ def run_count(
     on_rows: Any = None,
     progress: ProgressCallback | None = None,
     phase: Callable[[str], None] | None = None,
+    trap_axis: str | float = "auto",
 ) -> dict[str, Any]:
     """Count every frame of ``stack`` ``(frames, rows, cols)`` with the core; runs in a worker.
 
     ``model_path`` None is the default model; a path, a shipped name (``dark``, ``ensemble``)
-    or an ensemble card works too. ``tta``: extra test-time views per frame.
-    Returns ``{"rows": [core row dicts], "device": str, "model": str}`` (rows as
-    :func:`ccount_core.nn.count.count_stack` gives them: frame, time_s, count, uncertainty (ions),
-    ellipse_*, warning); ``on_rows`` gets each batch's rows as soon as they are known.
+    or an ensemble card works too. ``tta``: extra test-time views per frame. ``trap_axis``:
+    as in :func:`ccount_core.nn.count.count_stack`.
+    Returns ``{"rows": [core row dicts], "device": str, "model": str, "band": str}`` (rows as
+    :func:`ccount_core.nn.count.count_stack` gives them: frame, time_s, count, uncertainty
+    (ions), ellipse_*, warning; ``band``: what ±1σ is made of, for the plot's legend);
+    ``on_rows`` gets each batch's rows as soon as they are known.
     ``progress`` counts loading the model (its first import included) as one step before the
     frames; ``phase`` is told ``loading model``, then ``counting`` (the first batch includes
     the core's warm-up). Batches: :func:`short_batch`.
     """
-    from ccount_core.nn.count import count_stack
+    from ccount_core.nn.count import count_stack, sigma_terms
     from ccount_core.nn.ensemble import load_counter, model_location
 
     frames = int(stack.shape[0])
@@ -110,6 +123,7 @@ def run_count(
         stack,
         counter,
         pixel_size_um,
+        trap_axis=trap_axis,
         frame_interval_s=frame_interval_s,
         batch_size=short_batch(batch_size, frames),
         tta=tta,
@@ -122,6 +136,7 @@ def run_count(
         "rows": [_plain(r) for r in rows],
         "device": device,
         "model": str(model_location(model_path)),
+        "band": sigma_terms(counter, tta),
     }
 
 
@@ -132,8 +147,20 @@ def _say(phase: Callable[[str], None] | None, text: str) -> None:
 
 @dataclass(frozen=True)
 class CountParams:
-    """How the count runs (the form's fields besides the layer and the model)."""
+    """How the count runs (the form's fields besides the layer, the model and the trap axis)."""
 
+    pixel_size_um: float = param(
+        0.0,
+        "camera µm per pixel in the object plane, filled from the layer's file (or its "
+        "scale); 0: unknown, and counting refuses to start (the model counts from the "
+        "crystal's size in µm)",
+        "µm",
+        label="pixel size",
+        min=0.0,
+        max=1000.0,
+        step=0.1,
+        decimals=3,
+    )
     tta: int = param(
         0,
         "extra, mildly changed views of each frame (rotation, shift, flips): the count "
@@ -250,7 +277,13 @@ class CountWidget(Container):
             "or an ensemble card (.json)",
         )
         fields = build_form(CountParams, CountParams())
-        self.tta, self.batch = fields["tta"], fields["batch_size"]
+        self.pixel_size, self.tta, self.batch = (
+            fields["pixel_size_um"],
+            fields["tta"],
+            fields["batch_size"],
+        )
+        self.axis_fields = build_form(TrapAxisParams, TrapAxisParams())
+        link_trap_axis(self.axis_fields)
         self.device_label = Label(label="device", value="chosen by the core")
         self.run_button = PushButton(text="Count ions")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -259,6 +292,8 @@ class CountWidget(Container):
         self.extend(
             [
                 self.layer_picker,
+                self.pixel_size,
+                *self.axis_fields.values(),
                 self.model_choice,
                 self.model_file,
                 self.tta,
@@ -273,6 +308,8 @@ class CountWidget(Container):
         fit_dock(self)
         preload()  # torch and the counting code, in the background while the user chooses
         self.model_choice.changed.connect(self._on_model_choice)
+        self.layer_picker.changed.connect(self._use_layer)
+        self._use_layer(self.layer_picker.value)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.export_button.changed.connect(self._export_dialog)
@@ -291,12 +328,29 @@ class CountWidget(Container):
         self._docks: list[Any] = []
         self.job: Job | None = None
         self.rows: list[dict[str, Any]] = []
+        self.band = "±1σ"  # the plot legend's name of the band (run_count's "band")
         self.counted_layer: napari.layers.Image | None = None
         napari_viewer.dims.events.current_step.connect(self._on_step)
         # docked (and drawn) now, empty, so that no heavy first draw happens mid-count
         self._dock_results()
 
     # --- running ------------------------------------------------------------------------
+
+    def _use_layer(self, layer: Any) -> None:
+        """Fill the pixel size (0 when unknown) and the trap axis from the chosen layer."""
+        if isinstance(layer, napari.layers.Image):
+            self.pixel_size.value = pixel_size_um(layer) or 0.0
+            use_layer_trap_axis(self.axis_fields, layer)
+
+    def _pixel_size(self, layer: napari.layers.Image) -> float:
+        """The pixel size field's value (µm); InputError while it is unknown (0)."""
+        px = float(self.pixel_size.value)
+        if px <= 0.0:
+            raise InputError(
+                f"pixel size: unknown for layer '{layer.name}' (its file does not say); "
+                "enter the camera's µm per pixel in the object plane"
+            )
+        return px
 
     def _on_model_choice(self, value: str) -> None:
         self.model_file.visible = value == MODEL_FILE
@@ -330,6 +384,8 @@ class CountWidget(Container):
             return None
         try:
             layer = self.layer_picker.image_layer()  # refuses a prepared layer
+            px = self._pixel_size(layer)
+            axis = read_form(TrapAxisParams(), self.axis_fields).value()
             model_path = self._model_path()
             stack = layer_stack(layer)
         except InputError as exc:
@@ -350,8 +406,9 @@ class CountWidget(Container):
             model_path,
             int(self.batch.value),
             int(self.tta.value),
-            pixel_size_um(layer),
+            px,
             frame_interval_s(layer),
+            trap_axis=axis,
             desc="count ions",
             on_done=self._on_done,
             on_finish=self._on_finish,
@@ -394,7 +451,16 @@ class CountWidget(Container):
         streamed = len(self.rows)  # the same rows, batch by batch: the table holds them
         self.rows = result["rows"]
         self.device_label.value = result["device"]
-        self.status.value = f"{len(self.rows)} frames counted on {result['device']}"
+        refused, reason = not_counted(self.rows)
+        if refused == len(self.rows):
+            self.status.value = f"no frame counted: {reason}"
+            show_warning(f"count: no frame counted: {reason}")
+        else:
+            counted = len(self.rows) - refused
+            self.status.value = (
+                f"{counted} of {len(self.rows)} frames counted on {result['device']}"
+            )
+        self.band = result["band"]
         self._store(result["model"])
         if streamed == len(self.rows):
             self.table.resizeColumnsToContents()
@@ -457,6 +523,7 @@ class CountWidget(Container):
             time_label="time (s)" if interval else "frame",
             title=layer.name,
             others=others,
+            band_label=self.band,
         )
 
     def _on_fit_box(self, checked: bool) -> None:
@@ -522,6 +589,7 @@ class CountWidget(Container):
                     f"{row['ellipse_angle_deg']:.1f}°"
                 )
             time = row.get("time_s")
+            warning = row.get("warning") or ""
             cells = (
                 str(row["frame"]),
                 "" if time is None else f"{time:.1f}",
@@ -533,10 +601,14 @@ class CountWidget(Container):
                 ),
                 *match_cells(matches, row["frame"]),
                 ell,
-                row.get("warning") or "",
+                warning,
             )
             for j, text in enumerate(cells):
-                self.table.setItem(i, j, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                if warning:  # the whole row says why, in amber, however narrow the column
+                    item.setToolTip(warning)
+                    item.setForeground(QBrush(QColor(WARNED_COLOR)))
+                self.table.setItem(i, j, item)
 
     def _go_to_row(self, row: int, _col: int = 0) -> None:
         layer = self.counted_layer

@@ -24,14 +24,17 @@ from napari_ccount._widgets._common import (
     ELLIPSE_LAYER,
     PREPARED_FROM,
     LayerPicker,
+    TrapAxisParams,
     corners_to_ellipse,
     current_frame_index,
     ellipse_to_corners,
     fit_dock,
     layer_meta,
     layer_stack,
+    link_trap_axis,
     pixel_size_um,
     status_label,
+    use_layer_trap_axis,
 )
 from napari_ccount._widgets._forms import build_form, read_form
 from napari_ccount._widgets.count import DEFAULT_MODEL, MODEL_FILE, SHIPPED_PREFIX
@@ -82,21 +85,37 @@ def fit_frame(frame: Any, progress: Any = None) -> Any:
 
 
 def preview_frame(
-    frame: Any, config: Any, ellipse: Any, pixel_um: float | None, progress: Any = None
+    frame: Any,
+    config: Any,
+    ellipse: Any,
+    pixel_um: float | None,
+    trap_axis: str | float = "auto",
+    progress: Any = None,
 ) -> tuple[np.ndarray, Any]:
-    """Prepare one frame ``(rows, cols)`` with ``config``; returns (prepared image, ellipse)."""
+    """Prepare one frame ``(rows, cols)`` with ``config`` and the recording's ``trap_axis``;
+    returns (prepared image, ellipse)."""
     from ccount_core.image.preprocess import prepare_frame
 
     if progress is not None:
         progress(0, 1)
-    out = prepare_frame(np.asarray(frame), config, ellipse=ellipse, camera_pixel_size_um=pixel_um)
+    out = prepare_frame(
+        np.asarray(frame),
+        config,
+        ellipse=ellipse,
+        camera_pixel_size_um=pixel_um,
+        trap_axis=trap_axis,
+    )
     if progress is not None:
         progress(1, 1)
     return out
 
 
 def lazy_prepared(
-    stack: Any, config: Any, ellipse: Any | None, pixel_um: float | None
+    stack: Any,
+    config: Any,
+    ellipse: Any | None,
+    pixel_um: float | None,
+    trap_axis: str | float = "auto",
 ) -> tuple[da.Array, np.ndarray]:
     """The prepared stack as a lazy dask array (:func:`prepare_stack` on dask) and its frame 0.
 
@@ -107,7 +126,9 @@ def lazy_prepared(
 
     src = stack if isinstance(stack, da.Array) else da.from_array(stack)
     src = src.rechunk((1, *src.shape[1:]))
-    out = prepare_stack(src, config, ellipses=ellipse, camera_pixel_size_um=pixel_um)
+    out = prepare_stack(
+        src, config, ellipses=ellipse, camera_pixel_size_um=pixel_um, trap_axis=trap_axis
+    )
     return out.images, np.asarray(out.images[0])
 
 
@@ -155,21 +176,28 @@ class PrepareWidget(Container):
             tooltip="fit each frame's own ellipse when preparing the stack; off: use the "
             "drawn (edited) ellipse for every frame",
         )
+        self.axis_fields = build_form(TrapAxisParams, TrapAxisParams())
+        link_trap_axis(self.axis_fields)
         self.config_fields = build_form(PreprocessConfig, self.base_config)
         self.preview_button = PushButton(text="Preview current frame")
         self.prepare_button = PushButton(text="Prepare stack (lazy layer)")
         self.status = status_label()
+        # side by side: the dock then fits a 1280 x 800 screen with the count's docks below
+        self._button_row = Container(
+            widgets=[self.preview_button, self.prepare_button], layout="horizontal", labels=False
+        )
+        self._button_row.margins = (0, 0, 0, 0)
         self.extend(
             [
                 self.layer_picker,
+                *self.axis_fields.values(),
                 self.fit_button,
                 self.per_frame,
                 self.model_choice,
                 self.model_file,
                 self.model_label,
                 *self.config_fields.values(),
-                self.preview_button,
-                self.prepare_button,
+                self._button_row,
                 self.status,
             ]
         )
@@ -179,6 +207,8 @@ class PrepareWidget(Container):
         self.prepare_button.changed.connect(self.prepare)
         self.model_choice.changed.connect(self.use_model)
         self.model_file.changed.connect(self.use_model)
+        self.layer_picker.changed.connect(self._use_layer)
+        self._use_layer(self.layer_picker.value)
         for field in self.config_fields.values():
             field.changed.connect(self._show_model_label)
         self.use_model()
@@ -233,6 +263,13 @@ class PrepareWidget(Container):
         self.model_label.value = f"preparation of model '{self.model_name}'{suffix}"
 
     # --- inputs -------------------------------------------------------------------------
+
+    def _use_layer(self, layer: Any) -> None:
+        use_layer_trap_axis(self.axis_fields, layer)
+
+    def trap_axis(self) -> str | float:
+        """The trap axis the fields state (``parse_trap_axis``'s input)."""
+        return read_form(TrapAxisParams(), self.axis_fields).value()
 
     def config(self) -> Any:
         """The PreprocessConfig the fields describe (InputError when a value is invalid)."""
@@ -316,7 +353,7 @@ class PrepareWidget(Container):
             return None
         try:
             layer, index, frame = self._current()
-            cfg, ellipse = self.config(), self.ellipse()
+            cfg, ellipse, axis = self.config(), self.ellipse(), self.trap_axis()
         except InputError as exc:
             notify_error(exc, "preview")
             return None
@@ -327,36 +364,43 @@ class PrepareWidget(Container):
             cfg,
             ellipse,
             pixel_size_um(layer),
+            axis,
             desc="prepare frame",
-            on_done=lambda out: self._show_preview(layer, index, cfg, out),
+            on_done=lambda out: self._show_preview(layer, index, cfg, out, axis),
         )
         return self.job
 
     def _placement(
-        self, image: napari.layers.Image, cfg: Any, ellipse: Any = None
+        self, image: napari.layers.Image, cfg: Any, ellipse: Any = None, axis: Any = "auto"
     ) -> tuple[tuple[float, float], tuple[float, float]]:
         """Scale and translate (world, 2-D) that put a prepared image right of ``image``.
 
         A prepared pixel is ``cfg.model_pixel_size_um`` (the camera's pixel when that is
         unknown, as the pipeline then does not resample), so both show at their true size.
         With ``stretch_to_fit`` each crystal has its own zoom: that of ``ellipse`` (input px)
-        when given, else one prepared pixel per camera pixel.
+        when given (with the trap axis ``axis``), else one prepared pixel per camera pixel.
         """
         sy, sx = (float(v) for v in image.scale[-2:])
         ty, tx = (float(v) for v in image.translate[-2:])
         camera = pixel_size_um(image)
         if cfg.stretch_to_fit:
-            from ccount_core.image.preprocess import frame_transform
+            from ccount_core.image.preprocess import frame_transform, parse_trap_axis
 
-            zoom = 1.0 if ellipse is None else 1.0 / frame_transform(ellipse, cfg, camera).zoom
+            zoom = (
+                1.0
+                if ellipse is None
+                else 1.0 / frame_transform(ellipse, cfg, camera, parse_trap_axis(axis)).zoom
+            )
         else:
             zoom = cfg.model_pixel_size_um / camera if camera else 1.0
         width = image.data.shape[-1] * sx
         return (sy * zoom, sx * zoom), (ty, tx + width + GAP_PX * sx)
 
-    def _show_preview(self, image: napari.layers.Image, index: int, cfg: Any, out: Any) -> None:
+    def _show_preview(
+        self, image: napari.layers.Image, index: int, cfg: Any, out: Any, axis: Any
+    ) -> None:
         prepared, ellipse = out
-        scale, translate = self._placement(image, cfg, ellipse)
+        scale, translate = self._placement(image, cfg, ellipse, axis)
         meta = {
             "ccount": {
                 PREPARED_FROM: image.name,
@@ -387,7 +431,7 @@ class PrepareWidget(Container):
             return None
         try:
             layer = self.layer_picker.image_layer()
-            cfg = self.config()
+            cfg, axis = self.config(), self.trap_axis()
             ellipse = None if self.per_frame.value else self.ellipse()
             if ellipse is None and not self.per_frame.value:
                 raise InputError(
@@ -404,8 +448,9 @@ class PrepareWidget(Container):
             cfg,
             ellipse,
             pixel_size_um(layer),
+            axis,
             desc="prepare stack",
-            on_done=lambda data: self._show_prepared(layer, cfg, ellipse, data),
+            on_done=lambda data: self._show_prepared(layer, cfg, ellipse, data, axis),
         )
         return self.job
 
@@ -415,9 +460,10 @@ class PrepareWidget(Container):
         cfg: Any,
         ellipse: Any,
         out: tuple[da.Array, tuple[float, float]],
+        axis: Any,
     ) -> None:
         data, limits = out
-        scale, translate = self._placement(image, cfg, ellipse)
+        scale, translate = self._placement(image, cfg, ellipse, axis)
         meta = {
             "ccount": {
                 PREPARED_FROM: image.name,
@@ -445,12 +491,17 @@ class PrepareWidget(Container):
 
 
 def _lazy_job(
-    stack: Any, cfg: Any, ellipse: Any, pixel_um: float | None, progress: Any = None
+    stack: Any,
+    cfg: Any,
+    ellipse: Any,
+    pixel_um: float | None,
+    trap_axis: str | float,
+    progress: Any = None,
 ) -> tuple[da.Array, tuple[float, float]]:
     """The lazy prepared stack and contrast limits from its frame 0 (prepared here, once)."""
     if progress is not None:
         progress(0, 1)
-    data, first = lazy_prepared(stack, cfg, ellipse, pixel_um)
+    data, first = lazy_prepared(stack, cfg, ellipse, pixel_um, trap_axis)
     if progress is not None:
         progress(1, 1)
     lo, hi = float(first.min()), float(first.max())

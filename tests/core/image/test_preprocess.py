@@ -6,6 +6,7 @@ ion shells of known geometry), not from the code under test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pickle
@@ -34,6 +35,7 @@ from ccount_core.image.preprocess import (
     prepare_frame,
     prepare_stack,
     resample,
+    turn_needed,
 )
 
 # Every step off except the geometry: for checks of the geometry alone.
@@ -185,10 +187,18 @@ def test_outer_layer_enhancement_follows_eq_2_3(synthetic_crystal) -> None:
     assert ratio.max() > 2.2  # the outer layer really is brightened (~1 + A at f = 1)
 
 
-def test_pipeline_is_the_composition_of_the_step_functions(synthetic_crystal) -> None:
+@pytest.mark.parametrize(("resampling", "turn"), [("bilinear", False), ("area", True)])
+def test_pipeline_is_the_composition_of_the_step_functions(
+    resampling: str, turn: bool, synthetic_crystal
+) -> None:
     img, _ = synthetic_crystal(snr=3.0, angle_deg=-7.0, gradient=0.4, hot_pixels=30)
     cfg = PreprocessConfig(
-        model_pixel_size_um=2.0, enhance_amplitude=0.8, mask_margin_um=4.0, brightness_density=3.0
+        model_pixel_size_um=2.0,
+        enhance_amplitude=0.8,
+        mask_margin_um=4.0,
+        brightness_density=3.0,
+        resampling=resampling,
+        canonical_turn=turn,
     )
     prepared, ell = prepare_frame(img, cfg, camera_pixel_size_um=1.0)
     assert ell == fit_ellipse(img)
@@ -196,8 +206,14 @@ def test_pipeline_is_the_composition_of_the_step_functions(synthetic_crystal) ->
     assert tf.zoom == 0.5
     margin_px = 4.0 / 2.0
     out = resample(
-        img, tf, cfg.output_shape, background_plane(img, ell, "plane", margin_px / tf.zoom)
+        img,
+        tf,
+        cfg.output_shape,
+        background_plane(img, ell, "plane", margin_px / tf.zoom),
+        resampling,
     )
+    if turn and turn_needed(out):
+        out = out[::-1, ::-1]
     out = median_filter(out, 3, "cross")
     out = apply_mask(out, tf.output_ellipse, margin_px)
     out = enhance_outer_layer(out, tf.output_ellipse, 0.8)
@@ -225,7 +241,8 @@ def test_rotation_makes_trap_axis_vertical_and_round_trips(
     img, truth = synthetic_crystal(
         a_t=a_t, a_r=a_r, angle_deg=angle, offset=0.0, center=(120.0, 135.0)
     )
-    out, ell = prepare_frame(img, GEOMETRY_ONLY)
+    # The trap axis stated: an oblate crystal (a_t < a_r) keeps its true axis.
+    out, ell = prepare_frame(img, GEOMETRY_ONLY, trap_axis=angle)
     # The fitted ellipse of the prepared frame: centred, trap-axis semi-axis along the rows.
     fit = fit_ellipse(out)
     assert abs(fit.center_row - 159.5) < 1 and abs(fit.center_col - 159.5) < 1
@@ -233,7 +250,7 @@ def test_rotation_makes_trap_axis_vertical_and_round_trips(
     assert abs(angle_diff(fit.angle_deg, vertical)) < 1.0
     assert fit.semi_major == pytest.approx(max(a_t, a_r), rel=0.02)
     # Round trip: map the prepared frame back into the input frame; it matches the input.
-    tf = frame_transform(ell, GEOMETRY_ONLY)
+    tf = frame_transform(ell, GEOMETRY_ONLY, trap_axis=angle)
     inv = np.linalg.inv(tf.matrix)
     back = ndi.affine_transform(
         out,
@@ -278,9 +295,12 @@ def test_given_rotation_angle_and_no_rotation(synthetic_crystal) -> None:
     # A round crystal's angle is noise: the camera's orientation is kept (trap axis 0 deg).
     round_ell = Ellipse(128.0, 128.0, 50.0, 49.0, 37.0)
     assert frame_transform(round_ell, PreprocessConfig()).trap_axis_deg == 0.0
-    # An oblate crystal tilted 10 deg: its minor axis is the trap axis.
+    # An oblate crystal tilted 10 deg: auto takes its long axis, a stated horizontal trap
+    # axis its minor axis, and a vertical one its major axis.
     oblate = Ellipse(128.0, 128.0, 70.0, 40.0, -80.0)
-    assert frame_transform(oblate, PreprocessConfig()).trap_axis_deg == pytest.approx(10.0)
+    assert frame_transform(oblate, PreprocessConfig()).trap_axis_deg == pytest.approx(-80.0)
+    assert frame_transform(oblate, PreprocessConfig(), trap_axis=0.0).trap_axis_deg == 10.0
+    assert frame_transform(oblate, PreprocessConfig(), trap_axis=90.0).trap_axis_deg == -80.0
     # A list of frames is accepted as a stack.
     out = prepare_stack([img, img], cfg, ellipses=ell)
     assert np.array_equal(out.images[1], kept)
@@ -619,3 +639,75 @@ def test_stack_ellipse_arguments_checked(crystal_stack) -> None:
         prepare_stack(stack, PreprocessConfig(), ellipses=[truths[0]])
     out = prepare_stack(stack, PreprocessConfig(), ellipses=truths[0])
     assert out.ellipses == [truths[0], truths[0]]
+
+
+def _lit_crystal() -> np.ndarray:
+    """A fixed 240 x 320 frame: 150 spots in an ellipse turned 12°, on a gradient with noise."""
+    rng = np.random.default_rng(2026)
+    rows, cols = np.mgrid[0:240, 0:320].astype(np.float64)
+    img = 20.0 + 0.05 * cols + rng.normal(0, 2.0, rows.shape)
+    t = np.radians(12.0)
+    for _ in range(150):
+        u, v = rng.uniform(-1, 1, 2)
+        if u * u + v * v > 1:
+            continue
+        x, y = 95 * u, 38 * v
+        r0, c0 = 121.3 - x * np.sin(t) + y * np.cos(t), 158.6 + x * np.cos(t) + y * np.sin(t)
+        img += 300.0 * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * 1.6**2))
+    return img.astype(np.float32)
+
+
+# The shipped default card's preprocessing (pipeline version 1, written before the options
+# ``resampling`` and ``canonical_turn`` existed), and what version 1's code (git main before
+# issue 27) made of _lit_crystal() with it: camera px (µm) -> sum of squares, brightest pixel.
+V1_CARD = {
+    "background": "plane",
+    "brightness_density": 1.0,
+    "enhance_amplitude": 0.0,
+    "mask": True,
+    "mask_margin_um": 10.0,
+    "median_shape": "cross",
+    "median_size": 3,
+    "model_pixel_size_um": 6.0,
+    "normalize": True,
+    "output_shape": [96, 48],
+    "pipeline_version": 1,
+    "rotate": True,
+    "rotation_deg": None,
+    "stretch_to_fit": False,
+}
+V1_PREPARED = {2.0: (2783.07502666089, (26, 24)), 0.7: (302.9403812724256, (41, 26))}
+
+
+@pytest.mark.parametrize("px", sorted(V1_PREPARED))
+def test_a_version_1_card_prepares_as_version_1_did(px: float) -> None:
+    cfg = PreprocessConfig.from_dict(V1_CARD)
+    assert cfg.to_dict() == V1_CARD  # reads, compares and fingerprints as before
+    assert cfg.fingerprint() == "0427b02327369f7c"
+    sum_sq, peak = V1_PREPARED[px]
+    for axis in ("auto", "horizontal"):
+        out, _ = prepare_frame(_lit_crystal(), cfg, camera_pixel_size_um=px, trap_axis=axis)
+        assert float((out.astype(np.float64) ** 2).sum()) == pytest.approx(sum_sq, rel=1e-6)
+        assert np.unravel_index(out.argmax(), out.shape) == peak
+    # The options change the arithmetic, and are written into the configuration.
+    area = dataclasses.replace(cfg, resampling="area")
+    assert area.to_dict()["resampling"] == "area"
+    assert PreprocessConfig.from_dict(area.to_dict()) == area
+    out, _ = prepare_frame(_lit_crystal(), area, camera_pixel_size_um=px)
+    assert abs(float((out.astype(np.float64) ** 2).sum()) / sum_sq - 1.0) > 1e-3
+
+
+def test_canonical_turn_prepares_a_frame_and_its_half_turn_alike() -> None:
+    img = _lit_crystal()
+    turned = np.ascontiguousarray(img[::-1, ::-1])
+    opts = PreprocessConfig.from_dict(V1_CARD)
+    on = dataclasses.replace(opts, resampling="area", canonical_turn=True)
+    a, _ = prepare_frame(img, on, camera_pixel_size_um=2.0)
+    b, _ = prepare_frame(turned, on, camera_pixel_size_um=2.0)
+    assert np.abs(a - b).max() < 1e-3 * a.max()
+    # Without the turn the two differ (the crystal's spots are not symmetric).
+    a, _ = prepare_frame(img, opts, camera_pixel_size_um=2.0)
+    b, _ = prepare_frame(turned, opts, camera_pixel_size_um=2.0)
+    assert np.abs(a - b).max() > 0.1 * a.max()
+    with pytest.raises(InputError, match="resampling"):
+        PreprocessConfig(resampling="nearest")

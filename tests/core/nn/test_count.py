@@ -191,11 +191,16 @@ def test_bad_input_is_refused_with_one_line(model_dir, tmp_path):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\0" * 64)
     with pytest.raises(InputError, match="card"):
-        count_stack(np.zeros((1, 64, 64)), junk)
+        count_stack(np.zeros((1, 64, 64)), junk, 1.0)
+    with pytest.raises(InputError, match=r"pixel size unknown: .*--pixel-size-um"):
+        count_stack(np.zeros((1, 64, 64)), model_dir)
+    with pytest.raises(InputError, match="trap_axis: expected auto, horizontal"):
+        count_stack(np.zeros((1, 64, 64)), model_dir, 1.0, trap_axis="sideways")
     with pytest.raises(InputError, match="preprocessing configuration differs"):
         count_stack(
             np.zeros((1, 64, 64)),
             model_dir,
+            1.0,
             expected_config=PreprocessConfig(model_pixel_size_um=3.0),
         )
 
@@ -290,7 +295,6 @@ def test_training_range_warning_allows_the_counts_own_error():
             None,
             30.0,
             350.0,
-            "",
             "views disagree",
         )["warning"]
 

@@ -135,3 +135,17 @@ def test_an_older_file_without_dark_uncertainties_reads_and_is_not_resumed(tmp_p
     assert rows[0]["count_ND3+"] == "20.0" and "uncertainty_ND3+" not in rows[0]
     with pytest.raises(InputError, match=r"has other columns .*older ccount.*choose a new -o"):
         resume_counts(path, meta, ["ND3+"])
+
+
+def test_not_counted_names_the_most_common_reason_and_says_when_there_are_more() -> None:
+    from ccount_core.nn.counts_file import not_counted
+
+    ok = {"count": 150.0, "warning": ""}
+    dark = {"count": None, "warning": "not counted: no crystal; frame too dark"}
+    flat = {"count": None, "warning": "not counted: constant image"}
+    assert not_counted([ok, ok]) == (0, None)
+    assert not_counted([ok, dark, dark]) == (2, "no crystal; frame too dark")
+    assert not_counted([dark, flat, dark]) == (
+        3,
+        "no crystal; frame too dark (and other reasons, see the warning column)",
+    )

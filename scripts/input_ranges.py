@@ -1,0 +1,73 @@
+"""Measure the range of each input statistic (``ccount_core.nn.inputs``) on training-like
+renders and write it into a model card as ``input_ranges`` (the weights are not touched).
+
+The renders are the first ``--crystals`` of ``benchmarks/coverage.py``'s clean set (the default
+model's training spec, seeds no training set uses, cached in the same .npz) and the first
+``--dark`` of its set with dark ions (spec ``dark_v2``), as the card's training data were.
+Each range is the renders' minimum to maximum widened by ``--margin`` of its span on both
+sides (fit quality: up to 1).
+
+    python scripts/input_ranges.py src/ccount_core/models/default.json --crystals 120
+    python scripts/input_ranges.py src/ccount_core/models/dark.json --crystals 0 --dark 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
+from ccount_core.nn.inputs import STATISTICS, input_statistics
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage.py"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("card", type=Path, help="model card (.json) to write input_ranges into")
+    ap.add_argument("--crystals", type=int, default=120)
+    ap.add_argument("--cache", type=Path, default=Path("coverage_frames.npz"))
+    ap.add_argument("--dark", type=int, default=0)
+    ap.add_argument("--dark-cache", type=Path, default=Path("coverage_dark.npz"))
+    ap.add_argument("--margin", type=float, default=0.1, help="share of the span added")
+    args = ap.parse_args()
+    spec = importlib.util.spec_from_file_location("coverage_bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    parts = []
+    if args.crystals:
+        parts.append(bench.clean_set(args.crystals, args.cache)[0])
+    if args.dark:
+        parts.append(bench.clean_set(args.dark, args.dark_cache, dark=True)[0])
+    frames = np.concatenate(parts)
+    card = json.loads(args.card.read_text())
+    cfg = PreprocessConfig.from_dict(card["preprocess"])
+    prepared = prepare_stack(frames, cfg, camera_pixel_size_um=2.0)
+    stats = [
+        input_statistics(prepared.images[i], e, 2.0)
+        for i, e in enumerate(prepared.ellipses)
+        if i not in prepared.bad_frames
+    ]
+    ranges = {}
+    for name in STATISTICS:
+        v = np.array([s[name] for s in stats], float)
+        lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+        pad = args.margin * (hi - lo)
+        top = 1.0 if name == "fit_quality" else hi + pad
+        ranges[name] = {"min": round(lo - pad, 4), "max": round(top, 4)}
+        print(f"{name:12s} renders {lo:8.3f} - {hi:8.3f}  ->  {ranges[name]}")
+    card["input_ranges"] = {
+        **ranges,
+        "source": f"scripts/input_ranges.py on {args.crystals} clean renders and {args.dark} "
+        f"with dark ions (benchmarks/coverage.py seeds; {len(stats)} prepared), "
+        f"margin {args.margin}",
+    }
+    args.card.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()

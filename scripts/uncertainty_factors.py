@@ -1,0 +1,105 @@
+"""Fit a model card's ``uncertainty`` factors (``ccount_core.nn.count.model_error``) on renders
+of known Ca+ number, and write them into the card (the weights are not touched).
+
+The fit sets are the first ``--fit-clean`` clean renders and the first ``--fit-dark`` renders
+with dark ions of ``benchmarks/coverage.py`` (its caches); ``benchmarks/coverage.py
+--check-from`` reports the coverage on the renders after them, which the fit never sees.
+
+Every fit frame is counted with the factors at 1: its σ is then the validation RMS near its
+count ``v`` (⊕ the ensemble's or views' spread ``d``). The smallest scale that would make a
+frame's ±1σ hold its truth is ``sqrt(err² - d²) / v``; ``scale`` is chosen over the frames
+of the sets like the card's training data (``--scale-sets``: ``clean`` for the default model,
+``clean dark`` for a model trained on dark ions too) that carry no "unlike the training images"
+warning, so that ±1σ holds the truth on ``--target`` of them and ±2σ on at least
+``--target2``; ``unlike_scale`` likewise, over the warned frames of all sets, on top of
+``scale``.
+
+    python scripts/uncertainty_factors.py default --card src/ccount_core/models/default.json \\
+        --cache cov.npz --dark-cache dark.npz --fit-clean 120 --fit-dark 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ccount_core.nn.count import count_stack, validation_error
+from ccount_core.nn.ensemble import load_counter
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage.py"
+UNLIKE = "unlike the training images"
+
+
+def needed_scales(stack: np.ndarray, truth: np.ndarray, counter, px: float) -> tuple:
+    """Per counted frame: the scale its ±1σ needs, and whether it was warned unlike."""
+    rows = count_stack(stack, counter, px, bf16=False)
+    ok = np.array([r["count"] is not None for r in rows])
+    count = np.array([r["count"] for r in rows], dtype=object)[ok].astype(float)
+    sigma = np.array([r["uncertainty"] for r in rows], dtype=object)[ok].astype(float)
+    v = validation_error(counter.card, count)
+    spread2 = np.clip(np.nan_to_num(sigma) ** 2 - v**2, 0.0, None)
+    err2 = (count - truth[ok]) ** 2
+    need = np.sqrt(np.clip(err2 - spread2, 0.0, None)) / v
+    unlike = np.array([UNLIKE in (r["warning"] or "") for r, k in zip(rows, ok, strict=True) if k])
+    return need, unlike
+
+
+def factor(need: np.ndarray, target: float, target2: float) -> float:
+    """The smallest factor with ±1σ holding ``target`` and ±2σ ``target2`` of ``need``."""
+    return float(max(np.quantile(need, target), np.quantile(need, target2) / 2.0))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model", help="shipped name or model path, as load_counter takes it")
+    ap.add_argument("--card", type=Path, required=True, help="the card (.json) to write")
+    ap.add_argument("--cache", type=Path, default=Path("coverage_frames.npz"))
+    ap.add_argument("--dark-cache", type=Path, default=Path("coverage_dark.npz"))
+    ap.add_argument("--fit-clean", type=int, default=120)
+    ap.add_argument("--fit-dark", type=int, default=100)
+    ap.add_argument("--scale-sets", nargs="+", default=["clean"], choices=["clean", "dark"])
+    ap.add_argument("--target", type=float, default=0.68)
+    ap.add_argument("--target2", type=float, default=0.94)
+    args = ap.parse_args()
+    spec = importlib.util.spec_from_file_location("coverage_bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    counter = load_counter(args.model)
+    counter.card.pop("uncertainty", None)  # factors at 1 (a single model's members share it)
+    needs, unlikes, trained = [], [], []
+    fit_sets = {"clean": (args.fit_clean, args.cache), "dark": (args.fit_dark, args.dark_cache)}
+    for name, (n, cache) in fit_sets.items():
+        if n:
+            frames, truth = bench.clean_set(n, cache, dark=name == "dark")
+            need, unlike = needed_scales(frames, truth.astype(float), counter, 2.0)
+            needs.append(need)
+            unlikes.append(unlike)
+            trained.append(np.full(len(need), name in args.scale_sets))
+    need, unlike, trained = (np.concatenate(a) for a in (needs, unlikes, trained))
+    like = ~unlike & trained
+    scale = factor(need[like], args.target, args.target2)
+    factors = {"scale": round(scale, 3)}
+    if unlike.any():
+        factors["unlike_scale"] = round(
+            max(1.0, factor(need[unlike] / scale, args.target, args.target2)), 2
+        )
+    factors["source"] = (
+        f"scripts/uncertainty_factors.py: {args.fit_clean} clean renders (seeds "
+        f"{bench.SEED0}+) and {args.fit_dark} with dark ions (seeds {bench.DARK_SEED0}+), "
+        f"scale from {int(like.sum())} of the {' and '.join(args.scale_sets)} ones like the "
+        f"training images, unlike_scale from {int(unlike.sum())} warned unlike; ±1σ target "
+        f"{args.target}, ±2σ {args.target2}; checked on other seeds by "
+        "benchmarks/coverage.py --check-from"
+    )
+    print(json.dumps(factors, indent=2))
+    card = json.loads(args.card.read_text())
+    card["uncertainty"] = factors
+    args.card.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
