@@ -339,7 +339,7 @@ def test_the_plot_shows_the_kinetics_fit_after_a_count(series) -> None:
         }
         for f in range(12)
     ]
-    widget._on_done({"rows": rows, "device": "cpu", "model": "m"})
+    widget._on_done({"rows": rows, "device": "cpu", "model": "m", "band": "±1σ"})
     core = fit_kinetics(series_from_rows(rows))
     assert widget.plot.fit_label == f"fit: k = {format_value(core.k, core.k_sigma)} s⁻¹"
     (line,) = _fit_lines(widget)
@@ -354,7 +354,7 @@ def test_the_plot_shows_the_kinetics_fit_after_a_count(series) -> None:
     assert len(_fit_lines(widget)) == 1
 
     flat = [r | {"count": 200.0 + rng.normal(0, 5)} for r in rows]
-    widget._on_done({"rows": flat, "device": "cpu", "model": "m"})
+    widget._on_done({"rows": flat, "device": "cpu", "model": "m", "band": "±1σ"})
     assert widget.plot.fit_label.startswith("no kinetics fit: the series is flat")
     assert _fit_lines(widget) == []
 
