@@ -5,8 +5,8 @@ without: ``resampling="area"`` (a blur that does not depend on the sub-pixel pos
 ``canonical_turn`` (a frame and its 180° turn prepare alike). This counts, with each model's own
 card and with both options switched on:
 
-- ``clean``: ``benchmarks/coverage.py``'s clean renders (seeds 900000 + i, Ca+ 30-350, cached in
-  ``--cache``): mean |error| and RMS (%), with the standard error of their difference;
+- ``clean``: ``benchmarks/sigma_coverage.py``'s clean renders (seeds 900000 + i, Ca+ 30-350,
+  cached in ``--cache``): mean |error| and RMS (%), with the standard error of their difference;
 - ``reaction``: the bundled demo series, frames 1-15 (a growing dark core): mean |error| (%);
 - ``rotation``: ``--rotations`` crystals (seeds 910000 + i) rendered at 0, 30, ..., 330° on a
   1.5 µm, 400 x 400 camera, counted with the trap axis found (``auto``) and stated (the angle):
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--rotations", type=int, default=4, help="crystals turned through 360°")
     ap.add_argument("--models", nargs="+", default=["default", "dark", "ensemble"])
     args = ap.parse_args()
-    bench = Path(__file__).with_name("coverage.py")
+    bench = Path(__file__).with_name("sigma_coverage.py")
     spec = importlib.util.spec_from_file_location("coverage_bench", bench)
     coverage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(coverage)

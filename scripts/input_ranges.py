@@ -1,8 +1,8 @@
 """Measure the range of each input statistic (``ccount_core.nn.inputs``) on training-like
 renders and write it into a model card as ``input_ranges`` (the weights are not touched).
 
-The renders are the first ``--crystals`` of ``benchmarks/coverage.py``'s clean set (the default
-model's training spec, seeds no training set uses, cached in the same .npz) and the first
+The renders are the first ``--crystals`` of ``benchmarks/sigma_coverage.py``'s clean set (the
+default model's training spec, seeds no training set uses, cached in the same .npz) and the first
 ``--dark`` of its set with dark ions (spec ``dark_v2``), as the card's training data were.
 Each range is the renders' minimum to maximum widened by ``--margin`` of its span on both
 sides (fit quality: up to 1).
@@ -23,7 +23,7 @@ import numpy as np
 from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
 from ccount_core.nn.inputs import STATISTICS, input_statistics
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage.py"
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "sigma_coverage.py"
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
     card["input_ranges"] = {
         **ranges,
         "source": f"scripts/input_ranges.py on {args.crystals} clean renders and {args.dark} "
-        f"with dark ions (benchmarks/coverage.py seeds; {len(stats)} prepared), "
+        f"with dark ions (benchmarks/sigma_coverage.py seeds; {len(stats)} prepared), "
         f"margin {args.margin}",
     }
     args.card.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")

@@ -2,7 +2,7 @@
 of known Ca+ number, and write them into the card (the weights are not touched).
 
 The fit sets are the first ``--fit-clean`` clean renders and the first ``--fit-dark`` renders
-with dark ions of ``benchmarks/coverage.py`` (its caches); ``benchmarks/coverage.py
+with dark ions of ``benchmarks/sigma_coverage.py`` (its caches); ``benchmarks/sigma_coverage.py
 --check-from`` reports the coverage on the renders after them, which the fit never sees.
 
 Every fit frame is counted with the factors at 1: its σ is then the validation RMS near its
@@ -30,7 +30,7 @@ import numpy as np
 from ccount_core.nn.count import count_stack, validation_error
 from ccount_core.nn.ensemble import load_counter
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage.py"
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "sigma_coverage.py"
 UNLIKE = "unlike the training images"
 
 
@@ -93,7 +93,7 @@ def main() -> None:
         f"scale from {int(like.sum())} of the {' and '.join(args.scale_sets)} ones like the "
         f"training images, unlike_scale from {int(unlike.sum())} warned unlike; ±1σ target "
         f"{args.target}, ±2σ {args.target2}; checked on other seeds by "
-        "benchmarks/coverage.py --check-from"
+        "benchmarks/sigma_coverage.py --check-from"
     )
     print(json.dumps(factors, indent=2))
     card = json.loads(args.card.read_text())

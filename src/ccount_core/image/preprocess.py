@@ -107,7 +107,7 @@ PIPELINE_VERSION = 1
 ROUND_RATIO = 1.05
 #: In auto mode a crystal with semi_major / semi_minor below this gets a note: its long
 #: axis, taken as the trap axis, is ambiguous (the shipped training sets' crystals all have
-#: ratios >= 1.25 in benchmarks/coverage.py's renders, ``input_ranges`` in default.json).
+#: ratios >= 1.25 in benchmarks/sigma_coverage.py's renders, ``input_ranges`` in default.json).
 AMBIGUOUS_RATIO = 1.2
 #: A stated trap axis further than this (deg) from the nearest ellipse axis gets a note.
 AXIS_TOLERANCE_DEG = 15.0

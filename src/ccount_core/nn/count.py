@@ -244,7 +244,7 @@ def model_error(
     names a way it differs from the training images. Both factors (1 when absent) are fitted
     on renders of known count (``scripts/uncertainty_factors.py``) so that ±1σ holds the
     truth on about 68 % of frames and ±2σ on 94 %, and checked on others
-    (``benchmarks/coverage.py``)."""
+    (``benchmarks/sigma_coverage.py``)."""
     factors = card.get("uncertainty", {})
     first = label is None or (card.get("label_names") or [None])[0] == label
     scale = np.full(n, float(factors.get("scale", 1.0)) if first else 1.0)

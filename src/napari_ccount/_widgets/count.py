@@ -333,6 +333,7 @@ class CountWidget(Container):
         napari_viewer.dims.events.current_step.connect(self._on_step)
         # docked (and drawn) now, empty, so that no heavy first draw happens mid-count
         self._dock_results()
+        self._show_overlay("ccount: choose a recording and count")
 
     # --- running ------------------------------------------------------------------------
 
@@ -624,24 +625,30 @@ class CountWidget(Container):
             return
         frame = current_frame_index(self.viewer, layer)
         row = next((r for r in self.rows if r["frame"] == frame), None)
-        overlay = text_overlay(self.viewer)
-        if not overlay.visible:
-            overlay.visible = True
-            overlay.position = "top_left"
-            overlay.font_size = 14
         if row is None or row["count"] is None:
-            overlay.text = f"frame {frame}: not counted"
+            self._show_overlay(f"frame {frame}: not counted")
             return
         dark = "".join(
             f", N({name}) = {_with_sigma(row.get(k), row.get(other_uncertainty(name)), '.0f')}"
             for name, k in other_counts(self.rows).items()
         )
-        overlay.text = (
+        self._show_overlay(
             f"frame {frame}: N(Ca⁺) = {_with_sigma(row['count'], row['uncertainty'], '.0f')}{dark}"
         )
         interval = frame_interval_s(layer)
         self.plot.set_current(frame * interval if interval else frame)
         self.table.selectRow(self.rows.index(row))
+
+    def _show_overlay(self, text: str) -> None:
+        """``text`` in the canvas's top-left corner. Shown first when the widget opens, so
+        the text's one-off GL set-up (shaders, glyph atlas: about half a second with Mesa's
+        software OpenGL) happens then, not in the middle of a count."""
+        overlay = text_overlay(self.viewer)
+        if not overlay.visible:
+            overlay.visible = True
+            overlay.position = "top_left"
+            overlay.font_size = 14
+        overlay.text = text
 
     # --- export -------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ For each model it prints mean |error|, bias, and the share of frames whose truth
 ``--rows`` writes every frame's count, σ, truth and warning as CSV, from which a σ model can be
 recalibrated.
 
-    python benchmarks/coverage.py --crystals 240 --check-from 120 --dark 200 \\
+    python benchmarks/sigma_coverage.py --crystals 240 --check-from 120 --dark 200 \\
         --dark-check-from 100 [--models default dark ensemble]
 """
 
