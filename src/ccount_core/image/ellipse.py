@@ -140,7 +140,7 @@ class Ellipse:
             float(center_col),
             a1,
             a2,
-            _wrap_angle(ang),
+            wrap_axis_angle(ang),
             float(np.clip(quality, 0.0, 1.0)),
         )
 
@@ -184,7 +184,7 @@ class Ellipse:
             raise InputError(f"ellipse: cannot read {data!r} ({exc})") from None
 
 
-def _wrap_angle(deg: float) -> float:
+def wrap_axis_angle(deg: float) -> float:
     """Map an axis direction (deg, defined modulo 180) into (-90, 90]."""
     w = math.fmod(deg, 180.0)
     if w <= -90.0:

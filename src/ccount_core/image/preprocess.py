@@ -71,6 +71,7 @@ from ccount_core.image.ellipse import (
     check_dtype,
     fit_ellipse,
     fit_float_frame,
+    wrap_axis_angle,
 )
 from ccount_core.image.kernels import block_mean, median5, robust_plane
 from ccount_core.progress import ProgressCallback, report
@@ -380,17 +381,7 @@ def parse_trap_axis(value: object, name: str = "trap_axis") -> TrapAxis:
         )
     if not math.isfinite(float(value)):
         raise InputError(f"{name}: the angle must be a finite number of degrees, got {value}")
-    return _axis_angle(float(value))
-
-
-def _axis_angle(deg: float) -> float:
-    """An axis direction (deg, modulo 180) in (-90, 90]."""
-    w = math.fmod(deg, 180.0)
-    if w <= -90.0:
-        w += 180.0
-    elif w > 90.0:
-        w -= 180.0
-    return w
+    return wrap_axis_angle(float(value))
 
 
 def trap_axis_angle(ellipse: Ellipse, trap_axis: TrapAxis = "auto") -> tuple[float, str | None]:
@@ -416,9 +407,9 @@ def trap_axis_angle(ellipse: Ellipse, trap_axis: TrapAxis = "auto") -> tuple[flo
     stated = float(trap_axis)
     if round_crystal:
         return stated, None
-    major, minor = ellipse.angle_deg, _axis_angle(ellipse.angle_deg + 90.0)
-    off_major = abs(_axis_angle(major - stated))
-    off_minor = abs(_axis_angle(minor - stated))
+    major, minor = ellipse.angle_deg, wrap_axis_angle(ellipse.angle_deg + 90.0)
+    off_major = abs(wrap_axis_angle(major - stated))
+    off_minor = abs(wrap_axis_angle(minor - stated))
     angle, off = (major, off_major) if off_major <= off_minor else (minor, off_minor)
     note = None
     if off > AXIS_TOLERANCE_DEG:
