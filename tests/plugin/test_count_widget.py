@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import csv
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ccount_core.nn.counts_file import read_counts
 from napari_ccount._widgets._common import text_overlay
 from napari_ccount._widgets.count import MODEL_FILE, CountWidget, run_count, short_batch
 
@@ -106,8 +106,8 @@ def test_count_series_fills_table_plot_metadata_and_csv(
     assert text_overlay(viewer).text.startswith(f"frame 1: N(Ca⁺) = {rows[1]['count']:.0f}")
 
     out = widget.export_csv(tmp_path / "counts.csv")
-    with out.open() as fh:
-        table = list(csv.DictReader(fh))
+    meta, table = read_counts(out)  # a counts file as ccount count writes it
+    assert meta["source"] == layer.name and meta["label_names"] == ["Ca+", "ND3+"]
     assert len(table) == n_frames
     # written to 0.01 ion, 0.01 px and 1 µs (counts_file.DECIMALS)
     assert float(table[2]["count"]) == pytest.approx(rows[2]["count"], abs=0.005)
@@ -339,7 +339,7 @@ def test_the_plot_shows_the_kinetics_fit_after_a_count(series) -> None:
         }
         for f in range(12)
     ]
-    widget._on_done({"rows": rows, "device": "cpu", "model": "m", "band": "±1σ"})
+    widget._on_done({"rows": rows, "device": "cpu", "model": "m", "band": "±1σ", "metadata": {}})
     core = fit_kinetics(series_from_rows(rows))
     assert widget.plot.fit_label == f"fit: k = {format_value(core.k, core.k_sigma)} s⁻¹"
     (line,) = _fit_lines(widget)
@@ -354,7 +354,7 @@ def test_the_plot_shows_the_kinetics_fit_after_a_count(series) -> None:
     assert len(_fit_lines(widget)) == 1
 
     flat = [r | {"count": 200.0 + rng.normal(0, 5)} for r in rows]
-    widget._on_done({"rows": flat, "device": "cpu", "model": "m", "band": "±1σ"})
+    widget._on_done({"rows": flat, "device": "cpu", "model": "m", "band": "±1σ", "metadata": {}})
     assert widget.plot.fit_label.startswith("no kinetics fit: the series is flat")
     assert _fit_lines(widget) == []
 

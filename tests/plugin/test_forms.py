@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from ccount_core.errors import InputError
 from ccount_core.image.preprocess import PreprocessConfig
 from napari_ccount._widgets._common import TrapAxisParams
 from napari_ccount._widgets._forms import build_form, field_label, form_fields, read_form
-from napari_ccount._widgets.count import CountParams, CountWidget
+from napari_ccount._widgets.count import MODEL_FILE, CountParams, CountWidget
 from napari_ccount._widgets.overlay import OverlayParams, OverlayWidget
 from napari_ccount._widgets.prepare import PrepareWidget
 
@@ -124,12 +125,25 @@ def test_tuple_fields_read_back_or_give_one_line_errors() -> None:
         read_form(PreprocessConfig(), widgets)
 
 
-def test_the_prepare_form_keeps_the_card_only_options_of_the_model(make_napari_viewer) -> None:
+def test_the_prepare_form_keeps_the_card_only_options_of_the_model(
+    make_napari_viewer, tmp_path: Path
+) -> None:
+    import json
+
     from ccount_core.nn.model import default_model_path, read_card
 
     widget = PrepareWidget(make_napari_viewer())
-    card = PreprocessConfig.from_dict(read_card(default_model_path())["preprocess"])
-    assert widget.config() == card
+    card = read_card(default_model_path())
+    assert widget.config() == PreprocessConfig.from_dict(card["preprocess"])
+    # every shipped model prepares with version 1's steps, as it was trained
+    assert (widget.config().resampling, widget.config().canonical_turn) == ("bilinear", False)
+    # a model trained with the later options keeps them, though the form does not show them
+    weights = tmp_path / "opted.safetensors"
+    weights.symlink_to(default_model_path())
+    card["preprocess"] |= {"resampling": "area", "canonical_turn": True}
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    widget.model_choice.value = MODEL_FILE
+    widget.model_file.value = weights
     assert (widget.config().resampling, widget.config().canonical_turn) == ("area", True)
-    widget.model_choice.value = "shipped: dark"  # trained and shipped with version 1's steps
+    widget.model_choice.value = "shipped: dark"
     assert (widget.config().resampling, widget.config().canonical_turn) == ("bilinear", False)

@@ -3,10 +3,10 @@
 A file ``count_file`` writes starts with ``# ccount counts {json}`` (the source, pixel size
 (µm), test-time views and the model's name, labels and preprocessing), then the column names
 and one row per frame, appended batch by batch; a file a killed run left is resumed
-(:func:`resume_counts`). The plugin's export has the same columns and rows, without the first
-line. Columns: ``COLUMNS``, then ``count_<label>`` and ``uncertainty_<label>`` for each further
-output of the model (ions; older files have no ``uncertainty_<label>``); an empty cell is a
-value that is not known (a frame not counted, no time, no error).
+(:func:`resume_counts`). The plugin's export is the same file. Columns: ``COLUMNS``, then
+``count_<label>`` and ``uncertainty_<label>`` for each further output of the model (ions;
+older files have no ``uncertainty_<label>``); an empty cell is a value that is not known (a
+frame not counted, no time, no error).
 
 No torch here: the plugin reads and writes rows without loading the network.
 """
@@ -98,7 +98,12 @@ class CountsWriter:
 
     def __init__(self, fh: TextIO, others: Iterable[str] = ()) -> None:
         self.columns = counts_columns(others)
+        self._fh = fh
         self._writer = csv.DictWriter(fh, fieldnames=self.columns)
+
+    def write_metadata(self, meta: Mapping[str, Any]) -> None:
+        """The first line, ``# ccount counts {json}`` (:func:`counts_metadata`)."""
+        self._fh.write(_meta_line(meta))
 
     def write_column_names(self) -> None:
         self._writer.writeheader()

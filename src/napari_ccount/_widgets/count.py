@@ -34,6 +34,7 @@ from ccount_core.errors import InputError
 from ccount_core.files import atomic_path
 from ccount_core.nn.counts_file import (
     CountsWriter,
+    counts_metadata,
     not_counted,
     other_counts,
     other_uncertainty,
@@ -137,6 +138,7 @@ def run_count(
         "device": device,
         "model": str(model_location(model_path)),
         "band": sigma_terms(counter, tta),
+        "metadata": counts_metadata(counter.card, "", pixel_size_um, tta),
     }
 
 
@@ -329,6 +331,7 @@ class CountWidget(Container):
         self.job: Job | None = None
         self.rows: list[dict[str, Any]] = []
         self.band = "±1σ"  # the plot legend's name of the band (run_count's "band")
+        self.count_metadata: dict[str, Any] = {}  # run_count's "metadata": the export's first line
         self.counted_layer: napari.layers.Image | None = None
         napari_viewer.dims.events.current_step.connect(self._on_step)
         # docked (and drawn) now, empty, so that no heavy first draw happens mid-count
@@ -462,6 +465,7 @@ class CountWidget(Container):
                 f"{counted} of {len(self.rows)} frames counted on {result['device']}"
             )
         self.band = result["band"]
+        self.count_metadata = result["metadata"]
         self._store(result["model"])
         if streamed == len(self.rows):
             self.table.resizeColumnsToContents()
@@ -660,11 +664,16 @@ class CountWidget(Container):
             self.export_csv(path)
 
     def export_csv(self, path: str | os.PathLike[str]) -> Path:
-        """Write the rows to ``path`` through a temporary file: the column names, then the
-        rows as ``ccount count`` writes them (``ccount_core.nn.counts_file.CountsWriter``)."""
+        """Write the rows to ``path`` through a temporary file as ``ccount count`` writes
+        them (``ccount_core.nn.counts_file``): the metadata line (the count's model and
+        preparation, the layer as source), the column names, the rows; so ``ccount
+        kinetics`` reads it."""
         target = Path(path)
+        layer = self.counted_layer
+        meta = {**self.count_metadata, "source": layer.name if layer is not None else ""}
         with atomic_path(target) as tmp, tmp.open("w", newline="") as fh:
             writer = CountsWriter(fh, other_counts(self.rows))
+            writer.write_metadata(meta)
             writer.write_column_names()
             writer.write(self.rows)
         show_info(f"ccount: {len(self.rows)} counts written to {target}")
