@@ -79,7 +79,8 @@ class CountPlot(QWidget):
     def _legend(self) -> None:
         self.ax.legend(
             loc="best",
-            fontsize=8,
+            fontsize=7,
+            framealpha=0.6,
             facecolor=BACKGROUND,
             labelcolor=FOREGROUND,
             edgecolor=FOREGROUND,

@@ -256,17 +256,18 @@ def model_error(
 
 def sigma_terms(counter: IonCounter, tta: int = 0) -> str:
     """What the rows' ±1σ of ``counter`` with ``tta`` views is made of, in words (the
-    plugin's plot legend): :func:`model_error`'s parts, and the spreads joined in quadrature."""
+    plugin's plot legend, so short): :func:`model_error`'s parts (factors to two digits), and
+    the spreads joined in quadrature."""
     factors = counter.card.get("uncertainty", {})
     scale = float(factors.get("scale", 1.0))
-    text = "±1σ: " + ("" if scale == 1.0 else f"{scale:g} × ") + "validation RMS near N"
+    text = "±1σ: " + ("" if scale == 1.0 else f"{scale:.2g} × ") + "validation RMS near N"
     if counter.is_ensemble:
         text += " ⊕ models' spread"
     if tta:
         text += " ⊕ view spread"
     unlike = float(factors.get("unlike_scale", 1.0))
     if unlike != 1.0:
-        text += f", ×{unlike:g} when warned unlike training"
+        text += f", ×{unlike:.2g} if warned"
     return text
 
 
