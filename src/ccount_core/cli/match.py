@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ccount_core.cli._trap_flags import add_trap_flags, given_flags, refuse_beside_trap_info
 from ccount_core.errors import InputError
-
-_TRAP_FLAGS = ("v_rf", "v_end", "eta", "rf_mhz", "r0_um", "z0_um")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,13 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trap-info", type=Path, help="CCMD trap.info file: trap, optics and cooling rate"
     )
-    g = p.add_argument_group("trap (or --trap-info)")
-    g.add_argument("--v-rf", type=float, help="RF amplitude as CCMD's q uses it, V")
-    g.add_argument("--v-end", type=float, help="end-cap voltage, V")
-    g.add_argument("--eta", type=float, help="end-cap geometric factor η")
-    g.add_argument("--rf-mhz", type=float, help="RF frequency, MHz (3.85)")
-    g.add_argument("--r0-um", type=float, help="trap radius r0, µm (3500)")
-    g.add_argument("--z0-um", type=float, help="end-cap half-distance z0, µm (2750)")
+    add_trap_flags(
+        p.add_argument_group("trap (or --trap-info)"),
+        {"rf_mhz": 3.85, "r0_um": 3500.0, "z0_um": 2750.0},
+    )
     s = p.add_argument_group("search")
     s.add_argument("--seeds", type=int, default=1, help="seeds averaged per candidate (1)")
     s.add_argument("--temperature-mk", type=float, help="bath temperature, mK (10)")
@@ -78,11 +74,9 @@ def _trap_and_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from ccount_core.analysis.match import SEARCH_SIMULATION
     from ccount_core.simulation import TrapSettings
 
-    given = [f for f in _TRAP_FLAGS if getattr(args, f) is not None]
+    given = given_flags(args)
     if args.trap_info is not None:
-        if given:
-            flags = ", ".join(f"--{f.replace('_', '-')}" for f in given)
-            raise InputError(f"--trap-info: cannot be combined with {flags}")
+        refuse_beside_trap_info(args)
         from ccount_core.simulation.ccmd_config import load_trap_info
 
         cfg = load_trap_info(args.trap_info)

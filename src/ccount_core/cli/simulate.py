@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ccount_core.cli._trap_flags import TRAP_FLAGS, add_trap_flags, refuse_beside_trap_info
 from ccount_core.errors import InputError
 
 # Trap and ion flags: None means "not given", so that --trap-info can refuse them.
-_TRAP_FLAGS = ("ions", "v_rf", "v_end", "eta", "rf_mhz", "r0_um", "z0_um")
+_TRAP_FLAGS = ("ions", *TRAP_FLAGS)
 _DEFAULTS = {
     "ions": "Ca+:300",
     "v_rf": 200.0,
@@ -61,12 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     g = p.add_argument_group("trap and ions (defaults: the paper's trap, 300 Ca+)")
     g.add_argument("--ions", help='ion numbers per species, e.g. "Ca+:300,CaF+:50"')
-    g.add_argument("--v-rf", type=float, help="RF amplitude as CCMD's q uses it, V (200)")
-    g.add_argument("--v-end", type=float, help="end-cap voltage, V (2.3375)")
-    g.add_argument("--eta", type=float, help="end-cap geometric factor η (0.244)")
-    g.add_argument("--rf-mhz", type=float, help="RF frequency, MHz (3.85)")
-    g.add_argument("--r0-um", type=float, help="trap radius r0, µm (3500)")
-    g.add_argument("--z0-um", type=float, help="end-cap half-distance z0, µm (2750)")
+    add_trap_flags(g, _DEFAULTS)
     s = p.add_argument_group("simulation")
     s.add_argument("--temperature-mk", type=float, help="bath temperature, mK (default 10)")
     s.add_argument("--seed", type=int, help="random seed (default 0, or the trap.info seed)")
@@ -161,9 +157,7 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[Any], Any, Any, dict[
             sim_kwargs[name] = getattr(args, name)
     extra: dict[str, Any] = {}
     if args.trap_info is not None:
-        given = [f"--{f.replace('_', '-')}" for f in _TRAP_FLAGS if getattr(args, f) is not None]
-        if given:
-            raise InputError(f"--trap-info: cannot be combined with {', '.join(given)}")
+        refuse_beside_trap_info(args, _TRAP_FLAGS)
         from ccount_core.simulation.ccmd_config import ccmd_timing, load_trap_info
 
         cfg = load_trap_info(args.trap_info)
