@@ -1,15 +1,21 @@
-"""Run core jobs in napari worker threads with a napari progress bar, cancel and one-line errors.
+"""Run core jobs in napari worker threads with a progress bar, cancel and one-line errors.
 
 Core jobs take ``progress(done, total)``; :func:`start_job` passes them a callback that forwards
-to a napari progress bar in the GUI thread through a Qt signal, and that raises
+to the widget's own progress bar in the GUI thread through a Qt signal, and that raises
 :class:`Cancelled` once the user asked to cancel, so the job stops at its next progress call.
-A job that also takes ``phase(text)`` (``on_phase``) names what it is doing (``loading model``)
-in the bar's description; a phase call is a cancel point too.
+A job that also takes ``phase(text)`` (``on_phase``) names what it is doing (``loading model``);
+a phase call is a cancel point too.
+
+The bar is the widget's, not napari's activity bar: napari's processes all pending events
+inside every update (a nested event loop, which also slowed the count) and animates a
+spinner that repaints the whole window while a job runs (each repaint 15–80 ms with software
+OpenGL, 0.3 s with the CPU busy counting).
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import importlib.util
 import os
@@ -18,8 +24,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from magicgui.widgets import ProgressBar
 from napari.qt.threading import create_worker
-from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
@@ -59,7 +65,8 @@ class _Bridge(QObject):
 
 
 class Job:
-    """A running core job: its worker, progress bar and cancel flag."""
+    """A running core job: its worker, progress bar (``bar``, the widget's; None: none
+    shown) and cancel flag."""
 
     def __init__(
         self,
@@ -71,6 +78,7 @@ class Job:
         on_finish: Callable[[], None] | None = None,
         on_partial: tuple[str, Callable[[Any], None]] | None = None,
         on_phase: Callable[[str], None] | None = None,
+        bar: ProgressBar | None = None,
         **kwargs: Any,
     ) -> None:
         self.desc = desc
@@ -81,7 +89,9 @@ class Job:
         self.done = False
         self.last_progress: tuple[int, int] | None = None
         self.phase = ""
-        self._bar = napari_progress(total=0, desc=desc)
+        self._bar = bar
+        if bar is not None:
+            bar.max, bar.value = 1, 0  # not 0..0: Qt's "busy" animation repaints without end
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
         self._on_done, self._on_error, self._on_finish = on_done, on_error, on_finish
@@ -119,13 +129,20 @@ class Job:
 
     def _on_phase(self, text: str) -> None:
         self.phase = text
-        self._bar.set_description(f"{self.desc}: {text}")
 
     def _on_progress(self, done: int, total: int) -> None:
         self.last_progress = (done, total)
-        if self._bar.total != total:
-            self._bar.total = total
-        self._bar.update(max(0, done - self._bar.n))
+        bar = self._bar
+        if bar is not None and total > 0:
+            # QProgressBar.setValue repaints at once (a window flush: 40-80 ms with software
+            # OpenGL); with updates off it is repainted with the next batch of updates instead
+            bar.native.setUpdatesEnabled(False)
+            try:
+                if bar.max != total:
+                    bar.max = total
+                bar.value = min(max(done, 0), total)
+            finally:
+                bar.native.setUpdatesEnabled(True)
 
     def _returned(self, result: Any) -> None:
         self.result = result
@@ -146,7 +163,6 @@ class Job:
             self._on_error(exc)
 
     def _finished(self) -> None:
-        self._bar.close()
         self.done = True
         if self._on_finish is not None:
             self._on_finish()
@@ -180,21 +196,34 @@ def _dlopen_libtorch() -> None:
 
 
 def _load_counting() -> None:
+    gc.disable()  # see preload()
     try:
         _dlopen_libtorch()
         for name in COUNTING_MODULES:
             importlib.import_module(name)
+        importlib.import_module("ccount_core.image.preprocess").warm_up()
     except Exception:  # the count imports them again and reports the error
         pass
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def preload() -> threading.Thread:
-    """Import what a count needs (:data:`COUNTING_MODULES`, torch first) in a background
-    thread, once per process, so that the first Count click finds it loaded and the GUI
-    thread never waits on a long import; returns that thread."""
+    """Import what a count needs (:data:`COUNTING_MODULES`, torch first) and load the
+    pipeline's compiled kernels in a background thread, once per process, so that the first
+    Count click finds them loaded and the GUI thread never waits on a long import; returns
+    that thread.
+
+    Python's cyclic garbage collector is what froze the window meanwhile: the imports make
+    hundreds of thousands of objects, so full collections ran in the background thread,
+    each walking every object of napari, torch and Numba (0.1–0.3 s holding the GIL). So the
+    first call collects once (on the calling thread), the thread loads with the collector
+    off, and ``gc.freeze()`` then keeps everything loaded out of later collections."""
     global _preloaded
     with _preload_lock:
         if _preloaded is None:
+            gc.collect()  # so that freezing keeps no garbage alive (e.g. a deleted layer)
             _preloaded = threading.Thread(target=_load_counting, name="ccount preload", daemon=True)
             _preloaded.start()
         return _preloaded

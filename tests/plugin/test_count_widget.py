@@ -53,6 +53,7 @@ def test_count_series_fills_table_plot_metadata_and_csv(
     assert job.error is None, job.error
     assert errors == []
     assert job.last_progress == (n_frames + 1, n_frames + 1)  # loading the model is a step
+    assert widget.progress.value == widget.progress.max == n_frames + 1  # the widget's own bar
 
     rows = layer.metadata["ccount"]["counts"]
     assert [r["frame"] for r in rows] == list(range(n_frames))
@@ -525,3 +526,22 @@ def test_the_band_is_named_from_the_card(model_file) -> None:
     assert sigma_terms(tiny) == "±1σ: 0.8 × validation RMS near N, ×3 if warned"
     tiny.card["uncertainty"] = {"scale": 0.968, "unlike_scale": 6.03}
     assert sigma_terms(tiny) == "±1σ: 0.97 × validation RMS near N, ×6 if warned"
+
+
+def test_canvas_glyphs_are_rendered_before_the_first_count(series, qtbot) -> None:
+    """The digits, "±" and "⁺" of a counted frame's canvas text are rendered after the
+    widget's background import, not on the GUI thread in the middle of the first count."""
+    from napari_ccount._widgets._common import canvas_text_font
+    from napari_ccount._widgets.count import OVERLAY_GLYPHS
+    from napari_ccount._workers import preload
+
+    viewer, _layer = series
+    widget = CountWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    font = canvas_text_font(viewer)
+    assert font is not None  # napari's private vispy side changed: the warm-up does nothing
+    qtbot.waitUntil(lambda: not preload().is_alive(), timeout=120_000)
+    qtbot.waitUntil(lambda: not widget._glyphs.pending, timeout=60_000)
+    wanted = {c for c in OVERLAY_GLYPHS if not c.isspace()}
+    assert {"±", "⁺", "7"} <= wanted
+    assert wanted <= set(font._glyphs)

@@ -4,12 +4,15 @@ ellipse drawn as a napari shape."""
 from __future__ import annotations
 
 import math
+import threading
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
@@ -115,9 +118,24 @@ ELLIPSE_LAYER = "crystal ellipse"  # the Shapes layer that holds the (editable) 
 
 def status_label() -> Label:
     """A word-wrapped status line (long messages wrap instead of widening the dock)."""
-    label = Label(label="status", value="")
+    label = Label(value="")
     label.native.setWordWrap(True)
     return label
+
+
+def progress_bar() -> ProgressBar:
+    """The widget's job progress (steps done of the job's total), beside its status line."""
+    bar = ProgressBar(value=0, max=1)
+    bar.native.setMaximumWidth(90)
+    return bar
+
+
+def status_row(status: Label, bar: ProgressBar) -> Container:
+    """The progress bar and the status line in one row (the widgets stay short enough for
+    a 1280 x 800 screen)."""
+    row = Container(layout="horizontal", labels=False, widgets=[bar, status], label="status")
+    row.margins = (0, 0, 0, 0)
+    return row
 
 
 def fit_dock(widget: Container) -> None:
@@ -133,6 +151,67 @@ def text_overlay(viewer: napari.Viewer) -> Any:
     """The canvas text overlay (``viewer.canvas.overlays["text"]`` from napari 0.9)."""
     canvas = getattr(viewer, "canvas", None)
     return canvas.overlays["text"] if canvas is not None else viewer.text_overlay
+
+
+def canvas_text_font(viewer: napari.Viewer) -> Any | None:
+    """The glyph cache of the canvas text (a vispy texture font: ``font[char]`` renders and
+    stores one glyph), or None where napari's private vispy side is not that of 0.9."""
+    try:
+        with warnings.catch_warnings():  # napari 0.9 warns of private access from plugins
+            warnings.simplefilter("ignore", FutureWarning)
+            canvas = viewer.window._qt_viewer.canvas
+            visuals = canvas._viewer_overlay_to_visual[text_overlay(viewer)]
+            font = visuals[0].node._font
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return None
+    return font if hasattr(font, "__getitem__") else None
+
+
+class GlyphWarmer(QObject):
+    """Render the canvas text's glyphs for ``chars`` ahead of use, one per GUI-timer tick,
+    once the thread ``after`` (the background import) has finished.
+
+    A glyph is drawn on the GUI thread the first time the canvas shows it (tens of ms each
+    with napari's CPU distance-field renderer): the first counted frame's text, with its
+    digits, "±" and "⁺", froze the window for 0.2–0.4 s mid-count. One glyph per tick keeps
+    each pause short, and waiting for the import keeps the glyphs' Python work from competing
+    with it for the GIL."""
+
+    TICK_MS = 20
+
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        chars: str,
+        parent: QObject | None = None,
+        after: threading.Thread | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._viewer = viewer
+        self._after = after
+        self._font: Any = None
+        self.pending = list(dict.fromkeys(c for c in chars if not c.isspace()))
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.TICK_MS)
+        self._timer.timeout.connect(self._next)
+        self._timer.start()
+
+    def _next(self) -> None:
+        if self._after is not None and self._after.is_alive():
+            return
+        if self._font is None:
+            self._font = canvas_text_font(self._viewer)
+        font = self._font
+        if font is None or not self.pending:
+            self.pending.clear()
+            self._timer.stop()
+            return
+        start = time.perf_counter()
+        while self.pending and time.perf_counter() - start < 0.002:  # cached ones: no tick
+            try:
+                font[self.pending.pop(0)]
+            except Exception:  # a glyph napari cannot render now: it is drawn when shown
+                return
 
 
 def layer_stack(layer: napari.layers.Image) -> Any:

@@ -42,6 +42,7 @@ from ccount_core.nn.counts_file import (
 from ccount_core.progress import ProgressCallback, report
 from napari_ccount._plot import CountPlot
 from napari_ccount._widgets._common import (
+    GlyphWarmer,
     LayerPicker,
     TrapAxisParams,
     current_frame_index,
@@ -51,7 +52,9 @@ from napari_ccount._widgets._common import (
     layer_stack,
     link_trap_axis,
     pixel_size_um,
+    progress_bar,
     status_label,
+    status_row,
     text_overlay,
     use_layer_trap_axis,
 )
@@ -71,6 +74,8 @@ DARK_SIGMA = (
     "no {name} error"
 )
 PLOT_EVERY_MS = 1000  # while rows stream in, the plot is redrawn at most this often
+# every character the canvas text shows during a count (see _on_step), rendered at open
+OVERLAY_GLYPHS = "frame 0123456789: N(Ca⁺) = ± , N(ND3+) not counted"
 
 
 SHORT_STACK_BATCHES = 4  # a short stack is counted in this many batches at least
@@ -291,6 +296,7 @@ class CountWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.export_button = PushButton(text="Export CSV…", enabled=False)
         self.status = status_label()
+        self.progress = progress_bar()
         self.extend(
             [
                 self.layer_picker,
@@ -304,11 +310,11 @@ class CountWidget(Container):
                 self.run_button,
                 self.cancel_button,
                 self.export_button,
-                self.status,
+                status_row(self.status, self.progress),
             ]
         )
         fit_dock(self)
-        preload()  # torch and the counting code, in the background while the user chooses
+        loading = preload()  # torch and the counting code, in the background while the user chooses
         self.model_choice.changed.connect(self._on_model_choice)
         self.layer_picker.changed.connect(self._use_layer)
         self._use_layer(self.layer_picker.value)
@@ -337,6 +343,7 @@ class CountWidget(Container):
         # docked (and drawn) now, empty, so that no heavy first draw happens mid-count
         self._dock_results()
         self._show_overlay("ccount: choose a recording and count")
+        self._glyphs = GlyphWarmer(napari_viewer, OVERLAY_GLYPHS, self.native, after=loading)
 
     # --- running ------------------------------------------------------------------------
 
@@ -419,6 +426,7 @@ class CountWidget(Container):
             on_partial=("on_rows", self._on_rows),
             on_phase=self._on_phase,
             on_error=lambda exc: setattr(self.status, "value", "failed"),
+            bar=self.progress,
         )
         return self.job
 

@@ -39,7 +39,9 @@ from napari_ccount._widgets._common import (
     layer_meta,
     layer_stack,
     pixel_size_um,
+    progress_bar,
     status_label,
+    status_row,
 )
 from napari_ccount._widgets._forms import build_form, param, read_form
 from napari_ccount._workers import Job, notify_error, start_job
@@ -285,6 +287,7 @@ class OverlayWidget(Container):
         self.match_button = PushButton(text="Match by simulation")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = status_label()
+        self.progress = progress_bar()
         n_ca, *trap_and_optics, mode, seed = self.param_fields.values()
         self.extend(
             [
@@ -298,7 +301,7 @@ class OverlayWidget(Container):
                 self.run_button,
                 self.match_button,
                 self.cancel_button,
-                self.status,
+                status_row(self.status, self.progress),
             ]
         )
         fit_dock(self)
@@ -398,6 +401,7 @@ class OverlayWidget(Container):
             on_done=lambda out: self._show(layer, out),
             on_finish=lambda: setattr(self.run_button, "enabled", True),
             on_error=lambda exc: setattr(self.status, "value", "failed"),
+            bar=self.progress,
         )
         return self.job
 
@@ -467,6 +471,7 @@ class OverlayWidget(Container):
             on_done=lambda m: self._show_match(layer, frame_index, params, m),
             on_finish=finish,
             on_error=lambda exc: setattr(self.status, "value", "failed"),
+            bar=self.progress,
         )
         return self.job
 

@@ -33,7 +33,9 @@ from napari_ccount._widgets._common import (
     layer_stack,
     link_trap_axis,
     pixel_size_um,
+    progress_bar,
     status_label,
+    status_row,
     use_layer_trap_axis,
 )
 from napari_ccount._widgets._forms import build_form, read_form
@@ -182,6 +184,7 @@ class PrepareWidget(Container):
         self.preview_button = PushButton(text="Preview current frame")
         self.prepare_button = PushButton(text="Prepare stack (lazy layer)")
         self.status = status_label()
+        self.progress = progress_bar()
         # side by side: the dock then fits a 1280 x 800 screen with the count's docks below
         self._button_row = Container(
             widgets=[self.preview_button, self.prepare_button], layout="horizontal", labels=False
@@ -198,7 +201,7 @@ class PrepareWidget(Container):
                 self.model_label,
                 *self.config_fields.values(),
                 self._button_row,
-                self.status,
+                status_row(self.status, self.progress),
             ]
         )
         fit_dock(self)
@@ -306,7 +309,11 @@ class PrepareWidget(Container):
             return None
         self.status.value = f"fitting frame {index}…"
         self.job = start_job(
-            fit_frame, frame, desc="fit ellipse", on_done=lambda ell: self._show_ellipse(layer, ell)
+            fit_frame,
+            frame,
+            desc="fit ellipse",
+            on_done=lambda ell: self._show_ellipse(layer, ell),
+            bar=self.progress,
         )
         return self.job
 
@@ -367,6 +374,7 @@ class PrepareWidget(Container):
             axis,
             desc="prepare frame",
             on_done=lambda out: self._show_preview(layer, index, cfg, out, axis),
+            bar=self.progress,
         )
         return self.job
 
@@ -451,6 +459,7 @@ class PrepareWidget(Container):
             axis,
             desc="prepare stack",
             on_done=lambda data: self._show_prepared(layer, cfg, ellipse, data, axis),
+            bar=self.progress,
         )
         return self.job
 

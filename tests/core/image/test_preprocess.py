@@ -711,3 +711,22 @@ def test_canonical_turn_prepares_a_frame_and_its_half_turn_alike() -> None:
     assert np.abs(a - b).max() > 0.1 * a.max()
     with pytest.raises(InputError, match="resampling"):
         PreprocessConfig(resampling="nearest")
+
+
+def test_warm_up_loads_the_pipeline_kernels_in_a_fresh_process() -> None:
+    """warm_up prepares its synthetic crystal without error and leaves the kernels a count
+    uses compiled (the plugin runs it in the background before the first count)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from ccount_core.image import preprocess as p\n"
+        "kernels = (p._warp, p._mask_enhance, p._top_inside)\n"
+        "assert not any(k.signatures for k in kernels)\n"
+        "p.warm_up()\n"
+        "print([len(k.signatures) for k in kernels])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
+    )
+    assert all(int(n) >= 1 for n in out.stdout.strip(" []\n").split(","))
