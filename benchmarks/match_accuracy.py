@@ -68,6 +68,7 @@ def dark(which: list[int]) -> None:
     truth_nd = np.array(meta["true_counts"]["ND3+"])[which]
     net = count_stack(frames, "dark", PX)
     e_ca, e_nd, n_ca, n_nd = [], [], [], []
+    inside_ca = inside_nd = 0
     for frame, ca, nd, r in zip(frames, truth_ca, truth_nd, net, strict=True):
         t = time.perf_counter()
         m = match_frame(frame, PX, TRAP, r["count"], r["count_ND3+"], MatchSettings(dark="ND3+"))
@@ -76,15 +77,19 @@ def dark(which: list[int]) -> None:
         e_nd.append(100 * (m.n_dark - nd) / nd)
         n_ca.append(100 * (r["count"] - ca) / ca)
         n_nd.append(100 * (r["count_ND3+"] - nd) / nd)
+        inside_ca += m.interval_ca[0] <= ca <= m.interval_ca[1]
+        inside_nd += m.interval_dark[0] <= nd <= m.interval_dark[1]
         print(
             f"  Ca+ {ca:4d} ND3+ {nd:4d}: net {r['count']:6.1f} {r['count_ND3+']:6.1f}  match "
-            f"{m.n_ca:6.1f} {m.n_dark:6.1f}  residual {m.residual_um:.2f} µm  "
-            f"{m.simulations} MD runs  {dt:.1f} s"
+            f"{m.n_ca:6.1f} [{m.interval_ca[0]:.1f}, {m.interval_ca[1]:.1f}] {m.n_dark:6.1f} "
+            f"[{m.interval_dark[0]:.1f}, {m.interval_dark[1]:.1f}]  residual "
+            f"{m.residual_um:.2f} µm  {m.simulations} MD runs  {dt:.1f} s"
         )
     print(
         f"dark-core frames {which}: match mean |error| Ca+ {np.mean(np.abs(e_ca)):.2f} %, "
         f"ND3+ {np.mean(np.abs(e_nd)):.2f} %; network Ca+ {np.mean(np.abs(n_ca)):.2f} %, "
-        f"ND3+ {np.mean(np.abs(n_nd)):.2f} %"
+        f"ND3+ {np.mean(np.abs(n_nd)):.2f} %; truth inside the interval: Ca+ "
+        f"{inside_ca}/{len(which)}, ND3+ {inside_nd}/{len(which)}"
     )
 
 

@@ -6,13 +6,15 @@ numbers by eye until they match. Here a search does it, per frame:
 1. **Signature.** A frame (recorded or simulated) goes through the one preparation pipeline
    (:func:`ccount_core.image.preprocess.prepare_frame`, the :func:`match_config`: physical
    scale, trap axis vertical, background plane, median, ellipse mask, brightness
-   normalisation). Its intensity is projected on the trap axis and on the radial direction,
-   each folded about the crystal centre (so the trap axis's sign, which the ellipse cannot
-   tell, does not matter), and on the radial direction again within the central slab
-   ``|z| < a/2`` (a: the axial semi-axis), where a dark core shows most. The signature is the
-   19 quantiles (5 %, 10 %, …, 95 % of the light) of each of these three distributions, in µm
-   (:data:`QUANTILES`): the crystal's length and width move all of them, a dark core moves
-   the inner radial ones.
+   normalisation). A candidate's simulated image is masked with an ellipse of its own
+   centre and direction and semi-axes at least the frame's (:meth:`Matcher.window`), so that
+   both see the same window. Its intensity is projected on the trap axis and on the radial
+   direction, each folded about the crystal centre (so the trap axis's sign, which the
+   ellipse cannot tell, does not matter), and on the radial direction again within the
+   central slab ``|z| < a/2`` (a: the frame's axial semi-axis), where a dark core shows
+   most. The signature is the 19 quantiles (5 %, 10 %, …, 95 % of the light) of each of
+   these three distributions, in µm (:data:`QUANTILES`): the crystal's length and width move
+   all of them, a dark core moves the inner radial ones.
 2. **Distance.** ``D = mean((q_sim − q_frame)²)`` over the 57 quantiles, µm²; the residual
    reported is √D (µm), over all 57 also for a dark search. Quantiles move continuously
    with the crystal's size, so D is smooth in N near its minimum (a parabola), while single
@@ -22,13 +24,10 @@ numbers by eye until they match. Here a search does it, per frame:
    (five candidates ±2 steps of 2 % of N, extended while the minimum lies at an edge, a
    least-squares parabola through the five around the best). With a dark species the search
    runs on the total number T and the dark fraction φ: T, then φ (steps of 0.03), then T,
-   and every search's D (extras included) takes the 38 radial quantiles only
-   (:data:`RADIAL`): at fixed T, φ moves the crystal's length as much as T does, and the
-   axial quantiles, set by the few ions at the crystal's tips, scatter from seed to seed
-   and differ between a camera frame and its own MD rendered without noise (up to 4 µm in
-   the reaction series' 185 + 165 frame, 17 µm in its 124 + 226 one), which pulled the
-   split towards Ca+; the radial ones had their minimum at or next to the true numbers in
-   the frames probed (docs/BENCHMARKS.md).
+   every D over all 57 quantiles. (A search on the 38 radial ones only, once used because
+   the axial ones of noise-free candidates were cut by a window of their own fit, read the
+   camera frames of the reaction series' large dark fractions as up to 18 % more Ca+:
+   docs/BENCHMARKS.md.)
    Optional extras (temperature, a scale on V_end) get the same parabola search at the best
    numbers, then N is searched once more.
 4. **Interval.** Where the fitted parabola rises by its own minimum above the minimum
@@ -79,7 +78,6 @@ QUANTILES = np.linspace(0.05, 0.95, 19)
 SEARCH_SIMULATION = SimulationSettings(equilibrate_periods=40, gather_periods=80, samples=80)
 #: The signature's radial quantiles (whole crystal, then central slab): the distance of a
 #: search with a dark species.
-RADIAL = slice(19, 57)
 #: Step of the number search, as a fraction of the number (at least one ion).
 N_STEP = 0.02
 #: Step of the dark-fraction search.
@@ -323,10 +321,24 @@ class Matcher:
         groups = self.settings.groups(c.n_ca, c.n_dark)
         result = simulate(self.trap_for(c), groups, sim, None)
         image = render(result.samples, result.fluorescing, self.imaging)
-        prepared, ell = prepare_frame(image, self.cfg, None, self.pixel_size_um)
+        prepared = prepare_frame(image, self.cfg, self.window(image), self.pixel_size_um)[0]
         if self.tick is not None:
             self.tick()
-        return signature(prepared, self.cfg, ell.semi_major * self.pixel_size_um), result
+        return signature(prepared, self.cfg, self.ellipse.semi_major * self.pixel_size_um), result
+
+    def window(self, image: np.ndarray) -> Ellipse:
+        """The ellipse a candidate's ``image`` is prepared with: its own centre and direction
+        (fitted, as the frame's are) and semi-axes at least the frame's, so that no candidate
+        is masked more tightly than the frame. A window of the candidate's own fit cut the
+        tips of thin Ca⁺ shells around a dark core: without camera noise the fit ends where
+        the tips grow faint (77.7 px against the camera frame's 91.1 px for 124 Ca⁺ + 226
+        ND₃⁺), so every candidate looked shorter and the search added Ca⁺ (+12 %)."""
+        own = fit_ellipse(image)
+        return dataclasses.replace(
+            own,
+            semi_major=max(own.semi_major, self.ellipse.semi_major),
+            semi_minor=max(own.semi_minor, self.ellipse.semi_minor),
+        )
 
     def signature_of(self, c: Candidate) -> np.ndarray:
         """The candidate's signature (mean over the seeds), simulated once."""
@@ -337,9 +349,9 @@ class Matcher:
             self.cache[c] = (np.mean(sigs, axis=0), list(runs))
         return self.cache[c][0]
 
-    def distance(self, c: Candidate, part: slice = slice(None)) -> float:
-        """D (µm²) between the frame and the candidate, over the quantiles ``part``."""
-        return distance(self.signature_of(c)[part], self.target[part])
+    def distance(self, c: Candidate) -> float:
+        """D (µm²) between the frame and the candidate."""
+        return distance(self.signature_of(c), self.target)
 
     def size(self, c: Candidate) -> float:
         """The candidate's :func:`size_measure`, µm³."""
@@ -405,7 +417,6 @@ def match_frame(
     dark = settings.dark is not None
     total_n = max(1.0, start_ca + (start_dark if dark else 0.0))
     frac = min(max(start_dark / total_n, 0.0), 0.9) if dark else 0.0
-    part = RADIAL if dark else slice(None)
 
     def cand(n_total: float, f: float) -> Candidate:
         n_ca = max(1, round(n_total * (1.0 - f)))
@@ -418,12 +429,10 @@ def match_frame(
 
     def search_n() -> LineResult:
         step = max(1.0, round(N_STEP * total_n))
-        return line_search(lambda n: m.distance(cand(n, frac), part), round(total_n), step, 1.0)
+        return line_search(lambda n: m.distance(cand(n, frac)), round(total_n), step, 1.0)
 
     def search_frac() -> LineResult:
-        return line_search(
-            lambda f: m.distance(cand(total_n, f), part), frac, FRACTION_STEP, 0.0 - 1e-9
-        )
+        return line_search(lambda f: m.distance(cand(total_n, f)), frac, FRACTION_STEP, 0.0 - 1e-9)
 
     r_n = search_n()
     total_n = r_n.best
@@ -436,9 +445,7 @@ def match_frame(
     extras = False
     if settings.fit_temperature:
         r_t = line_search(
-            lambda lt: m.distance(
-                dataclasses.replace(cand(total_n, frac), temperature=10**lt), part
-            ),
+            lambda lt: m.distance(dataclasses.replace(cand(total_n, frac), temperature=10**lt)),
             math.log10(state["T"]),
             LOG_T_STEP,
             -6.0,
@@ -447,7 +454,7 @@ def match_frame(
         extras = True
     if settings.fit_v_end:
         r_v = line_search(
-            lambda s: m.distance(dataclasses.replace(cand(total_n, frac), v_end_scale=s), part),
+            lambda s: m.distance(dataclasses.replace(cand(total_n, frac), v_end_scale=s)),
             1.0,
             V_END_STEP,
             0.5,
