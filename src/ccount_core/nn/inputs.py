@@ -50,7 +50,7 @@ SPOT_LEVEL = 0.15
 RING = 0.7
 #: ... within this angle (°) of the trap axis (tips) and of its perpendicular (sides) ...
 SECTOR_DEG = 37.0
-#: ... by this quantile of their heights, each side needing at least MIN_SPOTS spots.
+#: ... by this quantile of their heights, the tips and the sides each needing MIN_SPOTS spots.
 SPOT_QUANTILE = 0.75
 MIN_SPOTS = 3
 
@@ -130,8 +130,9 @@ def _tip_light(img: np.ndarray) -> float:
     filled ellipsoid's projection has semi-axes sqrt(5) times its standard deviations).
     Only the outer ring counts, where the line of sight grazes the outermost shell of
     fluorescing ions, so a dark core (non-fluorescing ions gathered on the axis) barely
-    moves it; a cooling beam narrower than the crystal dims the tips (ratio below the
-    training range) or the sides (above)."""
+    moves it unless it reaches the crystal's ends (then the tips read dim); a cooling beam
+    narrower than the crystal dims the tips (ratio below the training range) or the sides
+    (above)."""
     m = _light_moments(img)
     if m is None or min(m[2], m[3]) <= 0:
         return math.nan
