@@ -9,6 +9,11 @@ sides (fit quality: up to 1).
 
     python scripts/input_ranges.py src/ccount_core/models/default.json --crystals 120
     python scripts/input_ranges.py src/ccount_core/models/dark.json --crystals 0 --dark 100
+    python scripts/input_ranges.py src/ccount_core/models/ensemble.json --crystals 120 --dark 100
+
+A statistic a frame cannot give (``tip_light`` with too few ion spots at the tips or sides,
+e.g. a crystal of a few dozen ions) is NaN there: the range spans the frames that have it, and
+the count of those is printed.
 """
 
 from __future__ import annotations
@@ -59,7 +64,10 @@ def main() -> None:
         pad = args.margin * (hi - lo)
         top = 1.0 if name == "fit_quality" else hi + pad
         ranges[name] = {"min": round(lo - pad, 4), "max": round(top, 4)}
-        print(f"{name:12s} renders {lo:8.3f} - {hi:8.3f}  ->  {ranges[name]}")
+        print(
+            f"{name:12s} renders {lo:8.3f} - {hi:8.3f} ({np.isfinite(v).sum()} of {v.size})"
+            f"  ->  {ranges[name]}"
+        )
     card["input_ranges"] = {
         **ranges,
         "source": f"scripts/input_ranges.py on {args.crystals} clean renders and {args.dark} "

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pytest
 
 from ccount_core.dataset.samples import load_sample
-from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
+from ccount_core.image.ellipse import Ellipse
+from ccount_core.image.preprocess import PreprocessConfig, prepare_frame, prepare_stack
 from ccount_core.nn.count import model_error, validation_error
-from ccount_core.nn.inputs import input_statistics, range_warnings
+from ccount_core.nn.inputs import STATISTICS, input_statistics, range_warnings
 from ccount_core.nn.model import default_model_path, read_card
+from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
+from ccount_core.simulation.camera import CameraEffects, HotPixels, LaserProfile
+from ccount_core.simulation.render import CameraModel, ImagingSettings, render
+
+TRAP = TrapSettings.from_lab_units(v_rf=220.0, v_end=2.5, eta=0.28)
+CAMERA = CameraModel(photons_per_ion=2000.0, background=2.0, read_noise=2.0, offset=100.0)
+EMCCD = CameraModel(photons_per_ion=300.0, background=1.0, em_gain=300.0, read_noise=30.0)
+EDGE_LEVEL = 0.3  # a narrow cooling beam leaves the outermost ions at this share of the centre
 
 
 def test_a_dark_core_is_seen_and_named_with_its_fix() -> None:
@@ -36,3 +48,124 @@ def test_model_error_scales_the_validation_rms_and_widens_unlike_frames() -> Non
     assert got == pytest.approx(base * f["scale"] * np.array([1.0, f["unlike_scale"], 1.0]))
     bare = {k: v for k, v in card.items() if k != "uncertainty"}
     assert model_error(bare, counts, {1: ["x"]}, 3) == pytest.approx(base)
+
+
+def spots(heights: np.ndarray) -> np.ndarray:
+    """A prepared-like 96 x 48 image: Gaussian spots (σ 0.8 px) on a grid 3 px apart inside
+    an ellipse of semi-axes 30 x 12 px, spot (i, j)'s height ``heights(u, v)`` of its
+    normalised offsets along (u) and across (v) the trap axis."""
+    img = np.zeros((96, 48), np.float32)
+    rows, cols = np.indices(img.shape)
+    for r in range(48 - 30, 48 + 31, 3):
+        for c in range(24 - 12, 24 + 13, 3):
+            u, v = (r - 48) / 30, (c - 24) / 12
+            if u * u + v * v <= 1.0:
+                img += heights(u, v) * np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / 1.28)
+    return img
+
+
+def tip_light(img: np.ndarray) -> float:
+    return input_statistics(img, Ellipse(48.0, 24.0, 30.0, 12.0, 90.0), 6.0)["tip_light"]
+
+
+def test_tip_light_compares_the_spots_at_the_tips_with_those_at_the_sides() -> None:
+    assert tip_light(spots(lambda u, v: 1.0)) == pytest.approx(1.0, abs=0.05)
+    dim_tips = tip_light(spots(lambda u, v: math.exp(-1.2 * u * u)))  # tips at 30 %
+    dim_sides = tip_light(spots(lambda u, v: math.exp(-1.2 * v * v)))
+    assert 0.3 < dim_tips < 0.6
+    assert 1.6 < dim_sides < 3.4
+    # A dark core (no spots within half the radius) leaves the outer ring as it was.
+    assert tip_light(spots(lambda u, v: float(u * u + v * v > 0.25))) == pytest.approx(1.0, 0.05)
+    few = np.zeros((96, 48), np.float32)
+    few[48, 24] = few[20, 24] = 1.0  # two spots: not enough to compare
+    assert math.isnan(tip_light(few))
+
+
+@pytest.fixture(scope="module")
+def crystal() -> tuple[np.ndarray, np.ndarray]:
+    """200 Ca+ ions: MD samples (S, N, 3) m and which ions fluoresce (N,)."""
+    res = simulate(TRAP, [IonGroup("Ca+", 200)], SimulationSettings(seed=27), None)
+    return res.samples, res.fluorescing
+
+
+def frame_statistics(
+    samples: np.ndarray,
+    lit: np.ndarray,
+    card: dict,
+    effects: CameraEffects | None = None,
+    camera: CameraModel | None = None,
+) -> dict:
+    """:func:`input_statistics` of the crystal rendered like the training images (2 µm
+    pixels, 240 x 320) through ``effects`` and ``camera`` and prepared for ``card``."""
+    imaging = ImagingSettings.from_lab_units(pixel_size_um=2.0, shape=(240, 320), camera=camera)
+    frame = render(samples, lit, imaging, 1, effects)
+    cfg = PreprocessConfig.from_dict(card["preprocess"])
+    prepared, ellipse = prepare_frame(frame, cfg, camera_pixel_size_um=2.0)
+    return input_statistics(prepared, ellipse, 2.0)
+
+
+def narrow_beam(samples: np.ndarray, along_axis: bool) -> CameraEffects:
+    """A cooling beam along the trap axis (the outer layers at ``EDGE_LEVEL``) or across it
+    (the tips at ``EDGE_LEVEL``), as ``benchmarks/robustness.py`` makes it."""
+    mean = samples.mean(axis=0)
+    half = (
+        float(np.abs(mean[:, 0] - mean[:, 1]).max() / math.sqrt(2.0))  # radial, 45° view
+        if along_axis
+        else float(np.abs(mean[:, 2]).max())
+    )
+    return CameraEffects(
+        profile=LaserProfile(half * math.sqrt(2.0 / math.log(1.0 / EDGE_LEVEL)), 0.0, along_axis)
+    )
+
+
+@pytest.mark.parametrize("model", ["default", "dark", "ensemble"])
+def test_a_narrow_cooling_beam_is_named_with_its_fix_and_a_clean_crystal_is_not(
+    crystal: tuple[np.ndarray, np.ndarray], model: str
+) -> None:
+    card = json.loads(default_model_path().with_name(f"{model}.json").read_text())
+    r = card["input_ranges"]["tip_light"]
+    samples, lit = crystal
+    clean = frame_statistics(samples, lit, card)
+    along = frame_statistics(samples, lit, card, narrow_beam(samples, True))
+    across = frame_statistics(samples, lit, card, narrow_beam(samples, False))
+    assert 0.85 < clean["tip_light"] < 1.1
+    assert range_warnings(clean, card["input_ranges"]) == []
+    assert along["tip_light"] > max(r["max"], 1.5 * clean["tip_light"])  # the sides dim
+    assert across["tip_light"] < min(r["min"], 0.7 * clean["tip_light"])  # the tips dim
+    what, fix = STATISTICS["tip_light"]
+    for stats in (along, across):
+        named = [w for w in range_warnings(stats, card["input_ranges"]) if what in w]
+        assert len(named) == 1
+        assert named[0].startswith(f"unlike the training images: {what} ")
+        assert named[0].endswith(fix)
+
+
+@pytest.mark.parametrize(
+    ("camera", "effects"),
+    [
+        (CAMERA, CameraEffects(hot_pixels=HotPixels(1e-3, 1.0), exposure=0.6)),
+        (EMCCD, CameraEffects(exposure=0.6)),
+    ],
+    ids=["16-bit, hot pixels", "EMCCD"],
+)
+def test_camera_noise_and_hot_pixels_leave_tip_light_in_range(
+    crystal: tuple[np.ndarray, np.ndarray], camera: CameraModel, effects: CameraEffects
+) -> None:
+    card = read_card(default_model_path())
+    r = card["input_ranges"]["tip_light"]
+    samples, lit = crystal
+    noisy = frame_statistics(samples, lit, card, effects, camera)["tip_light"]
+    assert r["min"] < noisy < r["max"]
+
+
+def test_a_dark_core_alone_does_not_trip_tip_light() -> None:
+    card = read_card(default_model_path())
+    res = simulate(
+        TRAP, [IonGroup("Ca+", 300), IonGroup("ND3+", 100)], SimulationSettings(seed=27), None
+    )
+    stats = frame_statistics(res.samples, res.fluorescing, card)
+    ranges = card["input_ranges"]
+    assert stats["core_light"] < ranges["core_light"]["min"]  # a dark core the card never saw
+    assert ranges["tip_light"]["min"] < stats["tip_light"] < ranges["tip_light"]["max"]
+    (warning,) = range_warnings(stats, ranges)  # named for the dark core only
+    assert warning.endswith(STATISTICS["core_light"][1])
