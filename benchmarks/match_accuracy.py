@@ -7,7 +7,8 @@ mixed frames. Starts: the shipped networks (``default``; ``dark`` for the series
 Schedule: whether the search's short MD schedule (``SEARCH_SIMULATION``) gives the signature
 of the default one, measured against the seed-to-seed spread and one search step in N.
 
-    python benchmarks/match_accuracy.py [--pure 10] [--dark-frames 1,4,7,10,13] [--schedule]
+    python benchmarks/match_accuracy.py [--pure 10] [--dark-frames 1,4,7,10,13] [--shipped]
+        [--schedule]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ccount_core.analysis.match import (
     match_frame,
     size_measure,
 )
-from ccount_core.dataset.samples import reaction_series, single_crystal
+from ccount_core.dataset.samples import load_sample, reaction_series, single_crystal
 from ccount_core.nn.count import count_stack
 from ccount_core.simulation import SimulationSettings, TrapSettings
 
@@ -61,8 +62,11 @@ def pure(n_frames: int) -> None:
     )
 
 
-def dark(which: list[int]) -> None:
-    stack, meta = reaction_series(n_frames=max(which) + 1, seed=0)
+def dark(which: list[int], shipped: bool = False) -> None:
+    if shipped:
+        stack, meta = load_sample("reaction_series")
+    else:
+        stack, meta = reaction_series(n_frames=max(which) + 1, seed=0)
     frames = stack[which]
     truth_ca = np.array(meta["true_counts"]["Ca+"])[which]
     truth_nd = np.array(meta["true_counts"]["ND3+"])[which]
@@ -130,6 +134,12 @@ def main() -> None:
         "--dark-frames", default="1,4,7,10,13", help="reaction-series frames ('': none)"
     )
     ap.add_argument(
+        "--shipped",
+        action="store_true",
+        help="the dark-core frames of the shipped data/reaction_series.tif (an older "
+        "simulator's) instead of the series regenerated now",
+    )
+    ap.add_argument(
         "--schedule", action="store_true", help="compare the short and the default MD schedule"
     )
     args = ap.parse_args()
@@ -138,7 +148,7 @@ def main() -> None:
     if args.pure:
         pure(args.pure)
     if args.dark_frames:
-        dark([int(f) for f in args.dark_frames.split(",")])
+        dark([int(f) for f in args.dark_frames.split(",")], args.shipped)
 
 
 if __name__ == "__main__":
