@@ -8,13 +8,14 @@ Schedule: whether the search's short MD schedule (``SEARCH_SIMULATION``) gives t
 of the default one, measured against the seed-to-seed spread and one search step in N.
 
     python benchmarks/match_accuracy.py [--pure 10] [--dark-frames 1,4,7,10,13] [--shipped]
-        [--schedule]
+        [--seeds N] [--fit-v-end] [--schedule]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,9 @@ def pure(n_frames: int) -> None:
     )
 
 
-def dark(which: list[int], shipped: bool = False) -> None:
+def dark(which: list[int], shipped: bool = False, **search: Any) -> None:
+    """The dark-core frames ``which`` of the reaction series (``shipped``: the bundled
+    TIFF), matched with ``MatchSettings(dark="ND3+", **search)``."""
     if shipped:
         stack, meta = load_sample("reaction_series")
     else:
@@ -75,7 +78,9 @@ def dark(which: list[int], shipped: bool = False) -> None:
     inside_ca = inside_nd = 0
     for frame, ca, nd, r in zip(frames, truth_ca, truth_nd, net, strict=True):
         t = time.perf_counter()
-        m = match_frame(frame, PX, TRAP, r["count"], r["count_ND3+"], MatchSettings(dark="ND3+"))
+        m = match_frame(
+            frame, PX, TRAP, r["count"], r["count_ND3+"], MatchSettings(dark="ND3+", **search)
+        )
         dt = time.perf_counter() - t
         e_ca.append(100 * (m.n_ca - ca) / ca)
         e_nd.append(100 * (m.n_dark - nd) / nd)
@@ -139,6 +144,8 @@ def main() -> None:
         help="the dark-core frames of the shipped data/reaction_series.tif (an older "
         "simulator's) instead of the series regenerated now",
     )
+    ap.add_argument("--seeds", type=int, default=None, help="dark search: seeds per candidate")
+    ap.add_argument("--fit-v-end", action="store_true", help="dark search: also fit V_end")
     ap.add_argument(
         "--schedule", action="store_true", help="compare the short and the default MD schedule"
     )
@@ -148,7 +155,10 @@ def main() -> None:
     if args.pure:
         pure(args.pure)
     if args.dark_frames:
-        dark([int(f) for f in args.dark_frames.split(",")], args.shipped)
+        search: dict[str, Any] = {"fit_v_end": args.fit_v_end}
+        if args.seeds is not None:
+            search["seeds"] = args.seeds
+        dark([int(f) for f in args.dark_frames.split(",")], args.shipped, **search)
 
 
 if __name__ == "__main__":
