@@ -8,7 +8,7 @@ Schedule: whether the search's short MD schedule (``SEARCH_SIMULATION``) gives t
 of the default one, measured against the seed-to-seed spread and one search step in N.
 
     python benchmarks/match_accuracy.py [--pure 10] [--dark-frames 1,4,7,10,13] [--shipped]
-        [--seeds N] [--fit-v-end] [--schedule]
+        [--seeds N] [--fit-v-end] [--fit-temperature] [--schedule]
 """
 
 from __future__ import annotations
@@ -147,6 +147,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None, help="dark search: seeds per candidate")
     ap.add_argument("--fit-v-end", action="store_true", help="dark search: also fit V_end")
     ap.add_argument(
+        "--fit-temperature", action="store_true", help="dark search: also fit the temperature"
+    )
+    ap.add_argument(
         "--schedule", action="store_true", help="compare the short and the default MD schedule"
     )
     args = ap.parse_args()
@@ -155,7 +158,10 @@ def main() -> None:
     if args.pure:
         pure(args.pure)
     if args.dark_frames:
-        search: dict[str, Any] = {"fit_v_end": args.fit_v_end}
+        search: dict[str, Any] = {
+            "fit_v_end": args.fit_v_end,
+            "fit_temperature": args.fit_temperature,
+        }
         if args.seeds is not None:
             search["seeds"] = args.seeds
         dark([int(f) for f in args.dark_frames.split(",")], args.shipped, **search)
