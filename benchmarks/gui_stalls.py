@@ -2,7 +2,8 @@
 
 In a fresh process (run it under Xvfb: ``xvfb-run -a -s "-screen 0 1280x1024x24"``) this opens
 a napari viewer, adds the first frames of the sample reaction series, docks the Count widget
-(which starts importing torch in the background), waits for that import, then clicks "Count
+(which starts importing torch and loading the pipeline's kernels in the background, then renders
+the canvas text's glyphs), waits for both, as a user reading the form does, then clicks "Count
 ions", with a 10 ms QTimer ticking on the GUI thread throughout. It prints the longest gap
 between ticks (what a user feels as a frozen window) while the import ran and during the count,
 the next longest with what the widget was doing then, and the time from the click until the
