@@ -8,7 +8,7 @@ Schedule: whether the search's short MD schedule (``SEARCH_SIMULATION``) gives t
 of the default one, measured against the seed-to-seed spread and one search step in N.
 
     python benchmarks/match_accuracy.py [--pure 10] [--dark-frames 1,4,7,10,13] [--shipped]
-        [--seeds N] [--fit-v-end] [--fit-temperature] [--schedule]
+        [--seeds N] [--no-fit-v-end] [--no-fit-temperature] [--schedule]
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def dark(which: list[int], shipped: bool = False, **search: Any) -> None:
             f"  Ca+ {ca:4d} ND3+ {nd:4d}: net {r['count']:6.1f} {r['count_ND3+']:6.1f}  match "
             f"{m.n_ca:6.1f} [{m.interval_ca[0]:.1f}, {m.interval_ca[1]:.1f}] {m.n_dark:6.1f} "
             f"[{m.interval_dark[0]:.1f}, {m.interval_dark[1]:.1f}]  residual "
-            f"{m.residual_um:.2f} µm  {m.simulations} MD runs  {dt:.1f} s"
+            f"{m.residual_um:.2f} µm  {m.temperature * 1e3:.1f} mK  V_end × {m.v_end_scale:.3f}  "
+            f"{m.simulations} MD runs  {dt:.1f} s"
         )
     print(
         f"dark-core frames {which}: match mean |error| Ca+ {np.mean(np.abs(e_ca)):.2f} %, "
@@ -145,10 +146,12 @@ def main() -> None:
         "simulator's) instead of the series regenerated now",
     )
     ap.add_argument("--seeds", type=int, default=None, help="dark search: seeds per candidate")
-    ap.add_argument("--fit-v-end", action="store_true", help="dark search: also fit V_end")
-    ap.add_argument(
-        "--fit-temperature", action="store_true", help="dark search: also fit the temperature"
-    )
+    for flag, what in (("v-end", "a scale on V_end"), ("temperature", "the temperature")):
+        ap.add_argument(
+            f"--fit-{flag}",
+            action=argparse.BooleanOptionalAction,
+            help=f"dark search: also fit {what} (default: yes, as ccount match --dark)",
+        )
     ap.add_argument(
         "--schedule", action="store_true", help="compare the short and the default MD schedule"
     )

@@ -50,8 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = p.add_argument_group("search")
     s.add_argument("--seeds", type=int, default=1, help="seeds averaged per candidate (1)")
     s.add_argument("--temperature-mk", type=float, help="bath temperature, mK (10)")
-    s.add_argument("--fit-temperature", action="store_true", help="also fit the temperature")
-    s.add_argument("--fit-v-end", action="store_true", help="also fit a scale on V_end")
+    for flag, what in (("temperature", "the temperature"), ("v-end", "a scale on V_end")):
+        s.add_argument(
+            f"--fit-{flag}",
+            action=argparse.BooleanOptionalAction,
+            help=f"also fit {what} (default: with --dark)",
+        )
     s.add_argument("--blur-um", type=float, help="blur radius (1/e) in focus, µm (5)")
     s.add_argument("--dof-um", type=float, help="depth of field, µm (50)")
     p.set_defaults(func=_run)

@@ -34,8 +34,14 @@ def test_trap_info_settings_reach_the_search(tmp_path, monkeypatch, capsys) -> N
     assert settings.simulation.cooling_rate == pytest.approx(4.959e6, rel=1e-3)  # beta 0.8
     assert settings.simulation.gather_periods == match.SEARCH_SIMULATION.gather_periods
     assert settings.temperature == pytest.approx(0.01) and settings.dark == "ND3+"
+    assert settings.fit_temperature and settings.fit_v_end  # a dark search fits both
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("trap.info:")]
     assert "cooling rate" in line and "10 mK" in line and "ion numbers" in line
     assert main([*argv, "--blur-um", "3", "--temperature-mk", "5"]) == 0
     assert seen["settings"].blur_um == 3.0 and seen["settings"].temperature == pytest.approx(5e-3)
     assert "5 mK" in capsys.readouterr().err
+    assert not seen["settings"].fit_temperature and not seen["settings"].fit_v_end
+    assert main([*argv, "--dark", "ND3+", "--no-fit-v-end"]) == 0
+    assert seen["settings"].fit_temperature and not seen["settings"].fit_v_end
+    assert main([*argv, "--fit-temperature"]) == 0
+    assert seen["settings"].fit_temperature and not seen["settings"].fit_v_end
