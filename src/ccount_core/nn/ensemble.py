@@ -78,7 +78,9 @@ class IonCounter:
         if bf16 not in self._packed:
             from ccount_core.nn.cpu_inference import pack_for_cpu
 
-            self._packed[bf16] = [pack_for_cpu(net, bf16) for net, _ in self.members]
+            self._packed[bf16] = [
+                pack_for_cpu(net, bf16, tuple(card["input_shape"])) for net, card in self.members
+            ]
         return self._packed[bf16]
 
     def combine(

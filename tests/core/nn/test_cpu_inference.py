@@ -56,6 +56,17 @@ def test_packed_network_counts_as_the_network_does():
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 96, 48), (7, 1, 48, 32), (3, 1, 61, 37)])
+def test_packed_network_runs_any_batch_and_size(shape):
+    """The float32 weights are laid out for (32, C, 48, 32) inputs (the card's input shape);
+    other batches and sizes count as the network does too."""
+    net = _trained_like_net()
+    packed = pack_for_cpu(net, input_shape=(48, 32))
+    x = torch.rand(*shape) * 3.0
+    with torch.inference_mode():
+        assert torch.allclose(packed(x), net(x), rtol=1e-4, atol=1e-3)
+
+
 @needs_bf16_packing
 def test_bfloat16_packed_network_counts_within_its_rounding():
     net = _trained_like_net()
