@@ -941,6 +941,124 @@ def _top_inside(frame, r_lo, r_hi, c_lo, c_hi, cr, cc, dr, dc, a, b):  # pragma:
     return n, top, n_top
 
 
+# ------------------------------------------------------------------------------- pixel noise
+
+#: Pixel noise (see :func:`pixel_noise`) above which a frame is noted as noisier than the
+#: models count well. From ``benchmarks/noise_sensitivity.py`` (docs/BENCHMARKS.md; 280
+#: frames through sCMOS-like and EMCCD cameras): up to 0.08 the default model's mean |error|
+#: stays at 3.0-4.7 % (noiseless renders 3.0 %; 5 of 157 frames off by more than 10 %),
+#: above it 5.7-15 % (50 of 123). The training renders read 0, sCMOS-like cameras at 2,000
+#: photons an ion about 0.03, an EMCCD at gain 300 with 300 photons 0.09-0.14.
+NOISE_LIMIT = 0.08
+#: Pixels that count for :func:`pixel_noise`: those lit above this share of the crystal's
+#: light (its brightest pixel over the background, both after a 5-point median).
+NOISE_LIT = 0.3
+
+
+def pixel_noise(img: np.ndarray, ellipse: Ellipse) -> float:
+    """The frame's pixel-to-pixel noise relative to its crystal's light (dimensionless): the
+    median, over the lit pixels inside ``ellipse`` (input px), of |pixel − the median of it
+    and its 4 neighbours|, over the crystal's light (brightest 5-point median inside the
+    ellipse minus the least in its bounding box). NaN when nothing is lit."""
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    hr, hc = ellipse.half_extent()
+    r_lo = max(1, int(ellipse.center_row - hr))
+    r_hi = min(img.shape[0] - 1, int(ellipse.center_row + hr) + 2)
+    c_lo = max(1, int(ellipse.center_col - hc))
+    c_hi = min(img.shape[1] - 1, int(ellipse.center_col + hc) + 2)
+    if r_hi <= r_lo or c_hi <= c_lo:
+        return math.nan
+    dr, dc = ellipse.major_direction
+    return float(
+        _noise_inside(
+            img,
+            r_lo,
+            r_hi,
+            c_lo,
+            c_hi,
+            ellipse.center_row,
+            ellipse.center_col,
+            dr,
+            dc,
+            max(ellipse.semi_major, 1.0),
+            max(ellipse.semi_minor, 1.0),
+            NOISE_LIT,
+        )
+    )
+
+
+def noise_note(img: np.ndarray, ellipse: Ellipse) -> str | None:
+    """A warning when :func:`pixel_noise` is above :data:`NOISE_LIMIT`, else None."""
+    noise = pixel_noise(img, ellipse)
+    if not noise > NOISE_LIMIT:
+        return None
+    return (
+        f"noisy: pixel noise {100 * noise:.0f} % of the crystal's light (the models were "
+        f"checked to count well up to {100 * NOISE_LIMIT:.0f} %, an EMCCD at high gain reads "
+        "more); lower the EM gain, expose longer or average frames, or expect the count to be off"
+    )
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _median5_at(img, i, j):  # pragma: no cover - numba
+    """Median of pixel (i, j) and its 4 neighbours."""
+    a, b, c, d, e = img[i, j], img[i - 1, j], img[i + 1, j], img[i, j - 1], img[i, j + 1]
+    # the median of five: the largest of the three smallest
+    if a > b:
+        a, b = b, a
+    if c > d:
+        c, d = d, c
+    if a > c:
+        a, c = c, a
+        b, d = d, b
+    # a is the smallest of a-d: drop it, the median is the 2nd smallest of b, c, d, e
+    if b > e:
+        b, e = e, b
+    if b > c:
+        b, c = c, b
+        e, d = d, e
+    # b is now the smallest of b-e: the median is the smaller of c and e
+    return c if c < e else e
+
+
+@nb.njit(cache=True, nogil=True)
+def _noise_inside(img, r_lo, r_hi, c_lo, c_hi, cr, cc, dr, dc, a, b, lit):  # pragma: no cover
+    """:func:`pixel_noise` over every second row of ``r_lo:r_hi`` and the columns
+    ``c_lo:c_hi`` (each at least 1 px from the border; half the rows halve the time and
+    leave the median as it is), the ellipse ``(cr, cc)``, ``(dr, dc)``, ``a``, ``b`` (px)."""
+    low = np.inf
+    high = -np.inf
+    for i in range(r_lo, r_hi, 2):
+        for j in range(c_lo, c_hi):
+            m = _median5_at(img, i, j)
+            low = min(low, m)
+            y, x = i - cr, j - cc
+            u = (y * dr + x * dc) / a
+            v = (-y * dc + x * dr) / b
+            if u * u + v * v <= 1.0:
+                high = max(high, m)
+    light = high - low
+    if not light > 0:
+        return np.nan
+    level = low + lit * light
+    dev = np.empty((r_hi - r_lo) * (c_hi - c_lo), np.float32)
+    n = 0
+    for i in range(r_lo, r_hi, 2):
+        for j in range(c_lo, c_hi):
+            y, x = i - cr, j - cc
+            u = (y * dr + x * dc) / a
+            v = (-y * dc + x * dr) / b
+            if u * u + v * v > 1.0:
+                continue
+            m = _median5_at(img, i, j)
+            if m > level:
+                dev[n] = abs(img[i, j] - m)
+                n += 1
+    if n == 0:
+        return np.nan
+    return np.median(dev[:n]) / light
+
+
 # ---------------------------------------------------------------------------------- stacks
 
 
@@ -958,6 +1076,7 @@ def _frame_result(
         if ell is None:
             ell = fit_float_frame(img)
         ell = _with_note(ell, saturation_note(np.asarray(frame), ell))
+        ell = _with_note(ell, noise_note(img, ell))
         ell = _with_note(ell, trap_axis_angle(ell, trap_axis)[1])
         tf = frame_transform(ell, cfg, camera_pixel_size_um, trap_axis)
         return _render(img, ell, tf, cfg), ell, None
