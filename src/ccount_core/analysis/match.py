@@ -76,8 +76,6 @@ from ccount_core.simulation.simulate import validate
 QUANTILES = np.linspace(0.05, 0.95, 19)
 #: The MD of a candidate: the default physics on a shorter schedule (RF periods, snapshots).
 SEARCH_SIMULATION = SimulationSettings(equilibrate_periods=40, gather_periods=80, samples=80)
-#: The signature's radial quantiles (whole crystal, then central slab): the distance of a
-#: search with a dark species.
 #: Step of the number search, as a fraction of the number (at least one ion).
 N_STEP = 0.02
 #: Step of the dark-fraction search.

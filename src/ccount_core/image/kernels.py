@@ -46,7 +46,7 @@ def median5(img: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _median5_at(img, i, j, h, w):  # pragma: no cover - numba
+def median5_at(img, i, j, h, w):  # pragma: no cover - numba
     """The 5-point cross median at pixel ``(i, j)`` of ``img`` ``(h, w)``, edges replicated."""
     im, ip = max(i - 1, 0), min(i + 1, h - 1)
     jm, jp = max(j - 1, 0), min(j + 1, w - 1)
@@ -62,7 +62,7 @@ def _median5(img: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     out = np.empty((h, w), dtype=np.float32)
     for i in range(h):
         for j in range(w):
-            out[i, j] = _median5_at(img, i, j, h, w)
+            out[i, j] = median5_at(img, i, j, h, w)
     return out
 
 
@@ -78,7 +78,7 @@ def median5_block_mean(img, k):  # pragma: no cover - numba
             for j in range(wb):
                 acc = np.float32(0.0)
                 for dj in range(k):
-                    acc += _median5_at(img, r, j * k + dj, h, w)
+                    acc += median5_at(img, r, j * k + dj, h, w)
                 out[i, j] += acc
     out *= np.float32(1.0 / (k * k))
     return out

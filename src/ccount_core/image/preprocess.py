@@ -73,7 +73,7 @@ from ccount_core.image.ellipse import (
     fit_float_frame,
     wrap_axis_angle,
 )
-from ccount_core.image.kernels import block_mean, median5, robust_plane
+from ccount_core.image.kernels import block_mean, median5, median5_at, robust_plane
 from ccount_core.progress import ProgressCallback, report
 
 __all__ = [
@@ -963,10 +963,10 @@ def pixel_noise(img: np.ndarray, ellipse: Ellipse) -> float:
     ellipse minus the least in its bounding box). NaN when nothing is lit."""
     img = np.ascontiguousarray(img, dtype=np.float32)
     hr, hc = ellipse.half_extent()
-    r_lo = max(1, int(ellipse.center_row - hr))
-    r_hi = min(img.shape[0] - 1, int(ellipse.center_row + hr) + 2)
-    c_lo = max(1, int(ellipse.center_col - hc))
-    c_hi = min(img.shape[1] - 1, int(ellipse.center_col + hc) + 2)
+    r_lo = max(0, int(ellipse.center_row - hr))
+    r_hi = min(img.shape[0], int(ellipse.center_row + hr) + 2)
+    c_lo = max(0, int(ellipse.center_col - hc))
+    c_hi = min(img.shape[1], int(ellipse.center_col + hc) + 2)
     if r_hi <= r_lo or c_hi <= c_lo:
         return math.nan
     dr, dc = ellipse.major_direction
@@ -1000,34 +1000,12 @@ def noise_note(img: np.ndarray, ellipse: Ellipse) -> str | None:
     )
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _median5_at(img, i, j):  # pragma: no cover - numba
-    """Median of pixel (i, j) and its 4 neighbours."""
-    a, b, c, d, e = img[i, j], img[i - 1, j], img[i + 1, j], img[i, j - 1], img[i, j + 1]
-    # the median of five: the largest of the three smallest
-    if a > b:
-        a, b = b, a
-    if c > d:
-        c, d = d, c
-    if a > c:
-        a, c = c, a
-        b, d = d, b
-    # a is the smallest of a-d: drop it, the median is the 2nd smallest of b, c, d, e
-    if b > e:
-        b, e = e, b
-    if b > c:
-        b, c = c, b
-        e, d = d, e
-    # b is now the smallest of b-e: the median is the smaller of c and e
-    return c if c < e else e
-
-
 @nb.njit(cache=True, nogil=True)
 def _noise_inside(img, r_lo, r_hi, c_lo, c_hi, cr, cc, dr, dc, a, b, lit):  # pragma: no cover
-    """:func:`pixel_noise` over rows ``r_lo:r_hi`` and columns ``c_lo:c_hi`` (each at least
-    1 px from the border), the ellipse ``(cr, cc)``, ``(dr, dc)``, ``a``, ``b`` (px). Every
-    row counts: every second one halved the time but doubled the scatter of the median near
-    the limit."""
+    """:func:`pixel_noise` over rows ``r_lo:r_hi`` and columns ``c_lo:c_hi``, the ellipse
+    ``(cr, cc)``, ``(dr, dc)``, ``a``, ``b`` (px). Every row counts: every second one halved
+    the time but doubled the scatter of the median near the limit."""
+    h, w = img.shape
     rows, cols = r_hi - r_lo, c_hi - c_lo
     med = np.empty((rows, cols), np.float32)
     inside = np.zeros((rows, cols), np.bool_)
@@ -1036,7 +1014,7 @@ def _noise_inside(img, r_lo, r_hi, c_lo, c_hi, cr, cc, dr, dc, a, b, lit):  # pr
     for i in range(r_lo, r_hi):
         y = i - cr
         for j in range(c_lo, c_hi):
-            m = _median5_at(img, i, j)
+            m = median5_at(img, i, j, h, w)
             med[i - r_lo, j - c_lo] = m
             low = min(low, m)
             x = j - cc
