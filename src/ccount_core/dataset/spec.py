@@ -283,23 +283,30 @@ def _camera_effects(raw: Any, imaging: Mapping[str, Any]) -> dict[str, Any]:
             )
             for name, axis in camera.items()
         }
-    # one draw at each end of every range must be valid settings
+    # one draw at each end of every range must be valid settings, and every combination of
+    # the camera's ends must leave the lowest exposure room above the offset
     for pick in (min, max):
-        draw = {k: pick(_axis_ends(a)) for k, a in out.items() if k != "camera"}
         try:
-            effects_from_draw(draw)
-            if camera:
-                resolve_imaging(
-                    {
-                        **imaging,
-                        "camera": {
-                            **imaging["camera"],
-                            **{k: pick(_axis_ends(a)) for k, a in out["camera"].items()},
-                        },
-                    }
-                )
+            effects_from_draw({k: pick(_axis_ends(a)) for k, a in out.items() if k != "camera"})
         except InputError as exc:
             raise InputError(f"camera_effects: {' '.join(str(exc).split())}") from None
+    if camera:
+        exposure = min(_axis_ends(out["exposure"])) if "exposure" in out else None
+        names = list(out["camera"])
+        for combo in itertools.product(*(_axis_ends(out["camera"][n]) for n in names)):
+            drawn = dict(zip(names, combo, strict=True))
+            try:
+                lab = resolve_imaging({**imaging, "camera": {**imaging["camera"], **drawn}})
+            except InputError as exc:
+                raise InputError(f"camera_effects: {' '.join(str(exc).split())}") from None
+            cam = lab["camera"]
+            full = 2 ** int(cam["bit_depth"]) - 1
+            if exposure is not None and exposure * full <= cam["offset"]:
+                raise InputError(
+                    f"camera_effects: exposure {exposure:g} of a {cam['bit_depth']}-bit camera's "
+                    f"full scale ({full}) is not above its offset {cam['offset']:g} counts; "
+                    "lower camera.offset or raise exposure"
+                )
     return out
 
 

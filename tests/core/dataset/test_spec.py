@@ -318,3 +318,17 @@ def test_render_real_applies_the_drawn_effects() -> None:
 def test_bad_camera_effects_name_the_key(section: dict, names: str) -> None:
     with pytest.raises(InputError, match=names):
         normalise_spec({**base_spec(), "camera_effects": section})
+
+
+def test_camera_effects_refuse_an_offset_no_exposure_clears() -> None:
+    # 8-bit at 30 % exposure tops out at 76 counts: an offset of 200 leaves no signal; the
+    # check takes every combination of the ranges' ends, not only all-min and all-max
+    section = {
+        "exposure": {"min": 0.3, "max": 0.9},
+        "camera": {"offset": {"min": 0, "max": 200}, "bit_depth": [8, 16]},
+    }
+    raw = {**base_spec(), "imaging": {"shape": [40, 48], "camera": {}}}
+    with pytest.raises(InputError, match=r"8-bit.*offset 200"):
+        normalise_spec({**raw, "camera_effects": section})
+    section["camera"]["offset"] = {"min": 0, "max": 20}
+    assert "camera_effects" in normalise_spec({**raw, "camera_effects": section})
