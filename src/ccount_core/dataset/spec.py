@@ -291,22 +291,20 @@ def _camera_effects(raw: Any, imaging: Mapping[str, Any]) -> dict[str, Any]:
         except InputError as exc:
             raise InputError(f"camera_effects: {' '.join(str(exc).split())}") from None
     if camera:
+        from ccount_core.simulation.camera import exposure_room
+        from ccount_core.simulation.render import ImagingSettings
+
         exposure = min(_axis_ends(out["exposure"])) if "exposure" in out else None
         names = list(out["camera"])
         for combo in itertools.product(*(_axis_ends(out["camera"][n]) for n in names)):
             drawn = dict(zip(names, combo, strict=True))
+            settings = {**imaging, "camera": {**imaging["camera"], **drawn}}
             try:
-                lab = resolve_imaging({**imaging, "camera": {**imaging["camera"], **drawn}})
+                cam = ImagingSettings.from_dict(resolve_imaging(settings)).camera
+                if exposure is not None:
+                    exposure_room(cam, exposure)
             except InputError as exc:
                 raise InputError(f"camera_effects: {' '.join(str(exc).split())}") from None
-            cam = lab["camera"]
-            full = 2 ** int(cam["bit_depth"]) - 1
-            if exposure is not None and exposure * full <= cam["offset"]:
-                raise InputError(
-                    f"camera_effects: exposure {exposure:g} of a {cam['bit_depth']}-bit camera's "
-                    f"full scale ({full}) is not above its offset {cam['offset']:g} counts; "
-                    "lower camera.offset or raise exposure"
-                )
     return out
 
 

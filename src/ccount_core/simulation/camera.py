@@ -328,10 +328,20 @@ def exposed(camera: CameraModel, light: np.ndarray, level: float) -> CameraModel
     """``camera`` with the electrons per count that put the brightest noise-free pixel of
     ``light`` (ion exposures) at ``level`` × its full scale (above the offset)."""
     top = float(np.max(camera.expected_counts(light))) - camera.offset
-    room = level * camera.saturation - camera.offset
-    if top <= 0 or room <= 0:
-        raise InputError(
-            f"exposure {level:g}: no room between the offset {camera.offset:g} and "
-            f"{level:g} of the full scale {camera.saturation:g}"
-        )
+    room = exposure_room(camera, level)
+    if top <= 0:
+        raise InputError(f"exposure {level:g}: the light never rises above the offset")
     return dataclasses.replace(camera, electrons_per_count=camera.electrons_per_count * top / room)
+
+
+def exposure_room(camera: CameraModel, level: float) -> float:
+    """Counts between ``camera``'s offset and ``level`` × its full scale; an InputError when
+    there are none."""
+    room = level * camera.saturation - camera.offset
+    if room <= 0:
+        raise InputError(
+            f"exposure {level:g} of a {camera.bit_depth}-bit camera's full scale "
+            f"({camera.saturation:g}) is not above its offset {camera.offset:g} counts; "
+            "lower the offset or raise the exposure"
+        )
+    return room
