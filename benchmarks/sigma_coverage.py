@@ -7,7 +7,9 @@ Two sets of frames with known Ca+ numbers:
   240 x 320, blur 5 µm, depth of field 50 µm, focal offset 0-25 µm, no camera noise), from
   simulation seeds 900000 + i, which no training set uses;
 - ``dark``: crystals like the dark model's training images (:func:`clean_set` with ``dark``);
-- ``reaction``: the bundled sample ``reaction_series`` (16 frames, a dark core growing).
+- ``reaction``: the bundled sample ``reaction_series`` (16 frames, a dark core growing);
+- ``store``: images of a data-set store made by ``ccount dataset generate`` (``--store``), e.g.
+  the test split of ``camera_v1`` for a model trained on camera-like images (:func:`store_set`).
 
 ``--check-from K`` (``--dark-check-from``) reports on the crystals from K on only: the first K
 are those ``scripts/uncertainty_factors.py`` fits the σ factors on.
@@ -84,6 +86,33 @@ def clean_set(n: int, cache: Path, dark: bool = False) -> tuple[np.ndarray, np.n
     return np.stack(frames), np.array(truth)
 
 
+def store_set(path: Path, split: str, start: int, n: int) -> list[tuple]:
+    """Images ``start`` to ``start + n`` of ``split`` of the data-set store at ``path``, as
+    ``[(frames (m, rows, cols) float32, truth (m,) Ca+, camera pixel size µm), ...]``, one
+    entry per pixel size the store holds (in the store's order within each)."""
+    import dask.array as da
+
+    from ccount_core.dataset import open_dataset
+
+    ds = open_dataset(path)
+    idx = ds.indices(split)[start : start + n]
+    if len(idx) == 0:
+        raise SystemExit(f"{path}: no finished {split} images from number {start} on")
+    sizes = np.asarray(ds.table["pixel_size_um"], float)[idx]
+    truth = ds.labels[idx, 0].astype(float)
+    out = []
+    for size in np.unique(sizes):
+        rows = sizes == size
+        frames = da.from_zarr(ds.images)[idx[rows]].compute().astype(np.float32)
+        out.append((frames, truth[rows], float(size)))
+    return out
+
+
+def store_note(path: Path | None, split: str, start: int, n: int) -> str:
+    """How a card's ``source`` names the store images a script used (empty without them)."""
+    return f" and {n} {split} images {start}+ of {path.name}" if path is not None and n else ""
+
+
 def coverage(rows: list[dict], truth: np.ndarray) -> dict[str, float]:
     """Mean |error| (%), bias (ions), ±1σ / ±2σ coverage (%) and frames counted."""
     c = np.array([np.nan if r["count"] is None else r["count"] for r in rows], float)
@@ -109,6 +138,10 @@ def main() -> None:
     ap.add_argument("--dark", type=int, default=0, help="crystals with dark ions (default 0)")
     ap.add_argument("--dark-cache", type=Path, default=Path("coverage_dark.npz"))
     ap.add_argument("--dark-check-from", type=int, default=0)
+    ap.add_argument("--store", type=Path, default=None, help="a data-set store to check on too")
+    ap.add_argument("--store-split", default="test")
+    ap.add_argument("--store-from", type=int, default=0, help="first image of the split used")
+    ap.add_argument("--store-images", type=int, default=1000)
     ap.add_argument("--rows", type=Path, default=None, help="write every frame's row here")
     args = ap.parse_args()
     frames, truth = clean_set(args.crystals, args.cache)
@@ -124,15 +157,19 @@ def main() -> None:
         np.asarray(meta["true_counts"]["Ca+"], float),
         meta["pixel_size_um"],
     )
+    if args.store is not None:
+        parts = store_set(args.store, args.store_split, args.store_from, args.store_images)
+        for part in parts:
+            sets[f"store {part[2]:g} µm"] = part
     out = []
-    print("model     set       frames  mean|err|%   bias   ±1σ %   ±2σ %  warned")
+    print("model     set          frames  mean|err|%   bias   ±1σ %   ±2σ %  warned")
     for name in args.models:
         counter = load_counter(name)
         for set_name, (stack, true, px) in sets.items():
             rows = count_stack(stack, counter, px, bf16=False)
             m = coverage(rows, true)
             print(
-                f"{name:9s} {set_name:9s} {m['counted']:4d}/{len(true):<4d} "
+                f"{name:9s} {set_name:12s} {m['counted']:4d}/{len(true):<4d} "
                 f"{m['mean_abs_pct']:8.1f}"
                 f"  {m['bias']:+6.1f}  {m['cov1']:6.0f}  {m['cov2']:6.0f}  {m['warned']:5d}"
             )

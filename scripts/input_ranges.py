@@ -3,13 +3,18 @@ renders and write it into a model card as ``input_ranges`` (the weights are not 
 
 The renders are the first ``--crystals`` of ``benchmarks/sigma_coverage.py``'s clean set (the
 default model's training spec, seeds no training set uses, cached in the same .npz) and the first
-``--dark`` of its set with dark ions (spec ``dark_v2``), as the card's training data were.
+``--dark`` of its set with dark ions (spec ``dark_v2``), as the card's training data were,
+and ``--store-images`` images of a data-set store (``--store``; for a model trained on
+camera-like images, e.g. the validation split of ``camera_v1`` from an image its run did not
+validate on), each prepared at its own camera pixel size.
 Each range is the renders' minimum to maximum widened by ``--margin`` of its span on both
 sides (fit quality: up to 1).
 
     python scripts/input_ranges.py src/ccount_core/models/default.json --crystals 120
     python scripts/input_ranges.py src/ccount_core/models/dark.json --crystals 0 --dark 100
     python scripts/input_ranges.py src/ccount_core/models/ensemble.json --crystals 120 --dark 100
+    python scripts/input_ranges.py RUN/model.json --crystals 120 --store camera_v1.zarr \\
+        --store-split validation --store-from 1500 --store-images 1000
 
 A statistic a frame cannot give (``tip_light`` with too few ion spots at the tips or sides,
 e.g. a crystal of a few dozen ions) is NaN there: the range spans the frames that have it, and
@@ -38,25 +43,37 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("coverage_frames.npz"))
     ap.add_argument("--dark", type=int, default=0)
     ap.add_argument("--dark-cache", type=Path, default=Path("coverage_dark.npz"))
+    ap.add_argument("--store", type=Path, default=None, help="a data-set store's images too")
+    ap.add_argument("--store-split", default="validation")
+    ap.add_argument("--store-from", type=int, default=0, help="first image of the split used")
+    ap.add_argument("--store-images", type=int, default=1000)
     ap.add_argument("--margin", type=float, default=0.1, help="share of the span added")
     args = ap.parse_args()
     spec = importlib.util.spec_from_file_location("coverage_bench", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    parts = []
+    parts = []  # (frames, camera pixel size µm)
     if args.crystals:
-        parts.append(bench.clean_set(args.crystals, args.cache)[0])
+        parts.append((bench.clean_set(args.crystals, args.cache)[0], 2.0))
     if args.dark:
-        parts.append(bench.clean_set(args.dark, args.dark_cache, dark=True)[0])
-    frames = np.concatenate(parts)
+        parts.append((bench.clean_set(args.dark, args.dark_cache, dark=True)[0], 2.0))
+    n_store = 0
+    if args.store is not None:
+        for frames, _truth, px in bench.store_set(
+            args.store, args.store_split, args.store_from, args.store_images
+        ):
+            parts.append((frames, px))
+            n_store += len(frames)
     card = json.loads(args.card.read_text())
     cfg = PreprocessConfig.from_dict(card["preprocess"])
-    prepared = prepare_stack(frames, cfg, camera_pixel_size_um=2.0)
-    stats = [
-        input_statistics(prepared.images[i], e, 2.0)
-        for i, e in enumerate(prepared.ellipses)
-        if i not in prepared.bad_frames
-    ]
+    stats = []
+    for frames, px in parts:
+        prepared = prepare_stack(frames, cfg, camera_pixel_size_um=px)
+        stats += [
+            input_statistics(prepared.images[i], e, px)
+            for i, e in enumerate(prepared.ellipses)
+            if i not in prepared.bad_frames
+        ]
     ranges = {}
     for name in STATISTICS:
         v = np.array([s[name] for s in stats], float)
@@ -71,8 +88,9 @@ def main() -> None:
     card["input_ranges"] = {
         **ranges,
         "source": f"scripts/input_ranges.py on {args.crystals} clean renders and {args.dark} "
-        f"with dark ions (benchmarks/sigma_coverage.py seeds; {len(stats)} prepared), "
-        f"margin {args.margin}",
+        f"with dark ions (benchmarks/sigma_coverage.py seeds)"
+        + bench.store_note(args.store, args.store_split, args.store_from, n_store)
+        + f" ({len(stats)} prepared), margin {args.margin}",
     }
     args.card.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
 

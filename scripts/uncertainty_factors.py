@@ -2,14 +2,17 @@
 of known Ca+ number, and write them into the card (the weights are not touched).
 
 The fit sets are the first ``--fit-clean`` clean renders and the first ``--fit-dark`` renders
-with dark ions of ``benchmarks/sigma_coverage.py`` (its caches); ``benchmarks/sigma_coverage.py
---check-from`` reports the coverage on the renders after them, which the fit never sees.
+with dark ions of ``benchmarks/sigma_coverage.py`` (its caches), and ``--store-images`` images
+of a data-set store (``--store``, e.g. ``camera_v1``'s validation split for a model trained on
+camera-like images; the set ``store``); ``benchmarks/sigma_coverage.py --check-from`` (and
+``--store``) reports the coverage on frames the fit never sees.
 
 Every fit frame is counted with the factors at 1: its σ is then the validation RMS near its
 count ``v`` (⊕ the ensemble's or views' spread ``d``). The smallest scale that would make a
 frame's ±1σ hold its truth is ``sqrt(err² - d²) / v``; ``scale`` is chosen over the frames
 of the sets like the card's training data (``--scale-sets``: ``clean`` for the default model,
-``clean dark`` for a model trained on dark ions too) that carry no "unlike the training images"
+``clean dark`` for a model trained on dark ions too, ``clean store`` for one trained on a
+store's camera-like images too) that carry no "unlike the training images"
 warning, so that ±1σ holds the truth on ``--target`` of them and ±2σ on at least
 ``--target2``; ``unlike_scale`` likewise, over the warned frames of all sets, on top of
 ``scale``.
@@ -61,7 +64,13 @@ def main() -> None:
     ap.add_argument("--dark-cache", type=Path, default=Path("coverage_dark.npz"))
     ap.add_argument("--fit-clean", type=int, default=120)
     ap.add_argument("--fit-dark", type=int, default=100)
-    ap.add_argument("--scale-sets", nargs="+", default=["clean"], choices=["clean", "dark"])
+    ap.add_argument("--store", type=Path, default=None, help="a data-set store's images too")
+    ap.add_argument("--store-split", default="validation")
+    ap.add_argument("--store-from", type=int, default=0, help="first image of the split used")
+    ap.add_argument("--store-images", type=int, default=1000)
+    ap.add_argument(
+        "--scale-sets", nargs="+", default=["clean"], choices=["clean", "dark", "store"]
+    )
     ap.add_argument("--target", type=float, default=0.68)
     ap.add_argument("--target2", type=float, default=0.94)
     args = ap.parse_args()
@@ -71,14 +80,23 @@ def main() -> None:
     counter = load_counter(args.model)
     counter.card.pop("uncertainty", None)  # factors at 1 (a single model's members share it)
     needs, unlikes, trained = [], [], []
-    fit_sets = {"clean": (args.fit_clean, args.cache), "dark": (args.fit_dark, args.dark_cache)}
-    for name, (n, cache) in fit_sets.items():
-        if n:
-            frames, truth = bench.clean_set(n, cache, dark=name == "dark")
-            need, unlike = needed_scales(frames, truth.astype(float), counter, 2.0)
-            needs.append(need)
-            unlikes.append(unlike)
-            trained.append(np.full(len(need), name in args.scale_sets))
+    fit_sets = []  # (set name, frames, truth, camera pixel size µm)
+    if args.fit_clean:
+        fit_sets.append(("clean", *bench.clean_set(args.fit_clean, args.cache), 2.0))
+    if args.fit_dark:
+        fit_sets.append(("dark", *bench.clean_set(args.fit_dark, args.dark_cache, dark=True), 2.0))
+    n_store = 0
+    if args.store is not None:
+        for part in bench.store_set(
+            args.store, args.store_split, args.store_from, args.store_images
+        ):
+            fit_sets.append(("store", *part))
+            n_store += len(part[0])
+    for name, frames, truth, px in fit_sets:
+        need, unlike = needed_scales(frames, truth.astype(float), counter, px)
+        needs.append(need)
+        unlikes.append(unlike)
+        trained.append(np.full(len(need), name in args.scale_sets))
     need, unlike, trained = (np.concatenate(a) for a in (needs, unlikes, trained))
     like = ~unlike & trained
     scale = factor(need[like], args.target, args.target2)
@@ -89,7 +107,9 @@ def main() -> None:
         )
     factors["source"] = (
         f"scripts/uncertainty_factors.py: {args.fit_clean} clean renders (seeds "
-        f"{bench.SEED0}+) and {args.fit_dark} with dark ions (seeds {bench.DARK_SEED0}+), "
+        f"{bench.SEED0}+) and {args.fit_dark} with dark ions (seeds {bench.DARK_SEED0}+)"
+        + bench.store_note(args.store, args.store_split, args.store_from, n_store)
+        + ", "
         f"scale from {int(like.sum())} of the {' and '.join(args.scale_sets)} ones like the "
         f"training images, unlike_scale from {int(unlike.sum())} warned unlike; ±1σ target "
         f"{args.target}, ±2σ {args.target2}; checked on other seeds by "

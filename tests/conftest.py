@@ -112,3 +112,55 @@ def model_file(write_model: Callable[..., Path], tmp_path_factory: pytest.TempPa
         label_scale=[300.0, 200.0],
         half=True,
     )
+
+
+def _spot_md(
+    trap: Mapping[str, Any],
+    ions: Sequence[tuple[str, int]],
+    simulation: Mapping[str, Any],
+    seed: int,
+) -> tuple[Any, Any]:
+    """No MD: every ion at the origin (``_spot_render`` places the spots)."""
+    import numpy as np
+
+    n = sum(c for _, c in ions)
+    return np.zeros((1, n, 3)), np.ones(n, bool)
+
+
+def _spot_render(samples: Any, fluorescing: Any, imaging: Mapping[str, Any], rng: Any) -> Any:
+    """Spots inside an ellipse (trap axis horizontal) whose semi-axes grow with the number of
+    fluorescing ions, so the shared pipeline prepares them as it prepares real renders."""
+    import numpy as np
+
+    rows, cols = imaging["shape"]
+    n = int(fluorescing.sum())
+    a, b = 8 + n / 4, 4 + n / 8  # px
+    image = np.zeros((rows, cols), np.float32)
+    yy, xx = np.mgrid[:rows, :cols]
+    t = rng.uniform(0, 2 * np.pi, n)
+    r = np.sqrt(rng.uniform(0, 1, n))
+    for y, x in zip(rows / 2 + b * r * np.sin(t), cols / 2 + a * r * np.cos(t), strict=True):
+        image += np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 2.0)
+    return image
+
+
+@pytest.fixture(scope="session")
+def spot_store() -> Callable[[Mapping[str, Any], Path], Path]:
+    """``make(spec, path)``: run a data-set spec into a store at ``path`` with a stand-in
+    simulator (elliptical crystals of bright spots that grow with the ion number) on an
+    in-process dask cluster; returns ``path``."""
+
+    def make(spec: Mapping[str, Any], path: Path) -> Path:
+        from distributed import Client, LocalCluster
+
+        from ccount_core.dataset import generate
+
+        cluster = LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        )
+        with Client(cluster) as client:
+            generate(spec, path, client=client, simulate_fn=_spot_md, render_fn=_spot_render)
+        cluster.close()
+        return path
+
+    return make

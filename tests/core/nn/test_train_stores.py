@@ -1,15 +1,14 @@
 """Training and evaluation on several data-set stores, and fine-tuning an existing model.
 
 The stores come from ``generate`` with a stand-in simulator that draws an elliptical crystal of
-bright spots whose size grows with the ion number, so the shared pipeline prepares them as it
-prepares real renders.
+bright spots whose size grows with the ion number (the ``spot_store`` fixture), so the shared
+pipeline prepares them as it prepares real renders.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccount_core.dataset import generate, open_dataset
+from ccount_core.dataset import open_dataset
 from ccount_core.errors import InputError
 from ccount_core.image.preprocess import PreprocessConfig
 from ccount_core.nn.augment import AugmentConfig
@@ -42,35 +41,6 @@ NO_AUG = AugmentConfig(
 PRE = PreprocessConfig(model_pixel_size_um=4.0, output_shape=(32, 16))
 
 
-def fake_simulate(
-    trap: Mapping[str, Any],
-    ions: Sequence[tuple[str, int]],
-    simulation: Mapping[str, Any],
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    n = sum(c for _, c in ions)
-    return np.zeros((1, n, 3)), np.ones(n, bool)
-
-
-def fake_render(
-    samples: np.ndarray,
-    fluorescing: np.ndarray,
-    imaging: Mapping[str, Any],
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Spots inside an ellipse (trap axis horizontal) whose semi-axes grow with the ion count."""
-    rows, cols = imaging["shape"]
-    n = int(fluorescing.sum())
-    a, b = 8 + n / 4, 4 + n / 8  # px
-    image = np.zeros((rows, cols), np.float32)
-    yy, xx = np.mgrid[:rows, :cols]
-    t = rng.uniform(0, 2 * np.pi, n)
-    r = np.sqrt(rng.uniform(0, 1, n))
-    for y, x in zip(rows / 2 + b * r * np.sin(t), cols / 2 + a * r * np.cos(t), strict=True):
-        image += np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 2.0)
-    return image
-
-
 def spec(seed: int) -> dict[str, Any]:
     return {
         "name": f"two-stores-{seed}",
@@ -89,21 +59,9 @@ def spec(seed: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
-    from distributed import Client, LocalCluster
-
+def stores(tmp_path_factory: pytest.TempPathFactory, spot_store) -> list[Path]:
     root = tmp_path_factory.mktemp("stores")
-    cluster = LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-    )
-    paths = [root / "a.zarr", root / "b.zarr"]
-    with Client(cluster) as client:
-        for seed, path in zip((1, 2), paths, strict=True):
-            generate(
-                spec(seed), path, client=client, simulate_fn=fake_simulate, render_fn=fake_render
-            )
-    cluster.close()
-    yield paths
+    return [spot_store(spec(seed), root / f"{name}.zarr") for seed, name in ((1, "a"), (2, "b"))]
 
 
 def split_size(path: Path, split: str) -> int:
@@ -303,19 +261,10 @@ def test_fine_tuning_into_another_preprocessing(stores, run, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def dark_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dark_store(tmp_path_factory: pytest.TempPathFactory, spot_store) -> Path:
     """A store whose crystals also hold 0 or 5 dark ND3+ ions."""
-    from distributed import Client, LocalCluster
-
-    path = tmp_path_factory.mktemp("dark") / "dark.zarr"
     mixed = {**spec(3), "name": "dark", "species": {"dark": {"ND3+": {"number": [0, 5]}}}}
-    cluster = LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-    )
-    with Client(cluster) as client:
-        generate(mixed, path, client=client, simulate_fn=fake_simulate, render_fn=fake_render)
-    cluster.close()
-    return path
+    return spot_store(mixed, tmp_path_factory.mktemp("dark") / "dark.zarr")
 
 
 def test_a_ca_model_grows_a_dark_output_on_pure_and_mixed_stores(stores, dark_store, run, tmp_path):
