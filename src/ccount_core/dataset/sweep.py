@@ -136,6 +136,29 @@ def render_real(
     return render(samples, fluorescing, ImagingSettings.from_dict(settings), rng, effects)
 
 
+def render_rng(noise_key: int, render_index: int) -> np.random.Generator:
+    """The random generator of render ``render_index`` of the MD run whose point hashes to
+    ``noise_key``: its camera-effects draw (first) and its noise come from it."""
+    return np.random.default_rng([noise_key, render_index])
+
+
+def image_draws(p: Plan, rows: Sequence[int]) -> list[dict[str, Any]]:
+    """The camera effects each image (row) of a plan was rendered with: one dict per row in
+    lab units, as :func:`~ccount_core.dataset.spec.draw_camera_effects` drew it for
+    :func:`render_real` (empty for a render without a ``camera_effects`` section). Drawn again
+    from each image's seed, so a store need not keep them."""
+    out = []
+    for row in rows:
+        md_index, r = divmod(int(row), p.n_renders)
+        section = p.renders[r].get("camera_effects")
+        if section is None:
+            out.append({})
+            continue
+        key = stable_hash(canonical_key(p.points[md_index]))
+        out.append(draw_camera_effects(section, render_rng(key, r)))
+    return out
+
+
 def simulation_settings(simulation: Mapping[str, Any], seed: int) -> Any:
     """``SimulationSettings`` from the spec's ``simulation`` section and a seed.
 
@@ -170,7 +193,7 @@ def run_task(task: MdTask) -> MdOutput:
     images, seconds, cpu = [], [], []
     for r, imaging in enumerate(task.renders):
         t1, c1 = time.perf_counter(), time.process_time()
-        rng = np.random.default_rng([task.noise_key, r])
+        rng = render_rng(task.noise_key, r)
         settings = {k: v for k, v in imaging.items() if k != "noise_draw"}
         images.append(np.asarray(render_fn(samples, fluorescing, settings, rng), np.float32))
         seconds.append(time.perf_counter() - t1)

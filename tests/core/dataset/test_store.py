@@ -31,8 +31,9 @@ from ccount_core.dataset import (
     plan,
 )
 from ccount_core.dataset.report import contact_sheet, describe
-from ccount_core.dataset.spec import SPLIT_CODES
+from ccount_core.dataset.spec import SPLIT_CODES, draw_camera_effects
 from ccount_core.dataset.store import StoreWriter, create_store
+from ccount_core.dataset.sweep import image_draws
 from ccount_core.errors import InputError
 
 CALLS: list[tuple[int, int]] = []
@@ -510,3 +511,37 @@ def test_a_damaged_store_is_named_with_its_array_rows_and_the_repair(tmp_path: P
         with pytest.raises(InputError) as err:
             opener(store)
         assert str(err.value) == f"{store}: the array table/done is missing{_rebuild(store)}"
+
+
+def draw_render(
+    samples: np.ndarray,
+    fluorescing: np.ndarray,
+    imaging: Mapping[str, Any],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Draws the camera effects first, as ``render_real`` does, and writes two of them."""
+    draw = draw_camera_effects(imaging["camera_effects"], rng)
+    image = np.ones(imaging["shape"], np.float32)
+    image[0, :2] = draw["psf_wing_fraction"], draw["camera"]["read_noise"]
+    return image
+
+
+def test_each_images_camera_effects_are_drawn_again_from_its_seed(
+    tmp_path: Path, client: Any
+) -> None:
+    effects = {
+        "psf_wing_fraction": {"min": 0.0, "max": 0.3},
+        "camera": {"read_noise": {"min": 1, "max": 10}},
+    }
+    s = spec(imaging={"shape": [12, 16], "camera": {}}, camera_effects=effects)
+    generate(
+        s, tmp_path / "d.zarr", client=client, simulate_fn=fake_simulate, render_fn=draw_render
+    )
+    ds = open_dataset(tmp_path / "d.zarr")
+    rows = ds.indices("all")
+    draws = image_draws(plan(normalise_spec(s)), rows)
+    stored = np.asarray(ds.images.get_orthogonal_selection((rows, 0, slice(0, 2))))
+    got = np.array([[d["psf_wing_fraction"], d["camera"]["read_noise"]] for d in draws])
+    np.testing.assert_allclose(got, stored, rtol=1e-6)
+    assert len(np.unique(got[:, 0])) == len(rows)  # a draw per image, not per run or store
+    assert image_draws(plan(normalise_spec(spec())), rows[:3]) == [{}, {}, {}]
