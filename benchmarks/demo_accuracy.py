@@ -19,20 +19,27 @@ from ccount_core.dataset.samples import load_sample
 from ccount_core.nn.count import count_stack
 
 
+def series_errors(model: str, tta: int = 0) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """``(rows of count_stack, true Ca+ (16,), relative errors % (16,))`` of ``model`` (a
+    path, or ``default``) on the bundled reaction series."""
+    stack, meta = load_sample("reaction_series")
+    truth = np.asarray(meta["true_counts"]["Ca+"], dtype=float)
+    rows = count_stack(stack, None if model == "default" else model, meta["pixel_size_um"], tta=tta)
+    counts = np.array([r["count"] for r in rows], dtype=float)
+    return rows, truth, 100 * (counts - truth) / truth
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="model files or run directories; 'default'")
     ap.add_argument("--tta", type=int, default=0, help="test-time views per frame")
     args = ap.parse_args()
-    stack, meta = load_sample("reaction_series")
+    _, meta = load_sample("reaction_series")
     truth = np.asarray(meta["true_counts"]["Ca+"], dtype=float)
     print("true   " + " ".join(f"{t:6.0f}" for t in truth))
     for name in args.models:
-        rows = count_stack(
-            stack, None if name == "default" else name, meta["pixel_size_um"], tta=args.tta
-        )
+        rows, _, err = series_errors(name, args.tta)
         counts = np.array([r["count"] for r in rows], dtype=float)
-        err = 100 * (counts - truth) / truth
         print(f"{name}\n       " + " ".join(f"{c:6.1f}" for c in counts))
         print(
             f"  frame 0 (pure Ca+): {err[0]:+.1f} %; dark-core frames 1-15: mean |error| "

@@ -241,7 +241,7 @@ def counts_path(
     """Where one model's counts of one variant are cached (keyed by the model card, the
     variant, the crystals and the preparation's code)."""
     key = _digest([counter.card, variant.name, [c.key for c in crystals], _preparation_code()])
-    return cache / "counts" / f"{model_name}_{key}.json"
+    return cache / "counts" / f"{Path(model_name).name}_{key}.json"  # a model's path: its name
 
 
 def count_variant(

@@ -55,6 +55,8 @@ def test_run_counts_every_variant_and_resumes_from_its_cache(
         assert r["frames"] == 3 and r["refused"] + (r["frames"] - r["refused"]) == 3
         assert r["silent_over_10"] <= r["frames"] - r["refused"]
     assert len(list((tmp_path / "cache" / "md").glob("*.npy"))) == 3
+    # a model named by its path has its counts in the cache too, not beside the model
+    assert len(list((tmp_path / "cache" / "counts").glob("m.safetensors_*.json"))) == 2
     again = bench.run(3, [str(model)], variants, tmp_path / "cache", _no_md, log=lambda s: None)
     assert again["results"] == report["results"]  # from the caches: no MD, same counts
     assert "| gradient 15 % of peak |" in bench.markdown(report)
