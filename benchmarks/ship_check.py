@@ -30,14 +30,17 @@ import robustness as rb
 from ccount_core.nn.evaluate import evaluate
 
 
-def validation(models: list[str], stores: list[Path], out: Path) -> dict[str, dict[str, tuple]]:
+def validation(
+    models: list[str], stores: list[Path], out: Path, limit: int | None = None
+) -> dict[str, dict[str, tuple]]:
     """``{store name: {model: (RMS %, mean |error| %, images)}}`` on each store's validation
-    split (``evaluate``'s figures and predictions under ``out``)."""
+    split, at most ``limit`` images of it (``evaluate``'s figures and predictions under
+    ``out``)."""
     table: dict[str, dict[str, tuple]] = {}
     for store in stores:
         table[store.name] = {}
         for i, model in enumerate(models):
-            m = evaluate(model, store, out / f"{store.stem}_{i}")["overall"]
+            m = evaluate(model, store, out / f"{store.stem}_{i}", limit=limit)["overall"]
             table[store.name][model] = (m["rms_percent"], m["mean_percent_error"], m["n"])
     return table
 
@@ -79,6 +82,7 @@ def main() -> None:
     ap.add_argument("candidate", help="run directory or model file")
     ap.add_argument("--against", default="default", help="the shipped model (default: default)")
     ap.add_argument("--val", type=Path, nargs="+", required=True, help="stores to validate on")
+    ap.add_argument("--limit", type=int, default=None, help="validation images per store")
     ap.add_argument("--crystals", type=int, default=120, help="robustness test set size")
     ap.add_argument("--cache", type=Path, default=rb.CACHE, help="robustness cache folder")
     ap.add_argument("--tolerance", type=float, default=0.5, help="points a variant may lose")
@@ -86,7 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     cand, ship = args.candidate, args.against
     with tempfile.TemporaryDirectory() as tmp:
-        val = validation([cand, ship], args.val, args.out or Path(tmp))
+        val = validation([cand, ship], args.val, args.out or Path(tmp), args.limit)
     dark = {m: float(np.abs(demo_accuracy.series_errors(m)[2][1:]).mean()) for m in (cand, ship)}
     report = rb.run(args.crystals, [cand, ship], cache=args.cache, log=lambda _s: None)
     robust = robustness_means(report, [cand, ship])
