@@ -64,6 +64,33 @@ class LaserProfile:
 
 
 @dataclass(frozen=True)
+class EdgeLaserProfile:
+    """A Gaussian cooling beam set by how much it dims the crystal's edge rather than by its
+    waist: the waist is chosen per image so that the crystal's outermost point across the beam
+    (the farthest pixel with :data:`EDGE_LIGHT` of the peak light) fluoresces at
+    ``edge_level``, whatever the crystal's size.
+
+    Attributes:
+        edge_level: relative intensity at the crystal's edge, 0 < edge_level < 1.
+        offset, along_axis: as :class:`LaserProfile`'s (m; bool).
+    """
+
+    edge_level: float
+    offset: float = 0.0
+    along_axis: bool = True
+
+    def __post_init__(self) -> None:
+        level = check_number("laser edge level", self.edge_level, positive=True, numpy_scalars=True)
+        if level >= 1.0:
+            raise InputError(f"laser edge level must be below 1, got {self.edge_level!r}")
+        check_number("laser offset", self.offset, numpy_scalars=True)
+
+
+#: :class:`EdgeLaserProfile`: a pixel belongs to the crystal from this share of the peak light.
+EDGE_LIGHT = 0.05
+
+
+@dataclass(frozen=True)
 class PsfWings:
     """A point-spread function with wide wings: a share ``fraction`` of each spot's light is
     spread by a Moffat kernel (1 + r²/width²)^(-beta) (beta 1: a Lorentzian's tails).
@@ -137,7 +164,7 @@ class CameraEffects:
             scale (sets the ADC's electrons per count; None keeps the camera's own).
     """
 
-    profile: LaserProfile | None = None
+    profile: LaserProfile | EdgeLaserProfile | None = None
     wings: PsfWings | None = None
     defocus_radius: float = 0.0
     background: Background | None = None
@@ -153,7 +180,8 @@ class CameraEffects:
     def from_lab_units(cls, values: dict[str, Any]) -> CameraEffects:
         """Effects from the flat lab-unit keys of a spec's ``camera_effects`` (µm, fractions).
 
-        Keys: ``laser_waist_um``, ``laser_offset_um``, ``laser_along_axis``,
+        Keys: ``laser_waist_um`` (or ``laser_edge_level``), ``laser_offset_um``,
+        ``laser_along_axis``,
         ``psf_wing_fraction``, ``psf_wing_width_um``, ``psf_wing_beta``, ``defocus_radius_um``,
         ``background_level``, ``background_gradient``, ``background_direction_deg``,
         ``hot_pixel_fraction``, ``hot_pixel_amplitude``, ``exposure``; missing keys leave
@@ -164,6 +192,14 @@ class CameraEffects:
             raise InputError(f"unknown camera effect(s): {', '.join(sorted(unknown))}")
         v = values
         profile = wings = bg = hot = None
+        if "laser_waist_um" in v and "laser_edge_level" in v:
+            raise InputError("give laser_waist_um or laser_edge_level, not both")
+        if "laser_edge_level" in v:
+            profile = EdgeLaserProfile(
+                v["laser_edge_level"],
+                v.get("laser_offset_um", 0.0) * 1e-6,
+                bool(v.get("laser_along_axis", True)),
+            )
         if "laser_waist_um" in v:
             profile = LaserProfile(
                 v["laser_waist_um"] * 1e-6,
@@ -191,6 +227,7 @@ class CameraEffects:
 
 EFFECT_KEYS = (
     "laser_waist_um",
+    "laser_edge_level",
     "laser_offset_um",
     "laser_along_axis",
     "psf_wing_fraction",
@@ -223,12 +260,24 @@ def trap_coordinates(
 
 
 def laser_profile(
-    light: np.ndarray, profile: LaserProfile, pixel_size: float, rotation_deg: float = 0.0
+    light: np.ndarray,
+    profile: LaserProfile | EdgeLaserProfile,
+    pixel_size: float,
+    rotation_deg: float = 0.0,
 ) -> np.ndarray:
-    """``light`` (rows, cols) × the beam's relative intensity exp(-2 d² / waist²)."""
+    """``light`` (rows, cols) × the beam's relative intensity exp(-2 d² / waist²); for an
+    :class:`EdgeLaserProfile` the waist that puts the crystal's edge at its level."""
     along, radial = trap_coordinates(light.shape, pixel_size, rotation_deg)
     d = (radial if profile.along_axis else along) - profile.offset
-    return light * np.exp(-2.0 * d**2 / profile.waist**2)
+    if isinstance(profile, EdgeLaserProfile):
+        lit = light >= EDGE_LIGHT * float(light.max())
+        edge = float(np.abs(d[lit]).max()) if lit.any() else 0.0
+        if edge <= 0.0:
+            return light
+        waist = edge * math.sqrt(2.0 / math.log(1.0 / profile.edge_level))
+    else:
+        waist = profile.waist
+    return light * np.exp(-2.0 * d**2 / waist**2)
 
 
 def moffat_kernel(width_px: float, beta: float, radius_px: int) -> np.ndarray:

@@ -280,6 +280,18 @@ def test_camera_effects_are_drawn_per_image_within_their_ranges() -> None:
     assert {d["camera"]["bit_depth"] for d in draws} == {8, 12, 16}
 
 
+def test_camera_v2_draws_the_beam_by_the_level_it_leaves_at_the_edge() -> None:
+    from ccount_core.dataset.spec import draw_camera_effects, effects_from_draw
+    from ccount_core.simulation.camera import EdgeLaserProfile
+
+    section = plan(load_spec("camera_v2")).renders[0]["camera_effects"]
+    assert "laser_waist_um" not in section
+    draws = [draw_camera_effects(section, np.random.default_rng(s)) for s in range(20)]
+    levels = [d["laser_edge_level"] for d in draws]
+    assert 0.3 <= min(levels) < max(levels) <= 0.7
+    assert isinstance(effects_from_draw(draws[0]).profile, EdgeLaserProfile)
+
+
 def test_render_real_applies_the_drawn_effects() -> None:
     from ccount_core.dataset.spec import draw_camera_effects, effects_from_draw
     from ccount_core.dataset.sweep import render_real

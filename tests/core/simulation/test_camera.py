@@ -11,6 +11,7 @@ from ccount_core.errors import InputError
 from ccount_core.simulation.camera import (
     Background,
     CameraEffects,
+    EdgeLaserProfile,
     HotPixels,
     LaserProfile,
     PsfWings,
@@ -45,6 +46,22 @@ def test_laser_profile_is_the_gaussian_beam_along_or_across_the_axis() -> None:
     assert np.ptp(turned[:, 11]) == pytest.approx(
         0, abs=1e-12
     )  # the radial axis now runs along columns
+
+
+@pytest.mark.parametrize("half_px", [10, 30])
+def test_an_edge_level_beam_dims_any_crystals_edge_to_that_level(half_px: int) -> None:
+    # a bar of light across the axis (radial half-extent half_px + 0.5 px), any size
+    light = np.zeros((100, 120))
+    light[50 - half_px - 1 : 50 + half_px + 1, 40:80] = 1.0
+    out = laser_profile(light, EdgeLaserProfile(0.4), 2 * UM)
+    assert out[50 + half_px, 60] == pytest.approx(0.4)  # the outermost lit row
+    assert out[49, 60] > 0.99  # the centre is lit fully
+    effects = CameraEffects.from_lab_units({"laser_edge_level": 0.4, "laser_along_axis": False})
+    assert effects.profile == EdgeLaserProfile(0.4, 0.0, False)
+    with pytest.raises(InputError, match="not both"):
+        CameraEffects.from_lab_units({"laser_edge_level": 0.4, "laser_waist_um": 100})
+    with pytest.raises(InputError, match="below 1"):
+        EdgeLaserProfile(1.0)
 
 
 def test_psf_wings_keep_the_light_and_move_the_fraction_out_of_the_core() -> None:
