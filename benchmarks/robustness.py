@@ -39,6 +39,7 @@ from ccount_core.simulation.camera import (
     HotPixels,
     LaserProfile,
     PsfWings,
+    waist_for_edge,
 )
 from ccount_core.simulation.render import CameraModel, ImagingSettings, render
 
@@ -135,7 +136,7 @@ def _half_sizes(samples: np.ndarray) -> tuple[float, float]:
 
 def _waist(half: float) -> float:
     """Beam waist (m) that leaves a point ``half`` (m) off the beam's axis at EDGE_LEVEL."""
-    return half * math.sqrt(2.0 / math.log(1.0 / EDGE_LEVEL))
+    return waist_for_edge(half, EDGE_LEVEL)
 
 
 def _profile(along_axis: bool) -> Callable[[np.ndarray], CameraEffects]:

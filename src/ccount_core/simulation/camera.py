@@ -259,6 +259,12 @@ def trap_coordinates(
     return u * math.cos(theta) - v * math.sin(theta), u * math.sin(theta) + v * math.cos(theta)
 
 
+def waist_for_edge(distance: float, level: float) -> float:
+    """The 1/e² waist (m) of a Gaussian beam whose intensity ``distance`` (m) off its axis is
+    ``level`` of the axis's: exp(-2 d² / w²) = level."""
+    return distance * math.sqrt(2.0 / math.log(1.0 / level))
+
+
 def laser_profile(
     light: np.ndarray,
     profile: LaserProfile | EdgeLaserProfile,
@@ -274,7 +280,7 @@ def laser_profile(
         edge = float(np.abs(d[lit]).max()) if lit.any() else 0.0
         if edge <= 0.0:
             return light
-        waist = edge * math.sqrt(2.0 / math.log(1.0 / profile.edge_level))
+        waist = waist_for_edge(edge, profile.edge_level)
     else:
         waist = profile.waist
     return light * np.exp(-2.0 * d**2 / waist**2)
