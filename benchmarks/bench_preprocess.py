@@ -72,6 +72,7 @@ def main() -> None:
         "default, camera 3 um/px (no resampling)": (PreprocessConfig(), 3.0),
         "default, camera 1.5 um/px (2x shrink)": (PreprocessConfig(), 1.5),
         "default + enhancement A=1": (PreprocessConfig(enhance_amplitude=1.0), 3.0),
+        "default + symmetry refinement": (PreprocessConfig(symmetry_refine=True), 3.0),
     }
     for name, (cfg, cam) in configs.items():
         cases[f"prepare_stack numpy, {name}"] = lambda cfg=cfg, cam=cam: prepare_stack(

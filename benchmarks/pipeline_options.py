@@ -1,9 +1,10 @@
 """Do the shipped models count as well with the preparation options they were not trained with?
 
-The preparation (``ccount_core.image.preprocess``) has two options the shipped models were trained
-without: ``resampling="area"`` (a blur that does not depend on the sub-pixel position) and
-``canonical_turn`` (a frame and its 180° turn prepare alike). This counts, with each model's own
-card and with both options switched on:
+The preparation (``ccount_core.image.preprocess``) has three options the shipped models were
+trained without: ``resampling="area"`` (a blur that does not depend on the sub-pixel position),
+``canonical_turn`` (a frame and its 180° turn prepare alike) and ``symmetry_refine`` (the
+ellipse's centre and angle from the crystal's mirror symmetry). This counts with each model's
+own card, with the first two switched on and with all three:
 
 - ``clean``: ``benchmarks/sigma_coverage.py``'s clean renders (seeds 900000 + i, Ca+ 30-350,
   cached in ``--cache``): mean |error| and RMS (%), with the standard error of their difference;
@@ -27,7 +28,11 @@ from ccount_core.dataset.samples import load_sample
 from ccount_core.nn.count import count_stack
 from ccount_core.nn.ensemble import IonCounter, load_counter
 
-OPTIONS = {"card": {}, "area+turn": {"resampling": "area", "canonical_turn": True}}
+OPTIONS = {
+    "card": {},
+    "area+turn": {"resampling": "area", "canonical_turn": True},
+    "area+turn+sym": {"resampling": "area", "canonical_turn": True, "symmetry_refine": True},
+}
 ANGLES = range(0, 360, 30)
 
 
@@ -113,13 +118,14 @@ def main() -> None:
                 f"  rotation spread auto {spreads['auto']:.1f} %, stated {spreads['stated']:.1f} %",
                 flush=True,
             )
-        d = np.abs(rel["area+turn"]) - np.abs(rel["card"])
-        d = d[np.isfinite(d)]
-        print(
-            f"{name:9s} area+turn - card: mean |error| {d.mean():+.2f} ± "
-            f"{d.std(ddof=1) / np.sqrt(len(d)):.2f} points (paired, 1 s.e.)",
-            flush=True,
-        )
+        for opt in list(OPTIONS)[1:]:
+            d = np.abs(rel[opt]) - np.abs(rel["card"])
+            d = d[np.isfinite(d)]
+            print(
+                f"{name:9s} {opt} - card: mean |error| {d.mean():+.2f} ± "
+                f"{d.std(ddof=1) / np.sqrt(len(d)):.2f} points (paired, 1 s.e.)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

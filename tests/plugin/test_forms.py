@@ -20,7 +20,7 @@ pytestmark = pytest.mark.gui
 
 PARAMS = [PreprocessConfig, OverlayParams, CountParams, TrapAxisParams]
 #: Fields a model's card sets and the Prepare form keeps as the card has them.
-CARD_ONLY = {"rotation_deg", "resampling", "canonical_turn"}
+CARD_ONLY = {"rotation_deg", "resampling", "canonical_turn", "symmetry_refine"}
 
 
 @pytest.mark.parametrize("cls", PARAMS, ids=lambda c: c.__name__)
@@ -136,14 +136,16 @@ def test_the_prepare_form_keeps_the_card_only_options_of_the_model(
     card = read_card(default_model_path())
     assert widget.config() == PreprocessConfig.from_dict(card["preprocess"])
     # every shipped model prepares with version 1's steps, as it was trained
-    assert (widget.config().resampling, widget.config().canonical_turn) == ("bilinear", False)
+    cfg = widget.config()
+    assert (cfg.resampling, cfg.canonical_turn, cfg.symmetry_refine) == ("bilinear", False, False)
     # a model trained with the later options keeps them, though the form does not show them
     weights = tmp_path / "opted.safetensors"
     weights.symlink_to(default_model_path())
-    card["preprocess"] |= {"resampling": "area", "canonical_turn": True}
+    card["preprocess"] |= {"resampling": "area", "canonical_turn": True, "symmetry_refine": True}
     weights.with_suffix(".json").write_text(json.dumps(card))
     widget.model_choice.value = MODEL_FILE
     widget.model_file.value = weights
-    assert (widget.config().resampling, widget.config().canonical_turn) == ("area", True)
+    cfg = widget.config()
+    assert (cfg.resampling, cfg.canonical_turn, cfg.symmetry_refine) == ("area", True, True)
     widget.model_choice.value = "shipped: dark"
     assert (widget.config().resampling, widget.config().canonical_turn) == ("bilinear", False)

@@ -10,6 +10,8 @@ Steps, in this order (each optional through the config; each is also a public fu
 :func:`normalize_brightness`; the pipeline fuses the last three in :func:`mask_and_enhance`):
 
 1. check the frame and find the crystal's ellipse (:func:`fit_ellipse`, or the caller's);
+   with ``symmetry_refine`` a fitted ellipse's centre and angle are then moved to where the
+   frame best matches its mirror images (:mod:`ccount_core.image.symmetry`);
 2. one affine resampling of the frame to the output grid: rotate the trap axis to
    **vertical** (along rows; the frame turns clockwise as displayed by 90° + the trap-axis
    angle, so a horizontal trap axis pointing right ends up pointing down), scale by
@@ -74,6 +76,7 @@ from ccount_core.image.ellipse import (
     wrap_axis_angle,
 )
 from ccount_core.image.kernels import block_mean, median5, median5_at, robust_plane
+from ccount_core.image.symmetry import refine_by_symmetry
 from ccount_core.progress import ProgressCallback, report
 
 __all__ = [
@@ -184,6 +187,16 @@ class PreprocessConfig:
             "version 1); set by the model's card, not in the form.",
         },
     )
+    symmetry_refine: bool = field(
+        default=False,
+        metadata={
+            "unit": "",
+            "form": False,
+            "help": "move a fitted ellipse's centre and angle to where the frame best matches "
+            "its mirror images about the crystal's axes (ccount_core.image.symmetry), so they "
+            "turn with the camera (off in version 1); set by the model's card, not in the form.",
+        },
+    )
     rotation_deg: float | None = field(
         default=None,
         metadata={
@@ -284,7 +297,14 @@ class PreprocessConfig:
             check_number("rotation_deg", self.rotation_deg, numpy_scalars=True)
         if self.resampling not in ("bilinear", "area"):
             raise InputError(f"resampling: must be 'bilinear' or 'area', got {self.resampling!r}")
-        for name in ("rotate", "canonical_turn", "mask", "normalize", "stretch_to_fit"):
+        for name in (
+            "rotate",
+            "canonical_turn",
+            "symmetry_refine",
+            "mask",
+            "normalize",
+            "stretch_to_fit",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name}: must be true or false, got {getattr(self, name)!r}")
         for name in (
@@ -349,7 +369,7 @@ class PreprocessConfig:
 
 
 #: Options added after pipeline version 1 whose defaults prepare as version 1 did.
-_ADDED_FIELDS = ("resampling", "canonical_turn")
+_ADDED_FIELDS = ("resampling", "canonical_turn", "symmetry_refine")
 
 
 def _check_cfg(cfg: object) -> None:
@@ -838,10 +858,17 @@ def prepare_frame(
         raise InputError(f"ellipse: expected an Ellipse or None, got {type(ellipse).__name__}")
     axis = parse_trap_axis(trap_axis)
     img = as_float_frame(frame, "frame")
-    ell = fit_float_frame(img) if ellipse is None else ellipse
+    ell = _fitted(img, cfg) if ellipse is None else ellipse
     ell = _with_note(ell, trap_axis_angle(ell, axis)[1])
     tf = frame_transform(ell, cfg, camera_pixel_size_um, axis)
     return _render(img, ell, tf, cfg), ell
+
+
+def _fitted(img: np.ndarray, cfg: PreprocessConfig) -> Ellipse:
+    """The ellipse fitted to a checked float32 frame, refined by symmetry when ``cfg`` asks
+    (a given ellipse is used as it is)."""
+    ell = fit_float_frame(img)
+    return refine_by_symmetry(img, ell, ROUND_RATIO) if cfg.symmetry_refine else ell
 
 
 def _with_note(ell: Ellipse, note: str | None) -> Ellipse:
@@ -1054,7 +1081,7 @@ def _frame_result(
     try:
         img = as_float_frame(frame, "frame")
         if ell is None:
-            ell = fit_float_frame(img)
+            ell = _fitted(img, cfg)
         ell = _with_note(ell, saturation_note(np.asarray(frame), ell))
         ell = _with_note(ell, noise_note(img, ell))
         ell = _with_note(ell, trap_axis_angle(ell, trap_axis)[1])
