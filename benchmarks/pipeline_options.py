@@ -30,7 +30,7 @@ from ccount_core.nn.ensemble import IonCounter, load_counter
 
 OPTIONS = {
     "card": {},
-    "area+turn": {"resampling": "area", "canonical_turn": True},
+    "area+turn": {"resampling": "area", "canonical_turn": True, "symmetry_refine": False},
     "area+turn+sym": {"resampling": "area", "canonical_turn": True, "symmetry_refine": True},
 }
 ANGLES = range(0, 360, 30)

@@ -1,0 +1,123 @@
+"""Which part of the crystal's ellipse moves the count when the camera turns? (issue 27, point 1)
+
+One simulated crystal (``tests/core/nn/test_orientation.py``'s: 150 Ca+, V_rf 200 V, seed 123)
+rendered at 0, 30, ..., 330° on a 1.5 µm, 400 x 400 camera is prepared with ellipses that
+mix the outline fit at each angle with the exact turn of the 0° fit, and counted by one model
+(the first member of ``--model``, with ``pipeline_options.py``'s option set ``--options``):
+
+- ``fit``: the fit at each angle, as counting does; ``exact``: the 0° fit turned exactly;
+- ``fit centre`` / ``fit angle`` / ``fit semi-axes``: the exact ellipse with that part of the
+  fit at each angle;
+- ``symmetry``: the fit refined by ``ccount_core.image.symmetry`` (whatever the card says).
+
+Prints, per variant, the largest deviation of a count from the mean over the angles (%), and
+how far the fit's and the refinement's centre (px) and angle (deg) stray from the exact turn.
+
+    python benchmarks/rotation_sources.py [--model default] [--options card]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+
+import numpy as np
+
+from ccount_core.image.ellipse import Ellipse, fit_ellipse
+from ccount_core.image.preprocess import ROUND_RATIO, PreprocessConfig, prepare_frame
+from ccount_core.image.symmetry import refine_by_symmetry
+from ccount_core.nn.ensemble import load_counter
+from ccount_core.nn.inference import predict
+from pipeline_options import ANGLES, OPTIONS, with_options  # this folder is on the path
+
+SHAPE = (400, 400)
+PIXEL_UM = 1.5
+
+
+def frames() -> list[np.ndarray]:
+    """The test crystal at each of ``ANGLES`` (deg)."""
+    from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
+    from ccount_core.simulation.render import ImagingSettings, render
+
+    trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375)
+    md = simulate(trap, [IonGroup("Ca+", 150)], SimulationSettings(seed=123), None)
+    lit = np.ones(md.samples.shape[1], bool)
+    return [
+        1000.0
+        * render(
+            md.samples,
+            lit,
+            ImagingSettings.from_lab_units(pixel_size_um=PIXEL_UM, shape=SHAPE, rotation_deg=a),
+        )
+        for a in ANGLES
+    ]
+
+
+def turned(ell: Ellipse, deg: float) -> Ellipse:
+    """``ell`` turned by ``deg`` (counter-clockwise as displayed) about the frame's centre,
+    as the renderer turns the crystal."""
+    t = math.radians(deg)
+    mid_r, mid_c = (SHAPE[0] - 1) / 2, (SHAPE[1] - 1) / 2
+    x, y = ell.center_col - mid_c, mid_r - ell.center_row
+    x2, y2 = x * math.cos(t) - y * math.sin(t), x * math.sin(t) + y * math.cos(t)
+    angle = (ell.angle_deg + deg + 90.0) % 180.0 - 90.0
+    return dataclasses.replace(ell, center_row=mid_r - y2, center_col=mid_c + x2, angle_deg=angle)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--options", default="card", choices=list(OPTIONS))
+    args = ap.parse_args()
+    net, card = with_options(load_counter(args.model), OPTIONS[args.options]).members[0]
+    cfg = PreprocessConfig.from_dict(card["preprocess"])
+    images = frames()
+    fits = [fit_ellipse(f) for f in images]
+    exact = [turned(fits[0], a) for a in ANGLES]
+    refined = [refine_by_symmetry(f, e, ROUND_RATIO) for f, e in zip(images, fits, strict=True)]
+    ref_exact = [turned(refined[0], a) for a in ANGLES]
+
+    def part(e: Ellipse, f: Ellipse, keys: tuple[str, ...]) -> Ellipse:
+        return dataclasses.replace(e, **{k: getattr(f, k) for k in keys})
+
+    variants = {
+        "fit": fits,
+        "exact": exact,
+        "fit centre": [
+            part(e, f, ("center_row", "center_col")) for e, f in zip(exact, fits, strict=True)
+        ],
+        "fit angle": [part(e, f, ("angle_deg",)) for e, f in zip(exact, fits, strict=True)],
+        "fit semi-axes": [
+            part(e, f, ("semi_major", "semi_minor")) for e, f in zip(exact, fits, strict=True)
+        ],
+        "symmetry": refined,
+    }
+    print(f"model {args.model}, options {args.options}: {cfg.to_json()}")
+    for name, ells in variants.items():
+        prepared = np.stack(
+            [
+                prepare_frame(f, cfg, ellipse=e, camera_pixel_size_um=PIXEL_UM)[0]
+                for f, e in zip(images, ells, strict=True)
+            ]
+        )
+        c = predict(net, prepared)[:, 0]
+        print(
+            f"{name:14s} spread {np.abs(c / c.mean() - 1).max() * 100:.2f} %  counts "
+            f"{c.min():.1f}-{c.max():.1f}"
+        )
+    for name, got, ref in (("fit", fits, exact), ("symmetry", refined, ref_exact)):
+        shift = [
+            math.hypot(g.center_row - r.center_row, g.center_col - r.center_col)
+            for g, r in zip(got, ref, strict=True)
+        ]
+        turn = [
+            abs((g.angle_deg - r.angle_deg + 90) % 180 - 90) for g, r in zip(got, ref, strict=True)
+        ]
+        print(
+            f"{name:9s} off the exact turn: centre ≤ {max(shift):.2f} px, angle ≤ {max(turn):.2f}°"
+        )
+
+
+if __name__ == "__main__":
+    main()
