@@ -229,11 +229,12 @@ def _digest(obj: Any) -> str:
 
 
 def _preparation_code() -> str:
-    """Digest of the fit's and the preparation's source: counts made before a change of
-    either are not reused."""
-    from ccount_core.image import ellipse, kernels, preprocess
+    """Digest of the fit's, the refinement's and the preparation's source: counts made before
+    a change of any are not reused."""
+    from ccount_core.image import ellipse, kernels, preprocess, symmetry
 
-    return _digest([Path(m.__file__).read_text() for m in (ellipse, kernels, preprocess)])
+    modules = (ellipse, kernels, preprocess, symmetry)
+    return _digest([Path(m.__file__).read_text() for m in modules])
 
 
 def counts_path(
