@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from ccount_core.image.ellipse import Ellipse, fit_ellipse
+from ccount_core.image.ellipse import Ellipse, fit_ellipse, wrap_axis_angle
 from ccount_core.image.preprocess import ROUND_RATIO, PreprocessConfig, prepare_frame
 from ccount_core.image.symmetry import refine_by_symmetry
 from ccount_core.nn.ensemble import load_counter
@@ -61,7 +61,7 @@ def turned(ell: Ellipse, deg: float) -> Ellipse:
     mid_r, mid_c = (SHAPE[0] - 1) / 2, (SHAPE[1] - 1) / 2
     x, y = ell.center_col - mid_c, mid_r - ell.center_row
     x2, y2 = x * math.cos(t) - y * math.sin(t), x * math.sin(t) + y * math.cos(t)
-    angle = (ell.angle_deg + deg + 90.0) % 180.0 - 90.0
+    angle = wrap_axis_angle(ell.angle_deg + deg)
     return dataclasses.replace(ell, center_row=mid_r - y2, center_col=mid_c + x2, angle_deg=angle)
 
 
@@ -112,7 +112,7 @@ def main() -> None:
             for g, r in zip(got, ref, strict=True)
         ]
         turn = [
-            abs((g.angle_deg - r.angle_deg + 90) % 180 - 90) for g, r in zip(got, ref, strict=True)
+            abs(wrap_axis_angle(g.angle_deg - r.angle_deg)) for g, r in zip(got, ref, strict=True)
         ]
         print(
             f"{name:9s} off the exact turn: centre ≤ {max(shift):.2f} px, angle ≤ {max(turn):.2f}°"

@@ -27,7 +27,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ccount_core.image.ellipse import Ellipse
+from ccount_core.image.ellipse import Ellipse, wrap_axis_angle
 
 __all__ = ["refine_by_symmetry"]
 
@@ -163,17 +163,16 @@ def refine_by_symmetry(img: np.ndarray, ell: Ellipse, round_ratio: float) -> Ell
     fit_angle = ell.semi_major / ell.semi_minor >= round_ratio
     found = _match(frame, ell, fit_angle)
     if found is not None and fit_angle:
-        turn = abs((math.degrees(found[2]) - ell.angle_deg + 90.0) % 180.0 - 90.0)
-        if turn > MAX_TURN_DEG:
+        if abs(wrap_axis_angle(math.degrees(found[2]) - ell.angle_deg)) > MAX_TURN_DEG:
             found = _match(frame, ell, False)
     if found is None:
         return ell
     cr, cc, theta = found
     if math.hypot(cr - ell.center_row, cc - ell.center_col) > MAX_SHIFT * ell.semi_minor:
         return ell
-    angle = (math.degrees(theta) + 90.0) % 180.0 - 90.0
-    if angle == -90.0:
-        angle = 90.0
     return dataclasses.replace(
-        ell, center_row=float(cr), center_col=float(cc), angle_deg=float(angle)
+        ell,
+        center_row=float(cr),
+        center_col=float(cc),
+        angle_deg=wrap_axis_angle(math.degrees(theta)),
     )
