@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
-from ccount_core.nn.inputs import STATISTICS, input_statistics
+from ccount_core.nn.inputs import STATISTICS, input_statistics, prepared_outline
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "sigma_coverage.py"
 
@@ -70,19 +70,20 @@ def main() -> None:
     for frames, px in parts:
         prepared = prepare_stack(frames, cfg, camera_pixel_size_um=px)
         stats += [
-            input_statistics(prepared.images[i], e, px)
+            input_statistics(prepared.images[i], e, px, prepared_outline(e, cfg, px))
             for i, e in enumerate(prepared.ellipses)
             if i not in prepared.bad_frames
         ]
     ranges = {}
     for name in STATISTICS:
         v = np.array([s[name] for s in stats], float)
-        lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+        finite = v[np.isfinite(v)]  # band_light: inf or 0 where the sides or the tips are dark
+        lo, hi = float(finite.min()), float(finite.max())
         pad = args.margin * (hi - lo)
         top = 1.0 if name == "fit_quality" else hi + pad
         ranges[name] = {"min": round(lo - pad, 4), "max": round(top, 4)}
         print(
-            f"{name:12s} renders {lo:8.3f} - {hi:8.3f} ({np.isfinite(v).sum()} of {v.size})"
+            f"{name:12s} renders {lo:8.3f} - {hi:8.3f} ({finite.size} of {v.size})"
             f"  ->  {ranges[name]}"
         )
     card["input_ranges"] = {

@@ -51,7 +51,7 @@ from ccount_core.nn.counts_file import (
 )
 from ccount_core.nn.ensemble import IonCounter
 from ccount_core.nn.inference import infer
-from ccount_core.nn.inputs import input_statistics, range_warnings
+from ccount_core.nn.inputs import input_statistics, prepared_outline, range_warnings
 from ccount_core.progress import ProgressCallback, report
 
 MIN_SIDE_PX = 16
@@ -425,7 +425,12 @@ def count_stack(
                 counts[good], spread[good] = counter.combine(outputs)
             unlike = {
                 i: range_warnings(
-                    input_statistics(prepared.images[i], prepared.ellipses[i], pixel_size_um),
+                    input_statistics(
+                        prepared.images[i],
+                        prepared.ellipses[i],
+                        pixel_size_um,
+                        prepared_outline(prepared.ellipses[i], cfg, pixel_size_um, axis),
+                    ),
                     ranges,
                 )
                 for i in good

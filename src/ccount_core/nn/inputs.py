@@ -4,7 +4,8 @@
 length and width in µm, fit quality) and its prepared image (how much of its light sits in the
 core: a dark core of non-fluorescing ions, which pure-Ca+ training sets never show; how bright
 the ions at the crystal's tips are relative to those at its sides: a cooling beam narrower than
-the crystal, which the training renders, lit evenly, never show).
+the crystal, which the training renders, lit evenly, never show; measured on the ion spots and,
+where too few stand out, on the lit pixels of the fitted outline's outer band).
 A model card's ``input_ranges`` holds, per statistic, the range its training-like images span
 (``scripts/input_ranges.py`` measures it on renders of the card's training specs and writes
 it); :func:`range_warnings` names each statistic of a frame outside its range, with the fix.
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ccount_core.image.ellipse import Ellipse
+from ccount_core.image.preprocess import PreprocessConfig, frame_transform
 
 #: What each statistic is, its unit, and what to do when a frame falls outside the range.
 STATISTICS: dict[str, tuple[str, str]] = {
@@ -42,6 +44,14 @@ STATISTICS: dict[str, tuple[str, str]] = {
         "above: toward the sides): centre and widen the cooling beam, or expect the count to "
         "be off",
     ),
+    "band_light": (
+        "light of the lit pixels in the crystal's outer band at its tips relative to its sides "
+        "(ratio)",
+        "the outer layers are lit unevenly: a cooling beam narrower than the crystal (below the "
+        "range: dimmer toward the tips, above: toward the sides) or dark ions at the tips; "
+        "centre and widen the cooling beam, or for dark ions count with --model dark or "
+        "ensemble",
+    ),
 }
 
 #: Ion spots: local maxima (3 x 3) above this share of the crystal's 99th-percentile pixel.
@@ -53,12 +63,21 @@ SECTOR_DEG = 37.0
 #: ... by this quantile of their heights, the tips and the sides each needing MIN_SPOTS spots.
 SPOT_QUANTILE = 0.75
 MIN_SPOTS = 3
+#: :func:`_band_light` compares the pixels above LIT_LEVEL of the 99th percentile (lower) ...
+LIT_LEVEL = 0.2
+#: ... in this band of the fitted outline's normalised radius, tips and sides each needing
+#: MIN_LIT of them (else that part is dark).
+BAND = (0.7, 1.1)
+MIN_LIT = 4
 
 
-def input_statistics(prepared: np.ndarray, ellipse: Ellipse, pixel_size_um: float) -> dict:
-    """The statistics of :data:`STATISTICS` for one frame: ``prepared`` (the model's input,
-    trap axis vertical, crystal centred), its ``ellipse`` (input px, trap axis = major axis
-    unless oblate) and the camera's ``pixel_size_um`` (µm)."""
+def input_statistics(
+    prepared: np.ndarray, ellipse: Ellipse, pixel_size_um: float, outline: Ellipse
+) -> dict:
+    """The statistics of :data:`STATISTICS` for one frame: ``prepared`` (the model's input
+    ``(rows, cols)``, trap axis along the rows, crystal centred), the crystal's ``ellipse`` in
+    the camera frame (px of ``pixel_size_um`` µm; trap axis = major axis unless oblate) and
+    its ``outline`` in ``prepared`` (px; :func:`prepared_outline`)."""
     a, b = ellipse.semi_major, ellipse.semi_minor
     return {
         "axis_ratio": a / b,
@@ -67,7 +86,16 @@ def input_statistics(prepared: np.ndarray, ellipse: Ellipse, pixel_size_um: floa
         "fit_quality": ellipse.quality,
         "core_light": _core_light(prepared),
         "tip_light": _tip_light(prepared),
+        "band_light": _band_light(prepared, outline),
     }
+
+
+def prepared_outline(
+    ellipse: Ellipse, cfg: PreprocessConfig, pixel_size_um: float, trap_axis: Any = "auto"
+) -> Ellipse:
+    """Where a crystal of ``ellipse`` (camera px of ``pixel_size_um`` µm) lies in the image
+    ``cfg`` prepares from it (px), for the recording's ``trap_axis`` as the preparation had it."""
+    return frame_transform(ellipse, cfg, pixel_size_um, trap_axis).output_ellipse
 
 
 def _light_moments(img: np.ndarray) -> tuple[float, float, float, float] | None:
@@ -103,15 +131,22 @@ def _core_light(img: np.ndarray) -> float:
     return float(core.mean() / shell.mean())
 
 
+def _top(img: np.ndarray) -> float | None:
+    """The 99th percentile (lower) of the positive pixels of ``img``; None without any."""
+    positive = img[img > 0]
+    if positive.size == 0:
+        return None
+    k = int(0.99 * (positive.size - 1))
+    return float(np.partition(positive, k)[k])
+
+
 def _spots(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, columns (px) and heights of the ion spots of ``img`` ``(rows, cols)``: pixels
     not below any of their 8 neighbours and above ``SPOT_LEVEL`` of the 99th percentile
     (lower) of the positive pixels."""
-    positive = img[img > 0]
-    if positive.size == 0:
+    top = _top(img)
+    if top is None:
         return np.empty(0, np.intp), np.empty(0, np.intp), np.empty(0, img.dtype)
-    k = int(0.99 * (positive.size - 1))
-    top = np.partition(positive, k)[k]
     padded = np.full((img.shape[0] + 2, img.shape[1] + 2), -np.inf, img.dtype)
     padded[1:-1, 1:-1] = img
     across = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
@@ -148,6 +183,40 @@ def _tip_light(img: np.ndarray) -> float:
     return _quantile(tips, SPOT_QUANTILE) / _quantile(sides, SPOT_QUANTILE)
 
 
+def _band_light(img: np.ndarray, outline: Ellipse) -> float:
+    """How bright the lit pixels at the crystal's tips are relative to those at its sides:
+    the mean of the pixels of ``img`` ``(rows, cols)`` above ``LIT_LEVEL`` of its top
+    (:func:`_top`) in the band of ``outline`` (its normalised radius in ``BAND``) within
+    ``SECTOR_DEG`` of the trap axis (the rows) over the same within ``SECTOR_DEG`` of its
+    perpendicular; ``inf`` when the sides have fewer than ``MIN_LIT`` such pixels and the tips
+    have them, 0 the other way round, NaN when neither has.
+
+    It measures what :func:`_tip_light` does where that one cannot: a cooling beam along the
+    trap axis dims the outer layers until too few of their ions stand out as spots, and the
+    light's own extent shrinks with them, while the fitted outline (from the outer shell's
+    ring) stays. Dark ions in the band lower its lit share rather than its brightness, but
+    where they fill the band at the tips or sides this ratio moves too, so the dark-ion
+    models' ranges are wide."""
+    top = _top(img)
+    hr, hc = outline.half_extent()
+    if top is None or min(hr, hc) <= 0:
+        return math.nan
+    rows, cols = np.indices(img.shape, dtype=np.float64)
+    u = np.abs(rows - outline.center_row) / hr
+    v = np.abs(cols - outline.center_col) / hc
+    rho2 = u * u + v * v
+    lit = (img > LIT_LEVEL * top) & (rho2 > BAND[0] ** 2) & (rho2 < BAND[1] ** 2)
+    slope = math.tan(math.radians(90.0 - SECTOR_DEG))
+    tips, sides = img[lit & (u > slope * v)], img[lit & (v > slope * u)]
+    if tips.size < MIN_LIT and sides.size < MIN_LIT:
+        return math.nan
+    if sides.size < MIN_LIT:
+        return math.inf
+    if tips.size < MIN_LIT:
+        return 0.0
+    return float(tips.mean() / sides.mean())
+
+
 def _quantile(values: np.ndarray, q: float) -> float:
     """``np.quantile(values, q)`` (linear interpolation) of a small 1-d array, without its
     overhead (tens of µs, more than the rest of :func:`_tip_light`)."""
@@ -164,7 +233,7 @@ def range_warnings(stats: Mapping[str, float], ranges: Mapping[str, Any]) -> lis
     out = []
     for name, value in stats.items():
         r = ranges.get(name)
-        if r is None or not math.isfinite(value):
+        if r is None or math.isnan(value):
             continue
         if not r["min"] <= value <= r["max"]:
             what, fix = STATISTICS[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,12 @@ from ccount_core.dataset.samples import load_sample
 from ccount_core.image.ellipse import Ellipse
 from ccount_core.image.preprocess import PreprocessConfig, prepare_frame, prepare_stack
 from ccount_core.nn.count import model_error, validation_error
-from ccount_core.nn.inputs import STATISTICS, input_statistics, range_warnings
+from ccount_core.nn.inputs import (
+    STATISTICS,
+    input_statistics,
+    prepared_outline,
+    range_warnings,
+)
 from ccount_core.nn.model import default_model_path, read_card
 from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
 from ccount_core.simulation.camera import CameraEffects, HotPixels, LaserProfile
@@ -28,14 +34,21 @@ def test_a_dark_core_is_seen_and_named_with_its_fix() -> None:
     card = read_card(default_model_path())
     series, meta = load_sample("reaction_series")
     px = meta["pixel_size_um"]
-    out = prepare_stack(series[[0, 15]], PreprocessConfig.from_dict(card["preprocess"]), None, px)
-    pure, dark = (input_statistics(out.images[i], out.ellipses[i], px) for i in (0, 1))
+    cfg = PreprocessConfig.from_dict(card["preprocess"])
+    out = prepare_stack(series[[0, 15]], cfg, None, px)
+    pure, dark = (
+        input_statistics(out.images[i], e, px, prepared_outline(e, cfg, px))
+        for i, e in enumerate(out.ellipses)
+    )
     # Frame 15 has 245 of its 350 ions dark in the core: less light there than in frame 0.
     assert dark["core_light"] < pure["core_light"] - 0.2
     assert range_warnings(pure, card["input_ranges"]) == []
-    (warning,) = range_warnings(dark, card["input_ranges"])
-    assert warning.startswith("unlike the training images: light in the core")
-    assert warning.endswith("count with --model dark or ensemble")
+    warnings = range_warnings(dark, card["input_ranges"])
+    # The core, and the band's tips, which the dark core reaches: both name the fix.
+    assert len(warnings) == 2
+    assert warnings[0].startswith("unlike the training images: light in the core")
+    assert warnings[1].startswith("unlike the training images: light of the lit pixels")
+    assert all(w.endswith("count with --model dark or ensemble") for w in warnings)
     assert range_warnings(dark, {}) == []  # a card without ranges warns of nothing
 
 
@@ -64,8 +77,15 @@ def spots(heights: np.ndarray) -> np.ndarray:
     return img
 
 
+def light_ratios(img: np.ndarray) -> tuple[float, float]:
+    """``tip_light`` and ``band_light`` of a :func:`spots` image."""
+    outline = Ellipse(48.0, 24.0, 30.0, 12.0, 90.0)
+    stats = input_statistics(img, outline, 6.0, outline)
+    return stats["tip_light"], stats["band_light"]
+
+
 def tip_light(img: np.ndarray) -> float:
-    return input_statistics(img, Ellipse(48.0, 24.0, 30.0, 12.0, 90.0), 6.0)["tip_light"]
+    return light_ratios(img)[0]
 
 
 def test_tip_light_compares_the_spots_at_the_tips_with_those_at_the_sides() -> None:
@@ -79,6 +99,25 @@ def test_tip_light_compares_the_spots_at_the_tips_with_those_at_the_sides() -> N
     few = np.zeros((96, 48), np.float32)
     few[48, 24] = few[20, 24] = 1.0  # two spots: not enough to compare
     assert math.isnan(tip_light(few))
+
+
+def test_band_light_compares_the_lit_pixels_at_the_tips_with_those_at_the_sides() -> None:
+    def band(heights: Any) -> float:
+        return light_ratios(spots(heights))[1]
+
+    even = band(lambda u, v: 1.0)
+    assert 0.85 < even < 1.2  # a grid of spots: the band samples tips and sides alike
+    # Tips (sides) at 30 %: the band's tip (side) sector spans 37° of the (u, v) plane, so
+    # it holds pixels dimmed less than its end, and the ratio moves less than the heights.
+    assert 0.55 < band(lambda u, v: math.exp(-1.2 * u * u)) / even < 0.8
+    assert 1.2 < band(lambda u, v: math.exp(-1.2 * v * v)) / even < 1.6
+    # A dark core (no light within half the radius) leaves the outer band as it was.
+    assert band(lambda u, v: float(u * u + v * v > 0.25)) == pytest.approx(even, 0.05)
+    # Where one part is dark it has no ratio to give, but says which part is dark.
+    assert band(lambda u, v: float(abs(v) < 0.3)) == math.inf  # only the axis is lit
+    assert band(lambda u, v: float(abs(u) < 0.3)) == 0.0  # only the waist is lit
+    assert range_warnings({"band_light": math.inf}, {"band_light": {"min": 0.7, "max": 1.3}})
+    assert math.isnan(light_ratios(np.zeros((96, 48), np.float32))[1])
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +140,7 @@ def frame_statistics(
     frame = render(samples, lit, imaging, 1, effects)
     cfg = PreprocessConfig.from_dict(card["preprocess"])
     prepared, ellipse = prepare_frame(frame, cfg, camera_pixel_size_um=2.0)
-    return input_statistics(prepared, ellipse, 2.0)
+    return input_statistics(prepared, ellipse, 2.0, prepared_outline(ellipse, cfg, 2.0))
 
 
 def narrow_beam(samples: np.ndarray, along_axis: bool) -> CameraEffects:
@@ -138,6 +177,12 @@ def test_a_narrow_cooling_beam_is_named_with_its_fix_and_a_clean_crystal_is_not(
         assert len(named) == 1
         assert named[0].startswith(f"unlike the training images: {what} ")
         assert named[0].endswith(fix)
+    band = card["input_ranges"]["band_light"]
+    assert band["min"] < clean["band_light"] < band["max"]
+    assert along["band_light"] > 1.3 * clean["band_light"]
+    assert across["band_light"] < 0.75 * clean["band_light"]
+    if model == "default":  # trained on pure, evenly lit crystals: its range is narrow
+        assert along["band_light"] > band["max"] and across["band_light"] < band["min"]
 
 
 @pytest.mark.parametrize(
@@ -167,5 +212,8 @@ def test_a_dark_core_alone_does_not_trip_tip_light() -> None:
     ranges = card["input_ranges"]
     assert stats["core_light"] < ranges["core_light"]["min"]  # a dark core the card never saw
     assert ranges["tip_light"]["min"] < stats["tip_light"] < ranges["tip_light"]["max"]
-    (warning,) = range_warnings(stats, ranges)  # named for the dark core only
-    assert warning.endswith(STATISTICS["core_light"][1])
+    # Named for the dark core, and by band_light for the dark tips it reaches, whose fix
+    # names the dark-ion models too; tip_light, on the lit ions' spots, stays in range.
+    warnings = range_warnings(stats, ranges)
+    assert warnings[0].endswith(STATISTICS["core_light"][1])
+    assert all(w.endswith("count with --model dark or ensemble") for w in warnings)
