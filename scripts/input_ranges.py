@@ -16,9 +16,14 @@ sides (fit quality: up to 1).
     python scripts/input_ranges.py RUN/model.json --crystals 120 --store camera_v1.zarr \\
         --store-split validation --store-from 1500 --store-images 1000
 
+``--check-from 120`` (and ``--dark-check-from 100``) also prints how many renders the ranges
+were not measured on (the coverage benchmark's check set) fall outside each range: the false
+warnings a clean (or dark-ion) crystal would get.
+
 A statistic a frame cannot give (``tip_light`` with too few ion spots at the tips or sides,
-e.g. a crystal of a few dozen ions) is NaN there: the range spans the frames that have it, and
-the count of those is printed.
+e.g. a crystal of a few dozen ions) is NaN there, and ``band_light`` is inf or 0 where the sides
+or the tips have no lit pixels: the range spans the frames with a finite value, and the count
+of those is printed.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
-from ccount_core.nn.inputs import STATISTICS, input_statistics, prepared_outline
+from ccount_core.nn.inputs import STATISTICS, input_statistics, prepared_outline, range_warnings
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "sigma_coverage.py"
 
@@ -48,6 +53,19 @@ def main() -> None:
     ap.add_argument("--store-from", type=int, default=0, help="first image of the split used")
     ap.add_argument("--store-images", type=int, default=1000)
     ap.add_argument("--margin", type=float, default=0.1, help="share of the span added")
+    ap.add_argument(
+        "--check-from",
+        type=int,
+        default=None,
+        help="also count how many clean renders from this one on (as many as --crystals; "
+        "e.g. 120, the coverage benchmark's check set) fall outside each range",
+    )
+    ap.add_argument(
+        "--dark-check-from",
+        type=int,
+        default=None,
+        help="the same for the renders with dark ions (as many as --dark; e.g. 100)",
+    )
     args = ap.parse_args()
     spec = importlib.util.spec_from_file_location("coverage_bench", BENCH)
     bench = importlib.util.module_from_spec(spec)
@@ -66,14 +84,7 @@ def main() -> None:
             n_store += len(frames)
     card = json.loads(args.card.read_text())
     cfg = PreprocessConfig.from_dict(card["preprocess"])
-    stats = []
-    for frames, px in parts:
-        prepared = prepare_stack(frames, cfg, camera_pixel_size_um=px)
-        stats += [
-            input_statistics(prepared.images[i], e, px, prepared_outline(e, cfg, px))
-            for i, e in enumerate(prepared.ellipses)
-            if i not in prepared.bad_frames
-        ]
+    stats = [s for frames, px in parts for s in frame_statistics(frames, px, cfg)]
     ranges = {}
     for name in STATISTICS:
         v = np.array([s[name] for s in stats], float)
@@ -94,6 +105,35 @@ def main() -> None:
         + f" ({len(stats)} prepared), margin {args.margin}",
     }
     args.card.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    checks = [
+        ("clean", args.check_from, args.crystals, args.cache, False),
+        ("dark-ion", args.dark_check_from, args.dark, args.dark_cache, True),
+    ]
+    for what, start, n, cache, dark in checks:
+        if start is None or not n:
+            continue
+        frames = bench.clean_set(start + n, cache, dark=dark)[0][start:]
+        held = frame_statistics(frames, 2.0, cfg)
+        outside = {
+            name: sum(bool(range_warnings({name: s[name]}, ranges)) for s in held)
+            for name in STATISTICS
+        }
+        print(
+            f"outside the ranges, {what} renders {start}-{start + n - 1} ({len(held)} prepared): "
+            + ", ".join(f"{name} {k}" for name, k in outside.items())
+            + f"; frames with any: {sum(bool(range_warnings(s, ranges)) for s in held)}"
+        )
+
+
+def frame_statistics(frames: np.ndarray, px: float, cfg: PreprocessConfig) -> list[dict]:
+    """:func:`input_statistics` of each frame ``cfg`` prepares from ``frames`` (camera pixel
+    size ``px`` µm), bad frames left out."""
+    prepared = prepare_stack(frames, cfg, camera_pixel_size_um=px)
+    return [
+        input_statistics(prepared.images[i], e, px, prepared_outline(e, cfg, px))
+        for i, e in enumerate(prepared.ellipses)
+        if i not in prepared.bad_frames
+    ]
 
 
 if __name__ == "__main__":
