@@ -23,7 +23,7 @@ warnings a clean (or dark-ion) crystal would get.
 A statistic a frame cannot give (``tip_light`` with too few ion spots at the tips or sides,
 e.g. a crystal of a few dozen ions) is NaN there, and ``band_light`` is inf or 0 where the sides
 or the tips have no lit pixels: the range spans the frames with a finite value, and the count
-of those is printed.
+of those is printed; a statistic no frame gives gets no range (and is not checked).
 """
 
 from __future__ import annotations
@@ -89,6 +89,9 @@ def main() -> None:
     for name in STATISTICS:
         v = np.array([s[name] for s in stats], float)
         finite = v[np.isfinite(v)]  # band_light: inf or 0 where the sides or the tips are dark
+        if finite.size == 0:  # no frame gives it (tip_light of small crystals): not checked
+            print(f"{name:12s} renders: none of {v.size} has it  ->  no range")
+            continue
         lo, hi = float(finite.min()), float(finite.max())
         pad = args.margin * (hi - lo)
         top = 1.0 if name == "fit_quality" else hi + pad

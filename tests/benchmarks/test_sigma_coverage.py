@@ -90,3 +90,7 @@ def test_input_ranges_script_measures_a_store(store: Path, tmp_path: Path, write
     assert "16 all images 0+ of s.zarr" in ranges["source"]
     # the spot crystals span 20-50 ions: their widths differ, so the range is not a point
     assert ranges["width_um"]["min"] < ranges["width_um"]["max"]
+    # every range written is a finite interval (a statistic no image gives has none)
+    for name, r in ranges.items():
+        if name != "source":
+            assert np.isfinite(r["min"]) and np.isfinite(r["max"]) and r["min"] <= r["max"], name
