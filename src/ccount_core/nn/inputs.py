@@ -60,6 +60,7 @@ SPOT_LEVEL = 0.15
 RING = 0.7
 #: ... within this angle (°) of the trap axis (tips) and of its perpendicular (sides) ...
 SECTOR_DEG = 37.0
+_SLOPE = math.tan(math.radians(90.0 - SECTOR_DEG))  # |u| > _SLOPE |v|: within SECTOR_DEG of u
 #: ... by this quantile of their heights, the tips and the sides each needing MIN_SPOTS spots.
 SPOT_QUANTILE = 0.75
 MIN_SPOTS = 3
@@ -79,14 +80,15 @@ def input_statistics(
     the camera frame (px of ``pixel_size_um`` µm; trap axis = major axis unless oblate) and
     its ``outline`` in ``prepared`` (px; :func:`prepared_outline`)."""
     a, b = ellipse.semi_major, ellipse.semi_minor
+    top = _top(prepared)
     return {
         "axis_ratio": a / b,
         "length_um": 2.0 * a * pixel_size_um,
         "width_um": 2.0 * b * pixel_size_um,
         "fit_quality": ellipse.quality,
         "core_light": _core_light(prepared),
-        "tip_light": _tip_light(prepared),
-        "band_light": _band_light(prepared, outline),
+        "tip_light": _tip_light(prepared, top),
+        "band_light": _band_light(prepared, outline, top),
     }
 
 
@@ -140,11 +142,9 @@ def _top(img: np.ndarray) -> float | None:
     return float(np.partition(positive, k)[k])
 
 
-def _spots(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _spots(img: np.ndarray, top: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, columns (px) and heights of the ion spots of ``img`` ``(rows, cols)``: pixels
-    not below any of their 8 neighbours and above ``SPOT_LEVEL`` of the 99th percentile
-    (lower) of the positive pixels."""
-    top = _top(img)
+    not below any of their 8 neighbours and above ``SPOT_LEVEL`` of ``top`` (:func:`_top`)."""
     if top is None:
         return np.empty(0, np.intp), np.empty(0, np.intp), np.empty(0, img.dtype)
     padded = np.full((img.shape[0] + 2, img.shape[1] + 2), -np.inf, img.dtype)
@@ -155,7 +155,7 @@ def _spots(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return r, c, img[r, c]
 
 
-def _tip_light(img: np.ndarray) -> float:
+def _tip_light(img: np.ndarray, top: float | None) -> float:
     """How bright the ion spots at the crystal's tips are relative to those at its sides:
     the ``SPOT_QUANTILE`` of the spot heights in the outer ring (normalised radius above
     ``RING``) within ``SECTOR_DEG`` of the trap axis (``img``'s rows) over the same within
@@ -172,21 +172,20 @@ def _tip_light(img: np.ndarray) -> float:
     if m is None or min(m[2], m[3]) <= 0:
         return math.nan
     r0, c0, sr, sc = m
-    r, c, h = _spots(img)
+    r, c, h = _spots(img, top)
     u = np.abs(r - r0) / (math.sqrt(5.0) * sr)
     v = np.abs(c - c0) / (math.sqrt(5.0) * sc)
     ring = np.hypot(u, v) > RING
-    slope = math.tan(math.radians(90.0 - SECTOR_DEG))
-    tips, sides = h[ring & (u > slope * v)], h[ring & (v > slope * u)]
+    tips, sides = h[ring & (u > _SLOPE * v)], h[ring & (v > _SLOPE * u)]
     if min(tips.size, sides.size) < MIN_SPOTS:
         return math.nan
     return _quantile(tips, SPOT_QUANTILE) / _quantile(sides, SPOT_QUANTILE)
 
 
-def _band_light(img: np.ndarray, outline: Ellipse) -> float:
+def _band_light(img: np.ndarray, outline: Ellipse, top: float | None) -> float:
     """How bright the lit pixels at the crystal's tips are relative to those at its sides:
     the mean of the pixels of ``img`` ``(rows, cols)`` above ``LIT_LEVEL`` of its top
-    (:func:`_top`) in the band of ``outline`` (its normalised radius in ``BAND``) within
+    (``top``, :func:`_top`) in the band of ``outline`` (its normalised radius in ``BAND``) within
     ``SECTOR_DEG`` of the trap axis (the rows) over the same within ``SECTOR_DEG`` of its
     perpendicular; ``inf`` when the sides have fewer than ``MIN_LIT`` such pixels and the tips
     have them, 0 the other way round, NaN when neither has.
@@ -197,7 +196,6 @@ def _band_light(img: np.ndarray, outline: Ellipse) -> float:
     ring) stays. Dark ions in the band lower its lit share rather than its brightness, but
     where they fill the band at the tips or sides this ratio moves too, so the dark-ion
     models' ranges are wide."""
-    top = _top(img)
     hr, hc = outline.half_extent()
     if top is None or min(hr, hc) <= 0:
         return math.nan
@@ -206,8 +204,7 @@ def _band_light(img: np.ndarray, outline: Ellipse) -> float:
     v = np.abs(cols - outline.center_col) / hc
     rho2 = u * u + v * v
     lit = (img > LIT_LEVEL * top) & (rho2 > BAND[0] ** 2) & (rho2 < BAND[1] ** 2)
-    slope = math.tan(math.radians(90.0 - SECTOR_DEG))
-    tips, sides = img[lit & (u > slope * v)], img[lit & (v > slope * u)]
+    tips, sides = img[lit & (u > _SLOPE * v)], img[lit & (v > _SLOPE * u)]
     if tips.size < MIN_LIT and sides.size < MIN_LIT:
         return math.nan
     if sides.size < MIN_LIT:
