@@ -231,9 +231,9 @@ def _digest(obj: Any) -> str:
 def _preparation_code() -> str:
     """Digest of the fit's, the refinement's and the preparation's source: counts made before
     a change of any are not reused."""
-    from ccount_core.image import ellipse, kernels, preprocess, symmetry
+    from ccount_core.image import ellipse, halo, kernels, preprocess, symmetry
 
-    modules = (ellipse, kernels, preprocess, symmetry)
+    modules = (ellipse, halo, kernels, preprocess, symmetry)
     return _digest([Path(m.__file__).read_text() for m in modules])
 
 

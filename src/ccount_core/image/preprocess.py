@@ -75,6 +75,7 @@ from ccount_core.image.ellipse import (
     fit_float_frame,
     wrap_axis_angle,
 )
+from ccount_core.image.halo import halo_note
 from ccount_core.image.kernels import block_mean, median5, median5_at, robust_plane
 from ccount_core.image.symmetry import refine_by_symmetry
 from ccount_core.progress import ProgressCallback, report
@@ -1084,6 +1085,8 @@ def _frame_result(
             ell = _fitted(img, cfg)
         ell = _with_note(ell, saturation_note(np.asarray(frame), ell))
         ell = _with_note(ell, noise_note(img, ell))
+        px = cfg.model_pixel_size_um if camera_pixel_size_um is None else camera_pixel_size_um
+        ell = _with_note(ell, halo_note(img, ell, px))
         ell = _with_note(ell, trap_axis_angle(ell, trap_axis)[1])
         tf = frame_transform(ell, cfg, camera_pixel_size_um, trap_axis)
         return _render(img, ell, tf, cfg), ell, None

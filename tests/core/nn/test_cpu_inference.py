@@ -145,24 +145,21 @@ def test_bfloat16_where_it_cannot_be_packed(monkeypatch, tmp_path):
     with pytest.raises(InputError, match=r"^bf16: this CPU cannot pack bfloat16"):
         evaluate(None, tmp_path / "no_such_store.zarr", tmp_path / "eval", bf16=True)
     assert not (tmp_path / "eval").exists()
+    # The trained network: one whose batch norms hold random statistics compounds bfloat16's
+    # rounding over 50 layers into counts 13 % apart on a CPU computing it natively (AMX).
     stack, meta = load_sample("reaction_series")
-    card = {
-        "label_names": ["Ca+"],
-        "preprocess": PRE.to_dict(),
-        "input_shape": list(PRE.output_shape),
-        "label_range": [30, 350],
-    }
     monkeypatch.setattr(count_mod, "PACK_MIN_FRAMES", 3)
-    bf = IonCounter([(net, card)], card)
+    bf = load_counter("default")
     rows = count_stack(stack[:3], bf, meta["pixel_size_um"], device="cpu", bf16=True)
     assert not bf.is_packed(bf16=True) and not bf.is_packed()
     f32 = count_stack(
-        stack[:3], IonCounter([(net, card)], card), meta["pixel_size_um"], device="cpu", bf16=False
+        stack[:3], load_counter("default"), meta["pixel_size_um"], device="cpu", bf16=False
     )
     a = np.array([r["count"] for r in f32])
     b = np.array([r["count"] for r in rows])
-    assert np.all(np.abs(a) > 1.0)
-    np.testing.assert_allclose(b, a, rtol=0.05)  # bfloat16 keeps 8 bits of mantissa
+    assert np.all(a > 30.0)
+    assert np.all(np.abs(b - a) < 2.0)  # bfloat16 keeps 8 bits of mantissa
+    assert np.any(b != a)  # it did run in bfloat16
 
 
 @needs_bf16_packing
