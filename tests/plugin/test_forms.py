@@ -135,9 +135,14 @@ def test_the_prepare_form_keeps_the_card_only_options_of_the_model(
     widget = PrepareWidget(make_napari_viewer())
     card = read_card(default_model_path())
     assert widget.config() == PreprocessConfig.from_dict(card["preprocess"])
-    # every shipped model prepares with version 1's steps, as it was trained
+    # every shipped model prepares with version 1's steps, as it was trained (the default's
+    # "bilinear-area" is version 1's wherever camera pixels are at most half its own)
     cfg = widget.config()
-    assert (cfg.resampling, cfg.canonical_turn, cfg.symmetry_refine) == ("bilinear", False, False)
+    assert (cfg.resampling, cfg.canonical_turn, cfg.symmetry_refine) == (
+        "bilinear-area",
+        False,
+        False,
+    )
     # a model trained with the later options keeps them, though the form does not show them
     weights = tmp_path / "opted.safetensors"
     weights.symlink_to(default_model_path())

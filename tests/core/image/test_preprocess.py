@@ -697,6 +697,27 @@ def test_a_version_1_card_prepares_as_version_1_did(px: float) -> None:
     assert abs(float((out.astype(np.float64) ** 2).sum()) / sum_sq - 1.0) > 1e-3
 
 
+def test_bilinear_area_is_version_1_where_blocks_are_averaged_and_area_where_not() -> None:
+    """``"bilinear-area"`` prepares bit for bit as version 1 where the camera's pixels are at
+    most half the model's (9 µm here: 2, 0.7 and 4.5 µm), and as ``"area"`` where coarser (6 µm:
+    version 1 took one bilinear sample per output pixel there)."""
+    crystal = _lit_crystal()
+    v1 = PreprocessConfig.from_dict(
+        {**V1_CARD, "model_pixel_size_um": 9.0, "output_shape": [160, 96]}
+    )
+    mixed = dataclasses.replace(v1, resampling="bilinear-area")
+    assert PreprocessConfig.from_dict(mixed.to_dict()) == mixed
+    for px in (2.0, 0.7, 4.5):
+        a, _ = prepare_frame(crystal, mixed, camera_pixel_size_um=px)
+        b, _ = prepare_frame(crystal, v1, camera_pixel_size_um=px)
+        assert np.array_equal(a, b)
+    area = dataclasses.replace(v1, resampling="area")
+    a, _ = prepare_frame(crystal, mixed, camera_pixel_size_um=6.0)
+    b, _ = prepare_frame(crystal, area, camera_pixel_size_um=6.0)
+    c, _ = prepare_frame(crystal, v1, camera_pixel_size_um=6.0)
+    assert np.array_equal(a, b) and not np.allclose(a, c, rtol=1e-3)
+
+
 def test_canonical_turn_prepares_a_frame_and_its_half_turn_alike() -> None:
     img = _lit_crystal()
     turned = np.ascontiguousarray(img[::-1, ::-1])

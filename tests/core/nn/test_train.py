@@ -247,8 +247,9 @@ def test_default_augmentation_is_as_before_the_camera_effects() -> None:
     torch.manual_seed(0)
     x = torch.rand(3, 1, 40, 24)
     a = augment(x, PRESETS["default"], torch.Generator().manual_seed(7))
-    # the figures of the augmentation before profile/background/hot_pixels existed
-    assert float(a.double().sum()) == pytest.approx(1135.9029555088564, rel=1e-9)
+    # the figures of the augmentation before profile/background/hot_pixels existed (to float32
+    # rounding: AVX-512 and AVX2 kernels differ in the last bits, 7e-9 of this sum)
+    assert float(a.double().sum()) == pytest.approx(1135.9029555088564, rel=1e-7)
     assert float(a[1, 0, 20, 12]) == pytest.approx(0.1381518393754959, rel=1e-6)
 
 
