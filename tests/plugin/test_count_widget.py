@@ -500,7 +500,7 @@ def test_warned_rows_show_their_warning_and_the_legend_names_the_band(series) ->
         {"frame": f, "time_s": None, "count": 150.0, "uncertainty": 6.0, "warning": w}
         for f, w in enumerate(["", note])
     ]
-    widget.band = "±1σ: 0.8 × validation RMS near N, ×3 if warned"
+    widget.band = "±1σ: 0.8 × validation RMS near N, ×3 if unlike training"
     widget._show()
     last = widget.table.columnCount() - 1
     assert widget.table.horizontalHeaderItem(last).text() == "warning"
@@ -523,9 +523,16 @@ def test_the_band_is_named_from_the_card(model_file) -> None:
         "±1σ: validation RMS near N ⊕ view spread"
     )
     tiny.card["uncertainty"] = {"scale": 0.8, "unlike_scale": 3.0}
-    assert sigma_terms(tiny) == "±1σ: 0.8 × validation RMS near N, ×3 if warned"
-    tiny.card["uncertainty"] = {"scale": 0.968, "unlike_scale": 6.03}
-    assert sigma_terms(tiny) == "±1σ: 0.97 × validation RMS near N, ×6 if warned"
+    assert sigma_terms(tiny) == "±1σ: 0.8 × validation RMS near N, ×3 if unlike training"
+    tiny.card["uncertainty"] = {
+        "scale": 0.968,
+        "unlike_scale": 6.03,
+        "note_scales": {"noisy": 2.14, "light around the crystal": 1.5},
+    }
+    assert sigma_terms(tiny) == (
+        "±1σ: 0.97 × validation RMS near N, ×6 if unlike training, ×2.1 if noisy, ×1.5 if light "
+        "around the crystal"
+    )
 
 
 def test_canvas_glyphs_are_rendered_before_the_first_count(series, qtbot) -> None:

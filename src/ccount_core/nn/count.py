@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -218,7 +218,12 @@ def validation_error(
     return np.interp(counts, x, y)
 
 
-def _label_errors(counter: IonCounter, counts: np.ndarray, unlike: dict[int, Any]) -> np.ndarray:
+def _label_errors(
+    counter: IonCounter,
+    counts: np.ndarray,
+    unlike: dict[int, Any],
+    notes: Mapping[int, Sequence[str]],
+) -> np.ndarray:
     """:func:`model_error` of every label's ``counts`` ``(B, k)`` (ions): a further species
     that one member alone counts (an ensemble's dark species) has that member's error, any
     other the counter's card's."""
@@ -226,7 +231,7 @@ def _label_errors(counter: IonCounter, counts: np.ndarray, unlike: dict[int, Any
     for j, name in enumerate(counter.label_names):
         cards = [card for _, card in counter.members if name in card["label_names"]]
         card = cards[0] if j > 0 and len(cards) == 1 else counter.card
-        errors[:, j] = model_error(card, counts[:, j], unlike, len(counts), name)
+        errors[:, j] = model_error(card, counts[:, j], unlike, len(counts), name, notes)
     return errors
 
 
@@ -236,22 +241,36 @@ def model_error(
     unlike: dict[int, Any],
     n: int,
     label: str | None = None,
+    notes: Mapping[int, Sequence[str]] | None = None,
 ) -> np.ndarray:
     """The model's own uncertainty (ions) of ``n`` counts of ``label`` (None: the first
     species): :func:`validation_error` (the RMS about the truth near each count, bias
     included) times the card's ``uncertainty.scale`` (the first species only: it is fitted on
-    its counts), and times ``uncertainty.unlike_scale`` for a frame ``i`` whose ``unlike[i]``
-    names a way it differs from the training images. Both factors (1 when absent) are fitted
-    on renders of known count (``scripts/uncertainty_factors.py``) so that ±1σ holds the
-    truth on about 68 % of frames and ±2σ on 94 %, and checked on others
-    (``benchmarks/sigma_coverage.py``)."""
+    its counts), and for a frame ``i`` unlike the training images times the larger of
+    ``uncertainty.unlike_scale``, where ``unlike[i]`` names a way it differs (its input
+    statistics), and ``uncertainty.note_scales[kind]``, where one of its preparation
+    ``notes[i]`` starts with ``kind`` (a camera the models count less well through: "noisy",
+    "light around the crystal"). The factors (1 when absent) are fitted on renders of known
+    count (``scripts/uncertainty_factors.py``) so that ±1σ holds the truth on about 68 % of
+    frames and ±2σ on 94 %, and checked on others (``benchmarks/sigma_coverage.py``,
+    ``benchmarks/robustness.py``)."""
     factors = card.get("uncertainty", {})
     first = label is None or (card.get("label_names") or [None])[0] == label
     scale = np.full(n, float(factors.get("scale", 1.0)) if first else 1.0)
-    for i, reasons in unlike.items():
-        if reasons:
-            scale[i] *= float(factors.get("unlike_scale", 1.0))
+    for i in set(unlike) | set(notes or {}):
+        scale[i] *= widening(factors, unlike.get(i, ()), (notes or {}).get(i, ()))
     return validation_error(card, counts, label) * scale
+
+
+def widening(factors: Mapping[str, Any], unlike: Sequence[str], notes: Sequence[str]) -> float:
+    """The factor a card's ``uncertainty`` ``factors`` widen a frame's σ by (1: none): the
+    larger of ``unlike_scale`` where ``unlike`` names a way the frame differs from the
+    training images and of each ``note_scales[kind]`` where a note starts with ``kind``."""
+    out = float(factors.get("unlike_scale", 1.0)) if unlike else 1.0
+    for kind, k in factors.get("note_scales", {}).items():
+        if any(note.startswith(kind) for note in notes):
+            out = max(out, float(k))
+    return out
 
 
 def sigma_terms(counter: IonCounter, tta: int = 0) -> str:
@@ -267,7 +286,9 @@ def sigma_terms(counter: IonCounter, tta: int = 0) -> str:
         text += " ⊕ view spread"
     unlike = float(factors.get("unlike_scale", 1.0))
     if unlike != 1.0:
-        text += f", ×{unlike:.2g} if warned"
+        text += f", ×{unlike:.2g} if unlike training"
+    for kind, k in factors.get("note_scales", {}).items():
+        text += f", ×{float(k):.2g} if {kind}"
     return text
 
 
@@ -435,7 +456,8 @@ def count_stack(
                 )
                 for i in good
             }
-            unc = _combined(_label_errors(counter, counts, unlike), spread)
+            notes = {i: prepared.ellipses[i].notes for i in good}
+            unc = _combined(_label_errors(counter, counts, unlike, notes), spread)
             return [
                 _row(
                     f,
