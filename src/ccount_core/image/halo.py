@@ -30,6 +30,8 @@ SAMPLE_UM = 2.0
 #: Standard errors of the noise taken off the measured halo, so a noisy frame without wings
 #: reads 0, not a positive fluctuation.
 NOISE_SIGMAS = 3.0
+#: Most samples a ring's mean takes (more are thinned evenly: their noise is already small).
+MAX_SAMPLES = 4096
 #: Fewest samples in each ring for a value (else NaN; each must also lie at least half in the
 #: frame).
 MIN_SAMPLES = 16
@@ -99,6 +101,12 @@ def _halo(box, cr, cc, dr, dc, a, b, grow):  # pragma: no cover - numba
     rows, cols = box.shape
     ring = np.empty(rows * cols, np.float32)
     back = np.empty(rows * cols, np.float32)
+    # 1 / semi-axis² of the outline (0) and of each ring's edges (1-4), along and across
+    ia = np.empty(5)
+    ib = np.empty(5)
+    ia[0], ib[0] = 1.0 / (a * a), 1.0 / (b * b)
+    for k in range(4):
+        ia[k + 1], ib[k + 1] = 1.0 / (a + grow[k]) ** 2, 1.0 / (b + grow[k]) ** 2
     n_ring = n_back = n_core = 0
     core = 0.0
     for i in range(rows):
@@ -107,22 +115,19 @@ def _halo(box, cr, cc, dr, dc, a, b, grow):  # pragma: no cover - numba
             x = j - cc
             u = x * dc + y * dr  # along the major axis
             v = x * dr - y * dc
-            if (u / a) ** 2 + (v / b) ** 2 < 1.0:
+            u2, v2 = u * u, v * v
+            if u2 * ia[4] + v2 * ib[4] >= 1.0:
+                continue  # beyond the background ring
+            if u2 * ia[0] + v2 * ib[0] < 1.0:
                 core += box[i, j]
                 n_core += 1
-                continue
-            if (u / (a + grow[1])) ** 2 + (v / (b + grow[1])) ** 2 < 1.0:
-                if (u / (a + grow[0])) ** 2 + (v / (b + grow[0])) ** 2 >= 1.0:
+            elif u2 * ia[2] + v2 * ib[2] < 1.0:
+                if u2 * ia[1] + v2 * ib[1] >= 1.0:
                     ring[n_ring] = box[i, j]
                     n_ring += 1
-            elif (
-                i % 2 == 0
-                and j % 2 == 0
-                and (u / (a + grow[3])) ** 2 + (v / (b + grow[3])) ** 2 < 1.0
-            ):
-                if (u / (a + grow[2])) ** 2 + (v / (b + grow[2])) ** 2 >= 1.0:
-                    back[n_back] = box[i, j]
-                    n_back += 1
+            elif i % 2 == 0 and j % 2 == 0 and u2 * ia[3] + v2 * ib[3] >= 1.0:
+                back[n_back] = box[i, j]
+                n_back += 1
     # each ring at least half in the frame (its area: that of the outer ellipse less the
     # inner's; the background ring is sampled on every second row and column)
     area_ring = math.pi * ((a + grow[1]) * (b + grow[1]) - (a + grow[0]) * (b + grow[0]))
@@ -131,19 +136,21 @@ def _halo(box, cr, cc, dr, dc, a, b, grow):  # pragma: no cover - numba
         return np.nan
     if n_back < max(MIN_SAMPLES, 0.125 * area_back):
         return np.nan
+    # a ring of more than MAX_SAMPLES pixels is thinned evenly to about that many
+    ring_s = ring[: n_ring : max(1, n_ring // MAX_SAMPLES)]
+    back_s = back[: n_back : max(1, n_back // MAX_SAMPLES)]
     whole = True  # integer camera data: grey levels of 1
-    for k in range(n_ring):
-        whole = whole and ring[k] == math.floor(ring[k])
-    for k in range(n_back):
-        whole = whole and back[k] == math.floor(back[k])
-    bg, noise = _middle_mean(back[:n_back])
+    for values in (ring_s, back_s):
+        for value in values:
+            whole = whole and value == math.floor(value)
+    bg, noise = _middle_mean(back_s)
     light = core / n_core - bg
     if not light > 0.0:
         return np.nan
-    halo = _middle_mean(ring[:n_ring])[0] - bg
+    halo = _middle_mean(ring_s)[0] - bg
     # the means' standard error; where the noise is below a grey level, rounding can move a
     # mean by up to half of one
-    margin = NOISE_SIGMAS * noise * math.sqrt(1.0 / n_ring + 1.0 / n_back)
+    margin = NOISE_SIGMAS * noise * math.sqrt(1.0 / ring_s.size + 1.0 / back_s.size)
     if whole and noise < 1.0:
         margin += 0.5
     return max(halo - margin, 0.0) / light
