@@ -39,18 +39,7 @@ CAMERAS = {
 
 def crystals(n: int) -> list[rb.Crystal]:
     """``n`` crystals drawn as the robustness benchmark draws its own, from other seeds."""
-    rng = np.random.default_rng(SET_SEED)
-    lo, hi = rb.RANGES["n_ions"]
-    return [
-        rb.Crystal(
-            int(rng.integers(lo, hi + 1)),
-            round(float(rng.uniform(*rb.RANGES["v_rf"])), 4),
-            round(float(rng.uniform(*rb.RANGES["v_end"])), 4),
-            round(float(rng.uniform(*rb.RANGES["eta"])), 5),
-            MD_SEED0 + 1 + i,
-        )
-        for i in range(n)
-    ]
+    return rb.draw_crystals(n, SET_SEED, MD_SEED0)
 
 
 def main() -> None:

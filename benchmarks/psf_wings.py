@@ -36,18 +36,7 @@ LEVELS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
 def crystals(n: int) -> list[rb.Crystal]:
     """``n`` crystals drawn as the robustness benchmark draws its own, from other seeds."""
-    rng = np.random.default_rng(SET_SEED)
-    lo, hi = rb.RANGES["n_ions"]
-    return [
-        rb.Crystal(
-            int(rng.integers(lo, hi + 1)),
-            round(float(rng.uniform(*rb.RANGES["v_rf"])), 4),
-            round(float(rng.uniform(*rb.RANGES["v_end"])), 4),
-            round(float(rng.uniform(*rb.RANGES["eta"])), 5),
-            MD_SEED0 + 1 + i,
-        )
-        for i in range(n)
-    ]
+    return rb.draw_crystals(n, SET_SEED, MD_SEED0)
 
 
 def variants() -> list[rb.Variant]:

@@ -76,20 +76,24 @@ class Crystal:
 
 def test_set(n: int) -> list[Crystal]:
     """The first ``n`` crystals of the fixed test set (a longer set starts with a shorter)."""
-    rng = np.random.default_rng(SET_SEED)
-    out = []
-    for i in range(n):
-        lo, hi = RANGES["n_ions"]
-        out.append(
-            Crystal(
-                int(rng.integers(lo, hi + 1)),
-                round(float(rng.uniform(*RANGES["v_rf"])), 4),
-                round(float(rng.uniform(*RANGES["v_end"])), 4),
-                round(float(rng.uniform(*RANGES["eta"])), 5),
-                MD_SEED0 + 1 + i,
-            )
+    return draw_crystals(n, SET_SEED, MD_SEED0)
+
+
+def draw_crystals(n: int, set_seed: int, md_seed0: int) -> list[Crystal]:
+    """``n`` crystals drawn from ``RANGES`` with ``set_seed``, crystal i's MD seed being
+    ``md_seed0 + 1 + i`` (other benchmarks draw their own sets so, from other seeds)."""
+    rng = np.random.default_rng(set_seed)
+    lo, hi = RANGES["n_ions"]
+    return [
+        Crystal(
+            int(rng.integers(lo, hi + 1)),
+            round(float(rng.uniform(*RANGES["v_rf"])), 4),
+            round(float(rng.uniform(*RANGES["v_end"])), 4),
+            round(float(rng.uniform(*RANGES["eta"])), 5),
+            md_seed0 + 1 + i,
         )
-    return out
+        for i in range(n)
+    ]
 
 
 def md_samples(c: Crystal, cache: Path, simulate_fn: SimulateFn | None = None) -> np.ndarray:

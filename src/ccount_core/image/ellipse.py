@@ -159,11 +159,25 @@ class Ellipse:
         v = -y * dc + x * dr  # along the minor axis
         return (u / self.semi_major) ** 2 + (v / self.semi_minor) ** 2
 
-    def half_extent(self) -> tuple[float, float]:
-        """Half-height and half-width (px) of the ellipse's axis-aligned bounding box."""
+    def half_extent(self, grow: float = 0.0) -> tuple[float, float]:
+        """Half-height and half-width (px) of the axis-aligned bounding box of the ellipse
+        with both semi-axes grown by ``grow`` (px)."""
         dr, dc = self.major_direction
-        a, b = self.semi_major, self.semi_minor
+        a, b = self.semi_major + grow, self.semi_minor + grow
         return (math.hypot(a * dr, b * dc), math.hypot(a * dc, b * dr))
+
+    def box(self, shape: tuple[int, ...], grow: float = 0.0) -> tuple[int, int, int, int] | None:
+        """``(r_lo, r_hi, c_lo, c_hi)``: the rows ``r_lo:r_hi`` and columns ``c_lo:c_hi`` of a
+        frame of ``shape`` (rows, cols) that cover the ellipse grown by ``grow`` (px); None
+        when none do."""
+        hr, hc = self.half_extent(grow)
+        r_lo = max(0, int(self.center_row - hr))
+        r_hi = min(shape[0], int(self.center_row + hr) + 2)
+        c_lo = max(0, int(self.center_col - hc))
+        c_hi = min(shape[1], int(self.center_col + hc) + 2)
+        if r_hi <= r_lo or c_hi <= c_lo:
+            return None
+        return r_lo, r_hi, c_lo, c_hi
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict (JSON-ready) of the geometry and quality."""

@@ -55,15 +55,11 @@ def halo_light(img: np.ndarray, ellipse: Ellipse, pixel_size_um: float) -> float
     above the background. Dimensionless."""
     step = max(1, int(SAMPLE_UM / pixel_size_um))
     grow = np.array([*HALO_RING_UM, *BACKGROUND_RING_UM]) / pixel_size_um
-    big_a, big_b = ellipse.semi_major + grow[-1], ellipse.semi_minor + grow[-1]
-    dr, dc = ellipse.major_direction
-    hr, hc = math.hypot(big_a * dr, big_b * dc), math.hypot(big_a * dc, big_b * dr)
-    r_lo = max(0, int(ellipse.center_row - hr))
-    r_hi = min(img.shape[0], int(ellipse.center_row + hr) + 2)
-    c_lo = max(0, int(ellipse.center_col - hc))
-    c_hi = min(img.shape[1], int(ellipse.center_col + hc) + 2)
-    if r_hi <= r_lo or c_hi <= c_lo:
+    bounds = ellipse.box(img.shape, grow[-1])
+    if bounds is None:
         return math.nan
+    r_lo, r_hi, c_lo, c_hi = bounds
+    dr, dc = ellipse.major_direction
     box = np.ascontiguousarray(img[r_lo:r_hi:step, c_lo:c_hi:step], dtype=np.float32)
     return float(
         _halo(

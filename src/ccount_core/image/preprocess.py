@@ -929,11 +929,10 @@ def saturation_note(frame: np.ndarray, ellipse: Ellipse) -> str | None:
     frame = np.ascontiguousarray(frame)
     a, b = 1.1 * ellipse.semi_major, 1.1 * ellipse.semi_minor
     grown = dataclasses.replace(ellipse, semi_major=a, semi_minor=b)
-    hr, hc = grown.half_extent()
-    r_lo = max(0, int(grown.center_row - hr))
-    r_hi = min(frame.shape[0], int(grown.center_row + hr) + 2)
-    c_lo = max(0, int(grown.center_col - hc))
-    c_hi = min(frame.shape[1], int(grown.center_col + hc) + 2)
+    box = grown.box(frame.shape)
+    if box is None:
+        return None
+    r_lo, r_hi, c_lo, c_hi = box
     dr, dc = grown.major_direction
     n, top, n_top = _top_inside(
         frame, r_lo, r_hi, c_lo, c_hi, grown.center_row, grown.center_col, dr, dc, a, b
@@ -1001,13 +1000,10 @@ def pixel_noise(img: np.ndarray, ellipse: Ellipse) -> float:
     and its 4 neighbours|, over the crystal's light (brightest 5-point median inside the
     ellipse minus the least in its bounding box). NaN when nothing is lit."""
     img = np.ascontiguousarray(img, dtype=np.float32)
-    hr, hc = ellipse.half_extent()
-    r_lo = max(0, int(ellipse.center_row - hr))
-    r_hi = min(img.shape[0], int(ellipse.center_row + hr) + 2)
-    c_lo = max(0, int(ellipse.center_col - hc))
-    c_hi = min(img.shape[1], int(ellipse.center_col + hc) + 2)
-    if r_hi <= r_lo or c_hi <= c_lo:
+    box = ellipse.box(img.shape)
+    if box is None:
         return math.nan
+    r_lo, r_hi, c_lo, c_hi = box
     dr, dc = ellipse.major_direction
     return float(
         _noise_inside(
