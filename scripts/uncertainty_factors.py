@@ -48,7 +48,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 BENCH = BENCHMARKS / "sigma_coverage.py"
 UNLIKE = "unlike the training images"
 #: The preparation notes of a camera whose frames get their own σ factor (``note_scales``).
-NOTE_KINDS = ("noisy", "light around the crystal")
+NOTE_KINDS = ("noisy", "halo")
 #: Fewest noted fit frames for a kind's factor (else none).
 MIN_NOTED = 20
 

@@ -68,4 +68,4 @@ def test_a_note_factor_is_fitted_on_its_noted_frames(tmp_path, write_model, monk
     assert {key: factors[key] for key in old} == old
     want = max(np.quantile(k, 0.68), np.quantile(k, 0.94) / 2.0)
     assert factors["note_scales"] == {"noisy": pytest.approx(want, abs=0.006)}
-    assert "noisy 24, light around the crystal 0" in factors["note_source"]
+    assert "noisy 24, halo 0" in factors["note_source"]

@@ -81,7 +81,7 @@ def halo_note(img: np.ndarray, ellipse: Ellipse, pixel_size_um: float) -> str | 
     if not halo > HALO_LIMIT:
         return None
     return (
-        f"light around the crystal: {100 * halo:.1f} % of its brightness 15-40 µm outside its "
+        f"halo: {100 * halo:.1f} % of the crystal's brightness 15-40 µm outside its "
         f"outline (the models were checked to count well up to {100 * HALO_LIMIT:.1f} %): a "
         "point-spread function with wide wings (scattered light, a dirty or misaligned "
         "objective) or another light source nearby; the count reads high: refocus or clean "

@@ -250,7 +250,7 @@ def model_error(
     ``uncertainty.unlike_scale``, where ``unlike[i]`` names a way it differs (its input
     statistics), and ``uncertainty.note_scales[kind]``, where one of its preparation
     ``notes[i]`` starts with ``kind`` (a camera the models count less well through: "noisy",
-    "light around the crystal"). The factors (1 when absent) are fitted on renders of known
+    "halo"). The factors (1 when absent) are fitted on renders of known
     count (``scripts/uncertainty_factors.py``) so that ±1σ holds the truth on about 68 % of
     frames and ±2σ on 94 %, and checked on others (``benchmarks/sigma_coverage.py``,
     ``benchmarks/robustness.py``)."""

@@ -77,10 +77,10 @@ def test_wide_psf_wings_are_measured_and_noted(crystal) -> None:
     assert 0.0 < levels[0] < HALO_LIMIT < levels[1]  # 10 % of the light in wings passes
     wide = frame(crystal, CameraEffects(wings=PsfWings(0.3, 10e-6)))
     note = halo_note(wide, fit_ellipse(wide), 2.0)
-    assert note.startswith("light around the crystal: ") and "the count reads high" in note
+    assert note.startswith("halo: ") and "the count reads high" in note
     # The preparation notes it, so every count of the frame carries it.
     out = prepare_stack(np.stack([clean, wide]), CFG, camera_pixel_size_um=2.0)
-    assert [any(n.startswith("light around") for n in e.notes) for e in out.ellipses] == [
+    assert [any(n.startswith("halo: ") for n in e.notes) for e in out.ellipses] == [
         False,
         True,
     ]

@@ -62,12 +62,12 @@ def test_model_error_scales_the_validation_rms_and_widens_unlike_frames() -> Non
     bare = {k: v for k, v in card.items() if k != "uncertainty"}
     assert model_error(bare, counts, {1: ["x"]}, 3) == pytest.approx(base)
     # A camera note widens by its own factor; with a range warning too, by the larger one.
-    noted = {**card, "uncertainty": {**f, "note_scales": {"noisy": 2.0, "light around": 9.0}}}
+    noted = {**card, "uncertainty": {**f, "note_scales": {"noisy": 2.0, "halo": 9.0}}}
     notes = {0: ("noisy: pixel noise 12 % ...",), 1: ("noisy: ...",), 2: ("several crystals",)}
     got = model_error(noted, counts, {1: ["unlike: ..."]}, 3, notes=notes)
     want = base * f["scale"] * np.array([2.0, max(2.0, f["unlike_scale"]), 1.0])
     assert got == pytest.approx(want)
-    notes = {0: ("light around the crystal: 2 % ...", "noisy: ...")}
+    notes = {0: ("halo: 2 % ...", "noisy: ...")}
     assert model_error(noted, counts, {}, 3, notes=notes)[0] == pytest.approx(
         base[0] * f["scale"] * 9.0
     )
