@@ -59,6 +59,11 @@ UNCERTAIN_FRACTION = 0.1
 #: Stacks of at least this many frames (skipped ones included) pack a fresh IonCounter's
 #: networks for the CPU first.
 PACK_MIN_FRAMES = 64
+#: bfloat16 is chosen on its own only for a model whose bfloat16 counts of a probe batch lie
+#: within this share of its float32 ones (``IonCounter.bf16_agrees``; on dev-2c-amx the shipped
+#: default differs by at most 0.15 %, dark 0.8 %; an untrained network by 6.8 %, and by up to
+#: 25 % on real frames at some batch sizes).
+BF16_TOLERANCE = 0.03
 
 
 @contextmanager
@@ -360,8 +365,9 @@ def count_stack(
     moved there. ``bf16``: bfloat16 inference (packed where oneDNN packs bfloat16 weights,
     else under autocast, slower); None: on a CPU that computes it natively
     (:func:`native_bf16`) and runs it faster than float32 (timed once per machine,
-    :func:`ccount_core.nn.precision.bf16_pays`); it moves counts by about 0.3 ions RMS (at most
-    2.4 in 3,000 validation images, ``benchmarks/bf16_accuracy.py``).
+    :func:`ccount_core.nn.precision.bf16_pays`) and whose model counts a probe batch in it as
+    in float32 (within :data:`BF16_TOLERANCE`); it moves the shipped models' counts by about
+    0.3 ions RMS (at most 2.4 in 3,000 validation images, ``benchmarks/bf16_accuracy.py``).
     Row keys: ``counts_file.COLUMNS`` plus ``count_<label>`` and ``uncertainty_<label>`` (ions)
     for every further model output.
     """
@@ -399,6 +405,7 @@ def count_stack(
                 dev.type == "cpu"
                 and native_bf16()
                 and _bf16_pays(counter, cfg.output_shape, batch_size)
+                and counter.bf16_agrees(BF16_TOLERANCE)
             )
         # On a CPU the members are packed once per IonCounter and precision (batch norm
         # folded, weights cast and in oneDNN's layout). Packing costs about what counting 80

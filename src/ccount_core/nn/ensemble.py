@@ -43,6 +43,7 @@ class IonCounter:
     _packed: dict[bool, list[Any]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _bf16_agrees: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if "calibration" in self.card:
@@ -66,6 +67,26 @@ class IonCounter:
         for net, _ in self.members:
             net.to(device)
         return self
+
+    def bf16_agrees(self, tolerance: float) -> bool:
+        """Whether every member counts a probe batch (8 random images of its input shape) in
+        bfloat16 within ``tolerance`` (relative, of counts of at least 1) of float32; checked
+        once (on the CPU, under autocast) and remembered. A trained network agrees to a few
+        tenths of a percent; one with outsized activations (untrained, or trained badly) does
+        not, and its bfloat16 counts then also change with the batch size."""
+        if self._bf16_agrees is None:
+            from ccount_core.nn.inference import infer
+
+            agrees = True
+            for net, card in self.members:
+                shape = tuple(card["input_shape"])
+                probe = np.random.default_rng(0).standard_normal((8, *shape)).astype(np.float32)
+                f32, _ = infer(net, probe, bf16=False)
+                b16, _ = infer(net, probe, bf16=True)
+                rel = np.abs(b16 - f32) / np.maximum(np.abs(f32), 1.0)
+                agrees = agrees and bool(rel.max() <= tolerance)
+            self._bf16_agrees = agrees
+        return self._bf16_agrees
 
     def is_packed(self, bf16: bool = False) -> bool:
         """Whether :meth:`packed_for_cpu` has been built for that precision."""

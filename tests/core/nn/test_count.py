@@ -322,9 +322,13 @@ def test_device_is_chosen_automatically_and_checked(model_dir, sample, monkeypat
     assert pick_device() == torch.device("cuda")
 
 
-@pytest.mark.parametrize(("native", "pays"), [(False, True), (True, False), (True, True)])
-def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, native, pays):
+@pytest.mark.parametrize(
+    ("native", "pays", "agrees"),
+    [(False, True, True), (True, False, True), (True, True, True), (True, True, False)],
+)
+def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, native, pays, agrees):
     import ccount_core.nn.count as count_mod
+    from ccount_core.nn.ensemble import IonCounter
 
     stack, meta = sample
     timed: list[tuple[int, ...]] = []
@@ -335,6 +339,7 @@ def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, nativ
 
     monkeypatch.setattr(count_mod, "native_bf16", lambda: native)
     monkeypatch.setattr(count_mod, "_bf16_pays", fake_pays)
+    monkeypatch.setattr(IonCounter, "bf16_agrees", lambda self, tolerance: agrees)
     ran: list[bool] = []  # the precision each network call ran in
     real_infer = count_mod.infer
     monkeypatch.setattr(
@@ -344,7 +349,7 @@ def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, nativ
             ran.append(bf16) or real_infer(net, images, tta, seed, bf16)
         ),
     )
-    use = native and pays  # native bfloat16 that is also faster here
+    use = native and pays and agrees  # native bfloat16, faster here, and the model agrees
     auto = count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu", batch_size=8)
     assert timed == ([(*PRE.output_shape, 8)] if native else [])
     assert ran == [use] and len(auto) == 2
@@ -352,6 +357,32 @@ def test_bf16_follows_the_cpu_unless_asked(model_dir, sample, monkeypatch, nativ
         count_stack(stack[:2], model_dir, meta["pixel_size_um"], device="cpu", bf16=asked)
         assert ran[-1] is asked
     assert len(timed) == (1 if native else 0)  # an explicit choice is not timed
+
+
+def test_bf16_is_chosen_only_for_a_model_that_counts_alike_in_it() -> None:
+    """The shipped default counts a probe batch in bfloat16 within 0.3 % of float32; a network
+    whose bfloat16 counts stray is refused (and the answer remembered)."""
+    from ccount_core.nn.count import BF16_TOLERANCE
+    from ccount_core.nn.ensemble import IonCounter, load_counter
+
+    assert load_counter("default").bf16_agrees(BF16_TOLERANCE)
+    assert not load_counter("default").bf16_agrees(1e-9)  # it does round
+
+    class Stray(torch.nn.Module):
+        """Counts 100 in float32 and 110 under bfloat16 autocast."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            off = 10.0 if torch.is_autocast_enabled("cpu") else 0.0
+            return torch.full((x.shape[0], 1), 100.0 + off) + self.w
+
+    card = {"input_shape": [16, 16], "label_names": ["Ca+"]}
+    counter = IonCounter([(Stray(), card)], card)
+    assert not counter.bf16_agrees(BF16_TOLERANCE)
+    assert counter.bf16_agrees(0.5) is False  # remembered
 
 
 def test_two_batches_at_once_count_the_same_in_order(model_dir, sample):
