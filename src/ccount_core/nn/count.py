@@ -263,11 +263,11 @@ def model_error(
     first = label is None or (card.get("label_names") or [None])[0] == label
     scale = np.full(n, float(factors.get("scale", 1.0)) if first else 1.0)
     for i in set(unlike) | set(notes or {}):
-        scale[i] *= widening(factors, unlike.get(i, ()), (notes or {}).get(i, ()))
+        scale[i] *= _widening(factors, unlike.get(i, ()), (notes or {}).get(i, ()))
     return validation_error(card, counts, label) * scale
 
 
-def widening(factors: Mapping[str, Any], unlike: Sequence[str], notes: Sequence[str]) -> float:
+def _widening(factors: Mapping[str, Any], unlike: Sequence[str], notes: Sequence[str]) -> float:
     """The factor a card's ``uncertainty`` ``factors`` widen a frame's σ by (1: none): the
     larger of ``unlike_scale`` where ``unlike`` names a way the frame differs from the
     training images and of each ``note_scales[kind]`` where a note starts with ``kind``."""
