@@ -23,6 +23,7 @@ import numpy as np
 import robustness as rb  # this folder is on the path when run as a script
 from ccount_core.nn.count import count_stack
 from ccount_core.nn.ensemble import IonCounter, load_counter
+from pipeline_options import with_options
 
 SET_SEED = 30
 MD_SEED0 = 30_000
@@ -36,13 +37,7 @@ def crystals(n: int) -> list[rb.Crystal]:
 def with_resampling(counter: IonCounter, method: str) -> IonCounter:
     """``counter`` with ``method`` in its own and its members' preprocessing (``"card"``:
     ``counter`` as it is)."""
-    if method == "card":
-        return counter
-
-    def card(c: dict) -> dict:
-        return {**c, "preprocess": {**c["preprocess"], "resampling": method}}
-
-    return IonCounter([(net, card(c)) for net, c in counter.members], card(counter.card))
+    return counter if method == "card" else with_options(counter, {"resampling": method})
 
 
 def main() -> None:

@@ -1083,17 +1083,20 @@ def _frame_result(
     ellipse: Ellipse | None,
     camera_pixel_size_um: float | None,
     trap_axis: TrapAxis,
+    camera_checks: bool = True,
 ) -> tuple[np.ndarray | None, Ellipse | None, str | None]:
-    """(image, ellipse, None) or (None, ellipse-or-None, reason) for one frame of a stack."""
+    """(image, ellipse, None) or (None, ellipse-or-None, reason) for one frame of a stack;
+    ``camera_checks``: note saturation, pixel noise and a halo (:func:`prepare_stack`)."""
     ell = ellipse
     try:
         img = as_float_frame(frame, "frame")
         if ell is None:
             ell = _fitted(img, cfg)
-        ell = _with_note(ell, saturation_note(np.asarray(frame), ell))
-        ell = _with_note(ell, noise_note(img, ell))
-        px = cfg.model_pixel_size_um if camera_pixel_size_um is None else camera_pixel_size_um
-        ell = _with_note(ell, halo_note(img, ell, px))
+        if camera_checks:
+            px = cfg.model_pixel_size_um if camera_pixel_size_um is None else camera_pixel_size_um
+            ell = _with_note(ell, saturation_note(np.asarray(frame), ell))
+            ell = _with_note(ell, noise_note(img, ell))
+            ell = _with_note(ell, halo_note(img, ell, px))
         ell = _with_note(ell, trap_axis_angle(ell, trap_axis)[1])
         tf = frame_transform(ell, cfg, camera_pixel_size_um, trap_axis)
         return _render(img, ell, tf, cfg), ell, None
@@ -1200,6 +1203,7 @@ def prepare_stack(
     camera_pixel_size_um: float | None = None,
     progress: ProgressCallback | None = None,
     trap_axis: TrapAxis | str = "auto",
+    camera_checks: bool = True,
 ) -> PreparedStack:
     """Prepare every frame of a ``(frames, rows, cols)`` stack.
 
@@ -1212,6 +1216,10 @@ def prepare_stack(
         camera_pixel_size_um: µm per input pixel; ``None`` = the model's pixel size.
         progress: ``progress(done, total)`` after each frame.
         trap_axis: the trap axis in the frames (:func:`parse_trap_axis`).
+        camera_checks: note on each frame's ellipse what the camera did that counts may
+            suffer from (saturation, pixel noise, a halo: :func:`saturation_note`,
+            :func:`noise_note`, :func:`ccount_core.image.halo.halo_note`); False where
+            ``ellipses`` already carry those notes (a second preparation of the same frames).
 
     Returns:
         :class:`PreparedStack`; frames that fail (NaN, constant, no crystal, crystal at the
@@ -1234,12 +1242,16 @@ def prepare_stack(
     ells = _stack_ellipses(ellipses, n)
     h, w = cfg.output_shape
     if _is_dask(stack):
-        return _prepare_dask(stack, cfg, ells, (camera_pixel_size_um, axis), progress)
+        return _prepare_dask(
+            stack, cfg, ells, (camera_pixel_size_um, axis, camera_checks), progress
+        )
     stack = np.asarray(stack)
     images = np.zeros((n, h, w), dtype=np.float32)
     results: dict[int, tuple[Ellipse | None, str | None]] = {}
     for i in range(n):
-        img, ell, reason = _frame_result(stack[i], cfg, ells[i], camera_pixel_size_um, axis)
+        img, ell, reason = _frame_result(
+            stack[i], cfg, ells[i], camera_pixel_size_um, axis, camera_checks
+        )
         if img is not None:
             images[i] = img
         results[i] = (ell, reason)
@@ -1273,7 +1285,7 @@ class _FrameJob:
         self,
         cfg: PreprocessConfig,
         ells: list[Ellipse | None],
-        camera: tuple[float | None, TrapAxis],
+        camera: tuple[float | None, TrapAxis, bool],
         n: int,
         progress: ProgressCallback | None,
     ):
@@ -1309,7 +1321,7 @@ def _prepare_dask(
     stack: Any,
     cfg: PreprocessConfig,
     ells: list[Ellipse | None],
-    camera: tuple[float | None, TrapAxis],
+    camera: tuple[float | None, TrapAxis, bool],
     progress: ProgressCallback | None,
 ) -> PreparedStack:
     import dask.array as da

@@ -424,7 +424,8 @@ def count_stack(
             block = np.asarray(_take(stack, frames))  # its own dtype: saturation is judged by it
             # One preparation per distinct configuration (members may share one). The
             # ellipse fit, most of a preparation's time, does not depend on the
-            # configuration: the first one's ellipses serve the others.
+            # configuration: the first one's ellipses, with the camera checks' notes, serve
+            # the others.
             prepared_by: dict[str, Any] = {}
             fitted = None
             for c in [cfg, *member_cfgs]:
@@ -435,6 +436,7 @@ def count_stack(
                         ellipses=fitted,
                         camera_pixel_size_um=pixel_size_um,
                         trap_axis=axis,
+                        camera_checks=fitted is None,
                     )
                     prepared_by[c.to_json()] = done
                     fitted = done.ellipses

@@ -77,15 +77,13 @@ class IonCounter:
         if self._bf16_agrees is None:
             from ccount_core.nn.inference import infer
 
-            agrees = True
-            for net, card in self.members:
-                shape = tuple(card["input_shape"])
+            def agrees(net: Any, shape: list[int]) -> bool:
                 probe = np.random.default_rng(0).standard_normal((8, *shape)).astype(np.float32)
                 f32, _ = infer(net, probe, bf16=False)
                 b16, _ = infer(net, probe, bf16=True)
-                rel = np.abs(b16 - f32) / np.maximum(np.abs(f32), 1.0)
-                agrees = agrees and bool(rel.max() <= tolerance)
-            self._bf16_agrees = agrees
+                return bool((np.abs(b16 - f32) <= tolerance * np.maximum(np.abs(f32), 1.0)).all())
+
+            self._bf16_agrees = all(agrees(net, card["input_shape"]) for net, card in self.members)
         return self._bf16_agrees
 
     def is_packed(self, bf16: bool = False) -> bool:
