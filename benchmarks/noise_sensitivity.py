@@ -3,11 +3,11 @@
 Renders crystals of its own (pure Ca+ 30-350 in the paper's trap range, MD seeds 28001+, not
 the robustness benchmark's 27001+ nor the training specs' 1-3) through cameras whose photons
 per ion fall from sCMOS-like to a starved EMCCD, measures each frame's
-:func:`ccount_core.image.preprocess.pixel_noise` and counts it with the default model. Prints,
+:func:`ccount_core.image.preprocess.pixel_noise` and counts it with ``--model``. Prints,
 per camera and per noise bin, the mean |error|, against the noiseless renders', and per camera
 the share of frames whose truth lies within the reported ±1σ and ±2σ.
 
-    python benchmarks/noise_sensitivity.py [--crystals 40] [--skip 0]
+    python benchmarks/noise_sensitivity.py [--crystals 40] [--skip 0] [--model default]
         [--cache ~/.cache/ccount/noise]
 """
 
@@ -53,12 +53,13 @@ def main() -> None:
         default=0,
         help="leave out the set's first crystals (e.g. 60: those uncertainty_factors.py fits on)",
     )
+    ap.add_argument("--model", default="default", help="a shipped name or a model path")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ccount" / "noise")
     args = ap.parse_args()
     cs = crystals(args.skip + args.crystals)[args.skip :]
     truth = np.array([c.n_ions for c in cs], float)
     samples = [rb.md_samples(c, args.cache) for c in cs]
-    counter = load_counter("default")
+    counter = load_counter(args.model)
     noise_all, err_all = [], []
     for k, (name, camera) in enumerate(CAMERAS.items()):
         variant = rb.Variant(name, camera=camera, effects=rb._fixed(CameraEffects(exposure=0.6)))

@@ -233,11 +233,12 @@ def _digest(obj: Any) -> str:
 
 
 def _preparation_code() -> str:
-    """Digest of the fit's, the refinement's and the preparation's source: counts made before
-    a change of any are not reused."""
+    """Digest of the source of the fit, the refinement, the preparation and the counting (its
+    σ and warnings): counts made before a change of any are not reused."""
     from ccount_core.image import ellipse, halo, kernels, preprocess, symmetry
+    from ccount_core.nn import count, inputs
 
-    modules = (ellipse, halo, kernels, preprocess, symmetry)
+    modules = (ellipse, halo, kernels, preprocess, symmetry, count, inputs)
     return _digest([Path(m.__file__).read_text() for m in modules])
 
 

@@ -15,14 +15,19 @@ of the sets like the card's training data (``--scale-sets``: ``clean`` for the d
 store's camera-like images too) that carry no "unlike the training images"
 warning, so that ±1σ holds the truth on ``--target`` of them and ±2σ on at least
 ``--target2``; ``unlike_scale`` likewise, over the warned frames of all sets, on top of
-``scale``. With ``--camera-crystals N`` each ``note_scales[kind]`` likewise, on top of
-``scale``, over the frames whose preparation notes a camera the models count less well
-through (:data:`NOTE_KINDS`) and that carry no "unlike" warning: N crystals of
-``benchmarks/noise_sensitivity.py``'s set through its EMCCD of 300 photons an ion (pixel
-noise 0.08-0.14, just above the note's limit, as the robustness benchmark's EMCCD) and N of
-``benchmarks/psf_wings.py``'s set with 20 % and 30 % of the light in PSF wings (seeds of
-neither the training sets nor the robustness benchmark, which checks them). ``--notes-only``
-keeps the card's ``scale`` and ``unlike_scale`` and fits the note factors alone.
+``scale``. With ``--camera-crystals N`` the camera factors too, on top of ``scale``, over
+frames that carry no "unlike" warning, from crystals of neither the training sets nor the
+robustness benchmark (which checks them):
+
+- ``noise_n0`` (``ccount_core.nn.count.noise_widening``: σ widens by sqrt(1 + (pixel noise /
+  n0)⁴)): N crystals of ``benchmarks/noise_sensitivity.py``'s set through each of its cameras
+  with pixel noise (sCMOS at 500 and 200 photons an ion, an EMCCD at gain 300 with 1,000,
+  300 and 100: pixel noise 0.05-0.20, below and above the "noisy" note's limit);
+- ``note_scales["halo"]``: N of ``benchmarks/psf_wings.py``'s set with 20 % and 30 % of the
+  light in PSF wings, over the frames that carry the halo note.
+
+``--notes-only`` keeps the card's ``scale`` and ``unlike_scale`` and fits the camera factors
+alone.
 
     python scripts/uncertainty_factors.py default --card src/ccount_core/models/default.json \\
         --cache cov.npz --dark-cache dark.npz --fit-clean 120 --fit-dark 100
@@ -35,12 +40,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from ccount_core.nn.count import count_stack, validation_error
+from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
+from ccount_core.nn.count import count_stack, noise_widening, validation_error
 from ccount_core.nn.ensemble import load_counter
 from ccount_core.simulation.camera import CameraEffects, PsfWings
 
@@ -48,27 +55,31 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 BENCH = BENCHMARKS / "sigma_coverage.py"
 UNLIKE = "unlike the training images"
 #: The preparation notes of a camera whose frames get their own σ factor (``note_scales``).
-NOTE_KINDS = ("noisy", "halo")
-#: Fewest noted fit frames for a kind's factor (else none).
+NOTE_KINDS = ("halo",)
+#: Fewest fit frames for a camera factor (else none).
 MIN_NOTED = 20
+#: The cameras of ``benchmarks/noise_sensitivity.py`` that ``noise_n0`` is fitted on.
+NOISE_CAMERAS = (
+    "sCMOS 500 photons/ion",
+    "sCMOS 200 photons/ion",
+    "EMCCD gain 300, 1000 photons/ion",
+    "EMCCD gain 300, 300 photons/ion",
+    "EMCCD gain 300, 100 photons/ion",
+)
 
 
-def camera_sets(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
-    """``(name, frames, truth, camera pixel size µm)`` of the camera fit sets (module
-    docstring): ``n`` crystals each."""
+def camera_sets(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float, str]]:
+    """``(name, frames, truth, camera pixel size µm, "noise" | "halo")`` of the camera fit
+    sets (module docstring): ``n`` crystals each."""
     sys.path.insert(0, str(BENCHMARKS))
     import noise_sensitivity as ns
     import psf_wings as pw
     import robustness as rb
 
     cache = Path.home() / ".cache" / "ccount"
-    emccd = [
-        rb.Variant(
-            f"EMCCD {p} photons",
-            camera=ns.CAMERAS[f"EMCCD gain 300, {p} photons/ion"],
-            effects=rb._fixed(CameraEffects(exposure=0.6)),
-        )
-        for p in (300,)
+    noisy = [
+        rb.Variant(name, camera=ns.CAMERAS[name], effects=rb._fixed(CameraEffects(exposure=0.6)))
+        for name in NOISE_CAMERAS
     ]
     wings = [
         rb.Variant(
@@ -77,9 +88,9 @@ def camera_sets(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
         for w in (0.2, 0.3)
     ]
     sets = []
-    for crystals, md_cache, variants in (
-        (ns.crystals(n), cache / "noise", emccd),
-        (pw.crystals(n), cache / "wings", wings),
+    for crystals, md_cache, variants, kind in (
+        (ns.crystals(n), cache / "noise", noisy, "noise"),
+        (pw.crystals(n), cache / "wings", wings, "halo"),
     ):
         samples = [rb.md_samples(c, md_cache) for c in crystals]
         truth = np.array([c.n_ions for c in crystals], float)
@@ -87,15 +98,18 @@ def camera_sets(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
             frames = np.stack(
                 [rb.render_variant(s, variant, i, 500 + k) for i, s in enumerate(samples)]
             )
-            sets.append((variant.name, frames, truth, variant.pixel_size_um))
+            sets.append((variant.name, frames, truth, variant.pixel_size_um, kind))
     return sets
 
 
 def needed_scales(stack: np.ndarray, truth: np.ndarray, counter, px: float) -> tuple:
-    """Per counted frame: the scale its ±1σ needs, whether it was warned unlike, and its
-    warning."""
+    """Per counted frame: the scale its ±1σ needs, whether it was warned unlike, its warning
+    and its pixel noise (as counting measures it)."""
     rows = count_stack(stack, counter, px, bf16=False)
     ok = np.array([r["count"] is not None for r in rows])
+    cfg = PreprocessConfig.from_dict(counter.card["preprocess"])
+    ellipses = prepare_stack(stack, cfg, camera_pixel_size_um=px).ellipses
+    noise = np.array([math.nan if e is None else e.pixel_noise for e in ellipses])[ok]
     count = np.array([r["count"] for r in rows], dtype=object)[ok].astype(float)
     sigma = np.array([r["uncertainty"] for r in rows], dtype=object)[ok].astype(float)
     v = validation_error(counter.card, count)
@@ -103,7 +117,7 @@ def needed_scales(stack: np.ndarray, truth: np.ndarray, counter, px: float) -> t
     err2 = (count - truth[ok]) ** 2
     need = np.sqrt(np.clip(err2 - spread2, 0.0, None)) / v
     warnings = [r["warning"] or "" for r, k in zip(rows, ok, strict=True) if k]
-    return need, np.array([UNLIKE in w for w in warnings]), warnings
+    return need, np.array([UNLIKE in w for w in warnings]), warnings, noise
 
 
 def factor(need: np.ndarray, target: float, target2: float) -> float:
@@ -138,34 +152,68 @@ def main() -> None:
     counter.card.pop("uncertainty", None)  # factors at 1 (a single model's members share it)
     card = json.loads(args.card.read_text())
     if args.notes_only:
-        factors = {k: v for k, v in card.get("uncertainty", {}).items() if "note" not in k}
+        camera = ("note_scales", "note_source", "noise_n0")
+        factors = {k: v for k, v in card.get("uncertainty", {}).items() if k not in camera}
     else:
         factors = fit_factors(args, bench, counter)
     if args.camera_crystals:
-        scale = float(factors.get("scale", 1.0))
-        by_kind: dict[str, list[np.ndarray]] = {kind: [] for kind in NOTE_KINDS}
-        for _name, frames, truth, px in camera_sets(args.camera_crystals):
-            need, unlike, warnings = needed_scales(frames, truth, counter, px)
-            for kind in NOTE_KINDS:
-                noted = np.array([f"{kind}: " in w for w in warnings]) & ~unlike
-                by_kind[kind].append(need[noted])
-        factors["note_scales"], used = {}, []
-        for kind, parts in by_kind.items():
-            need = np.concatenate(parts)
-            used.append(f"{kind} {need.size}")
-            if need.size >= MIN_NOTED:
-                k = factor(need / scale, args.target, args.target2)
-                factors["note_scales"][kind] = round(max(1.0, k), 2)
-        factors["note_source"] = (
-            f"scripts/uncertainty_factors.py --camera-crystals {args.camera_crystals}: frames "
-            f"noted and not warned unlike ({', '.join(used)}; benchmarks/noise_sensitivity.py's "
-            "crystals through an EMCCD of 300 photons an ion, benchmarks/psf_wings.py's "
-            "with 20 and 30 % of the light in wings), on top of scale; ±1σ target "
-            f"{args.target}, ±2σ {args.target2}; checked by benchmarks/robustness.py"
-        )
+        factors.update(camera_factors(args, counter, float(factors.get("scale", 1.0))))
     print(json.dumps(factors, indent=2))
     card["uncertainty"] = factors
     args.card.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+def camera_factors(args: argparse.Namespace, counter, scale: float) -> dict:
+    """``noise_n0`` and ``note_scales`` (module docstring) fitted on top of ``scale``, with
+    their ``note_source``."""
+    noted: dict[str, list[np.ndarray]] = {kind: [] for kind in NOTE_KINDS}
+    noise_need, noise_level = [], []
+    for _name, frames, truth, px, kind in camera_sets(args.camera_crystals):
+        need, unlike, warnings, noise = needed_scales(frames, truth, counter, px)
+        if kind == "noise":
+            noise_need.append(need[~unlike] / scale)
+            noise_level.append(noise[~unlike])
+        for note in NOTE_KINDS:
+            noted[note].append(need[np.array([f"{note}: " in w for w in warnings]) & ~unlike])
+    out: dict = {"note_scales": {}}
+    used = []
+    for kind, parts in noted.items():
+        need = np.concatenate(parts)
+        used.append(f"{kind} {need.size}")
+        if need.size >= MIN_NOTED:
+            k = factor(need / scale, args.target, args.target2)
+            out["note_scales"][kind] = round(max(1.0, k), 2)
+    need, noise = np.concatenate(noise_need), np.concatenate(noise_level)
+    n0 = fit_noise_n0(need, noise, args.target, args.target2) if need.size >= MIN_NOTED else None
+    if n0 is not None:
+        out["noise_n0"] = round(n0, 4)
+    out["note_source"] = (
+        f"scripts/uncertainty_factors.py --camera-crystals {args.camera_crystals}: frames "
+        f"not warned unlike, on top of scale; noise_n0 from {need.size} of "
+        "benchmarks/noise_sensitivity.py's crystals through its cameras with pixel noise, "
+        f"note_scales from those noted ({', '.join(used)}) of benchmarks/psf_wings.py's with "
+        f"20 and 30 % of the light in wings; ±1σ target {args.target}, ±2σ {args.target2}; "
+        "checked by benchmarks/robustness.py and benchmarks/noise_sensitivity.py --skip"
+    )
+    return out
+
+
+def fit_noise_n0(need: np.ndarray, noise: np.ndarray, target: float, target2: float):
+    """The ``noise_n0`` with which ``need`` (per frame, in units of the unwidened σ) over
+    ``noise_widening`` of the frames' pixel ``noise`` is fitted to 1 by :func:`factor`
+    (bisection in log n0); None where no widening is needed."""
+
+    def fitted(n0: float) -> float:
+        widening = np.array([noise_widening(x, n0) for x in noise])
+        return factor(need / widening, target, target2)
+
+    lo, hi = 1e-4, 1e3  # fitted(lo) ~ 0, fitted(hi) ~ unwidened; fitted grows with n0
+    if fitted(hi) <= 1.0:
+        return None
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if fitted(mid) < 1.0 else (lo, mid)
+    return hi
 
 
 def fit_factors(args: argparse.Namespace, bench, counter) -> dict:

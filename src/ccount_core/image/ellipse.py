@@ -90,6 +90,10 @@ class Ellipse:
         notes: what the fit noticed about the frame that makes a count doubtful (e.g. several
             crystals), one short phrase each; not part of the geometry (ignored by ``==`` and
             :meth:`to_dict`).
+        pixel_noise: the frame's pixel-to-pixel noise relative to its crystal's light
+            (dimensionless, ``ccount_core.image.preprocess.pixel_noise``) as the preparation's
+            camera checks measured it, NaN where not measured; not geometry either (the
+            uncertainty of a count widens with it: ``ccount_core.nn.count.model_error``).
     """
 
     center_row: float
@@ -99,6 +103,7 @@ class Ellipse:
     angle_deg: float
     quality: float = 1.0
     notes: tuple[str, ...] = field(default=(), compare=False)
+    pixel_noise: float = field(default=math.nan, compare=False)
 
     def __post_init__(self) -> None:
         vals = (
@@ -181,7 +186,7 @@ class Ellipse:
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict (JSON-ready) of the geometry and quality."""
-        return {f.name: float(getattr(self, f.name)) for f in fields(self) if f.name != "notes"}
+        return {f.name: float(getattr(self, f.name)) for f in fields(self) if f.compare}
 
     @classmethod
     def from_dict(cls, data: dict) -> Ellipse:

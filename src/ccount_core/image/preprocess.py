@@ -1023,9 +1023,9 @@ def pixel_noise(img: np.ndarray, ellipse: Ellipse) -> float:
     )
 
 
-def noise_note(img: np.ndarray, ellipse: Ellipse) -> str | None:
-    """A warning when :func:`pixel_noise` is above :data:`NOISE_LIMIT`, else None."""
-    noise = pixel_noise(img, ellipse)
+def noise_note(noise: float) -> str | None:
+    """A warning when a frame's ``noise`` (:func:`pixel_noise`) is above :data:`NOISE_LIMIT`,
+    else None."""
     if not noise > NOISE_LIMIT:
         return None
     return (
@@ -1086,7 +1086,8 @@ def _frame_result(
     camera_checks: bool = True,
 ) -> tuple[np.ndarray | None, Ellipse | None, str | None]:
     """(image, ellipse, None) or (None, ellipse-or-None, reason) for one frame of a stack;
-    ``camera_checks``: note saturation, pixel noise and a halo (:func:`prepare_stack`)."""
+    ``camera_checks``: note saturation, pixel noise and a halo, and record the pixel noise
+    on the ellipse (:func:`prepare_stack`)."""
     ell = ellipse
     try:
         img = as_float_frame(frame, "frame")
@@ -1095,7 +1096,8 @@ def _frame_result(
         if camera_checks:
             px = cfg.model_pixel_size_um if camera_pixel_size_um is None else camera_pixel_size_um
             ell = _with_note(ell, saturation_note(np.asarray(frame), ell))
-            ell = _with_note(ell, noise_note(img, ell))
+            noise = pixel_noise(img, ell)
+            ell = dataclasses.replace(_with_note(ell, noise_note(noise)), pixel_noise=noise)
             ell = _with_note(ell, halo_note(img, ell, px))
         ell = _with_note(ell, trap_axis_angle(ell, trap_axis)[1])
         tf = frame_transform(ell, cfg, camera_pixel_size_um, trap_axis)
@@ -1218,8 +1220,9 @@ def prepare_stack(
         trap_axis: the trap axis in the frames (:func:`parse_trap_axis`).
         camera_checks: note on each frame's ellipse what the camera did that counts may
             suffer from (saturation, pixel noise, a halo: :func:`saturation_note`,
-            :func:`noise_note`, :func:`ccount_core.image.halo.halo_note`); False where
-            ``ellipses`` already carry those notes (a second preparation of the same frames).
+            :func:`noise_note`, :func:`ccount_core.image.halo.halo_note`) and its
+            :func:`pixel_noise` (``Ellipse.pixel_noise``); False where ``ellipses`` already
+            carry them (a second preparation of the same frames).
 
     Returns:
         :class:`PreparedStack`; frames that fail (NaN, constant, no crystal, crystal at the

@@ -228,6 +228,7 @@ def _label_errors(
     counts: np.ndarray,
     unlike: dict[int, Any],
     notes: Mapping[int, Sequence[str]],
+    noise: Mapping[int, float],
 ) -> np.ndarray:
     """:func:`model_error` of every label's ``counts`` ``(B, k)`` (ions): a further species
     that one member alone counts (an ensemble's dark species) has that member's error, any
@@ -236,7 +237,7 @@ def _label_errors(
     for j, name in enumerate(counter.label_names):
         cards = [card for _, card in counter.members if name in card["label_names"]]
         card = cards[0] if j > 0 and len(cards) == 1 else counter.card
-        errors[:, j] = model_error(card, counts[:, j], unlike, len(counts), name, notes)
+        errors[:, j] = model_error(card, counts[:, j], unlike, len(counts), name, notes, noise)
     return errors
 
 
@@ -247,34 +248,57 @@ def model_error(
     n: int,
     label: str | None = None,
     notes: Mapping[int, Sequence[str]] | None = None,
+    noise: Mapping[int, float] | None = None,
 ) -> np.ndarray:
     """The model's own uncertainty (ions) of ``n`` counts of ``label`` (None: the first
     species): :func:`validation_error` (the RMS about the truth near each count, bias
     included) times the card's ``uncertainty.scale`` (the first species only: it is fitted on
-    its counts), and for a frame ``i`` unlike the training images times the larger of
-    ``uncertainty.unlike_scale``, where ``unlike[i]`` names a way it differs (its input
-    statistics), and ``uncertainty.note_scales[kind]``, where one of its preparation
-    ``notes[i]`` starts with ``kind`` (a camera the models count less well through: "noisy",
-    "halo"). The factors (1 when absent) are fitted on renders of known
-    count (``scripts/uncertainty_factors.py``) so that ±1σ holds the truth on about 68 % of
+    its counts), and for a frame ``i`` unlike the training images or seen through a camera
+    the models count less well through, times the largest of:
+
+    - ``uncertainty.unlike_scale``, where ``unlike[i]`` names a way it differs (its input
+      statistics);
+    - ``uncertainty.note_scales[kind]``, where one of its preparation ``notes[i]`` starts
+      with ``kind`` (e.g. "halo");
+    - :func:`noise_widening` of its pixel noise ``noise[i]`` (dimensionless,
+      ``ccount_core.image.preprocess.pixel_noise``) with ``uncertainty.noise_n0``.
+
+    The factors (1 when absent) are fitted on renders of known count
+    (``scripts/uncertainty_factors.py``) so that ±1σ holds the truth on about 68 % of
     frames and ±2σ on 94 %, and checked on others (``benchmarks/sigma_coverage.py``,
-    ``benchmarks/robustness.py``)."""
+    ``benchmarks/robustness.py``, ``benchmarks/noise_sensitivity.py``)."""
     factors = card.get("uncertainty", {})
     first = label is None or (card.get("label_names") or [None])[0] == label
     scale = np.full(n, float(factors.get("scale", 1.0)) if first else 1.0)
-    for i in set(unlike) | set(notes or {}):
-        scale[i] *= _widening(factors, unlike.get(i, ()), (notes or {}).get(i, ()))
+    notes, noise = notes or {}, noise or {}
+    for i in set(unlike) | set(notes) | set(noise):
+        scale[i] *= _widening(factors, unlike.get(i, ()), notes.get(i, ()), noise.get(i))
     return validation_error(card, counts, label) * scale
 
 
-def _widening(factors: Mapping[str, Any], unlike: Sequence[str], notes: Sequence[str]) -> float:
+def noise_widening(noise: float, n0: float) -> float:
+    """The factor a frame's σ widens by at pixel noise ``noise`` (dimensionless):
+    sqrt(1 + (noise / ``n0``)⁴), 1 for NaN. The count's error from pixel noise grows about as
+    noise² (``benchmarks/noise_sensitivity.py``: the default reads 1 % low noiseless, 5 % at
+    0.10, 11 % at 0.15), so its part of σ does too; ``n0`` is where it equals the rest."""
+    if not math.isfinite(noise):
+        return 1.0
+    return math.sqrt(1.0 + (noise / n0) ** 4)
+
+
+def _widening(
+    factors: Mapping[str, Any], unlike: Sequence[str], notes: Sequence[str], noise: float | None
+) -> float:
     """The factor a card's ``uncertainty`` ``factors`` widen a frame's σ by (1: none): the
-    larger of ``unlike_scale`` where ``unlike`` names a way the frame differs from the
-    training images and of each ``note_scales[kind]`` where a note starts with ``kind``."""
+    largest of ``unlike_scale`` where ``unlike`` names a way the frame differs from the
+    training images, of each ``note_scales[kind]`` where a note starts with ``kind``, and of
+    :func:`noise_widening` of its pixel ``noise`` where the card has ``noise_n0``."""
     out = float(factors.get("unlike_scale", 1.0)) if unlike else 1.0
     for kind, k in factors.get("note_scales", {}).items():
         if any(note.startswith(kind) for note in notes):
             out = max(out, float(k))
+    if factors.get("noise_n0") and noise is not None:
+        out = max(out, noise_widening(noise, float(factors["noise_n0"])))
     return out
 
 
@@ -294,6 +318,8 @@ def sigma_terms(counter: IonCounter, tta: int = 0) -> str:
         text += f", ×{unlike:.2g} if unlike training"
     for kind, k in factors.get("note_scales", {}).items():
         text += f", ×{float(k):.2g} if {kind}"
+    if factors.get("noise_n0"):
+        text += f", ×√(1+(pixel noise/{float(factors['noise_n0']):.2g})⁴)"
     return text
 
 
@@ -466,7 +492,8 @@ def count_stack(
                 for i in good
             }
             notes = {i: prepared.ellipses[i].notes for i in good}
-            unc = _combined(_label_errors(counter, counts, unlike, notes), spread)
+            noise = {i: prepared.ellipses[i].pixel_noise for i in good}
+            unc = _combined(_label_errors(counter, counts, unlike, notes, noise), spread)
             return [
                 _row(
                     f,

@@ -571,7 +571,9 @@ def test_dask_stack_ellipses_without_computing_images(crystal_stack) -> None:
         ellipses=[None, truths[1], None],
     )
     assert out.bad_frames == {}
-    assert out.ellipses[1] is truths[1]
+    # The given ellipse is used as given; the camera checks record the frame's pixel noise.
+    assert out.ellipses[1] == truths[1] and np.isnan(truths[1].pixel_noise)
+    assert 0.0 < out.ellipses[1].pixel_noise < 0.08
     assert_close_ellipse(out.ellipses[0], truths[0])
 
 

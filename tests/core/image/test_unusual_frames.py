@@ -115,7 +115,7 @@ def test_pixel_noise_is_measured_and_a_noisy_frame_noted() -> None:
     levels = [pixel_noise(f, fit_ellipse(f)) for f in map(_spots_frame, (0.0, 0.05, 0.4))]
     assert levels[0] < 0.005 < levels[1] < NOISE_LIMIT < levels[2]
     quiet, noisy = _spots_frame(0.05), _spots_frame(0.4)
-    assert noise_note(quiet, fit_ellipse(quiet)) is None
+    assert noise_note(pixel_noise(quiet, fit_ellipse(quiet))) is None
     notes = prepare_stack(noisy[None], PreprocessConfig(), camera_pixel_size_um=2.0).ellipses[0]
     (note,) = notes.notes
     assert note.startswith("noisy: pixel noise ") and "lower the EM gain" in note

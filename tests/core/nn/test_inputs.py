@@ -12,7 +12,7 @@ import pytest
 from ccount_core.dataset.samples import load_sample
 from ccount_core.image.ellipse import Ellipse
 from ccount_core.image.preprocess import PreprocessConfig, prepare_frame, prepare_stack
-from ccount_core.nn.count import model_error, validation_error
+from ccount_core.nn.count import model_error, noise_widening, validation_error
 from ccount_core.nn.inputs import (
     STATISTICS,
     input_statistics,
@@ -71,6 +71,24 @@ def test_model_error_scales_the_validation_rms_and_widens_unlike_frames() -> Non
     assert model_error(noted, counts, {}, 3, notes=notes)[0] == pytest.approx(
         base[0] * f["scale"] * 9.0
     )
+
+
+def test_model_error_widens_with_pixel_noise() -> None:
+    """σ widens by sqrt(1 + (noise / noise_n0)⁴): √2 at noise_n0, 1 for a noiseless or
+    unmeasured frame, and by the larger factor where a frame is also unlike the training."""
+    card = read_card(default_model_path())
+    counts = np.array([100.0, 200.0, 300.0, 150.0])
+    f = {"scale": 1.0, "unlike_scale": 3.0, "noise_n0": 0.05}
+    base = validation_error(card, counts)
+    noise = {0: 0.05, 1: 0.1, 2: float("nan"), 3: 0.1}
+    got = model_error({**card, "uncertainty": f}, counts, {3: ["unlike: ..."]}, 4, noise=noise)
+    assert got == pytest.approx(base * np.array([np.sqrt(2.0), np.sqrt(17.0), 1.0, np.sqrt(17.0)]))
+    assert noise_widening(0.0, 0.05) == 1.0 and noise_widening(0.02, 0.05) == pytest.approx(
+        np.sqrt(1.0 + 0.4**4)
+    )
+    # A card without noise_n0 does not widen with noise.
+    bare = {**card, "uncertainty": {"scale": 1.0}}
+    assert model_error(bare, counts, {}, 4, noise=noise) == pytest.approx(base)
 
 
 def spots(heights: np.ndarray) -> np.ndarray:
