@@ -13,7 +13,11 @@ mix the outline fit at each angle with the exact turn of the 0° fit, and counte
 Prints, per variant, the largest deviation of a count from the mean over the angles (%), and
 how far the fit's and the refinement's centre (px) and angle (deg) stray from the exact turn.
 
-    python benchmarks/rotation_sources.py [--model default] [--options card]
+With ``--tta K`` it instead counts the twelve frames and two off-centre ones (as
+``tests/core/nn/test_orientation.py``) with ``count_stack`` (the whole model, float32), without
+test-time views and with K (the first the 180° turn), and prints each one's spread.
+
+    python benchmarks/rotation_sources.py [--model default] [--options card] [--tta K]
 """
 
 from __future__ import annotations
@@ -35,23 +39,41 @@ SHAPE = (400, 400)
 PIXEL_UM = 1.5
 
 
-def frames() -> list[np.ndarray]:
-    """The test crystal at each of ``ANGLES`` (deg)."""
+def frames(off_centre: bool = False) -> list[np.ndarray]:
+    """The test crystal at each of ``ANGLES`` (deg); ``off_centre``: then at 0 and 75° 40 px up
+    and 55 px left of the frame's centre too."""
     from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
     from ccount_core.simulation.render import ImagingSettings, render
 
     trap = TrapSettings.from_lab_units(v_rf=200.0, v_end=2.3375)
     md = simulate(trap, [IonGroup("Ca+", 150)], SimulationSettings(seed=123), None)
     lit = np.ones(md.samples.shape[1], bool)
-    return [
-        1000.0
-        * render(
-            md.samples,
-            lit,
-            ImagingSettings.from_lab_units(pixel_size_um=PIXEL_UM, shape=SHAPE, rotation_deg=a),
+
+    def frame(angle: float, shape: tuple[int, int] = SHAPE) -> np.ndarray:
+        imaging = ImagingSettings.from_lab_units(
+            pixel_size_um=PIXEL_UM, shape=shape, rotation_deg=angle
         )
-        for a in ANGLES
-    ]
+        return 1000.0 * render(md.samples, lit, imaging)
+
+    out = [frame(a) for a in ANGLES]
+    if off_centre:
+        out += [frame(a, (480, 510))[: SHAPE[0], : SHAPE[1]] for a in (0.0, 75.0)]
+    return out
+
+
+def view_spreads(model: str, tta: int) -> None:
+    """Print the spread of ``count_stack``'s counts of :func:`frames` (off centre too) by
+    ``model``, without test-time views and with ``tta``."""
+    from ccount_core.nn.count import count_stack
+
+    stack, counter = np.stack(frames(off_centre=True)), load_counter(model)
+    for k in (0, tta):
+        rows = count_stack(stack, counter, PIXEL_UM, tta=k, bf16=False)
+        c = np.array([r["count"] for r in rows], float)
+        print(
+            f"{model} with {k} views: spread {np.abs(c / c.mean() - 1).max() * 100:.2f} %  "
+            f"counts {c.min():.1f}-{c.max():.1f}"
+        )
 
 
 def turned(ell: Ellipse, deg: float) -> Ellipse:
@@ -69,7 +91,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--options", default="card", choices=list(OPTIONS))
+    ap.add_argument("--tta", type=int, default=0, help="count with count_stack and K views")
     args = ap.parse_args()
+    if args.tta:
+        view_spreads(args.model, args.tta)
+        return
     net, card = with_options(load_counter(args.model), OPTIONS[args.options]).members[0]
     cfg = PreprocessConfig.from_dict(card["preprocess"])
     images = frames()

@@ -18,10 +18,10 @@ For each model it prints mean |error|, bias, and the share of frames whose truth
 ±1σ and ±2σ of the count (the goal: 60-75 % and >= 93 %). The simulated frames are cached in
 ``--cache`` (an .npz), so a rerun after a change to the uncertainty costs only the counting;
 ``--rows`` writes every frame's count, σ, truth and warning as CSV, from which a σ model can be
-recalibrated.
+recalibrated; ``--tta K`` counts with K test-time views.
 
     python benchmarks/sigma_coverage.py --crystals 240 --check-from 120 --dark 200 \\
-        --dark-check-from 100 [--models default dark ensemble]
+        --dark-check-from 100 [--models default dark ensemble] [--tta 0]
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ def main() -> None:
     ap.add_argument("--store-from", type=int, default=0, help="first image of the split used")
     ap.add_argument("--store-images", type=int, default=1000)
     ap.add_argument("--rows", type=Path, default=None, help="write every frame's row here")
+    ap.add_argument("--tta", type=int, default=0, help="test-time views (ccount count --tta)")
     args = ap.parse_args()
     frames, truth = clean_set(args.crystals, args.cache)
     series, meta = load_sample("reaction_series")
@@ -166,7 +167,7 @@ def main() -> None:
     for name in args.models:
         counter = load_counter(name)
         for set_name, (stack, true, px) in sets.items():
-            rows = count_stack(stack, counter, px, bf16=False)
+            rows = count_stack(stack, counter, px, tta=args.tta, bf16=False)
             m = coverage(rows, true)
             print(
                 f"{name:9s} {set_name:12s} {m['counted']:4d}/{len(true):<4d} "

@@ -51,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tta",
         type=int,
         default=0,
-        help="extra test-time views per frame: the count is their mean and their "
+        help="extra test-time views per frame (the first: the frame turned by 180°, so "
+        "the count does not depend on which way up the camera sees the crystal): the "
+        "count is their mean and their "
         "spread joins the uncertainty; each view is one more network pass "
         "(default 0: the model's validation error alone). --model ensemble "
         "--tta 1 is the most accurate setting at 100+ frames/s on a CPU with "

@@ -214,16 +214,19 @@ def gradient_plane(
 
 
 def tta_views(x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """``k`` mildly changed views of each image for test-time augmentation.
+    """``k`` changed views of each image for test-time augmentation.
 
-    ``x`` ``(B, 1, H, W)`` -> ``(k, B, 1, H, W)``: small rotations (±3°), shifts (±2% of the
-    side) and random flips, drawn from ``seed``; never a change of size, which training does
-    not make either (``AugmentConfig.scale = 0``).
+    ``x`` ``(B, 1, H, W)`` -> ``(k, B, 1, H, W)``. The first view is the image turned by 180°
+    about its centre: a crystal's frame and its 180° turn prepare as turns of each other, and
+    a network counts the two apart (the shipped default by up to 5 %), so with it the count
+    does not depend on which way up the camera sees the crystal. The others are small
+    rotations (±3°), shifts (±2% of the side) and random flips, drawn from ``seed``; never a
+    change of size, which training does not make either (``AugmentConfig.scale = 0``).
     """
     gen = torch.Generator(device=x.device).manual_seed(seed)
-    return torch.stack(
-        [
-            geometric(x, gen, rotation_deg=3.0, shift_frac=0.02, scale=0.0, flip=True)
-            for _ in range(k)
-        ]
-    )
+    views = [torch.flip(x, dims=(-2, -1))][:k]
+    views += [
+        geometric(x, gen, rotation_deg=3.0, shift_frac=0.02, scale=0.0, flip=True)
+        for _ in range(k - 1)
+    ]
+    return torch.stack(views) if views else x.new_zeros((0, *x.shape))

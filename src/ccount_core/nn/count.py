@@ -10,8 +10,9 @@ that count (:func:`validation_error`, from the evaluation in its card, bias incl
 by the card's ``uncertainty`` factors (:func:`model_error`): a frame unlike the training images
 (``ccount_core.nn.inputs``) carries a warning and a wider σ. Each further species a model
 counts (a dark species) has its own, from that species' bins in the card. With ``tta=K`` every
-frame is also seen in K mildly changed views (rotation ±3°, shift ±2 %, flips): the count is
-the mean over the K + 1 predictions, and their standard deviation is added in quadrature.
+frame is also seen in K changed views (the first turned by 180°, the others rotated ±3°,
+shifted ±2 % and flipped; ``ccount_core.nn.augment.tta_views``): the count is the mean over
+the K + 1 predictions, and their standard deviation is added in quadrature.
 An ensemble (``ccount_core.nn.ensemble``) averages its members, and their spread is added too.
 On experimental images the error is larger (the paper: about 10 %).
 

@@ -214,6 +214,7 @@ def test_augment_is_seeded_and_keeps_the_crystal():
     assert (area1 / area0 - 1).square().mean().sqrt() < 0.015
     views = tta_views(big, 3, seed=0)
     assert views.shape == (3, *big.shape)
+    torch.testing.assert_close(views[0], big.flip(2, 3), rtol=0, atol=0)  # the 180° turn
     assert ((views > 0.5).sum(dim=(2, 3, 4)) / area0 - 1).square().mean().sqrt() < 0.015
 
 
