@@ -138,17 +138,20 @@ def _half_sizes(samples: np.ndarray) -> tuple[float, float]:
     return float(np.abs(mean[:, 2]).max()), float(np.abs(radial).max())
 
 
-def _waist(half: float) -> float:
-    """Beam waist (m) that leaves a point ``half`` (m) off the beam's axis at EDGE_LEVEL."""
-    return waist_for_edge(half, EDGE_LEVEL)
+def _waist(half: float, edge: float = EDGE_LEVEL) -> float:
+    """Beam waist (m) that leaves a point ``half`` (m) off the beam's axis at ``edge`` of the
+    centre's intensity."""
+    return waist_for_edge(half, edge)
 
 
-def _profile(along_axis: bool) -> Callable[[np.ndarray], CameraEffects]:
+def _profile(along_axis: bool, edge: float = EDGE_LEVEL) -> Callable[[np.ndarray], CameraEffects]:
+    """Effects of a cooling beam along (or across) the trap axis that leaves the crystal's
+    outer layers (or its tips) at ``edge`` of the centre's intensity."""
+
     def make(samples: np.ndarray) -> CameraEffects:
         length, width = _half_sizes(samples)
-        return CameraEffects(
-            profile=LaserProfile(_waist(width if along_axis else length), 0.0, along_axis)
-        )
+        waist = _waist(width if along_axis else length, edge)
+        return CameraEffects(profile=LaserProfile(waist, 0.0, along_axis))
 
     return make
 

@@ -58,14 +58,6 @@ UNLIKE = "unlike the training images"
 NOTE_KINDS = ("halo",)
 #: Fewest fit frames for a camera factor (else none).
 MIN_NOTED = 20
-#: The cameras of ``benchmarks/noise_sensitivity.py`` that ``noise_n0`` is fitted on.
-NOISE_CAMERAS = (
-    "sCMOS 500 photons/ion",
-    "sCMOS 200 photons/ion",
-    "EMCCD gain 300, 1000 photons/ion",
-    "EMCCD gain 300, 300 photons/ion",
-    "EMCCD gain 300, 100 photons/ion",
-)
 
 
 def camera_sets(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float, str]]:
@@ -77,10 +69,7 @@ def camera_sets(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float, str]]:
     import robustness as rb
 
     cache = Path.home() / ".cache" / "ccount"
-    noisy = [
-        rb.Variant(name, camera=ns.CAMERAS[name], effects=rb._fixed(CameraEffects(exposure=0.6)))
-        for name in NOISE_CAMERAS
-    ]
+    noisy = [ns.camera_variant(name) for name in ns.FIT_CAMERAS]
     wings = [
         rb.Variant(
             f"wings {w:.0%}", effects=rb._fixed(CameraEffects(wings=PsfWings(w, pw.WING_WIDTH_M)))

@@ -10,6 +10,13 @@ frames. Outside its knots it keeps the last offset (slope 1).
 
 A card carries it as ``calibration: {label: {"knots": [...], "values": [...]}}`` (ions);
 :meth:`ccount_core.nn.ensemble.IonCounter.combine` applies it to the counts it returns.
+
+Pixel noise moves a count too: the shipped default reads a crystal 5 % lower at pixel noise
+0.10 (``ccount_core.image.preprocess.pixel_noise``) than without noise, 10 % at 0.15. A card's
+``noise_calibration: {"b": b}`` says that a count reads exp(b·noise²) times the noiseless
+one; ``count_stack`` divides the first label's count by it (:func:`noise_calibration_factor`),
+with ``b`` fitted on pairs of renders of the same crystal with and without noise
+(:func:`fit_noise_calibration`, ``scripts/noise_calibration.py``).
 """
 
 from __future__ import annotations
@@ -74,6 +81,32 @@ def apply_calibration(counts: np.ndarray, calibration: Mapping[str, Any]) -> np.
     out = np.where(c < knots[0], c + (values[0] - knots[0]), out)
     out = np.where(c > knots[-1], c + (values[-1] - knots[-1]), out)
     return out.astype(np.result_type(np.asarray(counts).dtype, np.float32), copy=False)
+
+
+def noise_calibration_factor(noise: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
+    """exp(-b·noise²): what a count of a frame with pixel ``noise`` (``(n,)``, dimensionless)
+    is multiplied by, ``b`` from the card's ``calibration`` (``{"b": ...}``); 1 for NaN."""
+    noise = np.nan_to_num(np.asarray(noise, np.float64))
+    return np.exp(-float(calibration["b"]) * noise**2)
+
+
+def fit_noise_calibration(ratio: np.ndarray, noise: np.ndarray) -> float:
+    """``b`` of ratio = exp(b·noise²), by least squares on log(``ratio``) through the origin:
+    ``ratio`` ``(n,)`` is each noisy frame's count over its crystal's noiseless one, ``noise``
+    ``(n,)`` the noisy frame's pixel noise (pairs with a non-finite part are left out)."""
+    y = np.log(np.asarray(ratio, np.float64))
+    x = np.asarray(noise, np.float64) ** 2
+    ok = np.isfinite(y) & np.isfinite(x)
+    if not ok.any() or not np.any(x[ok] > 0):
+        raise InputError("noise calibration: no frame with pixel noise to fit on")
+    return float(np.sum(x[ok] * y[ok]) / np.sum(x[ok] ** 2))
+
+
+def check_noise_calibration(calibration: Any, where: str) -> None:
+    """Raise InputError unless ``calibration`` is ``{"b": a finite number, ...}``."""
+    b = calibration.get("b") if isinstance(calibration, Mapping) else None
+    if not isinstance(b, (int, float)) or isinstance(b, bool) or not np.isfinite(b):
+        raise InputError(f"{where}: noise_calibration needs a finite number b")
 
 
 def check_calibration(calibration: Any, labels: list[str], where: str) -> None:

@@ -3,7 +3,9 @@
 ``count_stack(stack, model, pixel_size_um)`` prepares each batch of frames with the model
 card's preprocessing configuration (``ccount_core.image.preprocess``), runs the network in
 inference mode and returns one row per frame: frame, time (s), count, uncertainty, the fitted
-ellipse (input pixels) and a warning.
+ellipse (input pixels) and a warning. Where the card has a ``noise_calibration``, the first
+species' count is divided by what the frame's pixel noise makes the model read
+(``ccount_core.nn.calibration``).
 
 The uncertainty (ions) is the model's own RMS error on simulated validation images of about
 that count (:func:`validation_error`, from the evaluation in its card, bias included), scaled
@@ -41,6 +43,7 @@ from ccount_core.errors import InputError
 from ccount_core.files import remove_stale_temps
 from ccount_core.image.ellipse import check_dtype
 from ccount_core.nn import cpu_inference
+from ccount_core.nn.calibration import noise_calibration_factor
 from ccount_core.nn.counts_file import (
     NOT_COUNTED,
     OTHER_COUNT_PREFIX,
@@ -480,6 +483,13 @@ def count_stack(
                     for net, c in zip(nets, member_cfgs, strict=True)
                 ]
                 counts[good], spread[good] = counter.combine(outputs)
+            noise = {i: prepared.ellipses[i].pixel_noise for i in good}
+            if good and "noise_calibration" in counter.card:
+                factor = noise_calibration_factor(
+                    np.array([noise[i] for i in good]), counter.card["noise_calibration"]
+                )
+                counts[good, 0] *= factor
+                spread[good, 0] *= factor
             unlike = {
                 i: range_warnings(
                     input_statistics(
@@ -493,7 +503,6 @@ def count_stack(
                 for i in good
             }
             notes = {i: prepared.ellipses[i].notes for i in good}
-            noise = {i: prepared.ellipses[i].pixel_noise for i in good}
             unc = _combined(_label_errors(counter, counts, unlike, notes, noise), spread)
             return [
                 _row(

@@ -27,7 +27,11 @@ from typing import Any
 import numpy as np
 
 from ccount_core.errors import InputError
-from ccount_core.nn.calibration import apply_calibration, check_calibration
+from ccount_core.nn.calibration import (
+    apply_calibration,
+    check_calibration,
+    check_noise_calibration,
+)
 
 ENSEMBLE_FORMAT = "ccount-ensemble"
 ENSEMBLE_VERSION = 1
@@ -46,13 +50,12 @@ class IonCounter:
     _bf16_agrees: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        name = self.card.get("name")
+        where = f"model {name!r}" if name else "model card"
         if "calibration" in self.card:
-            name = self.card.get("name")
-            check_calibration(
-                self.card["calibration"],
-                self.label_names,
-                f"model {name!r}" if name else "model card",
-            )
+            check_calibration(self.card["calibration"], self.label_names, where)
+        if "noise_calibration" in self.card:
+            check_noise_calibration(self.card["noise_calibration"], where)
 
     @property
     def label_names(self) -> list[str]:

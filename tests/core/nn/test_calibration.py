@@ -1,4 +1,5 @@
-"""The count calibration: fitted on held-out counts, applied by every IonCounter carrying one."""
+"""The count calibrations: fitted on held-out counts (by count, and by pixel noise), applied by
+every IonCounter carrying one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import pytest
 
 from ccount_core.dataset.samples import load_sample
 from ccount_core.errors import InputError
-from ccount_core.nn.calibration import apply_calibration, check_calibration, fit_calibration
+from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
+from ccount_core.nn.calibration import (
+    apply_calibration,
+    check_calibration,
+    fit_calibration,
+    fit_noise_calibration,
+    noise_calibration_factor,
+)
 from ccount_core.nn.count import count_stack
 from ccount_core.nn.ensemble import IonCounter, ensemble_card, load_counter
 
@@ -114,3 +122,40 @@ def test_a_calibrated_ensemble_card_counts_through_its_map(tmp_path: Path, one_t
     )
     # the dark count is the dark member's alone, not calibrated
     assert [m["count_ND3+"] for m in moved] == [p["count_ND3+"] for p in plain]
+
+
+def test_the_noise_calibration_is_fitted_on_pairs_and_refuses_nothing_to_fit():
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0.0, 0.2, 400)
+    ratio = np.exp(-4.0 * noise**2) * np.exp(rng.normal(0.0, 0.01, 400))
+    ratio[:5] = np.nan  # a frame not counted
+    assert fit_noise_calibration(ratio, noise) == pytest.approx(-4.0, abs=0.15)
+    np.testing.assert_allclose(
+        noise_calibration_factor(np.array([0.0, 0.1, np.nan]), {"b": -4.0}),
+        [1.0, np.exp(0.04), 1.0],
+    )
+    with pytest.raises(InputError, match="no frame with pixel noise"):
+        fit_noise_calibration(np.ones(3), np.zeros(3))
+    with pytest.raises(InputError, match="model 'x': noise_calibration needs a finite number b"):
+        IonCounter(
+            [(None, {"label_names": ["Ca+"]})],
+            {"label_names": ["Ca+"], "name": "x", "noise_calibration": {"b": "low"}},
+        )
+
+
+def test_count_stack_divides_by_what_the_pixel_noise_makes_the_model_read(one_torch_thread):
+    """The shipped default reads low through pixel noise (b < 0); its count of a frame is the
+    uncalibrated count times exp(-b·noise²), noise as the preparation measures it."""
+    stack, meta = load_sample("reaction_series")
+    kw = {"pixel_size_um": meta["pixel_size_um"], "batch_size": 3, "threads": 1, "bf16": False}
+    counter, plain = load_counter("default"), load_counter("default")
+    b = counter.card["noise_calibration"]["b"]
+    assert b < 0
+    plain.card.pop("noise_calibration")
+    got = [r["count"] for r in count_stack(stack[:3], counter, **kw)]
+    raw = [r["count"] for r in count_stack(stack[:3], plain, **kw)]
+    cfg = PreprocessConfig.from_dict(counter.card["preprocess"])
+    prepared = prepare_stack(stack[:3], cfg, camera_pixel_size_um=meta["pixel_size_um"])
+    noise = np.array([e.pixel_noise for e in prepared.ellipses])
+    assert np.all(noise > 0.03)  # the bundled series reads 0.07-0.08
+    np.testing.assert_allclose(np.divide(got, raw), np.exp(-b * noise**2), rtol=1e-5)
