@@ -40,7 +40,7 @@ CAMERAS = {
 
 
 #: The cameras with pixel noise enough to fit on (``scripts/uncertainty_factors.py``'s
-#: ``noise_n0``, ``scripts/noise_calibration.py``'s ``b``): pixel noise 0.05-0.20.
+#: ``noise_n0``, ``scripts/camera_calibration.py``'s ``noise_b``): pixel noise 0.05-0.20.
 FIT_CAMERAS = (
     "sCMOS 500 photons/ion",
     "sCMOS 200 photons/ion",

@@ -7,10 +7,11 @@ robustness benchmark's PSF-wing variant at its strongest), noiseless and through
 robustness benchmark's sCMOS-like camera, and, without wings, through its EMCCD and 8-bit
 cameras (where a noisy or coarse ring must not read as a halo). Per variant it prints
 :func:`ccount_core.image.halo.halo_light` (min, median, max), the share of frames above
-``HALO_LIMIT`` and the default model's mean |error| and bias (%), and frames off by > 10 %
+``HALO_LIMIT`` and ``--model``'s mean |error| and bias (%), and frames off by > 10 %
 (and how many of those the limit lets through).
 
-    python benchmarks/psf_wings.py [--crystals 60] [--cache ~/.cache/ccount/wings]
+    python benchmarks/psf_wings.py [--crystals 60] [--skip 0] [--model default]
+        [--cache ~/.cache/ccount/wings]
 """
 
 from __future__ import annotations
@@ -72,12 +73,20 @@ def variants() -> list[rb.Variant]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--crystals", type=int, default=60)
+    ap.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        help="leave out the set's first crystals (e.g. 60: those scripts/camera_calibration.py "
+        "and scripts/uncertainty_factors.py fit on)",
+    )
+    ap.add_argument("--model", default="default", help="a shipped name or a model path")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ccount" / "wings")
     args = ap.parse_args()
-    cs = crystals(args.crystals)
+    cs = crystals(args.skip + args.crystals)[args.skip :]
     truth = np.array([c.n_ions for c in cs], float)
     samples = [rb.md_samples(c, args.cache) for c in cs]
-    counter = load_counter("default")
+    counter = load_counter(args.model)
     print(f"HALO_LIMIT = {HALO_LIMIT}; {len(cs)} crystals")
     base_bias = None
     for k, variant in enumerate(variants()):

@@ -90,10 +90,12 @@ class Ellipse:
         notes: what the fit noticed about the frame that makes a count doubtful (e.g. several
             crystals), one short phrase each; not part of the geometry (ignored by ``==`` and
             :meth:`to_dict`).
-        pixel_noise: the frame's pixel-to-pixel noise relative to its crystal's light
-            (dimensionless, ``ccount_core.image.preprocess.pixel_noise``) as the preparation's
-            camera checks measured it, NaN where not measured; not geometry either (the
-            uncertainty of a count widens with it: ``ccount_core.nn.count.model_error``).
+        pixel_noise, halo_light: the frame's pixel-to-pixel noise and the light just
+            outside the crystal, relative to its crystal's light (dimensionless,
+            ``ccount_core.image.preprocess.pixel_noise``, ``ccount_core.image.halo.halo_light``)
+            as the preparation's camera checks measured them, NaN where not measured; not
+            geometry either (counting corrects the count for them and widens its uncertainty
+            with the noise: ``ccount_core.nn.calibration``, ``ccount_core.nn.count``).
     """
 
     center_row: float
@@ -104,6 +106,7 @@ class Ellipse:
     quality: float = 1.0
     notes: tuple[str, ...] = field(default=(), compare=False)
     pixel_noise: float = field(default=math.nan, compare=False)
+    halo_light: float = field(default=math.nan, compare=False)
 
     def __post_init__(self) -> None:
         vals = (

@@ -75,9 +75,9 @@ def halo_light(img: np.ndarray, ellipse: Ellipse, pixel_size_um: float) -> float
     )
 
 
-def halo_note(img: np.ndarray, ellipse: Ellipse, pixel_size_um: float) -> str | None:
-    """A warning when :func:`halo_light` is above :data:`HALO_LIMIT`, else None."""
-    halo = halo_light(img, ellipse, pixel_size_um)
+def halo_note(halo: float) -> str | None:
+    """A warning when a frame's ``halo`` (:func:`halo_light`) is above :data:`HALO_LIMIT`,
+    else None."""
     if not halo > HALO_LIMIT:
         return None
     return (

@@ -77,7 +77,7 @@ from ccount_core.image.ellipse import (
     fit_float_frame,
     wrap_axis_angle,
 )
-from ccount_core.image.halo import halo_note
+from ccount_core.image.halo import halo_light, halo_note
 from ccount_core.image.kernels import block_mean, median5, median5_at, robust_plane
 from ccount_core.image.symmetry import refine_by_symmetry
 from ccount_core.progress import ProgressCallback, report
@@ -1087,7 +1087,7 @@ def _frame_result(
 ) -> tuple[np.ndarray | None, Ellipse | None, str | None]:
     """(image, ellipse, None) or (None, ellipse-or-None, reason) for one frame of a stack;
     ``camera_checks``: note saturation, pixel noise and a halo, and record the pixel noise
-    on the ellipse (:func:`prepare_stack`)."""
+    and the halo on the ellipse (:func:`prepare_stack`)."""
     ell = ellipse
     try:
         img = as_float_frame(frame, "frame")
@@ -1096,9 +1096,9 @@ def _frame_result(
         if camera_checks:
             px = cfg.model_pixel_size_um if camera_pixel_size_um is None else camera_pixel_size_um
             ell = _with_note(ell, saturation_note(np.asarray(frame), ell))
-            noise = pixel_noise(img, ell)
-            ell = dataclasses.replace(_with_note(ell, noise_note(noise)), pixel_noise=noise)
-            ell = _with_note(ell, halo_note(img, ell, px))
+            noise, halo = pixel_noise(img, ell), halo_light(img, ell, px)
+            ell = _with_note(_with_note(ell, noise_note(noise)), halo_note(halo))
+            ell = dataclasses.replace(ell, pixel_noise=noise, halo_light=halo)
         ell = _with_note(ell, trap_axis_angle(ell, trap_axis)[1])
         tf = frame_transform(ell, cfg, camera_pixel_size_um, trap_axis)
         return _render(img, ell, tf, cfg), ell, None
@@ -1220,9 +1220,9 @@ def prepare_stack(
         trap_axis: the trap axis in the frames (:func:`parse_trap_axis`).
         camera_checks: note on each frame's ellipse what the camera did that counts may
             suffer from (saturation, pixel noise, a halo: :func:`saturation_note`,
-            :func:`noise_note`, :func:`ccount_core.image.halo.halo_note`) and its
-            :func:`pixel_noise` (``Ellipse.pixel_noise``); False where ``ellipses`` already
-            carry them (a second preparation of the same frames).
+            :func:`noise_note`, :func:`ccount_core.image.halo.halo_note`) and their
+            measures (``Ellipse.pixel_noise``, ``Ellipse.halo_light``); False where
+            ``ellipses`` already carry them (a second preparation of the same frames).
 
     Returns:
         :class:`PreparedStack`; frames that fail (NaN, constant, no crystal, crystal at the

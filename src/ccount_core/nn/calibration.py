@@ -11,12 +11,14 @@ frames. Outside its knots it keeps the last offset (slope 1).
 A card carries it as ``calibration: {label: {"knots": [...], "values": [...]}}`` (ions);
 :meth:`ccount_core.nn.ensemble.IonCounter.combine` applies it to the counts it returns.
 
-Pixel noise moves a count too: the shipped default reads a crystal 5 % lower at pixel noise
-0.10 (``ccount_core.image.preprocess.pixel_noise``) than without noise, 10 % at 0.15. A card's
-``noise_calibration: {"b": b}`` says that a count reads exp(b·noise²) times the noiseless
-one; ``count_stack`` divides the first label's count by it (:func:`noise_calibration_factor`),
-with ``b`` fitted on pairs of renders of the same crystal with and without noise
-(:func:`fit_noise_calibration`, ``scripts/noise_calibration.py``).
+The camera moves a count too. Pixel noise pulls the shipped default down (5 % at pixel noise
+0.10, ``ccount_core.image.preprocess.pixel_noise``, 10 % at 0.15) and light in a PSF's wide
+wings pushes it up (4 % at a halo of 0.025, ``ccount_core.image.halo.halo_light``). A card's
+``camera_calibration: {"noise_b": b, "halo_a": a}`` says that a count reads
+exp(b·noise² + a·halo) times the count of the same crystal through a clean camera;
+``count_stack`` divides the first label's count by it (:func:`camera_calibration_factor`),
+with each exponent fitted on pairs of renders of the same crystal with and without the
+imperfection (:func:`fit_exponent`, ``scripts/camera_calibration.py``).
 """
 
 from __future__ import annotations
@@ -83,30 +85,49 @@ def apply_calibration(counts: np.ndarray, calibration: Mapping[str, Any]) -> np.
     return out.astype(np.result_type(np.asarray(counts).dtype, np.float32), copy=False)
 
 
-def noise_calibration_factor(noise: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
-    """exp(-b·noise²): what a count of a frame with pixel ``noise`` (``(n,)``, dimensionless)
-    is multiplied by, ``b`` from the card's ``calibration`` (``{"b": ...}``); 1 for NaN."""
-    noise = np.nan_to_num(np.asarray(noise, np.float64))
-    return np.exp(-float(calibration["b"]) * noise**2)
+#: The terms of a ``camera_calibration``: (card key, the ``Ellipse`` reading it multiplies,
+#: the power the reading is raised to).
+CAMERA_TERMS = (("noise_b", "pixel_noise", 2), ("halo_a", "halo_light", 1))
 
 
-def fit_noise_calibration(ratio: np.ndarray, noise: np.ndarray) -> float:
-    """``b`` of ratio = exp(b·noise²), by least squares on log(``ratio``) through the origin:
-    ``ratio`` ``(n,)`` is each noisy frame's count over its crystal's noiseless one, ``noise``
-    ``(n,)`` the noisy frame's pixel noise (pairs with a non-finite part are left out)."""
+def camera_calibration_factor(
+    readings: Mapping[str, np.ndarray], calibration: Mapping[str, Any]
+) -> np.ndarray:
+    """exp(-(noise_b·noise² + halo_a·halo)): what the counts of frames with the camera
+    ``readings`` (``{"pixel_noise": (n,), "halo_light": (n,)}``, dimensionless) are multiplied
+    by, the exponents from the card's ``calibration`` (a missing one is 0; a NaN reading
+    counts as 0)."""
+    exponent = 0.0
+    for key, reading, power in CAMERA_TERMS:
+        if key in calibration:
+            x = np.nan_to_num(np.asarray(readings[reading], np.float64)) ** power
+            exponent = exponent + float(calibration[key]) * x
+    return np.exp(-np.asarray(exponent, np.float64))
+
+
+def fit_exponent(ratio: np.ndarray, x: np.ndarray) -> float:
+    """``k`` of ratio = exp(k·x), by least squares on log(``ratio``) through the origin:
+    ``ratio`` ``(n,)`` is each frame's count over the count of the same crystal without the
+    imperfection, ``x`` ``(n,)`` the imperfection's measure (e.g. pixel noise², halo); pairs
+    with a non-finite part are left out."""
     y = np.log(np.asarray(ratio, np.float64))
-    x = np.asarray(noise, np.float64) ** 2
+    x = np.asarray(x, np.float64)
     ok = np.isfinite(y) & np.isfinite(x)
-    if not ok.any() or not np.any(x[ok] > 0):
-        raise InputError("noise calibration: no frame with pixel noise to fit on")
+    if not np.any(x[ok] != 0):
+        raise InputError("camera calibration: no frame with the imperfection to fit on")
     return float(np.sum(x[ok] * y[ok]) / np.sum(x[ok] ** 2))
 
 
-def check_noise_calibration(calibration: Any, where: str) -> None:
-    """Raise InputError unless ``calibration`` is ``{"b": a finite number, ...}``."""
-    b = calibration.get("b") if isinstance(calibration, Mapping) else None
-    if not isinstance(b, (int, float)) or isinstance(b, bool) or not np.isfinite(b):
-        raise InputError(f"{where}: noise_calibration needs a finite number b")
+def check_camera_calibration(calibration: Any, where: str) -> None:
+    """Raise InputError unless ``calibration`` holds a finite number for at least one of the
+    terms (``noise_b``, ``halo_a``) and nothing but numbers for them."""
+    keys = [key for key, _, _ in CAMERA_TERMS]
+    if not isinstance(calibration, Mapping) or not any(k in calibration for k in keys):
+        raise InputError(f"{where}: camera_calibration needs {' or '.join(keys)}")
+    for k in keys:
+        v = calibration.get(k, 0.0)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
+            raise InputError(f"{where}: camera_calibration {k} must be a finite number")
 
 
 def check_calibration(calibration: Any, labels: list[str], where: str) -> None:

@@ -3,8 +3,8 @@
 ``count_stack(stack, model, pixel_size_um)`` prepares each batch of frames with the model
 card's preprocessing configuration (``ccount_core.image.preprocess``), runs the network in
 inference mode and returns one row per frame: frame, time (s), count, uncertainty, the fitted
-ellipse (input pixels) and a warning. Where the card has a ``noise_calibration``, the first
-species' count is divided by what the frame's pixel noise makes the model read
+ellipse (input pixels) and a warning. Where the card has a ``camera_calibration``, the first
+species' count is divided by what the frame's pixel noise and halo make the model read
 (``ccount_core.nn.calibration``).
 
 The uncertainty (ions) is the model's own RMS error on simulated validation images of about
@@ -43,7 +43,7 @@ from ccount_core.errors import InputError
 from ccount_core.files import remove_stale_temps
 from ccount_core.image.ellipse import check_dtype
 from ccount_core.nn import cpu_inference
-from ccount_core.nn.calibration import noise_calibration_factor
+from ccount_core.nn.calibration import camera_calibration_factor
 from ccount_core.nn.counts_file import (
     NOT_COUNTED,
     OTHER_COUNT_PREFIX,
@@ -484,10 +484,12 @@ def count_stack(
                 ]
                 counts[good], spread[good] = counter.combine(outputs)
             noise = {i: prepared.ellipses[i].pixel_noise for i in good}
-            if good and "noise_calibration" in counter.card:
-                factor = noise_calibration_factor(
-                    np.array([noise[i] for i in good]), counter.card["noise_calibration"]
-                )
+            if good and "camera_calibration" in counter.card:
+                readings = {
+                    name: np.array([getattr(prepared.ellipses[i], name) for i in good])
+                    for name in ("pixel_noise", "halo_light")
+                }
+                factor = camera_calibration_factor(readings, counter.card["camera_calibration"])
                 counts[good, 0] *= factor
                 spread[good, 0] *= factor
             unlike = {

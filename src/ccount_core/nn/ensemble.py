@@ -30,7 +30,7 @@ from ccount_core.errors import InputError
 from ccount_core.nn.calibration import (
     apply_calibration,
     check_calibration,
-    check_noise_calibration,
+    check_camera_calibration,
 )
 
 ENSEMBLE_FORMAT = "ccount-ensemble"
@@ -54,8 +54,8 @@ class IonCounter:
         where = f"model {name!r}" if name else "model card"
         if "calibration" in self.card:
             check_calibration(self.card["calibration"], self.label_names, where)
-        if "noise_calibration" in self.card:
-            check_noise_calibration(self.card["noise_calibration"], where)
+        if "camera_calibration" in self.card:
+            check_camera_calibration(self.card["camera_calibration"], where)
 
     @property
     def label_names(self) -> list[str]:

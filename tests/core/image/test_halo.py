@@ -73,10 +73,10 @@ def test_the_halo_is_the_rings_light_over_the_crystals() -> None:
 def test_wide_psf_wings_are_measured_and_noted(crystal) -> None:
     levels = [halo(frame(crystal, CameraEffects(wings=PsfWings(w, 10e-6)))) for w in (0.1, 0.3)]
     clean = frame(crystal)
-    assert halo(clean) < 1e-5 and halo_note(clean, fit_ellipse(clean), 2.0) is None
+    assert halo(clean) < 1e-5 and halo_note(halo(clean)) is None
     assert 0.0 < levels[0] < HALO_LIMIT < levels[1]  # 10 % of the light in wings passes
     wide = frame(crystal, CameraEffects(wings=PsfWings(0.3, 10e-6)))
-    note = halo_note(wide, fit_ellipse(wide), 2.0)
+    note = halo_note(halo(wide))
     assert note.startswith("halo: ") and "the count reads high" in note
     # The preparation notes it, so every count of the frame carries it.
     out = prepare_stack(np.stack([clean, wide]), CFG, camera_pixel_size_um=2.0)
@@ -84,6 +84,7 @@ def test_wide_psf_wings_are_measured_and_noted(crystal) -> None:
         False,
         True,
     ]
+    assert [e.halo_light for e in out.ellipses] == [halo(clean), halo(wide)]  # recorded
 
 
 @pytest.mark.parametrize(
@@ -115,4 +116,4 @@ def test_no_halo_without_room_around_the_crystal(crystal) -> None:
         img[r - int(hr + 15) : r + int(hr + 15), c - int(hc + 15) : c + int(hc + 15)]
     )
     assert math.isnan(halo(cut))
-    assert halo_note(cut, fit_ellipse(cut), 2.0) is None
+    assert halo_note(halo(cut)) is None

@@ -1,5 +1,5 @@
-"""The count calibrations: fitted on held-out counts (by count, and by pixel noise), applied by
-every IonCounter carrying one."""
+"""The count calibrations, by count and by camera (pixel noise, halo): fitted on held-out
+counts, applied by every IonCounter carrying one."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from ccount_core.errors import InputError
 from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
 from ccount_core.nn.calibration import (
     apply_calibration,
+    camera_calibration_factor,
     check_calibration,
     fit_calibration,
-    fit_noise_calibration,
-    noise_calibration_factor,
+    fit_exponent,
 )
 from ccount_core.nn.count import count_stack
 from ccount_core.nn.ensemble import IonCounter, ensemble_card, load_counter
@@ -124,38 +124,43 @@ def test_a_calibrated_ensemble_card_counts_through_its_map(tmp_path: Path, one_t
     assert [m["count_ND3+"] for m in moved] == [p["count_ND3+"] for p in plain]
 
 
-def test_the_noise_calibration_is_fitted_on_pairs_and_refuses_nothing_to_fit():
+def test_the_camera_calibration_is_fitted_on_pairs_and_refuses_bad_input():
     rng = np.random.default_rng(0)
     noise = rng.uniform(0.0, 0.2, 400)
     ratio = np.exp(-4.0 * noise**2) * np.exp(rng.normal(0.0, 0.01, 400))
     ratio[:5] = np.nan  # a frame not counted
-    assert fit_noise_calibration(ratio, noise) == pytest.approx(-4.0, abs=0.15)
+    assert fit_exponent(ratio, noise**2) == pytest.approx(-4.0, abs=0.15)
+    readings = {"pixel_noise": np.array([0.0, 0.1, np.nan]), "halo_light": np.array([0.02, 0, 0])}
     np.testing.assert_allclose(
-        noise_calibration_factor(np.array([0.0, 0.1, np.nan]), {"b": -4.0}),
-        [1.0, np.exp(0.04), 1.0],
+        camera_calibration_factor(readings, {"noise_b": -4.0, "halo_a": 2.0}),
+        [np.exp(-0.04), np.exp(0.04), 1.0],
     )
-    with pytest.raises(InputError, match="no frame with pixel noise"):
-        fit_noise_calibration(np.ones(3), np.zeros(3))
-    with pytest.raises(InputError, match="model 'x': noise_calibration needs a finite number b"):
-        IonCounter(
-            [(None, {"label_names": ["Ca+"]})],
-            {"label_names": ["Ca+"], "name": "x", "noise_calibration": {"b": "low"}},
-        )
+    only_halo = camera_calibration_factor(readings, {"halo_a": 2.0})
+    np.testing.assert_allclose(only_halo, [np.exp(-0.04), 1.0, 1.0])
+    with pytest.raises(InputError, match="no frame with the imperfection"):
+        fit_exponent(np.ones(3), np.zeros(3))
+    for bad, message in (({"noise_b": "low"}, "noise_b must be a finite"), ({}, "needs noise_b")):
+        card = {"label_names": ["Ca+"], "name": "x", "camera_calibration": bad}
+        with pytest.raises(InputError, match=f"model 'x': camera_calibration {message}"):
+            IonCounter([(None, {"label_names": ["Ca+"]})], card)
 
 
-def test_count_stack_divides_by_what_the_pixel_noise_makes_the_model_read(one_torch_thread):
-    """The shipped default reads low through pixel noise (b < 0); its count of a frame is the
-    uncalibrated count times exp(-b·noise²), noise as the preparation measures it."""
+def test_count_stack_divides_by_what_the_camera_makes_the_model_read(one_torch_thread):
+    """The shipped default reads low through pixel noise (noise_b < 0) and high through a halo
+    (halo_a > 0); its count of a frame is the uncalibrated count times
+    exp(-(noise_b·noise² + halo_a·halo)), noise and halo as the preparation measures them."""
     stack, meta = load_sample("reaction_series")
     kw = {"pixel_size_um": meta["pixel_size_um"], "batch_size": 3, "threads": 1, "bf16": False}
     counter, plain = load_counter("default"), load_counter("default")
-    b = counter.card["noise_calibration"]["b"]
-    assert b < 0
-    plain.card.pop("noise_calibration")
+    cal = counter.card["camera_calibration"]
+    assert cal["noise_b"] < 0 < cal["halo_a"]
+    plain.card.pop("camera_calibration")
     got = [r["count"] for r in count_stack(stack[:3], counter, **kw)]
     raw = [r["count"] for r in count_stack(stack[:3], plain, **kw)]
     cfg = PreprocessConfig.from_dict(counter.card["preprocess"])
-    prepared = prepare_stack(stack[:3], cfg, camera_pixel_size_um=meta["pixel_size_um"])
-    noise = np.array([e.pixel_noise for e in prepared.ellipses])
-    assert np.all(noise > 0.03)  # the bundled series reads 0.07-0.08
-    np.testing.assert_allclose(np.divide(got, raw), np.exp(-b * noise**2), rtol=1e-5)
+    ellipses = prepare_stack(stack[:3], cfg, camera_pixel_size_um=meta["pixel_size_um"]).ellipses
+    noise = np.array([e.pixel_noise for e in ellipses])
+    halo = np.array([e.halo_light for e in ellipses])
+    assert np.all(noise > 0.03) and np.all(np.isfinite(halo))  # the series reads 0.07-0.08
+    want = np.exp(-(cal["noise_b"] * noise**2 + cal["halo_a"] * halo))
+    np.testing.assert_allclose(np.divide(got, raw), want, rtol=1e-5)
