@@ -15,16 +15,20 @@ of the sets like the card's training data (``--scale-sets``: ``clean`` for the d
 store's camera-like images too) that carry no "unlike the training images"
 warning, so that ±1σ holds the truth on ``--target`` of them and ±2σ on at least
 ``--target2``; ``unlike_scale`` likewise, over the warned frames of all sets, on top of
-``scale``. With ``--camera-crystals N`` the camera factors too, on top of ``scale``, over
-frames that carry no "unlike" warning, from crystals of neither the training sets nor the
-robustness benchmark (which checks them):
+``scale``. With ``--camera-crystals N`` the camera factors too, on top of ``scale``, from
+crystals of neither the training sets nor the robustness benchmark (which checks them), the
+first two over frames that carry no "unlike" warning:
 
 - ``noise_n0`` (``ccount_core.nn.count.noise_widening``: σ widens by sqrt(1 + (pixel noise /
   n0)⁴)): N crystals of ``benchmarks/noise_sensitivity.py``'s set through each of its cameras
   with pixel noise (sCMOS at 500 and 200 photons an ion, an EMCCD at gain 300 with 1,000,
   300 and 100: pixel noise 0.05-0.20, below and above the "noisy" note's limit);
 - ``note_scales["halo"]``: N of ``benchmarks/psf_wings.py``'s set with 20 % and 30 % of the
-  light in PSF wings, over the frames that carry the halo note.
+  light in PSF wings, over the frames that carry the halo note;
+- ``unlike_scales`` of the statistics a narrow cooling beam moves (:data:`BEAM_STATS`): N of
+  ``benchmarks/pixel_size.py``'s set (MD seeds 30001+) through a beam along and one across
+  the trap axis that leave the crystal's edge at 30 % (the robustness benchmark's beams),
+  over the frames warned for those statistics alone.
 
 ``--notes-only`` keeps the card's ``scale`` and ``unlike_scale`` and fits the camera factors
 alone.
@@ -49,6 +53,7 @@ import numpy as np
 from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
 from ccount_core.nn.count import count_stack, noise_widening, validation_error
 from ccount_core.nn.ensemble import load_counter
+from ccount_core.nn.inputs import STATISTICS
 from ccount_core.simulation.camera import CameraEffects, PsfWings
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -56,15 +61,19 @@ BENCH = BENCHMARKS / "sigma_coverage.py"
 UNLIKE = "unlike the training images"
 #: The preparation notes of a camera whose frames get their own σ factor (``note_scales``).
 NOTE_KINDS = ("halo",)
+#: The input statistics a cooling beam narrower than the crystal moves, which get their own
+#: σ factor (``unlike_scales``).
+BEAM_STATS = ("band_light", "tip_light")
 #: Fewest fit frames for a camera factor (else none).
 MIN_NOTED = 20
 
 
 def camera_sets(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float, str]]:
-    """``(name, frames, truth, camera pixel size µm, "noise" | "halo")`` of the camera fit
-    sets (module docstring): ``n`` crystals each."""
+    """``(name, frames, truth, camera pixel size µm, "noise" | "halo" | "beam")`` of the
+    camera fit sets (module docstring): ``n`` crystals each."""
     sys.path.insert(0, str(BENCHMARKS))
     import noise_sensitivity as ns
+    import pixel_size as ps
     import psf_wings as pw
     import robustness as rb
 
@@ -76,10 +85,15 @@ def camera_sets(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float, str]]:
         )
         for w in (0.2, 0.3)
     ]
+    beams = [
+        rb.Variant(f"beam {'along' if along else 'across'}, edge 30 %", effects=rb._profile(along))
+        for along in (True, False)
+    ]
     sets = []
     for crystals, md_cache, variants, kind in (
         (ns.crystals(n), cache / "noise", noisy, "noise"),
         (pw.crystals(n), cache / "wings", wings, "halo"),
+        (ps.crystals(n), cache / "pixels", beams, "beam"),
     ):
         samples = [rb.md_samples(c, md_cache) for c in crystals]
         truth = np.array([c.n_ions for c in crystals], float)
@@ -141,7 +155,7 @@ def main() -> None:
     counter.card.pop("uncertainty", None)  # factors at 1 (a single model's members share it)
     card = json.loads(args.card.read_text())
     if args.notes_only:
-        camera = ("note_scales", "note_source", "noise_n0")
+        camera = ("note_scales", "note_source", "noise_n0", "unlike_scales")
         factors = {k: v for k, v in card.get("uncertainty", {}).items() if k not in camera}
     else:
         factors = fit_factors(args, bench, counter)
@@ -156,23 +170,31 @@ def camera_factors(args: argparse.Namespace, counter, scale: float) -> dict:
     """``noise_n0`` and ``note_scales`` (module docstring) fitted on top of ``scale``, with
     their ``note_source``."""
     noted: dict[str, list[np.ndarray]] = {kind: [] for kind in NOTE_KINDS}
-    noise_need, noise_level = [], []
+    noise_need, noise_level, beam_need = [], [], []
     for _name, frames, truth, px, kind in camera_sets(args.camera_crystals):
         need, unlike, warnings, noise = needed_scales(frames, truth, counter, px)
         if kind == "noise":
             noise_need.append(need[~unlike] / scale)
             noise_level.append(noise[~unlike])
+        if kind == "beam":
+            stats = [unlike_statistics(w) for w in warnings]
+            beam_need.append(need[np.array([bool(s) and s <= set(BEAM_STATS) for s in stats])])
         for note in NOTE_KINDS:
             noted[note].append(need[np.array([f"{note}: " in w for w in warnings]) & ~unlike])
     out: dict = {"note_scales": {}}
     used = []
+    need = joined(beam_need)
+    used.append(f"beam {need.size}")
+    if need.size >= MIN_NOTED:
+        k = round(max(1.0, factor(need / scale, args.target, args.target2)), 2)
+        out["unlike_scales"] = dict.fromkeys(BEAM_STATS, k)
     for kind, parts in noted.items():
-        need = np.concatenate(parts)
+        need = joined(parts)
         used.append(f"{kind} {need.size}")
         if need.size >= MIN_NOTED:
             k = factor(need / scale, args.target, args.target2)
             out["note_scales"][kind] = round(max(1.0, k), 2)
-    need, noise = np.concatenate(noise_need), np.concatenate(noise_level)
+    need, noise = joined(noise_need), joined(noise_level)
     n0 = fit_noise_n0(need, noise, args.target, args.target2) if need.size >= MIN_NOTED else None
     if n0 is not None:
         out["noise_n0"] = round(n0, 4)
@@ -180,11 +202,24 @@ def camera_factors(args: argparse.Namespace, counter, scale: float) -> dict:
         f"scripts/uncertainty_factors.py --camera-crystals {args.camera_crystals}: frames "
         f"not warned unlike, on top of scale; noise_n0 from {need.size} of "
         "benchmarks/noise_sensitivity.py's crystals through its cameras with pixel noise, "
-        f"note_scales from those noted ({', '.join(used)}) of benchmarks/psf_wings.py's with "
-        f"20 and 30 % of the light in wings; ±1σ target {args.target}, ±2σ {args.target2}; "
-        "checked by benchmarks/robustness.py and benchmarks/noise_sensitivity.py --skip"
+        f"note_scales from those noted of benchmarks/psf_wings.py's with 20 and 30 % of the "
+        "light in wings; unlike_scales of the beam statistics from the frames of "
+        "benchmarks/pixel_size.py's crystals through a cooling beam along and across the "
+        f"axis (edge 30 %) warned for them alone ({', '.join(used)}); ±1σ target "
+        f"{args.target}, ±2σ {args.target2}; checked by benchmarks/robustness.py and "
+        "benchmarks/noise_sensitivity.py --skip"
     )
     return out
+
+
+def joined(parts: list[np.ndarray]) -> np.ndarray:
+    """``parts`` end to end (none: empty)."""
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def unlike_statistics(warning: str) -> set[str]:
+    """The input statistics a row's ``warning`` names outside the card's ranges."""
+    return {name for name, (what, _) in STATISTICS.items() if f"{UNLIKE}: {what} " in warning}
 
 
 def fit_noise_n0(need: np.ndarray, noise: np.ndarray, target: float, target2: float):

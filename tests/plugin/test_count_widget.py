@@ -527,12 +527,13 @@ def test_the_band_is_named_from_the_card(model_file) -> None:
     tiny.card["uncertainty"] = {
         "scale": 0.968,
         "unlike_scale": 6.03,
+        "unlike_scales": {"band_light": 3.92, "tip_light": 3.92},
         "note_scales": {"halo": 1.5},
         "noise_n0": 0.0584,
     }
     assert sigma_terms(tiny) == (
-        "±1σ: 0.97 × validation RMS near N, ×6 if unlike training, ×1.5 if halo, "
-        "×√(1+(pixel noise/0.058)⁴)"
+        "±1σ: 0.97 × validation RMS near N, ×6 if unlike training, ×3.9 if band_light or "
+        "tip_light unlike, ×1.5 if halo, ×√(1+(pixel noise/0.058)⁴)"
     )
 
 

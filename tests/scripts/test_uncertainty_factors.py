@@ -76,3 +76,20 @@ def test_camera_factors_are_fitted_on_their_frames(tmp_path, write_model, monkey
     sigma = np.array([r["uncertainty"] for r in rows])
     widened = sigma / (0.9 * validation_error(counter.card, np.array([r["count"] for r in rows])))
     assert widened[0] < 1.1 and widened[-1] > 2.0 and np.all(np.diff(widened[::10]) > 0)
+
+
+def test_the_statistics_a_warning_names_are_read_back() -> None:
+    """The beam factor is fitted on the frames warned for band_light or tip_light alone: the
+    script reads the statistics back from the row's warning."""
+    from ccount_core.nn.inputs import range_warnings
+
+    spec = importlib.util.spec_from_file_location(
+        "factors", ROOT / "scripts/uncertainty_factors.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    ranges = {name: {"min": 0.9, "max": 1.1} for name in ("band_light", "tip_light", "core_light")}
+    stats = {"band_light": 1.5, "tip_light": 1.0, "core_light": 0.5}
+    warning = "; ".join(["halo: 2 % ...", *range_warnings(stats, ranges)])
+    assert script.unlike_statistics(warning) == {"band_light", "core_light"}
+    assert script.unlike_statistics("halo: 2 % ...") == set()

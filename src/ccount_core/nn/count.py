@@ -55,7 +55,12 @@ from ccount_core.nn.counts_file import (
 )
 from ccount_core.nn.ensemble import IonCounter
 from ccount_core.nn.inference import infer
-from ccount_core.nn.inputs import input_statistics, prepared_outline, range_warnings
+from ccount_core.nn.inputs import (
+    input_statistics,
+    outside_ranges,
+    prepared_outline,
+    range_warnings,
+)
 from ccount_core.progress import ProgressCallback, report
 
 MIN_SIDE_PX = 16
@@ -260,8 +265,9 @@ def model_error(
     its counts), and for a frame ``i`` unlike the training images or seen through a camera
     the models count less well through, times the largest of:
 
-    - ``uncertainty.unlike_scale``, where ``unlike[i]`` names a way it differs (its input
-      statistics);
+    - ``uncertainty.unlike_scales[name]`` (else ``uncertainty.unlike_scale``) for each input
+      statistic ``name`` that ``unlike[i]`` lists outside the card's ranges
+      (``ccount_core.nn.inputs.outside_ranges``);
     - ``uncertainty.note_scales[kind]``, where one of its preparation ``notes[i]`` starts
       with ``kind`` (e.g. "halo");
     - :func:`noise_widening` of its pixel noise ``noise[i]`` (dimensionless,
@@ -293,17 +299,21 @@ def noise_widening(noise: float, n0: float) -> float:
 def _widening(
     factors: Mapping[str, Any], unlike: Sequence[str], notes: Sequence[str], noise: float | None
 ) -> float:
-    """The factor a card's ``uncertainty`` ``factors`` widen a frame's σ by (1: none): the
-    largest of ``unlike_scale`` where ``unlike`` names a way the frame differs from the
-    training images, of each ``note_scales[kind]`` where a note starts with ``kind``, and of
-    :func:`noise_widening` of its pixel ``noise`` where the card has ``noise_n0``."""
-    out = float(factors.get("unlike_scale", 1.0)) if unlike else 1.0
+    """The factor a card's ``uncertainty`` ``factors`` widen a frame's σ by (1: none). Each
+    reason a frame has widens it by its own factor k: the largest of ``unlike_scales[name]``
+    (else ``unlike_scale``) over the statistics ``name`` in ``unlike`` (those outside the
+    training images' ranges), ``note_scales[kind]`` for a note that starts with ``kind``, and
+    :func:`noise_widening` of its pixel ``noise`` where the card has ``noise_n0``. The extra
+    errors of several reasons add in quadrature: sqrt(1 + Σ (k² - 1))."""
+    own = factors.get("unlike_scales", {})
+    fallback = float(factors.get("unlike_scale", 1.0))
+    ks = [max((float(own.get(name, fallback)) for name in unlike), default=1.0)]
     for kind, k in factors.get("note_scales", {}).items():
         if any(note.startswith(kind) for note in notes):
-            out = max(out, float(k))
+            ks.append(float(k))
     if factors.get("noise_n0") and noise is not None:
-        out = max(out, noise_widening(noise, float(factors["noise_n0"])))
-    return out
+        ks.append(noise_widening(noise, float(factors["noise_n0"])))
+    return math.sqrt(1.0 + sum(max(k * k - 1.0, 0.0) for k in ks))
 
 
 def sigma_terms(counter: IonCounter, tta: int = 0) -> str:
@@ -320,6 +330,11 @@ def sigma_terms(counter: IonCounter, tta: int = 0) -> str:
     unlike = float(factors.get("unlike_scale", 1.0))
     if unlike != 1.0:
         text += f", ×{unlike:.2g} if unlike training"
+    by_factor: dict[str, list[str]] = {}
+    for name, k in factors.get("unlike_scales", {}).items():
+        by_factor.setdefault(f"{float(k):.2g}", []).append(name)
+    for k, names in by_factor.items():
+        text += f", ×{k} if {' or '.join(names)} unlike"
     for kind, k in factors.get("note_scales", {}).items():
         text += f", ×{float(k):.2g} if {kind}"
     if factors.get("noise_n0"):
@@ -492,18 +507,16 @@ def count_stack(
                 factor = camera_calibration_factor(readings, counter.card["camera_calibration"])
                 counts[good, 0] *= factor
                 spread[good, 0] *= factor
-            unlike = {
-                i: range_warnings(
-                    input_statistics(
-                        prepared.images[i],
-                        prepared.ellipses[i],
-                        pixel_size_um,
-                        prepared_outline(prepared.ellipses[i], cfg, pixel_size_um, axis),
-                    ),
-                    ranges,
+            stats = {
+                i: input_statistics(
+                    prepared.images[i],
+                    prepared.ellipses[i],
+                    pixel_size_um,
+                    prepared_outline(prepared.ellipses[i], cfg, pixel_size_um, axis),
                 )
                 for i in good
             }
+            unlike = {i: outside_ranges(stats[i], ranges) for i in good}
             notes = {i: prepared.ellipses[i].notes for i in good}
             unc = _combined(_label_errors(counter, counts, unlike, notes, noise), spread)
             return [
@@ -520,7 +533,7 @@ def count_stack(
                     lo,
                     hi,
                     disagree,
-                    unlike.get(i, ()),
+                    range_warnings(stats[i], ranges) if i in stats else (),
                 )
                 for i, f in enumerate(frames)
             ]

@@ -8,7 +8,8 @@ the crystal, which the training renders, lit evenly, never show; measured on the
 where too few stand out, on the lit pixels of the fitted outline's outer band).
 A model card's ``input_ranges`` holds, per statistic, the range its training-like images span
 (``scripts/input_ranges.py`` measures it on renders of the card's training specs and writes
-it); :func:`range_warnings` names each statistic of a frame outside its range, with the fix.
+it); :func:`range_warnings` names each statistic of a frame outside its range, with the fix
+(:func:`outside_ranges`: their names alone).
 """
 
 from __future__ import annotations
@@ -224,18 +225,26 @@ def _quantile(values: np.ndarray, q: float) -> float:
     return float(s[i] + (s[j] - s[i]) * (x - i))
 
 
-def range_warnings(stats: Mapping[str, float], ranges: Mapping[str, Any]) -> list[str]:
-    """One warning per statistic outside the card's ``input_ranges`` (``{name: {"min": ..,
-    "max": ..}}``), naming the value, the range and the fix; none without ranges."""
+def outside_ranges(stats: Mapping[str, float], ranges: Mapping[str, Any]) -> list[str]:
+    """The names of the statistics outside the card's ``input_ranges`` (``{name: {"min": ..,
+    "max": ..}}``); none without ranges."""
     out = []
     for name, value in stats.items():
         r = ranges.get(name)
-        if r is None or math.isnan(value):
-            continue
-        if not r["min"] <= value <= r["max"]:
-            what, fix = STATISTICS[name]
-            out.append(
-                f"unlike the training images: {what} {value:.3g} outside {r['min']:.3g}-"
-                f"{r['max']:.3g}; {fix}"
-            )
+        if r is not None and not math.isnan(value) and not r["min"] <= value <= r["max"]:
+            out.append(name)
+    return out
+
+
+def range_warnings(stats: Mapping[str, float], ranges: Mapping[str, Any]) -> list[str]:
+    """One warning per statistic outside the card's ``input_ranges`` (:func:`outside_ranges`),
+    naming the value, the range and the fix; none without ranges."""
+    out = []
+    for name in outside_ranges(stats, ranges):
+        what, fix = STATISTICS[name]
+        r, value = ranges[name], stats[name]
+        out.append(
+            f"unlike the training images: {what} {value:.3g} outside {r['min']:.3g}-"
+            f"{r['max']:.3g}; {fix}"
+        )
     return out

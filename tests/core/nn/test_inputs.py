@@ -16,6 +16,7 @@ from ccount_core.nn.count import model_error, noise_widening, validation_error
 from ccount_core.nn.inputs import (
     STATISTICS,
     input_statistics,
+    outside_ranges,
     prepared_outline,
     range_warnings,
 )
@@ -49,6 +50,7 @@ def test_a_dark_core_is_seen_and_named_with_its_fix() -> None:
     assert warnings[0].startswith("unlike the training images: light in the core")
     assert warnings[1].startswith("unlike the training images: light of the lit pixels")
     assert all(w.endswith("count with --model dark or ensemble") for w in warnings)
+    assert outside_ranges(dark, card["input_ranges"]) == ["core_light", "band_light"]
     assert range_warnings(dark, {}) == []  # a card without ranges warns of nothing
 
 
@@ -61,28 +63,32 @@ def test_model_error_scales_the_validation_rms_and_widens_unlike_frames() -> Non
     assert got == pytest.approx(base * f["scale"] * np.array([1.0, f["unlike_scale"], 1.0]))
     bare = {k: v for k, v in card.items() if k != "uncertainty"}
     assert model_error(bare, counts, {1: ["x"]}, 3) == pytest.approx(base)
-    # A camera note widens by its own factor; with a range warning too, by the larger one.
+    # A camera note widens by its own factor; several reasons' extra errors add in quadrature.
     noted = {**card, "uncertainty": {**f, "note_scales": {"noisy": 2.0, "halo": 9.0}}}
     notes = {0: ("noisy: pixel noise 12 % ...",), 1: ("noisy: ...",), 2: ("several crystals",)}
     got = model_error(noted, counts, {1: ["unlike: ..."]}, 3, notes=notes)
-    want = base * f["scale"] * np.array([2.0, max(2.0, f["unlike_scale"]), 1.0])
-    assert got == pytest.approx(want)
+    both = np.sqrt(1.0 + (2.0**2 - 1.0) + (f["unlike_scale"] ** 2 - 1.0))
+    assert got == pytest.approx(base * f["scale"] * np.array([2.0, both, 1.0]))
     notes = {0: ("halo: 2 % ...", "noisy: ...")}
     assert model_error(noted, counts, {}, 3, notes=notes)[0] == pytest.approx(
-        base[0] * f["scale"] * 9.0
+        base[0] * f["scale"] * np.sqrt(1.0 + 3.0 + 80.0)
     )
+    # A statistic with its own factor takes it; of one reason's statistics, the largest counts.
+    own = {**card, "uncertainty": {"scale": 1.0, "unlike_scale": 6.0, "unlike_scales": {"a": 2.0}}}
+    got = model_error(own, counts, {0: ["a"], 1: ["a", "b"], 2: []}, 3)
+    assert got == pytest.approx(base * np.array([2.0, 6.0, 1.0]))
 
 
 def test_model_error_widens_with_pixel_noise() -> None:
     """σ widens by sqrt(1 + (noise / noise_n0)⁴): √2 at noise_n0, 1 for a noiseless or
-    unmeasured frame, and by the larger factor where a frame is also unlike the training."""
+    unmeasured frame; a frame also unlike the training adds that factor in quadrature."""
     card = read_card(default_model_path())
     counts = np.array([100.0, 200.0, 300.0, 150.0])
     f = {"scale": 1.0, "unlike_scale": 3.0, "noise_n0": 0.05}
     base = validation_error(card, counts)
     noise = {0: 0.05, 1: 0.1, 2: float("nan"), 3: 0.1}
     got = model_error({**card, "uncertainty": f}, counts, {3: ["unlike: ..."]}, 4, noise=noise)
-    assert got == pytest.approx(base * np.array([np.sqrt(2.0), np.sqrt(17.0), 1.0, np.sqrt(17.0)]))
+    assert got == pytest.approx(base * np.array([np.sqrt(2.0), np.sqrt(17.0), 1.0, 5.0]))
     assert noise_widening(0.0, 0.05) == 1.0 and noise_widening(0.02, 0.05) == pytest.approx(
         np.sqrt(1.0 + 0.4**4)
     )
