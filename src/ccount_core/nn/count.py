@@ -263,7 +263,8 @@ def model_error(
     species): :func:`validation_error` (the RMS about the truth near each count, bias
     included) times the card's ``uncertainty.scale`` (the first species only: it is fitted on
     its counts), and for a frame ``i`` unlike the training images or seen through a camera
-    the models count less well through, times the largest of:
+    the models count less well through, times the widening of its reasons (their extra errors
+    added in quadrature, :func:`_widening`):
 
     - ``uncertainty.unlike_scales[name]`` (else ``uncertainty.unlike_scale``) for each input
       statistic ``name`` that ``unlike[i]`` lists outside the card's ranges
@@ -289,8 +290,9 @@ def model_error(
 def noise_widening(noise: float, n0: float) -> float:
     """The factor a frame's σ widens by at pixel noise ``noise`` (dimensionless):
     sqrt(1 + (noise / ``n0``)⁴), 1 for NaN. The count's error from pixel noise grows about as
-    noise² (``benchmarks/noise_sensitivity.py``: the default reads 1 % low noiseless, 5 % at
-    0.10, 11 % at 0.15), so its part of σ does too; ``n0`` is where it equals the rest."""
+    noise² (``benchmarks/noise_sensitivity.py``: uncorrected, the default reads 1 % low
+    noiseless, 5 % at 0.10, 11 % at 0.15), so its part of σ does too; ``n0`` is where it
+    equals the rest."""
     if not math.isfinite(noise):
         return 1.0
     return math.sqrt(1.0 + (noise / n0) ** 4)
