@@ -49,6 +49,8 @@ RANGES = {"n_ions": (30, 350), "v_rf": (170.0, 300.0), "v_end": (1.5, 3.5), "eta
 SET_SEED = 27  # draws the crystals' parameters
 MD_SEED0 = 27_000  # MD seed of crystal i: MD_SEED0 + 1 + i (training specs use seeds 1-3)
 FIELD_UM = (480.0, 640.0)  # the training renders' field of view (240 x 320 px of 2 µm)
+#: The goal on every variant (issue 27): mean |error| at most this (%) and within 1 point of clean.
+GOAL_PERCENT = 3.0
 EDGE_LEVEL = 0.3  # the cooling beam leaves the outer layers at this share of the centre
 # A laboratory camera (sCMOS-like, 16 bit): photons per ion, background photons, offset.
 CAMERA = CameraModel(photons_per_ion=2000.0, background=2.0, read_noise=2.0, offset=100.0)
@@ -340,7 +342,8 @@ def run(
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """One table per model: a row per variant."""
+    """One table per model: a row per variant, its mean |error| marked "✗" where it misses
+    the issue's goal (above :data:`GOAL_PERCENT`, or more than 1 point above clean)."""
     lines = []
     for model, table in report["results"].items():
         clean = table.get("clean", {}).get("mean_abs_percent", float("nan"))
@@ -352,7 +355,7 @@ def markdown(report: dict[str, Any]) -> str:
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, r in table.items():
-            mark = "" if r["mean_abs_percent"] <= max(3.0, clean + 1.0) else " ✗"
+            mark = "" if r["mean_abs_percent"] <= min(GOAL_PERCENT, clean + 1.0) else " ✗"
             lines.append(
                 f"| {name} | {r['mean_abs_percent']:.1f}{mark} | {r['rms_percent']:.1f} | "
                 f"{r['bias_percent']:+.1f} | {r['worst_percent']:+.0f} | {r['refused']} | "

@@ -62,6 +62,27 @@ def test_run_counts_every_variant_and_resumes_from_its_cache(
     assert "| gradient 15 % of peak |" in bench.markdown(report)
 
 
+def test_the_goal_mark_needs_both_3_percent_and_1_point_over_clean(bench) -> None:
+    """✗ where the mean |error| is above 3 % even within 1 point of clean, or above clean + 1."""
+
+    def row(mean: float) -> dict:
+        return {
+            "mean_abs_percent": mean,
+            "rms_percent": 0.0,
+            "bias_percent": 0.0,
+            "worst_percent": 0.0,
+            "refused": 0,
+            "warned": 0,
+            "cover_1sigma": 0.0,
+            "cover_2sigma": 0.0,
+            "silent_over_10": 0,
+        }
+
+    for clean, other, marked in ((2.9, 3.3, True), (2.9, 3.0, False), (1.5, 2.9, True)):
+        report = {"crystals": [0], "results": {"m": {"clean": row(clean), "x": row(other)}}}
+        assert ("✗" in bench.markdown(report).split("| x |")[1].split("\n")[0]) == marked
+
+
 def _no_md(trap: dict, n_ions: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     raise AssertionError("the MD cache was not used")
 
