@@ -56,6 +56,8 @@ class IonCounter:
             check_calibration(self.card["calibration"], self.label_names, where)
         if "camera_calibration" in self.card:
             check_camera_calibration(self.card["camera_calibration"], where)
+        for card in [self.card, *(c for _, c in self.members)]:
+            _check_uncertainty(card.get("uncertainty", {}), where)
 
     @property
     def label_names(self) -> list[str]:
@@ -140,6 +142,30 @@ class IonCounter:
             within = np.mean([np.nan_to_num(s) ** 2 for _, s in cols], axis=0)
             spread[:, j] = np.sqrt(means.var(axis=0, ddof=1) + within)
         return counts, spread
+
+
+#: The ``uncertainty`` factors of a card that are numbers, and those that map names to numbers
+#: (``ccount_core.nn.count.model_error``).
+_FACTORS = ("scale", "unlike_scale", "noise_n0")
+_FACTOR_MAPS = ("unlike_scales", "note_scales")
+
+
+def _check_uncertainty(factors: Any, where: str) -> None:
+    """Raise InputError unless a card's ``uncertainty`` factors are positive finite numbers."""
+
+    def positive(v: Any) -> bool:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        return ok and bool(np.isfinite(v)) and v > 0
+
+    if not isinstance(factors, Mapping):
+        raise InputError(f"{where}: uncertainty must map factor names to numbers")
+    for key in _FACTORS:
+        if key in factors and not positive(factors[key]):
+            raise InputError(f"{where}: uncertainty {key} must be a positive number")
+    for key in _FACTOR_MAPS:
+        values = factors.get(key, {})
+        if not isinstance(values, Mapping) or not all(map(positive, values.values())):
+            raise InputError(f"{where}: uncertainty {key} must map names to positive numbers")
 
 
 def shipped_model_dir() -> Path:

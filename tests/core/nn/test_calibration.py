@@ -164,3 +164,22 @@ def test_count_stack_divides_by_what_the_camera_makes_the_model_read(one_torch_t
     assert np.all(noise > 0.03) and np.all(np.isfinite(halo))  # the series reads 0.07-0.08
     want = np.exp(-(cal["noise_b"] * noise**2 + cal["halo_a"] * halo))
     np.testing.assert_allclose(np.divide(got, raw), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("factors", "message"),
+    [
+        ({"scale": "wide"}, "uncertainty scale must be a positive number"),
+        ({"noise_n0": 0}, "uncertainty noise_n0 must be a positive number"),
+        ({"unlike_scales": {"band_light": None}}, "uncertainty unlike_scales must map"),
+        ({"note_scales": ["halo"]}, "uncertainty note_scales must map"),
+        ([], "uncertainty must map factor names"),
+    ],
+)
+def test_a_cards_bad_uncertainty_factors_are_one_line_errors(factors, message):
+    card = {"label_names": ["Ca+"], "name": "x", "uncertainty": factors}
+    with pytest.raises(InputError, match=f"model 'x': {message}"):
+        IonCounter([(None, {"label_names": ["Ca+"]})], card)
+    # a member's card is checked too
+    with pytest.raises(InputError, match=message):
+        IonCounter([(None, card)], {"label_names": ["Ca+"], "name": "x"})
