@@ -13,10 +13,8 @@ the share of frames whose truth lies within the reported ±1σ and ±2σ.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -61,20 +59,8 @@ def camera_variant(name: str) -> rb.Variant:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--crystals", type=int, default=40)
-    ap.add_argument(
-        "--skip",
-        type=int,
-        default=0,
-        help="leave out the set's first crystals (e.g. 60: those uncertainty_factors.py fits on)",
-    )
-    ap.add_argument("--model", default="default", help="a shipped name or a model path")
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ccount" / "noise")
-    args = ap.parse_args()
-    cs = crystals(args.skip + args.crystals)[args.skip :]
-    truth = np.array([c.n_ions for c in cs], float)
-    samples = [rb.md_samples(c, args.cache) for c in cs]
+    args = rb.set_arguments(__doc__, 40, "noise")
+    truth, samples = rb.chosen_set(args, crystals)
     counter = load_counter(args.model)
     noise_all, err_all = [], []
     for k, name in enumerate(CAMERAS):

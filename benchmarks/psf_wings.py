@@ -16,9 +16,7 @@ cameras (where a noisy or coarse ring must not read as a halo). Per variant it p
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -71,23 +69,10 @@ def variants() -> list[rb.Variant]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--crystals", type=int, default=60)
-    ap.add_argument(
-        "--skip",
-        type=int,
-        default=0,
-        help="leave out the set's first crystals (e.g. 60: those scripts/camera_calibration.py "
-        "and scripts/uncertainty_factors.py fit on)",
-    )
-    ap.add_argument("--model", default="default", help="a shipped name or a model path")
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ccount" / "wings")
-    args = ap.parse_args()
-    cs = crystals(args.skip + args.crystals)[args.skip :]
-    truth = np.array([c.n_ions for c in cs], float)
-    samples = [rb.md_samples(c, args.cache) for c in cs]
+    args = rb.set_arguments(__doc__, 60, "wings")
+    truth, samples = rb.chosen_set(args, crystals)
     counter = load_counter(args.model)
-    print(f"HALO_LIMIT = {HALO_LIMIT}; {len(cs)} crystals")
+    print(f"HALO_LIMIT = {HALO_LIMIT}; {len(truth)} crystals")
     base_bias = None
     for k, variant in enumerate(variants()):
         stack = np.stack([rb.render_variant(s, variant, i, 200 + k) for i, s in enumerate(samples)])

@@ -98,6 +98,34 @@ def draw_crystals(n: int, set_seed: int, md_seed0: int) -> list[Crystal]:
     ]
 
 
+def set_arguments(doc: str, crystals: int, cache: str) -> argparse.Namespace:
+    """The command line of a benchmark over its own crystal set: ``--crystals`` (default
+    ``crystals``), ``--skip`` (leave out the set's first crystals, e.g. 60: those the card's
+    camera factors are fitted on), ``--model`` and ``--cache`` (default
+    ``~/.cache/ccount/<cache>``, its MD runs)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--crystals", type=int, default=crystals)
+    ap.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        help="leave out the set's first crystals (e.g. 60: those scripts/camera_calibration.py "
+        "and scripts/uncertainty_factors.py fit on)",
+    )
+    ap.add_argument("--model", default="default", help="a shipped name or a model path")
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ccount" / cache)
+    return ap.parse_args()
+
+
+def chosen_set(
+    args: argparse.Namespace, draw: Callable[[int], list[Crystal]]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(true Ca+ (n,), MD samples per crystal)`` of the crystals ``args`` (of
+    :func:`set_arguments`) choose from the set ``draw(n)`` gives."""
+    cs = draw(args.skip + args.crystals)[args.skip :]
+    return np.array([c.n_ions for c in cs], float), [md_samples(c, args.cache) for c in cs]
+
+
 def md_samples(c: Crystal, cache: Path, simulate_fn: SimulateFn | None = None) -> np.ndarray:
     """Sampled positions ``(S, N, 3)`` (m) of crystal ``c``'s MD run, cached in ``cache/md``."""
     path = cache / "md" / f"{c.key}.npy"
