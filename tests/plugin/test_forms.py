@@ -20,7 +20,14 @@ pytestmark = pytest.mark.gui
 
 PARAMS = [PreprocessConfig, OverlayParams, CountParams, TrapAxisParams]
 #: Fields a model's card sets and the Prepare form keeps as the card has them.
-CARD_ONLY = {"rotation_deg", "resampling", "canonical_turn", "symmetry_refine"}
+CARD_ONLY = {
+    "rotation_deg",
+    "resampling",
+    "canonical_turn",
+    "symmetry_refine",
+    "beam_reference",
+    "beam_noise",
+}
 
 
 @pytest.mark.parametrize("cls", PARAMS, ids=lambda c: c.__name__)

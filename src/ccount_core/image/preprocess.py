@@ -30,7 +30,9 @@ Steps, in this order (each optional through the config; each is also a public fu
    third moment along the trap axis is positive: a frame and its 180° turn prepare alike;
 3. background subtraction (a constant or a plane fitted to the pixels outside the crystal),
    negative values set to zero;
-4. median filter (5-point cross by default);
+4. median filter (5-point cross by default); with ``beam_reference``, a frame whose ion spots
+   dim toward its outside more than evenly lit crystals' do (a cooling beam narrower than the
+   crystal) is then evened out and noted (:mod:`ccount_core.image.beam`);
 5. ellipse mask: zero outside the ellipse grown by ``mask_margin_um``;
 6. outer-layer enhancement, eq. 2-3: I = I0 + A·I0·f², f = (x-h)²/a² + (y-k)²/b² in the
    rotated output frame (f = 1 on the crystal's outer shell);
@@ -69,6 +71,7 @@ from scipy import ndimage as ndi
 
 from ccount_core.checks import check_number
 from ccount_core.errors import InputError
+from ccount_core.image.beam import beam_note, flatten_beam
 from ccount_core.image.ellipse import (
     Ellipse,
     as_float_frame,
@@ -203,6 +206,28 @@ class PreprocessConfig:
             "turn with the camera (off in version 1); set by the model's card, not in the form.",
         },
     )
+    beam_reference: tuple[float, float] | None = field(
+        default=None,
+        metadata={
+            "unit": "",
+            "form": False,
+            "help": "the log-envelope curvatures ``(along, across)`` of evenly lit crystals' ion "
+            "spots in this pipeline's prepared frames; when set, a frame lit less toward its "
+            "outside than that (a cooling beam narrower than the crystal) is evened out "
+            "(ccount_core.image.beam; off in version 1); set by the model's card, not in the "
+            "form.",
+        },
+    )
+    beam_noise: float = field(
+        default=0.0,
+        metadata={
+            "unit": "",
+            "form": False,
+            "help": "the pixel noise (dimensionless, ccount_core.image.preprocess.pixel_noise) at "
+            "which half of a beam's shortfall is evened out, less in noisier frames (0 = all of "
+            "it at any noise); set by the model's card, not in the form.",
+        },
+    )
     rotation_deg: float | None = field(
         default=None,
         metadata={
@@ -280,7 +305,7 @@ class PreprocessConfig:
             raise InputError(f"output_shape: each side must be >= 16 px, got {self.output_shape}")
         for name in ("model_pixel_size_um", "brightness_density"):
             check_number(name, getattr(self, name), positive=True, numpy_scalars=True)
-        for name in ("mask_margin_um", "enhance_amplitude"):
+        for name in ("mask_margin_um", "enhance_amplitude", "beam_noise"):
             check_number(name, getattr(self, name), nonnegative=True, numpy_scalars=True)
         if self.background not in ("none", "constant", "plane"):
             raise InputError(
@@ -301,6 +326,13 @@ class PreprocessConfig:
         object.__setattr__(self, "median_size", int(m))
         if self.rotation_deg is not None:
             check_number("rotation_deg", self.rotation_deg, numpy_scalars=True)
+        if self.beam_reference is not None:
+            ref = self.beam_reference
+            if not isinstance(ref, tuple | list) or len(ref) != 2:
+                raise InputError(f"beam_reference: expected two numbers or null, got {ref!r}")
+            for c in ref:
+                check_number("beam_reference", c, numpy_scalars=True)
+            object.__setattr__(self, "beam_reference", (float(ref[0]), float(ref[1])))
         if self.resampling not in ("bilinear", "area", "bilinear-area"):
             raise InputError(
                 "resampling: must be 'bilinear', 'area' or 'bilinear-area', got "
@@ -321,6 +353,7 @@ class PreprocessConfig:
             "mask_margin_um",
             "enhance_amplitude",
             "brightness_density",
+            "beam_noise",
         ):
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.rotation_deg is not None:
@@ -336,6 +369,8 @@ class PreprocessConfig:
             if f.init and not (f.name in _ADDED_FIELDS and getattr(self, f.name) == f.default)
         }
         d["output_shape"] = list(self.output_shape)
+        if self.beam_reference is not None:
+            d["beam_reference"] = list(self.beam_reference)
         d["pipeline_version"] = PIPELINE_VERSION
         return d
 
@@ -355,8 +390,9 @@ class PreprocessConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise InputError(f"preprocess config: unknown field(s) {', '.join(unknown)}")
-        if "output_shape" in d and isinstance(d["output_shape"], list):
-            d["output_shape"] = tuple(d["output_shape"])
+        for key in ("output_shape", "beam_reference"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
         return cls(**d)
 
     def to_json(self) -> str:
@@ -378,7 +414,13 @@ class PreprocessConfig:
 
 
 #: Options added after pipeline version 1 whose defaults prepare as version 1 did.
-_ADDED_FIELDS = ("resampling", "canonical_turn", "symmetry_refine")
+_ADDED_FIELDS = (
+    "resampling",
+    "canonical_turn",
+    "symmetry_refine",
+    "beam_reference",
+    "beam_noise",
+)
 
 
 def _check_cfg(cfg: object) -> None:
@@ -855,7 +897,7 @@ def prepare_frame(
     Returns:
         ``(prepared, ellipse)``: ``cfg.output_shape`` float32 with the trap axis vertical
         and the crystal centred; the ellipse used, in ``frame`` pixels, with a note when
-        the trap axis is doubtful.
+        the trap axis is doubtful or an uneven cooling beam was evened out.
 
     Raises:
         InputError: bad frame, no crystal, crystal touching the border or not fitting the
@@ -873,7 +915,8 @@ def prepare_frame(
     ell = _fitted(img, cfg) if ellipse is None else ellipse
     ell = _with_note(ell, trap_axis_angle(ell, axis)[1])
     tf = frame_transform(ell, cfg, camera_pixel_size_um, axis)
-    return _render(img, ell, tf, cfg), ell
+    out, note = _render(img, ell, tf, cfg)
+    return out, _with_note(ell, note)
 
 
 def _fitted(img: np.ndarray, cfg: PreprocessConfig) -> Ellipse:
@@ -890,8 +933,11 @@ def _with_note(ell: Ellipse, note: str | None) -> Ellipse:
     return dataclasses.replace(ell, notes=(*ell.notes, note))
 
 
-def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessConfig) -> np.ndarray:
-    """Steps 2-7 of the module docstring for a checked float32 frame."""
+def _render(
+    img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessConfig
+) -> tuple[np.ndarray, str | None]:
+    """Steps 2-7 of the module docstring for a checked float32 frame: the prepared image, and
+    the note of an uneven cooling beam evened out (None when none was)."""
     bg = None
     if cfg.background != "none":
         bg = background_plane(img, ell, cfg.background, tf.margin_px / tf.zoom)
@@ -899,6 +945,13 @@ def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessCo
     if cfg.rotate and cfg.canonical_turn and turn_needed(out):
         out = np.ascontiguousarray(out[::-1, ::-1])  # about the centre: the ellipse stays
     out = median_filter(out, cfg.median_size, cfg.median_shape)
+    note = None
+    if cfg.beam_reference is not None:
+        noise = ell.pixel_noise
+        if cfg.beam_noise > 0.0 and not math.isfinite(noise):
+            noise = pixel_noise(img, ell)
+        shortfall = flatten_beam(out, tf.output_ellipse, cfg.beam_reference, noise, cfg.beam_noise)
+        note = beam_note(shortfall)
     total, count = mask_and_enhance(
         out, tf.output_ellipse, tf.margin_px if cfg.mask else None, cfg.enhance_amplitude
     )
@@ -909,7 +962,7 @@ def _render(img: np.ndarray, ell: Ellipse, tf: FrameTransform, cfg: PreprocessCo
                 "background subtraction; check the ellipse"
             )
         out *= np.float32(cfg.brightness_density * count / total)
-    return out
+    return out, note
 
 
 # ------------------------------------------------------------------------------ saturation
@@ -1101,7 +1154,8 @@ def _frame_result(
             ell = dataclasses.replace(ell, pixel_noise=noise, halo_light=halo)
         ell = _with_note(ell, trap_axis_angle(ell, trap_axis)[1])
         tf = frame_transform(ell, cfg, camera_pixel_size_um, trap_axis)
-        return _render(img, ell, tf, cfg), ell, None
+        out, note = _render(img, ell, tf, cfg)
+        return out, _with_note(ell, note), None
     except InputError as exc:
         return None, ell, str(exc).removeprefix("frame: ")
 
