@@ -266,21 +266,23 @@ def _digest(obj: Any) -> str:
 
 
 def _preparation_code() -> str:
-    """Digest of the source of the fit, the refinement, the preparation and the counting (its
+    """Digest of the source of the fit, the refinement, the preparation (its beam flattening
+    too) and the counting (its
     σ and warnings): counts made before a change of any are not reused."""
-    from ccount_core.image import ellipse, halo, kernels, preprocess, symmetry
+    from ccount_core.image import beam, ellipse, halo, kernels, preprocess, symmetry
     from ccount_core.nn import count, inputs
 
-    modules = (ellipse, halo, kernels, preprocess, symmetry, count, inputs)
+    modules = (beam, ellipse, halo, kernels, preprocess, symmetry, count, inputs)
     return _digest([Path(m.__file__).read_text() for m in modules])
 
 
 def counts_path(
     counter: Any, model_name: str, variant: Variant, crystals: Sequence[Crystal], cache: Path
 ) -> Path:
-    """Where one model's counts of one variant are cached (keyed by the model card, the
-    variant, the crystals and the preparation's code)."""
-    key = _digest([counter.card, variant.name, [c.key for c in crystals], _preparation_code()])
+    """Where one model's counts of one variant are cached (keyed by the model card and its
+    members' cards, the variant, the crystals and the preparation's code)."""
+    cards = [counter.card, *(card for _, card in counter.members)]  # an ensemble's members too
+    key = _digest([cards, variant.name, [c.key for c in crystals], _preparation_code()])
     return cache / "counts" / f"{Path(model_name).name}_{key}.json"  # a model's path: its name
 
 
