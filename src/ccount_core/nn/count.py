@@ -26,6 +26,7 @@ started again skips the frames already in the file.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections import deque
@@ -488,6 +489,7 @@ def count_stack(
                     prepared_by[c.to_json()] = done
                     fitted = done.ellipses
             prepared = prepared_by[cfg.to_json()]
+            ellipses = _with_members_notes(prepared.ellipses, list(prepared_by.values()))
             bad = {
                 i: r for p in reversed(list(prepared_by.values())) for i, r in p.bad_frames.items()
             }
@@ -519,7 +521,7 @@ def count_stack(
                 for i in good
             }
             unlike = {i: outside_ranges(stats[i], ranges) for i in good}
-            notes = {i: prepared.ellipses[i].notes for i in good}
+            notes = {i: ellipses[i].notes for i in good}
             unc = _combined(_label_errors(counter, counts, unlike, notes, noise), spread)
             return [
                 _row(
@@ -529,7 +531,7 @@ def count_stack(
                     unc[i],
                     spread[i, 0],
                     bad,
-                    prepared.ellipses,
+                    ellipses,
                     names,
                     frame_interval_s,
                     lo,
@@ -547,6 +549,24 @@ def count_stack(
                 rows_all.extend(rows)
                 report(progress, len(rows_all), len(todo))
     return rows_all
+
+
+def _with_members_notes(ellipses: list[Any], preparations: Sequence[Any]) -> list[Any]:
+    """``ellipses`` (the card's own preparation's) with each note of a member's preparation
+    whose kind (the text before its first ":") none of a frame's notes has: a member that
+    prepares differently may even out a beam the card's preparation left alone."""
+    out = []
+    for i, ell in enumerate(ellipses):
+        for other in preparations:
+            extra = other.ellipses[i]
+            if ell is None or extra is None:
+                continue
+            kinds = {note.split(":")[0] for note in ell.notes}
+            new = tuple(n for n in extra.notes if n.split(":")[0] not in kinds)
+            if new:
+                ell = dataclasses.replace(ell, notes=(*ell.notes, *new))
+        out.append(ell)
+    return out
 
 
 def _take(stack: Any, frames: Sequence[int]) -> np.ndarray:

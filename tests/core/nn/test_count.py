@@ -473,3 +473,25 @@ def test_a_resumed_count_equals_an_uninterrupted_one(model_dir, sample, tmp_path
     assert len(read_counts(resumed)[1]) == 3
     assert len(count_file(tif, resumed, model_dir, batch_size=1, bf16=False, device="cpu")) == 1
     assert resumed.read_bytes() == whole.read_bytes()
+
+
+def test_a_member_s_own_notes_reach_the_row_once_per_kind() -> None:
+    from types import SimpleNamespace
+
+    from ccount_core.image.ellipse import Ellipse
+    from ccount_core.nn.count import _with_members_notes
+
+    plain = Ellipse(50.0, 60.0, 30.0, 12.0, 0.0, notes=("noisy: pixel noise 9 %",))
+    own = [plain, None]
+    member = SimpleNamespace(
+        ellipses=[
+            Ellipse(50.0, 60.0, 30.0, 12.0, 0.0, notes=(*plain.notes, "beam: tips at 40 %")),
+            None,
+        ]
+    )
+    also = SimpleNamespace(
+        ellipses=[Ellipse(50.0, 60.0, 30.0, 12.0, 0.0, notes=("beam: 45 %",)), None]
+    )
+    merged = _with_members_notes(own, [SimpleNamespace(ellipses=own), member, also])
+    assert merged[0].notes == ("noisy: pixel noise 9 %", "beam: tips at 40 %")
+    assert merged[1] is None and own[0].notes == plain.notes  # the inputs untouched
