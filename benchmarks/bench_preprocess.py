@@ -12,6 +12,7 @@ machine is shared, so the second figure is the steadier one).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core" / 
 from synthetic_crystals import synthetic_crystal
 
 from ccount_core.image.preprocess import PreprocessConfig, fit_ellipse, prepare_stack
+from ccount_core.nn.model import default_model_path, read_card
 
 
 def make_stack(n_frames: int, n_distinct: int = 8) -> np.ndarray:
@@ -68,11 +70,17 @@ def main() -> None:
     cases = {
         "fit_ellipse only": lambda: [fit_ellipse(f) for f in stack],
     }
+    card = PreprocessConfig.from_dict(read_card(default_model_path())["preprocess"])
     configs = {
         "default, camera 3 um/px (no resampling)": (PreprocessConfig(), 3.0),
         "default, camera 1.5 um/px (2x shrink)": (PreprocessConfig(), 1.5),
         "default + enhancement A=1": (PreprocessConfig(enhance_amplitude=1.0), 3.0),
         "default + symmetry refinement": (PreprocessConfig(symmetry_refine=True), 3.0),
+        "shipped default card, camera 3 um/px": (card, 3.0),
+        "shipped default card, no beam flattening": (
+            dataclasses.replace(card, beam_reference=None),
+            3.0,
+        ),
     }
     for name, (cfg, cam) in configs.items():
         cases[f"prepare_stack numpy, {name}"] = lambda cfg=cfg, cam=cam: prepare_stack(

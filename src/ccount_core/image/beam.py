@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numba as nb
 import numpy as np
 
 from ccount_core.image.ellipse import Ellipse
@@ -41,24 +42,18 @@ FIT_RADIUS = 0.9
 ENVELOPE_FLOOR = 0.05
 #: ... and needs at least this many of them.
 MIN_PIXELS = 20
-#: The gain stops growing beyond this normalised coordinate (the mask margin's spots).
+#: The gain stops growing at this normalised coordinate: beyond the outline (the mask margin)
+#: it stays as there, so the noise and halo around the crystal are not raised further.
 REACH = 1.0
 
 
 def _coordinates(shape: tuple[int, int], outline: Ellipse) -> tuple[np.ndarray, np.ndarray]:
     """Normalised coordinates ``(u, v)`` of every pixel of a ``shape`` image along the
     outline's major and minor axes (1 on the outline)."""
-    rows, cols = np.indices(shape, dtype=np.float64)
     dr, dc = outline.major_direction
-    y, x = rows - outline.center_row, cols - outline.center_col
+    y = np.arange(shape[0], dtype=np.float64)[:, None] - outline.center_row
+    x = np.arange(shape[1], dtype=np.float64)[None, :] - outline.center_col
     return (y * dr + x * dc) / outline.semi_major, (-y * dc + x * dr) / outline.semi_minor
-
-
-def _envelope(img: np.ndarray) -> np.ndarray:
-    """Each pixel's maximum over its 3 x 3 neighbourhood (float64)."""
-    padded = np.pad(np.asarray(img, np.float64), 1, mode="edge")
-    across = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
-    return np.maximum(np.maximum(across[:-2], across[1:-1]), across[2:])
 
 
 def beam_curvature(img: np.ndarray, outline: Ellipse) -> tuple[float, float]:
@@ -66,16 +61,62 @@ def beam_curvature(img: np.ndarray, outline: Ellipse) -> tuple[float, float]:
     outline's major and minor axes (dimensionless; 0 = evenly lit, ln 0.3 = the outline's edge
     at 30 % of the centre) for a background-subtracted ``(rows, cols)`` image and the
     crystal's ``outline`` in it (px); NaN with fewer than ``MIN_PIXELS`` lit pixels."""
-    env = _envelope(img)
-    u, v = _coordinates(img.shape, outline)
-    inside = u * u + v * v < FIT_RADIUS**2
-    top = env[inside].max() if inside.any() else 0.0
-    use = inside & (env > ENVELOPE_FLOOR * top)
-    if not top > 0 or use.sum() < MIN_PIXELS:
+    dr, dc = outline.major_direction
+    sums = _envelope_sums(
+        np.ascontiguousarray(img, dtype=np.float32),
+        outline.center_row,
+        outline.center_col,
+        dr,
+        dc,
+        outline.semi_major,
+        outline.semi_minor,
+    )
+    if sums[0, 0] < MIN_PIXELS:
         return math.nan, math.nan
-    design = np.stack([np.ones(use.sum()), u[use] ** 2, v[use] ** 2], axis=1)
-    coef, *_ = np.linalg.lstsq(design, np.log(env[use]), rcond=None)
+    try:  # least squares by the normal equations: 3 unknowns, well scaled
+        coef = np.linalg.solve(sums[:, :3], sums[:, 3])
+    except np.linalg.LinAlgError:  # e.g. every lit pixel on one line
+        return math.nan, math.nan
     return float(coef[1]), float(coef[2])
+
+
+@nb.njit(cache=True, nogil=True)
+def _envelope_sums(img, cr, cc, dr, dc, a, b):  # pragma: no cover - numba
+    """The normal equations ``[X'X | X'y]`` (3 x 4) of the fit log env = c0 + c_u u² + c_v v²
+    over the pixels within ``FIT_RADIUS`` of the outline ``(cr, cc)``, ``(dr, dc)``, ``a``,
+    ``b`` (px) whose envelope (3 x 3 maximum, edges clamped) is above ``ENVELOPE_FLOOR`` of the
+    brightest there."""
+    h, w = img.shape
+    env = np.empty((h, w), np.float32)
+    top = 0.0
+    for i in range(h):
+        for j in range(w):
+            m = img[i, j]
+            for di in range(max(i - 1, 0), min(i + 2, h)):
+                for dj in range(max(j - 1, 0), min(j + 2, w)):
+                    m = max(m, img[di, dj])
+            env[i, j] = m
+            y, x = i - cr, j - cc
+            u, v = (y * dr + x * dc) / a, (-y * dc + x * dr) / b
+            if u * u + v * v < FIT_RADIUS * FIT_RADIUS:
+                top = max(top, m)
+    out = np.zeros((3, 4))
+    if not top > 0.0:
+        return out
+    level = ENVELOPE_FLOOR * top
+    for i in range(h):
+        for j in range(w):
+            y, x = i - cr, j - cc
+            u, v = (y * dr + x * dc) / a, (-y * dc + x * dr) / b
+            uu, vv = u * u, v * v
+            if uu + vv < FIT_RADIUS * FIT_RADIUS and env[i, j] > level:
+                row = (1.0, uu, vv)
+                z = math.log(env[i, j])
+                for k in range(3):
+                    for m in range(3):
+                        out[k, m] += row[k] * row[m]
+                    out[k, 3] += row[k] * z
+    return out
 
 
 def beam_shortfall(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -167,14 +168,19 @@ def frame_statistics(
     card: dict,
     effects: CameraEffects | None = None,
     camera: CameraModel | None = None,
+    flatten: bool = True,
 ) -> dict:
     """:func:`input_statistics` of the crystal rendered like the training images (2 µm
-    pixels, 240 x 320) through ``effects`` and ``camera`` and prepared for ``card``."""
+    pixels, 240 x 320) through ``effects`` and ``camera`` and prepared for ``card`` (without
+    its beam flattening unless ``flatten``), with the preparation's ``notes``."""
     imaging = ImagingSettings.from_lab_units(pixel_size_um=2.0, shape=(240, 320), camera=camera)
     frame = render(samples, lit, imaging, 1, effects)
     cfg = PreprocessConfig.from_dict(card["preprocess"])
+    if not flatten:
+        cfg = dataclasses.replace(cfg, beam_reference=None)
     prepared, ellipse = prepare_frame(frame, cfg, camera_pixel_size_um=2.0)
-    return input_statistics(prepared, ellipse, 2.0, prepared_outline(ellipse, cfg, 2.0))
+    stats = input_statistics(prepared, ellipse, 2.0, prepared_outline(ellipse, cfg, 2.0))
+    return {**stats, "notes": ellipse.notes}
 
 
 def narrow_beam(samples: np.ndarray, along_axis: bool) -> CameraEffects:
@@ -198,9 +204,9 @@ def test_a_narrow_cooling_beam_is_named_with_its_fix_and_a_clean_crystal_is_not(
     card = json.loads(default_model_path().with_name(f"{model}.json").read_text())
     r = card["input_ranges"]["tip_light"]
     samples, lit = crystal
-    clean = frame_statistics(samples, lit, card)
-    along = frame_statistics(samples, lit, card, narrow_beam(samples, True))
-    across = frame_statistics(samples, lit, card, narrow_beam(samples, False))
+    clean = frame_statistics(samples, lit, card, flatten=False)
+    along = frame_statistics(samples, lit, card, narrow_beam(samples, True), flatten=False)
+    across = frame_statistics(samples, lit, card, narrow_beam(samples, False), flatten=False)
     assert 0.85 < clean["tip_light"] < 1.1
     assert range_warnings(clean, card["input_ranges"]) == []
     assert along["tip_light"] > max(r["max"], 1.5 * clean["tip_light"])  # the sides dim
@@ -217,6 +223,30 @@ def test_a_narrow_cooling_beam_is_named_with_its_fix_and_a_clean_crystal_is_not(
     assert across["band_light"] < 0.75 * clean["band_light"]
     if model == "default":  # trained on pure, evenly lit crystals: its range is narrow
         assert along["band_light"] > band["max"] and across["band_light"] < band["min"]
+
+
+@pytest.mark.parametrize("model", ["default", "dark", "ensemble"])
+def test_the_shipped_preparations_even_out_a_narrow_beam_and_note_it(
+    crystal: tuple[np.ndarray, np.ndarray], model: str
+) -> None:
+    card = json.loads(default_model_path().with_name(f"{model}.json").read_text())
+    samples, lit = crystal
+    clean = frame_statistics(samples, lit, card)
+    assert clean == frame_statistics(samples, lit, card, flatten=False)  # left alone
+    assert not any(n.startswith("beam: ") for n in clean["notes"])
+    for along in (True, False):
+        raw = frame_statistics(samples, lit, card, narrow_beam(samples, along), flatten=False)
+        even = frame_statistics(samples, lit, card, narrow_beam(samples, along))
+        assert (
+            [n for n in even["notes"] if n.startswith("beam: ")]
+            == [n for n in even["notes"] if ("outer layers" if along else "tips") in n]
+            != []
+        )
+        # The evened-out frame's beam statistics are back near the clean crystal's.
+        for name in ("tip_light", "band_light"):
+            assert abs(even[name] - clean[name]) < 0.5 * abs(raw[name] - clean[name])
+        if model == "default":
+            assert range_warnings(even, card["input_ranges"]) == []
 
 
 @pytest.mark.parametrize(
