@@ -98,11 +98,16 @@ def draw_crystals(n: int, set_seed: int, md_seed0: int) -> list[Crystal]:
     ]
 
 
-def set_arguments(doc: str, crystals: int, cache: str) -> argparse.Namespace:
+def set_arguments(
+    doc: str,
+    crystals: int,
+    cache: str,
+    extend: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
     """The command line of a benchmark over its own crystal set: ``--crystals`` (default
     ``crystals``), ``--skip`` (leave out the set's first crystals, e.g. 60: those the card's
     camera factors are fitted on), ``--model`` and ``--cache`` (default
-    ``~/.cache/ccount/<cache>``, its MD runs)."""
+    ``~/.cache/ccount/<cache>``, its MD runs), and what ``extend(parser)`` adds."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--crystals", type=int, default=crystals)
     ap.add_argument(
@@ -114,6 +119,8 @@ def set_arguments(doc: str, crystals: int, cache: str) -> argparse.Namespace:
     )
     ap.add_argument("--model", default="default", help="a shipped name or a model path")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ccount" / cache)
+    if extend is not None:
+        extend(ap)
     return ap.parse_args()
 
 
