@@ -48,7 +48,7 @@ def without_flattening(counter):
         members=[(net, {**card}) for net, card in counter.members],
         card={**counter.card},
     )
-    for card in [copy.card, *(c for _, c in copy.members)]:
+    for card in copy.cards:
         card["preprocess"] = {
             k: v for k, v in card["preprocess"].items() if k not in ("beam_reference", "beam_noise")
         }

@@ -288,8 +288,7 @@ def counts_path(
 ) -> Path:
     """Where one model's counts of one variant are cached (keyed by the model card and its
     members' cards, the variant, the crystals and the preparation's code)."""
-    cards = [counter.card, *(card for _, card in counter.members)]  # an ensemble's members too
-    key = _digest([cards, variant.name, [c.key for c in crystals], _preparation_code()])
+    key = _digest([counter.cards, variant.name, [c.key for c in crystals], _preparation_code()])
     return cache / "counts" / f"{Path(model_name).name}_{key}.json"  # a model's path: its name
 
 

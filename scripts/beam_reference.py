@@ -94,7 +94,7 @@ def fit_beam_noise(card_path: Path, preprocess: dict, n: int) -> float:
     best, best_err = GRID[0], np.inf
     for value in GRID:
         cfg = PreprocessConfig.from_dict({**preprocess, "beam_noise": value}).to_dict()
-        for card in [counter.card, *(c for _, c in counter.members)]:
+        for card in counter.cards:
             card["preprocess"] = cfg
         rows = count_stack(frames, counter, 2.0, batch_size=16)
         counts = np.array([np.nan if r["count"] is None else r["count"] for r in rows], float)

@@ -56,8 +56,14 @@ class IonCounter:
             check_calibration(self.card["calibration"], self.label_names, where)
         if "camera_calibration" in self.card:
             check_camera_calibration(self.card["camera_calibration"], where)
-        for card in [self.card, *(c for _, c in self.members)]:
+        for card in self.cards:
             _check_uncertainty(card.get("uncertainty", {}), where)
+
+    @property
+    def cards(self) -> list[dict[str, Any]]:
+        """The card that speaks for the members, then each member's own (a single model's
+        card once)."""
+        return [self.card, *(c for _, c in self.members if c is not self.card)]
 
     @property
     def label_names(self) -> list[str]:
