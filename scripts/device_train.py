@@ -10,6 +10,14 @@ model, AdamW state and counters go to ``OUT/checkpoint/`` as a safetensors blob 
 pieces; the run stops cleanly before ``--wall-s`` (with a last checkpoint and the model with
 its card, also in pieces). ``--resume-from`` a folder the last call gave back goes on.
 
+A fine-tune of a shipped model (``--init-model default``, ``--freeze-bn``) through laboratory
+cameras (issue 27): ``--camera camera_v2`` renders ``--camera-share`` of each round's crystals
+on the CPU workers through a camera drawn from that spec's ``camera_effects`` and ``renders``
+(noise, gain, bit depth, cooling beam, PSF wings, defocus, background, hot pixels, pixel
+size), exactly as ``ccount dataset generate`` renders that spec; the rest are rendered clean
+on the device. ``--dark ND3+ --dark-share 0.25`` puts dark ions into a quarter of the
+crystals; a model without a ``ND3+`` output learns them as their Ca+ number.
+
 On the device (docs/MODEL.md, "Retraining"):
 
     PYTHONPATH=src python3 scripts/device_train.py --out $OUT [--resume-from PREVIOUS]
@@ -33,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 PIECE = 16 * 2**20 - 4096  # bytes per piece, under the 16 MiB a file may have
+TRAINING_KEYS = ("step", "images_seen", "val_rms_percent", "val_camera_rms_percent")
 START = time.monotonic()
 
 
@@ -53,6 +62,11 @@ def _args() -> argparse.Namespace:
     p.add_argument("--ions", type=int, nargs=2, default=(30, 350), help="min, max (all ions)")
     p.add_argument("--dark", help="a dark species (e.g. ND3+) as 0..--dark-max of the ions")
     p.add_argument("--dark-max", type=float, default=0.5)
+    p.add_argument("--dark-share", type=float, default=1.0, help="crystals with dark ions")
+    p.add_argument("--init-model", help="fine-tune this model ('default': the shipped one)")
+    p.add_argument("--freeze-bn", action="store_true", help="keep batch-norm statistics")
+    p.add_argument("--camera", help="a spec with camera_effects (e.g. camera_v2)")
+    p.add_argument("--camera-share", type=float, default=0.5, help="crystals through it")
     p.add_argument("--preprocess", type=Path, help="PreprocessConfig JSON (default: defaults)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="default: cuda if there is one")
@@ -70,39 +84,72 @@ def _prepare(job: tuple[np.ndarray, dict, float]) -> tuple[np.ndarray, list[int]
     return out.images, sorted(out.bad_frames)
 
 
-def _draw(rng: np.random.Generator, k: int, args: argparse.Namespace, seed0: int) -> tuple:
+def _camera_prepare(job: tuple[list, dict]) -> tuple[np.ndarray, list[int]]:
+    """Worker: crystals ``(samples (S, N, 3) m, fluorescing (N,), imaging, seed)`` rendered
+    through the camera their ``imaging`` draws (``render_real``, as a data set renders) and
+    prepared; returns the prepared images and the indices of the frames that failed."""
+    from ccount_core.dataset.sweep import render_real
+    from ccount_core.errors import InputError
+    from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
+
+    crystals, cfg_dict = job
+    cfg = PreprocessConfig.from_dict(cfg_dict)
+    images, bad = [], []
+    for i, (samples, fluorescing, imaging, seed) in enumerate(crystals):
+        rng = np.random.default_rng(seed)
+        frame = render_real(samples.astype(np.float64), fluorescing, imaging, rng)
+        try:
+            out = prepare_stack(frame[None], cfg, camera_pixel_size_um=imaging["pixel_size_um"])
+        except InputError:
+            out = None
+        if out is None or out.bad_frames:
+            bad.append(i)
+            images.append(np.zeros((1, *cfg.output_shape), np.float32))
+        else:
+            images.append(out.images)
+    return np.concatenate(images), bad
+
+
+def _draw(
+    rng: np.random.Generator, k: int, args: argparse.Namespace, seed0: int, labels: list[str]
+) -> tuple:
     """k crystals with ion numbers and trap settings drawn from the specs' ranges (draws that
-    ``validate`` refuses are drawn again); returns (specs, labels (k, outputs))."""
+    ``validate`` refuses are drawn again), ``--dark-share`` of them with dark ions; returns
+    (specs, labels (k, len(labels)): each label's ions, a dark species without a label
+    counted as Ca+)."""
     from ccount_core.errors import InputError
     from ccount_core.simulation import IonGroup, TrapSettings
     from ccount_core.simulation.batch import CrystalSpec
     from ccount_core.simulation.simulate import validate
 
-    specs, labels = [], []
+    names, specs, labels = labels, [], []
     while len(specs) < k:
         n = int(rng.integers(args.ions[0], args.ions[1] + 1))
-        dark = round(n * rng.uniform(0, args.dark_max)) if args.dark else 0
+        with_dark = args.dark and rng.uniform() < args.dark_share
+        dark = round(n * rng.uniform(0, args.dark_max)) if with_dark else 0
         trap = TrapSettings.from_lab_units(
             v_rf=rng.uniform(170, 300), v_end=rng.uniform(1.5, 3.5), eta=rng.uniform(0.24, 0.355)
         )
-        ions = [IonGroup("Ca+", n - dark)] + ([IonGroup(args.dark, dark)] if args.dark else [])
+        ions = [IonGroup("Ca+", n - dark)] + ([IonGroup(args.dark, dark)] if dark else [])
         try:
             validate(trap, ions)
         except InputError:
             continue
         specs.append(CrystalSpec(trap, ions, seed=seed0 + len(specs)))
-        labels.append([n - dark] + ([dark] if args.dark else []))
+        counts = {"Ca+": n - dark, args.dark: dark} if args.dark in names else {"Ca+": n}
+        labels.append([counts.get(name, 0) for name in names])
     return specs, np.array(labels, np.float32)
 
 
 class Data:
-    """Simulation on the device and preparation on CPU workers."""
+    """Simulation on the device and preparation (camera renders too) on CPU workers."""
 
-    def __init__(self, args: argparse.Namespace, cfg, device, pool) -> None:
+    def __init__(self, args: argparse.Namespace, cfg, labels: list[str], device, pool) -> None:
+        from ccount_core.dataset.spec import load_spec, render_variants
         from ccount_core.simulation import SimulationSettings
         from ccount_core.simulation.render import ImagingSettings
 
-        self.args, self.cfg, self.device, self.pool = args, cfg, device, pool
+        self.args, self.cfg, self.labels, self.device, self.pool = args, cfg, labels, device, pool
         short = {"equilibrate_periods": 5, "gather_periods": 10, "samples": 10, "relax_steps": 300}
         self.settings = SimulationSettings(**(short if args.tiny else {}))
         shape = (120, 160) if args.tiny else (240, 320)
@@ -110,26 +157,76 @@ class Data:
             ImagingSettings.from_lab_units(pixel_size_um=2.0, shape=shape, focal_offset_um=f)
             for f in (0.0, 25.0)
         ]
+        self.cameras: list[dict] = []
+        if args.camera:
+            spec = load_spec(args.camera)
+            if "camera_effects" not in spec:
+                raise SystemExit(f"device_train: --camera {args.camera} has no camera_effects")
+            tiny = {"shape": list(shape)} if args.tiny else {}
+            drop = {"noise_draw"}  # a data set's repeat index, not a setting
+            self.cameras = [
+                {k: v for k, v in variant.items() if k not in drop} | tiny
+                for variant in render_variants(spec)
+            ]
 
-    def make(self, rng: np.random.Generator, k: int, seed0: int, focal: int):
-        """Prepared images (k', 1, H, W) and labels (k', outputs) on the device."""
+    def make(self, rng: np.random.Generator, k: int, seed0: int, focal: int, share: float):
+        """Prepared images (k', 1, H, W) and labels (k', outputs) on the device: k crystals,
+        ``share`` of them through a camera of ``--camera``."""
         import torch
 
-        from ccount_core.simulation.batch import simulate_batch
+        k_cam = round(k * share) if self.cameras else 0
+        x, y = [], []
+        if k - k_cam:
+            x_clean, y_clean = self._clean(rng, k - k_cam, seed0, focal)
+            x.append(x_clean)
+            y.append(y_clean)
+        if k_cam:
+            x_cam, y_cam = self._camera(rng, k_cam, seed0 + k)
+            x.append(x_cam)
+            y.append(y_cam)
+        return torch.cat(x), torch.cat(y)
 
-        specs, labels = _draw(rng, k, self.args, seed0)
-        result = simulate_batch(specs, self.settings, self.imaging[focal], device=self.device)
-        images = result.images.float().cpu().numpy()
-        parts = [i for i in np.array_split(np.arange(k), self.args.workers) if len(i)]
-        jobs = [(images[i], self.cfg.to_dict(), 2.0) for i in parts]
-        done = self.pool.map(_prepare, jobs) if self.pool else map(_prepare, jobs)
-        prepared, keep = [], np.ones(k, bool)
-        keep[result.escaped.cpu().numpy()] = False
+    def _to_device(self, parts: list[np.ndarray], done, escaped, labels: np.ndarray):
+        """The workers' prepared images (``done``, one per index array of ``parts``) and
+        their labels on the device, without the crystals that escaped or failed."""
+        import torch
+
+        prepared, keep = [], ~escaped.cpu().numpy()
         for idx, (img, bad) in zip(parts, done, strict=True):
             prepared.append(img)
             keep[idx[bad]] = False
         x = torch.from_numpy(np.concatenate(prepared)[keep][:, None]).to(self.device)
         return x, torch.from_numpy(labels[keep]).to(self.device)
+
+    def _clean(self, rng: np.random.Generator, k: int, seed0: int, focal: int):
+        from ccount_core.simulation.batch import simulate_batch
+
+        specs, labels = _draw(rng, k, self.args, seed0, self.labels)
+        result = simulate_batch(specs, self.settings, self.imaging[focal], device=self.device)
+        images = result.images.float().cpu().numpy()
+        parts = [i for i in np.array_split(np.arange(k), self.args.workers) if len(i)]
+        jobs = [(images[i], self.cfg.to_dict(), 2.0) for i in parts]
+        done = self.pool.map(_prepare, jobs) if self.pool else map(_prepare, jobs)
+        return self._to_device(parts, done, result.escaped, labels)
+
+    def _camera(self, rng: np.random.Generator, k: int, seed0: int):
+        from ccount_core.simulation.batch import simulate_batch
+
+        specs, labels = _draw(rng, k, self.args, seed0, self.labels)
+        result = simulate_batch(specs, self.settings, None, device=self.device, keep_samples=True)
+        samples = result.samples.float().cpu().numpy()
+        mask, lit = result.mask.cpu().numpy(), result.fluorescing.cpu().numpy()
+        picks = rng.integers(len(self.cameras), size=k)
+        seeds = rng.integers(2**63, size=k)
+        crystals = [
+            (samples[i][:, mask[i]], lit[i][mask[i]], self.cameras[picks[i]], int(seeds[i]))
+            for i in range(k)
+        ]
+        parts = [i for i in np.array_split(np.arange(k), self.args.workers) if len(i)]
+        jobs = [([crystals[j] for j in i], self.cfg.to_dict()) for i in parts]
+        pool = self.pool
+        done = pool.map(_camera_prepare, jobs) if pool else map(_camera_prepare, jobs)
+        return self._to_device(parts, done, result.escaped, labels)
 
 
 def _save_pieces(folder: Path, name: str, blob: bytes) -> list[str]:
@@ -188,8 +285,11 @@ def load_checkpoint(folder: Path, model, opt) -> dict:
     return meta
 
 
-def export_model(out: Path, model, cfg, labels: list[str], meta: dict) -> None:
-    """The model (float16) and its card in ``out/model``, the weights in pieces."""
+def export_model(
+    out: Path, model, cfg, labels: list[str], meta: dict, extra: dict | None = None
+) -> None:
+    """The model (float16) and its card in ``out/model``, the weights in pieces; ``extra``
+    joins the card's ``training`` (what the run drew and started from)."""
     from ccount_core.nn.model import save_model
 
     folder = out / "model"
@@ -199,7 +299,7 @@ def export_model(out: Path, model, cfg, labels: list[str], meta: dict) -> None:
         "label_names": labels,
         "preprocess": cfg.to_dict(),
         "input_shape": list(cfg.output_shape),
-        "training": {k: meta[k] for k in ("step", "images_seen", "val_rms_percent")},
+        "training": {k: meta.get(k) for k in TRAINING_KEYS} | (extra or {}),
     }
     weights, _ = save_model(folder / "model.safetensors", model, card, half=True)
     _save_pieces(folder, weights.name, weights.read_bytes())
@@ -215,29 +315,50 @@ def _lr(step: int, args: argparse.Namespace) -> float:
     return args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def _start(args: argparse.Namespace) -> tuple:
+    """``(model, PreprocessConfig, label names, what the card's training adds)``: the
+    ``--init-model`` with its card's preparation and labels, or a fresh network."""
+    from ccount_core.image.preprocess import PreprocessConfig
+    from ccount_core.nn.model import build_model, load_model
+
+    if args.freeze_bn and not args.init_model:
+        raise SystemExit("device_train: --freeze-bn only when fine-tuning (--init-model)")
+    extra: dict = {}
+    if args.camera:
+        extra["camera"] = {"spec": args.camera, "share": args.camera_share}
+    if args.dark:
+        extra["dark"] = {"species": args.dark, "max": args.dark_max, "share": args.dark_share}
+    if args.init_model:
+        model, card = load_model(None if args.init_model == "default" else args.init_model)
+        cfg, labels = PreprocessConfig.from_dict(card["preprocess"]), list(card["label_names"])
+        extra["started_from"] = {"model": args.init_model, "name": card.get("name")}
+    else:
+        cfg, labels = PreprocessConfig(), ["Ca+"] + ([args.dark] if args.dark else [])
+        if args.tiny:
+            cfg = PreprocessConfig.from_dict(
+                cfg.to_dict() | {"output_shape": [96, 48], "model_pixel_size_um": 6.0}
+            )
+        model = build_model(len(labels), label_scale=[100.0] * len(labels))
+    if args.preprocess:
+        cfg = PreprocessConfig.from_dict(json.loads(args.preprocess.read_text()))
+    return model, cfg, labels, extra
+
+
 def main() -> None:
     args = _args()
     # Workers fork before CUDA starts in this process.
     pool = multiprocessing.get_context("fork").Pool(args.workers) if args.workers > 1 else None
     import torch
 
-    from ccount_core.image.preprocess import PreprocessConfig
     from ccount_core.nn.augment import AugmentConfig, augment
-    from ccount_core.nn.model import build_model
-    from ccount_core.nn.train import _loss
+    from ccount_core.nn.train import _freeze_batchnorm, _loss
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    cfg = PreprocessConfig()
-    if args.preprocess:
-        cfg = PreprocessConfig.from_dict(json.loads(args.preprocess.read_text()))
-    if args.tiny:
-        tiny = {"output_shape": [96, 48], "model_pixel_size_um": 6.0}
-        cfg = PreprocessConfig.from_dict(cfg.to_dict() | tiny)
-    labels = ["Ca+"] + ([args.dark] if args.dark else [])
     torch.manual_seed(args.seed)
-    model = build_model(len(labels), label_scale=[100.0] * len(labels)).to(device)
+    model, cfg, labels, extra = _start(args)
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    meta = {"step": 0, "images_seen": 0, "round": 0, "val_rms_percent": None, "calls": 0}
+    meta = {"step": 0, "images_seen": 0, "round": 0, "calls": 0}
     if args.resume_from:
         meta = load_checkpoint(args.resume_from, model, opt)
         meta.pop("param_groups")
@@ -245,8 +366,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.resume_from and (args.resume_from / "log.csv").is_file():
         shutil.copyfile(args.resume_from / "log.csv", args.out / "log.csv")
-    data = Data(args, cfg, device, pool)
-    val_x, val_y = data.make(np.random.default_rng([args.seed, 2**31]), args.val_crystals, 2**40, 0)
+    data = Data(args, cfg, labels, device, pool)
+    val_rng = np.random.default_rng([args.seed, 2**31])
+    val = {"val_rms_percent": data.make(val_rng, args.val_crystals, 2**40, 0, 0.0)}
+    if args.camera:
+        val["val_camera_rms_percent"] = data.make(val_rng, args.val_crystals, 2**41, 0, 1.0)
     amp = device.type == "cuda"
     scale = model.label_scale
     floor = 5.0 / scale
@@ -254,23 +378,35 @@ def main() -> None:
     buf_x = buf_y = None
     last_ckpt, round_s, ckpt_s = time.monotonic(), 0.0, 30.0
 
-    def validate() -> float:
+    def train_mode() -> None:
+        model.train()
+        if args.freeze_bn:
+            _freeze_batchnorm(model)
+
+    def validate(val_x, val_y) -> float:
+        """RMS relative error (%) of the first output."""
         model.eval()
         with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
             pred = torch.cat([model(val_x[i : i + 256]) for i in range(0, len(val_x), 256)])
-        model.train()
+        train_mode()
         rel = (pred[:, 0] - val_y[:, 0]) / val_y[:, 0].clamp_min(1.0)
         return float(100 * rel.square().mean().sqrt())
 
     def checkpoint() -> None:
-        meta["val_rms_percent"] = validate()
+        for key, (val_x, val_y) in val.items():
+            meta[key] = validate(val_x, val_y)
         save_checkpoint(args.out, model, opt, meta)
+        camera = meta.get("val_camera_rms_percent")
         with (args.out / "log.csv").open("a") as log:
             log.write(
                 f"{meta['calls']},{meta['step']},{meta['images_seen']},"
-                f"{meta['val_rms_percent']:.3f},{time.monotonic() - START:.1f}\n"
+                f"{meta['val_rms_percent']:.3f},{time.monotonic() - START:.1f},"
+                f"{'' if camera is None else f'{camera:.3f}'}\n"
             )
-        print(f"step {meta['step']}: val RMS {meta['val_rms_percent']:.2f} %", flush=True)
+        shown = ", ".join(f"{k[:-8]} {meta[k]:.2f} %" for k in val)
+        print(f"step {meta['step']}: {shown}", flush=True)
+
+    train_mode()
 
     while True:
         elapsed = time.monotonic() - START
@@ -280,7 +416,9 @@ def main() -> None:
             break
         t0 = time.monotonic()
         rng = np.random.default_rng([args.seed, meta["round"]])
-        x, y = data.make(rng, args.crystals, (meta["round"] + 1) * 2**20, meta["round"] % 2)
+        x, y = data.make(
+            rng, args.crystals, (meta["round"] + 1) * 2**20, meta["round"] % 2, args.camera_share
+        )
         buf_x = x if buf_x is None else torch.cat([x, buf_x])[: args.buffer]
         buf_y = y if buf_y is None else torch.cat([y, buf_y])[: args.buffer]
         gen.manual_seed(args.seed * 1_000_003 + meta["round"])
@@ -308,7 +446,7 @@ def main() -> None:
             flush=True,
         )
     checkpoint()
-    export_model(args.out, model, cfg, labels, meta)
+    export_model(args.out, model, cfg, labels, meta, extra)
     if pool:
         pool.close()
     print(f"stopped at {time.monotonic() - START:.0f} s: {json.dumps(meta)}", flush=True)

@@ -1,16 +1,20 @@
 """scripts/device_train.py end to end on the CPU at tiny size: train, checkpoint in pieces,
-resume from the pieces, export a model that loads."""
+resume from the pieces, export a model that loads; and a fine-tune of the shipped model
+through a spec's cameras, with dark ions it has no output for."""
 
+import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from ccount_core.nn.model import load_model
+from ccount_core.nn.model import load_model, read_card
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -18,6 +22,15 @@ TINY = [
     "--steps-per-round", "1", "--batch-size", "2", "--ions", "15", "30", "--total-steps", "4",
     "--checkpoint-s", "0",
 ]  # fmt: skip
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "device_train", ROOT / "scripts" / "device_train.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _run(*args: str) -> None:
@@ -55,3 +68,51 @@ def test_trains_checkpoints_in_pieces_and_resumes(tmp_path: Path) -> None:
     assert card["training"]["step"] == 3
     out = model(torch.zeros(1, 1, *card["input_shape"]))
     assert out.shape == (1, 1) and torch.isfinite(out).all()
+
+
+def _joined(run: Path, into: Path):
+    into.mkdir()
+    parts = sorted((run / "model").glob("model.safetensors.part*"))
+    (into / "model.safetensors").write_bytes(b"".join(p.read_bytes() for p in parts))
+    (into / "model.json").write_text((run / "model" / "model.json").read_text())
+    return load_model(into / "model.safetensors")
+
+
+def test_draw_counts_a_dark_species_without_an_output_as_ca() -> None:
+    draw = _script()._draw
+    args = argparse.Namespace(ions=(30, 60), dark="ND3+", dark_max=0.5, dark_share=0.5)
+    rng = np.random.default_rng(1)
+    specs, labels = draw(rng, 40, args, 0, ["Ca+"])
+    totals = [sum(g.count for g in s.ions) for s in specs]
+    with_dark = [len(s.ions) == 2 for s in specs]
+    assert labels[:, 0].tolist() == totals  # every ion, the dark ones too
+    assert 5 < sum(with_dark) < 35  # about half the crystals
+
+    specs, labels = draw(np.random.default_rng(1), 40, args, 0, ["Ca+", "ND3+"])
+    for s, (ca, dark) in zip(specs, labels, strict=True):
+        counts = {g.species.name: g.count for g in s.ions}
+        assert (ca, dark) == (counts["Ca+"], counts.get("ND3+", 0))
+
+
+@pytest.mark.slow
+def test_fine_tunes_the_shipped_model_through_a_specs_cameras(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _run(
+        "--out", str(run), "--max-steps", "1", "--init-model", "default", "--freeze-bn",
+        "--camera", "camera_v2", "--camera-share", "0.5", "--dark", "ND3+", "--lr", "1e-5",
+    )  # fmt: skip
+    meta = _meta(run)
+    assert meta["step"] == 1 and meta["images_seen"] > 0
+    assert meta["val_camera_rms_percent"] > 0 and meta["val_rms_percent"] > 0
+    assert float((run / "log.csv").read_text().splitlines()[-1].split(",")[-1]) > 0
+
+    model, card = _joined(run, tmp_path / "model")
+    shipped_card = read_card(ROOT / "src" / "ccount_core" / "models" / "default.json")
+    assert card["label_names"] == ["Ca+"]  # ND3+ learnt as Ca+, no new output
+    assert card["preprocess"] == shipped_card["preprocess"]
+    assert card["training"]["started_from"]["model"] == "default"
+    assert card["training"]["camera"] == {"spec": "camera_v2", "share": 0.5}
+    shipped, _ = load_model()
+    for name, value in shipped.state_dict().items():
+        if "running_" in name:  # --freeze-bn: the statistics stay the shipped ones
+            torch.testing.assert_close(model.state_dict()[name], value, rtol=1e-3, atol=1e-3)

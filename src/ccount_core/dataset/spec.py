@@ -504,7 +504,7 @@ def plan(spec: Mapping[str, Any]) -> Plan:
         order = np.random.default_rng([spec["seed"], 1]).permutation(len(points))
         points = [points[i] for i in order]
         keys = [keys[i] for i in order]
-    renders = _render_variants(spec)
+    renders = render_variants(spec)
     if len(points) * len(renders) > _MAX_ROWS:
         raise InputError(f"spec: {len(points) * len(renders)} images, more than {_MAX_ROWS}")
     return Plan(dict(spec), tuple(points), tuple(renders), (cooled, *dark), duplicates, tuple(keys))
@@ -542,7 +542,7 @@ def _counts(
     return tuple(counts)
 
 
-def _render_variants(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+def render_variants(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Imaging of each image of an MD run: the spec's imaging with the render axes applied,
     resolved to full lab-unit settings, plus ``noise_draw``."""
     base = spec["imaging"]
