@@ -4,7 +4,8 @@ The preparation (``ccount_core.image.preprocess``) has three options the shipped
 trained without: ``resampling="area"`` (a blur that does not depend on the sub-pixel position),
 ``canonical_turn`` (a frame and its 180° turn prepare alike) and ``symmetry_refine`` (the
 ellipse's centre and angle from the crystal's mirror symmetry). This counts with each model's
-own card, with the first two switched on and with all three:
+own card and with the options named (``--options``; ``turn`` and ``sym`` keep the card's
+resampling):
 
 - ``clean``: ``benchmarks/sigma_coverage.py``'s clean renders (seeds 900000 + i, Ca+ 30-350,
   cached in ``--cache``): mean |error| and RMS (%), with the standard error of their difference;
@@ -14,6 +15,7 @@ own card, with the first two switched on and with all three:
   the largest deviation of a count from its crystal's mean over the angles (%), worst crystal.
 
     python benchmarks/pipeline_options.py --crystals 240 --cache cov.npz [--models default]
+        [--options turn sym turn+sym] [--tta 1]
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from ccount_core.nn.ensemble import IonCounter, load_counter
 
 OPTIONS = {
     "card": {},
+    "turn": {"canonical_turn": True},
+    "sym": {"symmetry_refine": True},
+    "turn+sym": {"canonical_turn": True, "symmetry_refine": True},
     "area+turn": {"resampling": "area", "canonical_turn": True, "symmetry_refine": False},
     "area+turn+sym": {"resampling": "area", "canonical_turn": True, "symmetry_refine": True},
 }
@@ -45,8 +50,10 @@ def with_options(counter: IonCounter, options: dict) -> IonCounter:
     return IonCounter([(net, card(c)) for net, c in counter.members], card(counter.card))
 
 
-def counts(stack: np.ndarray, counter: IonCounter, px: float, axis: object = "auto") -> np.ndarray:
-    rows = count_stack(stack, counter, px, trap_axis=axis, bf16=False)
+def counts(
+    stack: np.ndarray, counter: IonCounter, px: float, axis: object = "auto", tta: int = 0
+) -> np.ndarray:
+    rows = count_stack(stack, counter, px, trap_axis=axis, bf16=False, tta=tta)
     return np.array([np.nan if r["count"] is None else r["count"] for r in rows], float)
 
 
@@ -81,7 +88,11 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("coverage_frames.npz"))
     ap.add_argument("--rotations", type=int, default=4, help="crystals turned through 360°")
     ap.add_argument("--models", nargs="+", default=["default", "dark", "ensemble"])
+    ap.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
+    ap.add_argument("--tta", type=int, default=0, help="count with K test-time views")
     args = ap.parse_args()
+    if args.options[0] != "card":
+        args.options.insert(0, "card")  # the others are compared with it
     bench = Path(__file__).with_name("sigma_coverage.py")
     spec = importlib.util.spec_from_file_location("coverage_bench", bench)
     coverage = importlib.util.module_from_spec(spec)
@@ -93,11 +104,11 @@ def main() -> None:
     for name in args.models:
         base = load_counter(name)
         rel = {}
-        for opt, values in OPTIONS.items():
-            counter = with_options(base, values)
-            rel[opt] = (counts(frames, counter, 2.0) - truth) / truth * 100
+        for opt in args.options:
+            counter = with_options(base, OPTIONS[opt])
+            rel[opt] = (counts(frames, counter, 2.0, tta=args.tta) - truth) / truth * 100
             r = rel[opt]
-            dark = counts(series, counter, meta["pixel_size_um"])[1:]
+            dark = counts(series, counter, meta["pixel_size_um"], tta=args.tta)[1:]
             dark_err = np.abs(dark - true_series[1:]) / true_series[1:] * 100
             spreads = {}
             for axis in ("auto", "stated"):
@@ -105,7 +116,9 @@ def main() -> None:
                 for stack, _ in turned:
                     c = np.array(
                         [
-                            counts(f[None], counter, 1.5, "auto" if axis == "auto" else a)[0]
+                            counts(
+                                f[None], counter, 1.5, "auto" if axis == "auto" else a, args.tta
+                            )[0]
                             for f, a in zip(stack, ANGLES, strict=True)
                         ]
                     )
@@ -118,7 +131,7 @@ def main() -> None:
                 f"  rotation spread auto {spreads['auto']:.1f} %, stated {spreads['stated']:.1f} %",
                 flush=True,
             )
-        for opt in list(OPTIONS)[1:]:
+        for opt in args.options[1:]:
             d = np.abs(rel[opt]) - np.abs(rel["card"])
             d = d[np.isfinite(d)]
             print(
