@@ -1,7 +1,10 @@
 """Does a candidate beat the shipped model? The shipping rule's three measures side by side.
 
 1. **Validation**: ``ccount evaluate`` of both models on the same validation images of each
-   ``--val`` store (RMS and mean |error|, % of the true count).
+   ``--val`` store (RMS and mean |error|, % of the true count), and/or both counted by
+   ``count_stack`` (the whole counting path) on ``sigma_coverage.py``'s first ``--renders``
+   clean renders (seeds no training set uses; cached in ``--renders-cache``, made there when
+   missing), so that a session without the data-set stores can still judge a candidate.
 2. **Dark-core frames**: mean |error| of frames 1-15 of the bundled reaction series
    (``demo_accuracy.py``).
 3. **Robustness**: every variant of ``robustness.py`` (``--crystals`` crystals): mean |error|
@@ -14,6 +17,7 @@ by more than 10 % without a warning. Prints a table per measure and the verdict;
 status is 0 when the candidate beats the shipped model, 1 when it does not.
 
     python benchmarks/ship_check.py RUN/ --against default --val v3_val.zarr [--crystals 120]
+    python benchmarks/ship_check.py RUN/ --renders 240 --renders-cache coverage_frames.npz
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ import numpy as np
 
 import demo_accuracy  # this folder is on the path when run as a script
 import robustness as rb
+import sigma_coverage
+from ccount_core.nn.count import count_stack
+from ccount_core.nn.ensemble import load_counter
 from ccount_core.nn.evaluate import evaluate
 
 
@@ -43,6 +50,24 @@ def validation(
             m = evaluate(model, store, out / f"{store.stem}_{i}", limit=limit)["overall"]
             table[store.name][model] = (m["rms_percent"], m["mean_percent_error"], m["n"])
     return table
+
+
+def render_validation(models: list[str], n: int, cache: Path) -> dict[str, dict[str, tuple]]:
+    """``{"clean renders": {model: (RMS %, mean |error| %, frames counted)}}`` on the first
+    ``n`` of ``sigma_coverage.py``'s clean renders, each counted as ``ccount count`` does."""
+    frames, truth = sigma_coverage.clean_set(n, cache)
+    row = {}
+    for model in models:
+        rows = count_stack(frames, load_counter(model), 2.0)
+        count = np.array([np.nan if r["count"] is None else r["count"] for r in rows], float)
+        err = 100.0 * (count - truth) / truth
+        ok = np.isfinite(err)
+        row[model] = (
+            float(np.sqrt(np.mean(err[ok] ** 2))),
+            float(np.abs(err[ok]).mean()),
+            int(ok.sum()),
+        )
+    return {f"clean renders ({n})": row}
 
 
 def robustness_means(report: dict, models: list[str]) -> dict[str, dict[str, tuple]]:
@@ -81,21 +106,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("candidate", help="run directory or model file")
     ap.add_argument("--against", default="default", help="the shipped model (default: default)")
-    ap.add_argument("--val", type=Path, nargs="+", required=True, help="stores to validate on")
+    ap.add_argument("--val", type=Path, nargs="*", default=[], help="stores to validate on")
+    ap.add_argument("--renders", type=int, default=0, help="clean renders to validate on")
+    ap.add_argument("--renders-cache", type=Path, default=Path("coverage_frames.npz"))
     ap.add_argument("--limit", type=int, default=None, help="validation images per store")
     ap.add_argument("--crystals", type=int, default=120, help="robustness test set size")
     ap.add_argument("--cache", type=Path, default=rb.CACHE, help="robustness cache folder")
     ap.add_argument("--tolerance", type=float, default=0.5, help="points a variant may lose")
     ap.add_argument("--out", type=Path, default=None, help="keep the evaluations here")
     args = ap.parse_args()
+    if not args.val and not args.renders:
+        ap.error("name validation images: --val STORE ... and/or --renders N")
     cand, ship = args.candidate, args.against
     with tempfile.TemporaryDirectory() as tmp:
         val = validation([cand, ship], args.val, args.out or Path(tmp), args.limit)
+    if args.renders:
+        val |= render_validation([cand, ship], args.renders, args.renders_cache)
     dark = {m: float(np.abs(demo_accuracy.series_errors(m)[2][1:]).mean()) for m in (cand, ship)}
     report = rb.run(args.crystals, [cand, ship], cache=args.cache, log=lambda _s: None)
     robust = robustness_means(report, [cand, ship])
     print(f"candidate {cand} against {ship}\n")
-    print("| validation store | images | candidate RMS / mean % | shipped RMS / mean % |")
+    print("| validation set | images | candidate RMS / mean % | shipped RMS / mean % |")
     print("| --- | ---: | --- | --- |")
     for store, row in val.items():
         print(

@@ -68,6 +68,12 @@ def _args() -> argparse.Namespace:
     p.add_argument("--camera", help="a spec with camera_effects (e.g. camera_v2)")
     p.add_argument("--camera-share", type=float, default=0.5, help="crystals through it")
     p.add_argument("--preprocess", type=Path, help="PreprocessConfig JSON (default: defaults)")
+    p.add_argument(
+        "--preprocess-update",
+        type=json.loads,
+        default={},
+        help="JSON fields changed in the start preparation, e.g. '{\"canonical_turn\": true}'",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="default: cuda if there is one")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -299,6 +305,7 @@ def export_model(
         "label_names": labels,
         "preprocess": cfg.to_dict(),
         "input_shape": list(cfg.output_shape),
+        "label_range": meta.get("label_range"),  # the first label's, over the crystals trained on
         "training": {k: meta.get(k) for k in TRAINING_KEYS} | (extra or {}),
     }
     weights, _ = save_model(folder / "model.safetensors", model, card, half=True)
@@ -341,6 +348,9 @@ def _start(args: argparse.Namespace) -> tuple:
         model = build_model(len(labels), label_scale=[100.0] * len(labels))
     if args.preprocess:
         cfg = PreprocessConfig.from_dict(json.loads(args.preprocess.read_text()))
+    if args.preprocess_update:
+        cfg = PreprocessConfig.from_dict(cfg.to_dict() | args.preprocess_update)
+        extra["preprocess_update"] = args.preprocess_update
     return model, cfg, labels, extra
 
 
@@ -434,6 +444,11 @@ def main() -> None:
             opt.step()
             meta["step"] += 1
         meta["images_seen"] += len(x)
+        first = y[:, 0].cpu()
+        meta["label_range"] = [
+            min(float(first.min()), meta.get("label_range", [math.inf])[0]),
+            max(float(first.max()), meta.get("label_range", [0.0, -math.inf])[1]),
+        ]
         meta["round"] += 1
         round_s = time.monotonic() - t0
         if time.monotonic() - last_ckpt > args.checkpoint_s:

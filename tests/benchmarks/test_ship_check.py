@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -21,7 +22,7 @@ def ship_check():
     spec.loader.exec_module(module)
     yield module
     sys.path.remove(str(BENCH))
-    for name in ("robustness", "demo_accuracy"):
+    for name in ("robustness", "demo_accuracy", "sigma_coverage"):
         sys.modules.pop(name, None)
 
 
@@ -48,3 +49,28 @@ def test_one_measure_lost_is_enough_to_refuse(ship_check) -> None:
     # better on every variant, but more frames silently off by more than 10 %
     more_silent = {**ROBUST, "clean": {"c": (2.8, 9), "s": (2.9, 2)}}
     assert beats(ship_check, robust=more_silent) == [True, True, False]
+
+
+def test_clean_renders_validate_both_models_from_the_cache(ship_check, tmp_path: Path) -> None:
+    """Validation without a store: the cached renders counted by the whole counting path,
+    errors in % of the cached truth (an integer, here about twice the count)."""
+    from ccount_core.nn.count import count_stack
+    from ccount_core.nn.ensemble import load_counter
+    from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
+    from ccount_core.simulation.render import ImagingSettings
+
+    imaging = ImagingSettings.from_lab_units(pixel_size_um=2.0, shape=(240, 320))
+    trap = TrapSettings.from_lab_units(v_rf=220.0, v_end=2.5, eta=0.28)
+    frame = simulate(trap, [IonGroup("Ca+", 60)], SimulationSettings(seed=5), imaging).image
+    count = count_stack(frame[None], load_counter("default"), 2.0)[0]["count"]
+    cache = tmp_path / "renders.npz"
+    truth = round(2 * count)
+    np.savez_compressed(cache, frames=frame[None], truth=np.array([truth]))
+    expected = 100.0 * (truth - count) / truth  # about 50 %
+
+    table = ship_check.render_validation(["default", "dark"], 1, cache)
+    rms, mean, n = table["clean renders (1)"]["default"]
+    near = pytest.approx(expected, abs=0.5)  # bfloat16 or float32, as the machine picks
+    assert (rms, mean, n) == (near, near, 1)
+    assert 49 < expected < 51
+    assert table["clean renders (1)"]["dark"][2] == 1

@@ -95,11 +95,13 @@ def test_draw_counts_a_dark_species_without_an_output_as_ca() -> None:
 
 
 @pytest.mark.slow
-def test_fine_tunes_the_shipped_model_through_a_specs_cameras(tmp_path: Path) -> None:
+def test_fine_tunes_the_shipped_model_through_cameras_in_a_new_preparation(tmp_path: Path) -> None:
     run = tmp_path / "run"
+    update = {"resampling": "area", "canonical_turn": True, "symmetry_refine": True}
     _run(
         "--out", str(run), "--max-steps", "1", "--init-model", "default", "--freeze-bn",
         "--camera", "camera_v2", "--camera-share", "0.5", "--dark", "ND3+", "--lr", "1e-5",
+        "--preprocess-update", json.dumps(update),
     )  # fmt: skip
     meta = _meta(run)
     assert meta["step"] == 1 and meta["images_seen"] > 0
@@ -109,7 +111,9 @@ def test_fine_tunes_the_shipped_model_through_a_specs_cameras(tmp_path: Path) ->
     model, card = _joined(run, tmp_path / "model")
     shipped_card = read_card(ROOT / "src" / "ccount_core" / "models" / "default.json")
     assert card["label_names"] == ["Ca+"]  # ND3+ learnt as Ca+, no new output
-    assert card["preprocess"] == shipped_card["preprocess"]
+    lo, hi = card["label_range"]  # every ion of the crystals trained on (--ions 15 30)
+    assert 15 <= lo <= hi <= 30
+    assert card["preprocess"] == shipped_card["preprocess"] | update  # the rest as shipped
     assert card["training"]["started_from"]["model"] == "default"
     assert card["training"]["camera"] == {"spec": "camera_v2", "share": 0.5}
     shipped, _ = load_model()
