@@ -8,16 +8,18 @@ camera-like images; the set ``store``); ``benchmarks/sigma_coverage.py --check-f
 ``--store``) reports the coverage on frames the fit never sees.
 
 Every fit frame is counted with the factors at 1: its σ is then the validation RMS near its
-count ``v`` (⊕ the ensemble's or views' spread ``d``). The smallest scale that would make a
-frame's ±1σ hold its truth is ``sqrt(err² - d²) / v``; ``scale`` is chosen over the frames
-of the sets like the card's training data (``--scale-sets``: ``clean`` for the default model,
-``clean dark`` for a model trained on dark ions too, ``clean store`` for one trained on a
-store's camera-like images too) that carry no "unlike the training images"
-warning, so that ±1σ holds the truth on ``--target`` of them and ±2σ on at least
-``--target2``; ``unlike_scale`` likewise, over the warned frames of all sets, on top of
-``scale``. With ``--camera-crystals N`` the camera factors too, on top of ``scale``, from
-crystals of neither the training sets nor the robustness benchmark (which checks them), the
-first two over frames that carry no "unlike" warning:
+count ``v`` (⊕ the ensemble's or views' spread ``d``, which the factors do not scale). The
+smallest scale that would make a frame's ±1σ hold its truth is ``sqrt(err² - d²) / v``, and
+its ±2σ ``sqrt(err² - 4 d²) / (2 v)`` (the spread doubles too). ``scale`` is the smallest
+with which ±1σ holds the truth on ``--target`` and ±2σ on at least ``--target2`` of the
+frames of each set like the card's training data (``--scale-sets``: ``clean`` for the
+default model, ``clean dark`` for a model trained on dark ions too, ``clean store`` for one
+trained on a store's camera-like images too) that carry no "unlike the training images"
+warning, each set on its own (the goal holds on each, not only on their union);
+``unlike_scale`` likewise, over the warned frames of all sets, on top of ``scale``. With
+``--camera-crystals N`` the camera factors too, on top of ``scale``, from crystals of
+neither the training sets nor the robustness benchmark (which checks them), the first two
+over frames that carry no "unlike" warning:
 
 - ``noise_n0`` (``ccount_core.nn.count.noise_widening``: σ widens by sqrt(1 + (pixel noise /
   n0)⁴)): N crystals of ``benchmarks/noise_sensitivity.py``'s set through each of its cameras
@@ -28,7 +30,11 @@ first two over frames that carry no "unlike" warning:
 - ``unlike_scales`` of the statistics a narrow cooling beam moves (:data:`BEAM_STATS`): N of
   ``benchmarks/pixel_size.py``'s set (MD seeds 30001+) through a beam along and one across
   the trap axis that leave the crystal's edge at 30 % (the robustness benchmark's beams),
-  over the frames warned for those statistics alone.
+  over the frames warned for those statistics alone;
+- ``note_scales["beam"]``: the frames of all camera sets (those beams' above all) whose
+  preparation evened out a beam (the "beam" note, ``ccount_core.image.beam``).
+
+A factor needs at least ``MIN_NOTED`` frames; with fewer the card has none (σ not widened).
 
 ``--notes-only`` keeps the card's ``scale`` and ``unlike_scale`` and fits the camera factors
 alone.
@@ -60,7 +66,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 BENCH = BENCHMARKS / "sigma_coverage.py"
 UNLIKE = "unlike the training images"
 #: The preparation notes of a camera whose frames get their own σ factor (``note_scales``).
-NOTE_KINDS = ("halo",)
+NOTE_KINDS = ("halo", "beam")
 #: The input statistics a cooling beam narrower than the crystal moves, which get their own
 #: σ factor (``unlike_scales``).
 BEAM_STATS = ("band_light", "tip_light")
@@ -106,8 +112,9 @@ def camera_sets(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float, str]]:
 
 
 def needed_scales(stack: np.ndarray, truth: np.ndarray, counter, px: float) -> tuple:
-    """Per counted frame: the scale its ±1σ needs, whether it was warned unlike, its warning
-    and its pixel noise (as counting measures it)."""
+    """Per counted frame: the scales its ±1σ and its ±2σ need (``(n, 2)``, module
+    docstring), whether it was warned unlike, its warning and its pixel noise (as counting
+    measures it)."""
     rows = count_stack(stack, counter, px, bf16=False)
     ok = np.array([r["count"] is not None for r in rows])
     cfg = PreprocessConfig.from_dict(counter.card["preprocess"])
@@ -116,16 +123,25 @@ def needed_scales(stack: np.ndarray, truth: np.ndarray, counter, px: float) -> t
     count = np.array([r["count"] for r in rows], dtype=object)[ok].astype(float)
     sigma = np.array([r["uncertainty"] for r in rows], dtype=object)[ok].astype(float)
     v = validation_error(counter.card, count)
-    spread2 = np.clip(np.nan_to_num(sigma) ** 2 - v**2, 0.0, None)
-    err2 = (count - truth[ok]) ** 2
-    need = np.sqrt(np.clip(err2 - spread2, 0.0, None)) / v
+    spread = np.sqrt(np.clip(np.nan_to_num(sigma) ** 2 - v**2, 0.0, None))
+    need = needs(count - truth[ok], spread, v)
     warnings = [r["warning"] or "" for r, k in zip(rows, ok, strict=True) if k]
     return need, np.array([UNLIKE in w for w in warnings]), warnings, noise
 
 
+def needs(err: np.ndarray, spread: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``(n, 2)``: the scales of ``v`` (ions) with which σ = sqrt((scale·v)² + spread²) puts
+    each error ``err`` (ions) within ±1σ and within ±2σ (module docstring)."""
+    err2, spread2 = np.square(err), np.square(spread)
+    one = np.sqrt(np.clip(err2 - spread2, 0.0, None)) / v
+    two = np.sqrt(np.clip(err2 - 4.0 * spread2, 0.0, None)) / (2.0 * v)
+    return np.stack([one, two], axis=1)
+
+
 def factor(need: np.ndarray, target: float, target2: float) -> float:
-    """The smallest factor with ±1σ holding ``target`` and ±2σ ``target2`` of ``need``."""
-    return float(max(np.quantile(need, target), np.quantile(need, target2) / 2.0))
+    """The smallest factor with ±1σ holding ``target`` and ±2σ ``target2`` of the frames
+    whose needs (:func:`needed_scales`, ``(n, 2)``) are ``need``."""
+    return float(max(np.quantile(need[:, 0], target), np.quantile(need[:, 1], target2)))
 
 
 def main() -> None:
@@ -184,28 +200,29 @@ def camera_factors(args: argparse.Namespace, counter, scale: float) -> dict:
     out: dict = {"note_scales": {}}
     used = []
     need = joined(beam_need)
-    used.append(f"beam {need.size}")
-    if need.size >= MIN_NOTED:
+    used.append(f"beam statistics {len(need)}")
+    if len(need) >= MIN_NOTED:
         k = round(max(1.0, factor(need / scale, args.target, args.target2)), 2)
         out["unlike_scales"] = dict.fromkeys(BEAM_STATS, k)
     for kind, parts in noted.items():
         need = joined(parts)
-        used.append(f"{kind} {need.size}")
-        if need.size >= MIN_NOTED:
+        used.append(f"{kind} note {len(need)}")
+        if len(need) >= MIN_NOTED:
             k = factor(need / scale, args.target, args.target2)
             out["note_scales"][kind] = round(max(1.0, k), 2)
     need, noise = joined(noise_need), joined(noise_level)
-    n0 = fit_noise_n0(need, noise, args.target, args.target2) if need.size >= MIN_NOTED else None
+    n0 = fit_noise_n0(need, noise, args.target, args.target2) if len(need) >= MIN_NOTED else None
     if n0 is not None:
         out["noise_n0"] = round(n0, 4)
     out["note_source"] = (
         f"scripts/uncertainty_factors.py --camera-crystals {args.camera_crystals}: frames "
-        f"not warned unlike, on top of scale; noise_n0 from {need.size} of "
+        f"not warned unlike, on top of scale; noise_n0 from {len(need)} of "
         "benchmarks/noise_sensitivity.py's crystals through its cameras with pixel noise, "
         f"note_scales from those noted of benchmarks/psf_wings.py's with 20 and 30 % of the "
-        "light in wings; unlike_scales of the beam statistics from the frames of "
-        "benchmarks/pixel_size.py's crystals through a cooling beam along and across the "
-        f"axis (edge 30 %) warned for them alone ({', '.join(used)}); ±1σ target "
+        "light in wings (halo) and of all camera sets (beam: evened out); unlike_scales of "
+        "the beam statistics from the frames of benchmarks/pixel_size.py's crystals through a "
+        f"cooling beam along and across the axis (edge 30 %) warned for them alone "
+        f"({', '.join(used)}); ±1σ target "
         f"{args.target}, ±2σ {args.target2}; checked by benchmarks/robustness.py and "
         "benchmarks/noise_sensitivity.py --skip"
     )
@@ -213,8 +230,8 @@ def camera_factors(args: argparse.Namespace, counter, scale: float) -> dict:
 
 
 def joined(parts: list[np.ndarray]) -> np.ndarray:
-    """``parts`` end to end (none: empty)."""
-    return np.concatenate(parts) if parts else np.zeros(0)
+    """Needs ``(n_i, 2)`` end to end (none: empty)."""
+    return np.concatenate(parts) if parts else np.zeros((0, 2))
 
 
 def unlike_statistics(warning: str) -> set[str]:
@@ -229,7 +246,7 @@ def fit_noise_n0(need: np.ndarray, noise: np.ndarray, target: float, target2: fl
 
     def fitted(n0: float) -> float:
         widening = np.array([noise_widening(x, n0) for x in noise])
-        return factor(need / widening, target, target2)
+        return factor(need / widening[:, None], target, target2)
 
     lo, hi = 1e-4, 1e3  # fitted(lo) ~ 0, fitted(hi) ~ unwidened; fitted grows with n0
     if fitted(hi) <= 1.0:
@@ -240,10 +257,21 @@ def fit_noise_n0(need: np.ndarray, noise: np.ndarray, target: float, target2: fl
     return hi
 
 
+def scale_over_sets(
+    need: np.ndarray, name: np.ndarray, use: np.ndarray, target: float, target2: float
+) -> float:
+    """The largest of :func:`factor` over each set (frames of one ``name``) among the frames
+    ``use`` picks: the smallest scale with which every set meets both targets."""
+    sets = [need[use & (name == n)] for n in dict.fromkeys(name[use])]
+    if not sets:
+        raise SystemExit("no frame of --scale-sets left to fit scale on (all warned unlike?)")
+    return max(factor(part, target, target2) for part in sets)
+
+
 def fit_factors(args: argparse.Namespace, bench, counter) -> dict:
     """``scale`` and ``unlike_scale`` (module docstring) fitted on the clean, dark and store
     sets, with their ``source``."""
-    needs, unlikes, trained = [], [], []
+    needs, unlikes, names = [], [], []
     fit_sets = []  # (set name, frames, truth, camera pixel size µm)
     if args.fit_clean:
         fit_sets.append(("clean", *bench.clean_set(args.fit_clean, args.cache), 2.0))
@@ -259,13 +287,13 @@ def fit_factors(args: argparse.Namespace, bench, counter) -> dict:
     if not fit_sets:
         raise SystemExit("no set to fit scale on: give --fit-clean, --fit-dark or --store")
     for name, frames, truth, px in fit_sets:
-        need, unlike, _ = needed_scales(frames, truth.astype(float), counter, px)
+        need, unlike, _, _ = needed_scales(frames, truth.astype(float), counter, px)
         needs.append(need)
         unlikes.append(unlike)
-        trained.append(np.full(len(need), name in args.scale_sets))
-    need, unlike, trained = (np.concatenate(a) for a in (needs, unlikes, trained))
-    like = ~unlike & trained
-    scale = factor(need[like], args.target, args.target2)
+        names.append(np.full(len(need), name))
+    need, unlike, name = (np.concatenate(a) for a in (needs, unlikes, names))
+    like = ~unlike & np.isin(name, args.scale_sets)
+    scale = scale_over_sets(need, name, like, args.target, args.target2)
     factors = {"scale": round(scale, 3)}
     if unlike.any():
         factors["unlike_scale"] = round(
@@ -277,8 +305,9 @@ def fit_factors(args: argparse.Namespace, bench, counter) -> dict:
         + bench.store_note(args.store, args.store_split, args.store_from, n_store)
         + ", "
         f"scale from {int(like.sum())} of the {' and '.join(args.scale_sets)} ones like the "
-        f"training images, unlike_scale from {int(unlike.sum())} warned unlike; ±1σ target "
-        f"{args.target}, ±2σ {args.target2}; checked on other seeds by "
+        f"training images (each set meeting both targets), unlike_scale from "
+        f"{int(unlike.sum())} warned unlike; ±1σ target {args.target}, ±2σ {args.target2} "
+        "(an ensemble's or views' spread doubling at ±2σ); checked on other seeds by "
         "benchmarks/sigma_coverage.py --check-from"
     )
     return factors

@@ -1,12 +1,15 @@
-"""scripts/uncertainty_factors.py --notes-only: the camera factors are fitted on their frames,
-and the card's other factors are kept."""
+"""scripts/uncertainty_factors.py: ``scale`` makes each fit set meet both targets, an
+ensemble's spread counted at ±2σ twice; --notes-only fits the camera factors on their frames
+and keeps the card's other factors."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -33,15 +36,69 @@ def spots_frame(noise: float, seed: int) -> np.ndarray:
     )
 
 
-def test_camera_factors_are_fitted_on_their_frames(tmp_path, write_model, monkeypatch) -> None:
-    """``noise_n0`` is fitted so that, counted again with the written card, ±1σ holds the truth
-    on 68 % of the noise set's frames and ±2σ on at least 94 %; the halo factor on the frames
-    noted "halo" alone; the card's other factors are kept."""
+def load_script():
     spec = importlib.util.spec_from_file_location(
         "factors", ROOT / "scripts/uncertainty_factors.py"
     )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_a_spread_doubles_at_two_sigma() -> None:
+    """σ = sqrt((scale·v)² + d²): an error of 2d lies within ±2σ at any scale, but needs
+    sqrt(3)·d/v at ±1σ; with no spread the ±2σ need is half the ±1σ one."""
+    needs = load_script().needs
+    v = np.array([2.0, 2.0])
+    need = needs(np.array([6.0, 6.0]), np.array([3.0, 0.0]), v)
+    np.testing.assert_allclose(need[0], [np.sqrt(27.0) / 2.0, 0.0])
+    np.testing.assert_allclose(need[1], [3.0, 1.5])
+
+
+def test_scale_lets_each_fit_set_meet_both_targets(tmp_path, write_model) -> None:
+    """Two fit sets, the second's errors twice the first's: ``scale`` is the smallest with
+    which each set meets both targets, so the second decides it (the union would let the
+    second fall short)."""
+    script = load_script()
+    pre = PreprocessConfig(model_pixel_size_um=6.0, output_shape=(96, 48))
+    card_fields = {"metrics": {"ccount_evaluate": {"bins": BINS}}}
+    weights = write_model(tmp_path / "m.safetensors", preprocess=pre, card=card_fields)
+    frames = np.tile(np.stack([spots_frame(0.02, s) for s in range(20)]), (10, 1, 1))
+    counter = load_counter(str(weights))
+    count = np.array([r["count"] for r in count_stack(frames, counter, 2.0, bf16=False)])
+    v = validation_error(counter.card, count)
+    k = np.random.default_rng(3).normal(0.0, 1.0, 200)  # errors of about 1 v and 2 v
+    truths = {"clean": count + k * v, "dark": count + 2.0 * k * v}
+    bench = SimpleNamespace(
+        clean_set=lambda n, cache, dark=False: (frames, truths["dark" if dark else "clean"]),
+        store_note=lambda *a: "",
+        SEED0=0,
+        DARK_SEED0=1,
+    )
+    args = argparse.Namespace(
+        fit_clean=200, fit_dark=200, cache=None, dark_cache=None, store=None, store_split="",
+        store_from=0,
+        scale_sets=["clean", "dark"], target=0.68, target2=0.94,
+    )  # fmt: skip
+    scale = script.fit_factors(args, bench, counter)["scale"]
+
+    def cover(name: str, s: float) -> tuple[float, float]:
+        z = np.abs(truths[name] - count) / (s * v)
+        return float(np.mean(z <= 1.0)), float(np.mean(z <= 2.0))
+
+    for name in truths:  # both sets meet both targets (to one frame in 200)...
+        one, two = cover(name, scale)
+        assert one >= 0.68 - 1 / 200 and two >= 0.94 - 1 / 200
+    one, two = cover("dark", 0.97 * scale)  # ... and a smaller scale fails the second
+    assert one < 0.68 - 1 / 200 or two < 0.94 - 1 / 200
+    assert min(cover("clean", 0.5 * scale)) >= 0.68 - 1 / 200  # the first would take half
+
+
+def test_camera_factors_are_fitted_on_their_frames(tmp_path, write_model, monkeypatch) -> None:
+    """``noise_n0`` is fitted so that, counted again with the written card, ±1σ holds the truth
+    on 68 % of the noise set's frames and ±2σ on at least 94 %; the halo factor on the frames
+    noted "halo" alone; the card's other factors are kept."""
+    script = load_script()
     pre = PreprocessConfig(model_pixel_size_um=6.0, output_shape=(96, 48))
     old = {"scale": 0.9, "unlike_scale": 4.0, "source": "fitted before"}
     card_fields = {"metrics": {"ccount_evaluate": {"bins": BINS}}, "uncertainty": old}
@@ -67,7 +124,7 @@ def test_camera_factors_are_fitted_on_their_frames(tmp_path, write_model, monkey
     factors = json.loads(card.read_text())["uncertainty"]
     assert {key: factors[key] for key in old} == old
     assert factors["note_scales"] == {}  # no frame noted "halo"
-    assert "from 50 of" in factors["note_source"] and "halo 0" in factors["note_source"]
+    assert "from 50 of" in factors["note_source"] and "halo note 0" in factors["note_source"]
     rows = count_stack(frames, load_counter(str(weights)), 2.0, bf16=False)
     z = np.abs(np.array([r["count"] for r in rows]) - truth) / [r["uncertainty"] for r in rows]
     assert np.mean(z <= 1.0) == pytest.approx(0.68, abs=0.03)
@@ -83,11 +140,7 @@ def test_the_statistics_a_warning_names_are_read_back() -> None:
     script reads the statistics back from the row's warning."""
     from ccount_core.nn.inputs import range_warnings
 
-    spec = importlib.util.spec_from_file_location(
-        "factors", ROOT / "scripts/uncertainty_factors.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script()
     ranges = {name: {"min": 0.9, "max": 1.1} for name in ("band_light", "tip_light", "core_light")}
     stats = {"band_light": 1.5, "tip_light": 1.0, "core_light": 0.5}
     warning = "; ".join(["halo: 2 % ...", *range_warnings(stats, ranges)])
