@@ -271,7 +271,7 @@ def scale_over_sets(
 def fit_factors(args: argparse.Namespace, bench, counter) -> dict:
     """``scale`` and ``unlike_scale`` (module docstring) fitted on the clean, dark and store
     sets, with their ``source``."""
-    needs, unlikes, names = [], [], []
+    set_needs, unlikes, names = [], [], []
     fit_sets = []  # (set name, frames, truth, camera pixel size µm)
     if args.fit_clean:
         fit_sets.append(("clean", *bench.clean_set(args.fit_clean, args.cache), 2.0))
@@ -288,10 +288,10 @@ def fit_factors(args: argparse.Namespace, bench, counter) -> dict:
         raise SystemExit("no set to fit scale on: give --fit-clean, --fit-dark or --store")
     for name, frames, truth, px in fit_sets:
         need, unlike, _, _ = needed_scales(frames, truth.astype(float), counter, px)
-        needs.append(need)
+        set_needs.append(need)
         unlikes.append(unlike)
         names.append(np.full(len(need), name))
-    need, unlike, name = (np.concatenate(a) for a in (needs, unlikes, names))
+    need, unlike, name = (np.concatenate(a) for a in (set_needs, unlikes, names))
     like = ~unlike & np.isin(name, args.scale_sets)
     scale = scale_over_sets(need, name, like, args.target, args.target2)
     factors = {"scale": round(scale, 3)}
