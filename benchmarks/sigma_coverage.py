@@ -41,12 +41,15 @@ SEED0 = 900_000
 DARK_SEED0 = 920_000
 
 
-def clean_set(n: int, cache: Path, dark: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def clean_set(
+    n: int, cache: Path, dark: bool = False, seed0: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(frames (n, 240, 320) float32, truth (n,))``, simulated once and cached; a cache with
     fewer crystals is extended (saved every 10 crystals, so an interrupted run resumes).
     ``dark``: crystals like the dark model's training images instead (spec ``dark_v2``: of
     the 30-350 ions, 0-75 % are dark ND3+, gathered in the core; seeds 920000 + i); the truth
-    is the Ca+ number."""
+    is the Ca+ number. ``seed0``: other seeds (``seed0 + i``) for a set of another use (e.g.
+    ``scripts/count_calibration.py``'s), in a cache of its own."""
     frames: list[np.ndarray] = []
     truth: list[int] = []
     if cache.exists():
@@ -57,7 +60,8 @@ def clean_set(n: int, cache: Path, dark: bool = False) -> tuple[np.ndarray, np.n
     from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
     from ccount_core.simulation.render import ImagingSettings
 
-    seed0 = DARK_SEED0 if dark else SEED0
+    if seed0 is None:
+        seed0 = DARK_SEED0 if dark else SEED0
     for i in range(len(truth), n):
         rng = np.random.default_rng(seed0 + i)
         ions = int(rng.integers(30, 351))
