@@ -91,9 +91,10 @@ def _prepare(job: tuple[np.ndarray, dict, float]) -> tuple[np.ndarray, list[int]
 
 
 def _camera_prepare(job: tuple[list, dict]) -> tuple[np.ndarray, list[int]]:
-    """Worker: crystals ``(samples (S, N, 3) m, fluorescing (N,), imaging, seed)`` rendered
-    through the camera their ``imaging`` draws (``render_real``, as a data set renders) and
-    prepared; returns the prepared images and the indices of the frames that failed."""
+    """Worker: crystals ``(samples (S, N, 3) m, fluorescing (N,), imaging, seed)`` (None for
+    one whose ions escaped) rendered through the camera their ``imaging`` draws
+    (``render_real``, as a data set renders) and prepared; returns the prepared images and the
+    indices of the frames that failed."""
     from ccount_core.dataset.sweep import render_real
     from ccount_core.errors import InputError
     from ccount_core.image.preprocess import PreprocessConfig, prepare_stack
@@ -101,13 +102,17 @@ def _camera_prepare(job: tuple[list, dict]) -> tuple[np.ndarray, list[int]]:
     crystals, cfg_dict = job
     cfg = PreprocessConfig.from_dict(cfg_dict)
     images, bad = [], []
-    for i, (samples, fluorescing, imaging, seed) in enumerate(crystals):
-        rng = np.random.default_rng(seed)
-        frame = render_real(samples.astype(np.float64), fluorescing, imaging, rng)
-        try:
-            out = prepare_stack(frame[None], cfg, camera_pixel_size_um=imaging["pixel_size_um"])
-        except InputError:
-            out = None
+    for i, crystal in enumerate(crystals):
+        out = None
+        if crystal is not None:  # None: its ions left the trap
+            samples, fluorescing, imaging, seed = crystal
+            rng = np.random.default_rng(seed)
+            frame = render_real(samples.astype(np.float64), fluorescing, imaging, rng)
+            px = imaging["pixel_size_um"]
+            try:
+                out = prepare_stack(frame[None], cfg, camera_pixel_size_um=px)
+            except InputError:
+                pass
         if out is None or out.bad_frames:
             bad.append(i)
             images.append(np.zeros((1, *cfg.output_shape), np.float32))
@@ -224,8 +229,11 @@ class Data:
         mask, lit = result.mask.cpu().numpy(), result.fluorescing.cpu().numpy()
         picks = rng.integers(len(self.cameras), size=k)
         seeds = rng.integers(2**63, size=k)
+        escaped = result.escaped.cpu().numpy()
         crystals = [
-            (samples[i][:, mask[i]], lit[i][mask[i]], self.cameras[picks[i]], int(seeds[i]))
+            None
+            if escaped[i]
+            else (samples[i][:, mask[i]], lit[i][mask[i]], self.cameras[picks[i]], int(seeds[i]))
             for i in range(k)
         ]
         parts = [i for i in np.array_split(np.arange(k), self.args.workers) if len(i)]

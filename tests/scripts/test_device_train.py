@@ -120,3 +120,11 @@ def test_fine_tunes_the_shipped_model_through_cameras_in_a_new_preparation(tmp_p
     for name, value in shipped.state_dict().items():
         if "running_" in name:  # --freeze-bn: the statistics stay the shipped ones
             torch.testing.assert_close(model.state_dict()[name], value, rtol=1e-3, atol=1e-3)
+
+
+def test_a_crystal_whose_ions_escaped_is_not_rendered_but_dropped() -> None:
+    from ccount_core.image.preprocess import PreprocessConfig
+
+    cfg = PreprocessConfig(model_pixel_size_um=6.0, output_shape=(96, 48))
+    images, bad = _script()._camera_prepare(([None], cfg.to_dict()))
+    assert images.shape == (1, 96, 48) and not images.any() and bad == [0]
