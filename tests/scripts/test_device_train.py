@@ -128,3 +128,27 @@ def test_a_crystal_whose_ions_escaped_is_not_rendered_but_dropped() -> None:
     cfg = PreprocessConfig(model_pixel_size_um=6.0, output_shape=(96, 48))
     images, bad = _script()._camera_prepare(([None], cfg.to_dict()))
     assert images.shape == (1, 96, 48) and not images.any() and bad == [0]
+
+
+def test_the_device_path_imports_without_the_store_libraries() -> None:
+    """The device image has no zarr or dask: the script's rendering and training need
+    neither (``ccount_core.dataset`` imports its store on first use)."""
+    script = ROOT / "scripts" / "device_train.py"
+    code = (
+        "import sys\n"
+        "for m in ('zarr', 'dask', 'distributed', 'numcodecs'):\n"
+        "    sys.modules[m] = None\n"
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('d', {str(script)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "from ccount_core.dataset.spec import load_spec, render_variants\n"
+        "from ccount_core.dataset.sweep import render_real\n"
+        "from ccount_core.image.preprocess import prepare_stack\n"
+        "from ccount_core.nn.model import load_model\n"
+        "from ccount_core.nn.train import _freeze_batchnorm, _loss\n"
+        "from ccount_core.simulation.batch import simulate_batch\n"
+        "render_variants(load_spec('camera_v2'))\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)

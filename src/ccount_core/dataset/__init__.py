@@ -4,6 +4,9 @@
 (:mod:`.store`); ``open_dataset(out)`` reads it back for training with no other file.
 """
 
+import importlib
+from typing import Any
+
 from ccount_core.dataset.spec import (
     SPLIT_NAMES,
     MdPoint,
@@ -15,14 +18,25 @@ from ccount_core.dataset.spec import (
     split_of,
     stable_hash,
 )
-from ccount_core.dataset.store import (
-    Dataset,
-    StoreLock,
-    StoreLockedError,
-    count_column,
-    open_dataset,
-)
-from ccount_core.dataset.sweep import GenerateSummary, generate
+
+#: The store's and the sweep's names, imported on first use: a spec and its renders need
+#: neither zarr nor dask (``scripts/device_train.py`` renders on a machine without them).
+_LAZY = {
+    "Dataset": "store",
+    "StoreLock": "store",
+    "StoreLockedError": "store",
+    "count_column": "store",
+    "open_dataset": "store",
+    "GenerateSummary": "sweep",
+    "generate": "sweep",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"ccount_core.dataset.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'ccount_core.dataset' has no attribute {name!r}")
+
 
 __all__ = [
     "SPLIT_NAMES",

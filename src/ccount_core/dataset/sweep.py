@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,9 +33,11 @@ from ccount_core.dataset.spec import (
     split_of,
     stable_hash,
 )
-from ccount_core.dataset.store import StoreLock, StoreWriter, open_for_writing
 from ccount_core.errors import InputError
 from ccount_core.progress import ProgressCallback, report
+
+if TYPE_CHECKING:
+    from ccount_core.dataset.store import StoreWriter
 
 SimulateFn = Callable[
     [Mapping[str, Any], Sequence[tuple[str, int]], Mapping[str, Any], int],
@@ -316,6 +318,10 @@ def generate(
     p = plan(norm)
     if simulate_fn is None:
         check_physics(p)
+    # The store (zarr) is imported here, not with the module: rendering a spec's image
+    # (render_real) needs no store, e.g. on a device without zarr (scripts/device_train.py).
+    from ccount_core.dataset.store import StoreLock, StoreWriter, open_for_writing
+
     out = Path(out)
     with StoreLock(out):
         group = open_for_writing(out, p)
