@@ -3,21 +3,17 @@ its crystal's clean one and written into the card, with the model's own (uncalib
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_the_exponents_are_fitted_on_pairs_and_written(tmp_path, write_model, monkeypatch) -> None:
-    spec = importlib.util.spec_from_file_location("calib", ROOT / "scripts/camera_calibration.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_the_exponents_are_fitted_on_pairs_and_written(
+    tmp_path, write_model, monkeypatch, load_script
+) -> None:
+    script = load_script("camera_calibration")
     old = {"camera_calibration": {"noise_b": 9.0}}
     weights = write_model(tmp_path / "m.safetensors", card=old)
     card = weights.with_suffix(".json")

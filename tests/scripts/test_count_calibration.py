@@ -4,7 +4,6 @@ that carries it counts through it (the first label; the weights untouched)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -18,20 +17,9 @@ from ccount_core.nn.count import count_stack
 from ccount_core.nn.ensemble import load_counter
 from ccount_core.nn.model import default_model_path
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "count_calibration", ROOT / "scripts/count_calibration.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
-def test_a_card_with_the_map_counts_through_it(tmp_path: Path) -> None:
-    script = load_script()
+def test_a_card_with_the_map_counts_through_it(tmp_path: Path, load_script) -> None:
+    script = load_script("count_calibration")
     shipped = json.loads(default_model_path().with_suffix(".json").read_text())
     # A model that reads 8 % low and 2 ions high, over the card's range.
     truth = np.linspace(30.0, 350.0, 200)

@@ -3,7 +3,6 @@ resume from the pieces, export a model that loads; and a fine-tune of the shippe
 through a spec's cameras, with dark ions it has no output for."""
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,15 +21,6 @@ TINY = [
     "--steps-per-round", "1", "--batch-size", "2", "--ions", "15", "30", "--total-steps", "4",
     "--checkpoint-s", "0",
 ]  # fmt: skip
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "device_train", ROOT / "scripts" / "device_train.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(*args: str) -> None:
@@ -78,8 +68,8 @@ def _joined(run: Path, into: Path):
     return load_model(into / "model.safetensors")
 
 
-def test_draw_counts_a_dark_species_without_an_output_as_ca() -> None:
-    draw = _script()._draw
+def test_draw_counts_a_dark_species_without_an_output_as_ca(load_script) -> None:
+    draw = load_script("device_train")._draw
     args = argparse.Namespace(ions=(30, 60), dark="ND3+", dark_max=0.5, dark_share=0.5)
     rng = np.random.default_rng(1)
     specs, labels = draw(rng, 40, args, 0, ["Ca+"])
@@ -122,11 +112,11 @@ def test_fine_tunes_the_shipped_model_through_cameras_in_a_new_preparation(tmp_p
             torch.testing.assert_close(model.state_dict()[name], value, rtol=1e-3, atol=1e-3)
 
 
-def test_a_crystal_whose_ions_escaped_is_not_rendered_but_dropped() -> None:
+def test_a_crystal_whose_ions_escaped_is_not_rendered_but_dropped(load_script) -> None:
     from ccount_core.image.preprocess import PreprocessConfig
 
     cfg = PreprocessConfig(model_pixel_size_um=6.0, output_shape=(96, 48))
-    images, bad = _script()._camera_prepare(([None], cfg.to_dict()))
+    images, bad = load_script("device_train")._camera_prepare(([None], cfg.to_dict()))
     assert images.shape == (1, 96, 48) and not images.any() and bad == [0]
 
 

@@ -5,10 +5,8 @@ and keeps the card's other factors."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,7 +16,6 @@ from ccount_core.image.preprocess import PreprocessConfig
 from ccount_core.nn.count import count_stack, validation_error
 from ccount_core.nn.ensemble import load_counter
 
-ROOT = Path(__file__).resolve().parents[2]
 BINS = [{"true_mean": 50.0, "rms": 2.0, "n": 10}, {"true_mean": 400.0, "rms": 8.0, "n": 10}]
 
 
@@ -36,30 +33,21 @@ def spots_frame(noise: float, seed: int) -> np.ndarray:
     )
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "factors", ROOT / "scripts/uncertainty_factors.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
-def test_a_spread_doubles_at_two_sigma() -> None:
+def test_a_spread_doubles_at_two_sigma(load_script) -> None:
     """σ = sqrt((scale·v)² + d²): an error of 2d lies within ±2σ at any scale, but needs
     sqrt(3)·d/v at ±1σ; with no spread the ±2σ need is half the ±1σ one."""
-    needs = load_script().needs
+    needs = load_script("uncertainty_factors").needs
     v = np.array([2.0, 2.0])
     need = needs(np.array([6.0, 6.0]), np.array([3.0, 0.0]), v)
     np.testing.assert_allclose(need[0], [np.sqrt(27.0) / 2.0, 0.0])
     np.testing.assert_allclose(need[1], [3.0, 1.5])
 
 
-def test_scale_lets_each_fit_set_meet_both_targets(tmp_path, write_model) -> None:
+def test_scale_lets_each_fit_set_meet_both_targets(tmp_path, write_model, load_script) -> None:
     """Two fit sets, the second's errors twice the first's: ``scale`` is the smallest with
     which each set meets both targets, so the second decides it (the union would let the
     second fall short)."""
-    script = load_script()
+    script = load_script("uncertainty_factors")
     pre = PreprocessConfig(model_pixel_size_um=6.0, output_shape=(96, 48))
     card_fields = {"metrics": {"ccount_evaluate": {"bins": BINS}}}
     weights = write_model(tmp_path / "m.safetensors", preprocess=pre, card=card_fields)
@@ -94,11 +82,13 @@ def test_scale_lets_each_fit_set_meet_both_targets(tmp_path, write_model) -> Non
     assert min(cover("clean", 0.5 * scale)) >= 0.68 - 1 / 200  # the first would take half
 
 
-def test_camera_factors_are_fitted_on_their_frames(tmp_path, write_model, monkeypatch) -> None:
+def test_camera_factors_are_fitted_on_their_frames(
+    tmp_path, write_model, monkeypatch, load_script
+) -> None:
     """``noise_n0`` is fitted so that, counted again with the written card, ±1σ holds the truth
     on 68 % of the noise set's frames and ±2σ on at least 94 %; the halo factor on the frames
     noted "halo" alone; the card's other factors are kept."""
-    script = load_script()
+    script = load_script("uncertainty_factors")
     pre = PreprocessConfig(model_pixel_size_um=6.0, output_shape=(96, 48))
     old = {"scale": 0.9, "unlike_scale": 4.0, "source": "fitted before"}
     card_fields = {"metrics": {"ccount_evaluate": {"bins": BINS}}, "uncertainty": old}
@@ -135,12 +125,12 @@ def test_camera_factors_are_fitted_on_their_frames(tmp_path, write_model, monkey
     assert widened[0] < 1.1 and widened[-1] > 2.0 and np.all(np.diff(widened[::10]) > 0)
 
 
-def test_the_statistics_a_warning_names_are_read_back() -> None:
+def test_the_statistics_a_warning_names_are_read_back(load_script) -> None:
     """The beam factor is fitted on the frames warned for band_light or tip_light alone: the
     script reads the statistics back from the row's warning."""
     from ccount_core.nn.inputs import range_warnings
 
-    script = load_script()
+    script = load_script("uncertainty_factors")
     ranges = {name: {"min": 0.9, "max": 1.1} for name in ("band_light", "tip_light", "core_light")}
     stats = {"band_light": 1.5, "tip_light": 1.0, "core_light": 0.5}
     warning = "; ".join(["halo: 2 % ...", *range_warnings(stats, ranges)])
