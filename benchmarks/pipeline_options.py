@@ -91,8 +91,8 @@ def main() -> None:
     ap.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
     ap.add_argument("--tta", type=int, default=0, help="count with K test-time views")
     args = ap.parse_args()
-    if args.options[0] != "card":
-        args.options.insert(0, "card")  # the others are compared with it
+    # the card first, once: the others are compared with it
+    args.options = ["card", *dict.fromkeys(o for o in args.options if o != "card")]
     bench = Path(__file__).with_name("sigma_coverage.py")
     spec = importlib.util.spec_from_file_location("coverage_bench", bench)
     coverage = importlib.util.module_from_spec(spec)
