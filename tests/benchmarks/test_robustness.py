@@ -96,6 +96,24 @@ def test_metrics_count_coverage_and_silent_errors(bench) -> None:
     ]
     m = bench.metrics(rows, np.array([100.0, 100.0, 100.0, 100.0]))
     assert m["refused"] == 1 and m["warned"] == 1 and m["silent_over_10"] == 1
+    assert m["silent_frames"] == [1]
     assert m["mean_abs_percent"] == pytest.approx(79 / 3)
     assert m["bias_percent"] == pytest.approx(13.0)
     assert m["cover_1sigma"] == pytest.approx(0.0) and m["cover_2sigma"] == pytest.approx(1 / 3)
+
+
+def test_the_report_names_the_crystals_off_without_a_warning(bench) -> None:
+    """Each silent crystal once, with its ion number and how many variants it is silent in."""
+    a = {"count": 100.0, "uncertainty": 3.0, "warning": ""}
+    high = {"count": 130.0, "uncertainty": 3.0, "warning": ""}
+    truth = np.array([100.0, 100.0, 100.0])
+    table = {
+        "clean": bench.metrics([a, high, a], truth),
+        "x": bench.metrics([high, high, a], truth),
+    }
+    assert bench.silent_crystals(table) == {1: 2, 0: 1}
+    crystals = [{"n_ions": 100}, {"n_ions": 100}, {"n_ions": 100}]
+    text = bench.markdown({"crystals": crystals, "results": {"m": table}})
+    assert "crystal 1 (100 ions) in 2 variants, crystal 0 (100 ions) in 1 variant" in text
+    quiet = {"clean": bench.metrics([a, a, a], truth)}
+    assert "no warning:" not in bench.markdown({"crystals": crystals, "results": {"m": quiet}})
