@@ -169,6 +169,11 @@ def main() -> None:
     spec.loader.exec_module(bench)
     counter = load_counter(args.model)
     counter.card.pop("uncertainty", None)  # factors at 1 (a single model's members share it)
+    if not np.isfinite(validation_error(counter.card, np.array([100.0]))).all():
+        raise SystemExit(
+            f"{args.model}: its card has no validation error per count to scale "
+            "(metrics.ccount_evaluate bins): put `ccount evaluate`'s metrics.json there first"
+        )
     card = json.loads(args.card.read_text())
     if args.notes_only:
         camera = ("note_scales", "note_source", "noise_n0", "unlike_scales")

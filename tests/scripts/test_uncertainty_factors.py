@@ -136,3 +136,20 @@ def test_the_statistics_a_warning_names_are_read_back(load_script) -> None:
     warning = "; ".join(["halo: 2 % ...", *range_warnings(stats, ranges)])
     assert script.unlike_statistics(warning) == {"band_light", "core_light"}
     assert script.unlike_statistics("halo: 2 % ...") == set()
+
+
+def test_a_card_without_validation_bins_is_refused(
+    tmp_path, write_model, monkeypatch, load_script
+) -> None:
+    """A card with no validation error per count (a fresh run's) has nothing to scale: one
+    line naming what is missing, and the card is left as it was (it once got a NaN scale)."""
+    script = load_script("uncertainty_factors")
+    pre = PreprocessConfig(model_pixel_size_um=6.0, output_shape=(96, 48))
+    weights = write_model(tmp_path / "m.safetensors", preprocess=pre)
+    card = weights.with_suffix(".json")
+    before = card.read_text()
+    argv = ["uncertainty_factors.py", str(weights), "--card", str(card)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="no validation error per count"):
+        script.main()
+    assert card.read_text() == before
