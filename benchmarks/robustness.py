@@ -317,6 +317,7 @@ def metrics(rows: Sequence[dict[str, Any]], truth: np.ndarray) -> dict[str, Any]
     err = 100.0 * (count - truth) / truth
     e = err[counted]
     within = np.abs(count - truth)[counted]
+    silent = counted & ~warned & (np.abs(err) > 10)
     nan = float("nan")
     return {
         "frames": len(rows),
@@ -328,8 +329,8 @@ def metrics(rows: Sequence[dict[str, Any]], truth: np.ndarray) -> dict[str, Any]
         "warned": int((warned & counted).sum()),
         "cover_1sigma": float(np.mean(within <= unc[counted])) if e.size else nan,
         "cover_2sigma": float(np.mean(within <= 2 * unc[counted])) if e.size else nan,
-        "silent_over_10": int((counted & ~warned & (np.abs(err) > 10)).sum()),
-        "silent_frames": np.flatnonzero(counted & ~warned & (np.abs(err) > 10)).tolist(),
+        "silent_over_10": int(silent.sum()),
+        "silent_frames": np.flatnonzero(silent).tolist(),
     }
 
 
