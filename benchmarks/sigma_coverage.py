@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ccount_core.dataset.samples import load_sample
+from ccount_core.files import atomic_write_bytes
 from ccount_core.nn.count import count_stack
 from ccount_core.nn.ensemble import load_counter
 
@@ -49,19 +51,24 @@ def clean_set(
     ``dark``: crystals like the dark model's training images instead (spec ``dark_v2``: of
     the 30-350 ions, 0-75 % are dark ND3+, gathered in the core; seeds 920000 + i); the truth
     is the Ca+ number. ``seed0``: other seeds (``seed0 + i``) for a set of another use (e.g.
-    ``scripts/count_calibration.py``'s), in a cache of its own."""
+    ``scripts/count_calibration.py``'s), in a cache of its own: the cache records its first
+    seed (one without, from before, holds the default's), and a cache of other seeds is
+    refused rather than mixed into this set."""
+    if seed0 is None:
+        seed0 = DARK_SEED0 if dark else SEED0
     frames: list[np.ndarray] = []
     truth: list[int] = []
     if cache.exists():
         with np.load(cache) as z:
+            held = int(z["seed0"]) if "seed0" in z.files else (DARK_SEED0 if dark else SEED0)
+            if held != seed0:
+                raise SystemExit(f"{cache}: holds the crystals of seeds {held}+, not {seed0}+")
             frames, truth = list(z["frames"][:n]), [int(t) for t in z["truth"][:n]]
     if len(truth) >= n:
         return np.stack(frames), np.array(truth)
     from ccount_core.simulation import IonGroup, SimulationSettings, TrapSettings, simulate
     from ccount_core.simulation.render import ImagingSettings
 
-    if seed0 is None:
-        seed0 = DARK_SEED0 if dark else SEED0
     for i in range(len(truth), n):
         rng = np.random.default_rng(seed0 + i)
         ions = int(rng.integers(30, 351))
@@ -86,7 +93,9 @@ def clean_set(
         truth.append(ions)
         print(f"  crystal {i + 1}/{n}: {ions} Ca+ in {time.perf_counter() - t:.0f} s", flush=True)
         if (i + 1) % 10 == 0 or i + 1 == n:
-            np.savez_compressed(cache, frames=np.stack(frames), truth=np.array(truth))
+            buf = io.BytesIO()
+            np.savez_compressed(buf, frames=np.stack(frames), truth=np.array(truth), seed0=seed0)
+            atomic_write_bytes(cache, buf.getvalue())
     return np.stack(frames), np.array(truth)
 
 

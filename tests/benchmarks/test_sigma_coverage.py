@@ -94,3 +94,21 @@ def test_input_ranges_script_measures_a_store(store: Path, tmp_path: Path, write
     for name, r in ranges.items():
         if name != "source":
             assert np.isfinite(r["min"]) and np.isfinite(r["max"]) and r["min"] <= r["max"], name
+
+
+def test_a_render_cache_serves_only_the_seeds_it_holds(bench, tmp_path: Path) -> None:
+    """A cache records its first seed: the calibration renders (940000+) are never handed out
+    as the coverage set (900000+), and a cache from before, without the record, holds the
+    default's."""
+    frames, truth = np.zeros((3, 4, 4), np.float32), np.array([30, 40, 50])
+    calibration = tmp_path / "calibration.npz"
+    np.savez_compressed(calibration, frames=frames, truth=truth, seed0=940_000)
+    got, t = bench.clean_set(3, calibration, seed0=940_000)
+    assert got.shape == (3, 4, 4) and t.tolist() == [30, 40, 50]
+    with pytest.raises(SystemExit, match="seeds 940000\\+, not 900000\\+"):
+        bench.clean_set(3, calibration)
+    legacy = tmp_path / "coverage.npz"
+    np.savez_compressed(legacy, frames=frames, truth=truth)
+    assert bench.clean_set(2, legacy)[1].tolist() == [30, 40]
+    with pytest.raises(SystemExit, match="seeds 900000\\+, not 940000\\+"):
+        bench.clean_set(2, legacy, seed0=940_000)
