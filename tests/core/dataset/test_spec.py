@@ -292,6 +292,20 @@ def test_camera_v2_draws_the_beam_by_the_level_it_leaves_at_the_edge() -> None:
     assert isinstance(effects_from_draw(draws[0]).profile, EdgeLaserProfile)
 
 
+def test_camera_dark_v1_is_dark_v2_crystals_through_camera_v2() -> None:
+    dark, camera, both = (load_spec(n) for n in ("dark_v2", "camera_v2", "camera_dark_v1"))
+    for key in ("species", "trap"):
+        assert both[key] == dark[key], key
+    same = {k: v for k, v in both["parameters"].items() if k != "n_samples"}
+    assert same == {k: v for k, v in dark["parameters"].items() if k != "n_samples"}
+    assert both["parameters"]["n_samples"] == camera["parameters"]["n_samples"]
+    for key in ("camera_effects", "imaging", "renders"):
+        assert both[key] == camera[key], key
+    assert len({dark["seed"], camera["seed"], both["seed"]}) == 3
+    draws = plan(load_spec("camera_dark_v1"))
+    assert draws.n_renders == 4 and "ND3+" in draws.label_names
+
+
 def test_render_real_applies_the_drawn_effects() -> None:
     from ccount_core.dataset.spec import draw_camera_effects, effects_from_draw
     from ccount_core.dataset.sweep import render_real
