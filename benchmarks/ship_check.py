@@ -6,7 +6,8 @@
    clean renders (seeds no training set uses; cached in ``--renders-cache``, made there when
    missing), so that a session without the data-set stores can still judge a candidate.
 2. **Dark-core frames**: mean |error| of frames 1-15 of the bundled reaction series
-   (``demo_accuracy.py``).
+   (``demo_accuracy.py``); the same series made by today's simulator is printed beside it,
+   not judged (``demo_accuracy.py --today``).
 3. **Robustness**: every variant of ``robustness.py`` (``--crystals`` crystals): mean |error|
    per variant and the frames off by more than 10 % without a warning.
 
@@ -123,6 +124,10 @@ def main() -> None:
     if args.renders:
         val |= render_validation([cand, ship], args.renders, args.renders_cache)
     dark = {m: float(np.abs(demo_accuracy.series_errors(m)[2][1:]).mean()) for m in (cand, ship)}
+    today = {
+        m: float(np.abs(demo_accuracy.series_errors(m, today=True)[2][1:]).mean())
+        for m in (cand, ship)
+    }
     report = rb.run(args.crystals, [cand, ship], cache=args.cache, log=lambda _s: None)
     robust = robustness_means(report, [cand, ship])
     print(f"candidate {cand} against {ship}\n")
@@ -135,7 +140,8 @@ def main() -> None:
         )
     print(
         f"\ndark-core frames 1-15, mean |error|: candidate {dark[cand]:.2f} %, "
-        f"shipped {dark[ship]:.2f} %\n"
+        f"shipped {dark[ship]:.2f} %; the same series made by today's simulator (not part "
+        f"of the rule): candidate {today[cand]:.2f} %, shipped {today[ship]:.2f} %\n"
     )
     print(
         "| robustness variant | candidate mean % (silent > 10 %) | shipped mean % (silent > 10 %) |"

@@ -4,6 +4,7 @@ every validation store, on the dark-core frames and on the robustness benchmark.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -74,3 +75,21 @@ def test_clean_renders_validate_both_models_from_the_cache(ship_check, tmp_path:
     assert (rms, mean, n) == (near, near, 1)
     assert 49 < expected < 51
     assert table["clean renders (1)"]["dark"][2] == 1
+
+
+def test_todays_reaction_series_is_made_once_and_cached(ship_check, tmp_path: Path) -> None:
+    """``demo_accuracy.today_series``: the sample as make_sample_data.py would write it now
+    (uint16, the true counts in its metadata), simulated once and read back from the cache."""
+    import demo_accuracy
+
+    stack, meta = demo_accuracy.today_series(tmp_path, n_frames=2)
+    assert stack.dtype == np.uint16 and stack.shape[0] == 2
+    assert meta["true_counts"]["Ca+"] == [350, 323]
+    assert meta["true_counts"]["ND3+"] == [0, 27]
+    cached = list(tmp_path.iterdir())
+    assert [p.name for p in cached] == ["reaction_series_today_2.npz"]
+    again, meta2 = demo_accuracy.today_series(tmp_path, n_frames=2)
+    np.testing.assert_array_equal(again, stack)
+    assert meta2 == meta
+    np.savez_compressed(cached[0], stack=stack[:1], meta=json.dumps(meta))
+    assert demo_accuracy.today_series(tmp_path, n_frames=2)[0].shape[0] == 1  # read, not remade
