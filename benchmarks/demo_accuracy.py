@@ -36,7 +36,8 @@ CACHE = Path.home() / ".cache" / "ccount" / "demo"
 def today_series(cache: Path = CACHE, n_frames: int = 16) -> tuple[np.ndarray, dict]:
     """The reaction series as ``scripts/make_sample_data.py`` would write it with today's
     simulator: ``(stack (F, rows, cols) uint16, metadata)``, made once and cached in
-    ``cache/reaction_series_today_{n_frames}.npz`` (written atomically)."""
+    ``cache/reaction_series_today_{n_frames}.npz`` (written atomically; the key is the frame
+    count only, so delete the file after a change to the simulator)."""
     from ccount_core.dataset.samples import reaction_series
 
     path = cache / f"reaction_series_today_{n_frames}.npz"
