@@ -54,13 +54,13 @@ def clean_set(
     ``scripts/count_calibration.py``'s), in a cache of its own: the cache records its first
     seed (one without, from before, holds the default's), and a cache of other seeds is
     refused rather than mixed into this set."""
-    if seed0 is None:
-        seed0 = DARK_SEED0 if dark else SEED0
+    default_seed0 = DARK_SEED0 if dark else SEED0
+    seed0 = default_seed0 if seed0 is None else seed0
     frames: list[np.ndarray] = []
     truth: list[int] = []
     if cache.exists():
         with np.load(cache) as z:
-            held = int(z["seed0"]) if "seed0" in z.files else (DARK_SEED0 if dark else SEED0)
+            held = int(z["seed0"]) if "seed0" in z.files else default_seed0
             if held != seed0:
                 raise SystemExit(f"{cache}: holds the crystals of seeds {held}+, not {seed0}+")
             frames, truth = list(z["frames"][:n]), [int(t) for t in z["truth"][:n]]
