@@ -281,30 +281,46 @@ def test_rows_carry_what_the_preparation_noticed(model_dir, sample):
     assert "saturated" not in plain["warning"]
 
 
-def test_training_range_warning_allows_the_counts_own_error():
+def _warning(
+    count: float, unc: float, spread: float = float("nan"), unlike: tuple[str, ...] = ()
+) -> str:
     from ccount_core.nn.count import _row
 
-    def warning(count: float, unc: float) -> str:
-        return _row(
-            0,
-            0,
-            np.array([count]),
-            np.array([unc]),
-            float("nan"),
-            {},
-            [None],
-            ["Ca+"],
-            None,
-            30.0,
-            350.0,
-            "views disagree",
-        )["warning"]
+    row = _row(
+        0,
+        0,
+        np.array([count]),
+        np.array([unc]),
+        spread,
+        {},
+        [None],
+        ["Ca+"],
+        None,
+        30.0,
+        350.0,
+        "views disagree",
+        "try the ensemble",
+        unlike,
+    )
+    return row["warning"]
 
-    assert warning(350.4, 9.0) == ""  # 0.4 over the top, well inside its ±9 ions
-    assert "outside the training range 30-350" in warning(360.0, 9.0)
-    assert "outside the training range" in warning(350.4, float("nan"))  # no error known
-    assert "outside the training range" in warning(25.0, 2.0)
-    assert warning(29.0, 2.0) == ""
+
+def test_training_range_warning_allows_the_counts_own_error():
+    assert _warning(350.4, 9.0) == ""  # 0.4 over the top, well inside its ±9 ions
+    assert "outside the training range 30-350" in _warning(360.0, 9.0)
+    assert "outside the training range" in _warning(350.4, float("nan"))  # no error known
+    assert "outside the training range" in _warning(25.0, 1.0)
+    assert _warning(29.0, 1.0) == ""
+
+
+def test_a_count_whose_two_sigma_band_passes_ten_percent_is_noted_imprecise():
+    assert _warning(100.0, 4.9) == ""  # ±2σ = ±9.8 %
+    assert _warning(100.0, 5.1) == "imprecise: ±2σ is ±10.2 % of the count; try the ensemble"
+    assert _warning(40.0, 2.4).startswith("imprecise: ±2σ is ±12.0 %")
+    # a frame with a reason to doubt it names that reason alone (its σ was widened for it)
+    assert _warning(100.0, 12.0, spread=11.0) == "views disagree"
+    assert _warning(100.0, 12.0, unlike=("unlike: a dark core",)) == "unlike: a dark core"
+    assert _warning(100.0, float("nan")) == ""  # no σ known: nothing to say
 
 
 def test_device_is_chosen_automatically_and_checked(model_dir, sample, monkeypatch):
