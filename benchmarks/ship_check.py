@@ -8,7 +8,8 @@
 2. **Dark-core frames**: mean |error| of frames 1-15 of the bundled reaction series
    (``demo_accuracy.py``); the same series made by today's simulator is printed beside it,
    not judged (``demo_accuracy.py --today``).
-3. **Robustness**: every variant of ``robustness.py`` (``--crystals`` crystals): mean |error|
+3. **Robustness**: every variant of ``robustness.py`` (``--crystals`` crystals, after the set's
+   first ``--skip``): mean |error|
    per variant and the frames off by more than 10 % without a warning.
 
 The candidate beats the shipped model when its RMS is lower on every validation store, its
@@ -112,6 +113,7 @@ def main() -> None:
     ap.add_argument("--renders-cache", type=Path, default=Path("coverage_frames.npz"))
     ap.add_argument("--limit", type=int, default=None, help="validation images per store")
     ap.add_argument("--crystals", type=int, default=120, help="robustness test set size")
+    ap.add_argument("--skip", type=int, default=0, help="robustness: after the first SKIP")
     ap.add_argument("--cache", type=Path, default=rb.CACHE, help="robustness cache folder")
     ap.add_argument("--tolerance", type=float, default=0.5, help="points a variant may lose")
     ap.add_argument("--out", type=Path, default=None, help="keep the evaluations here")
@@ -128,7 +130,9 @@ def main() -> None:
         m: float(np.abs(demo_accuracy.series_errors(m, today=True)[2][1:]).mean())
         for m in (cand, ship)
     }
-    report = rb.run(args.crystals, [cand, ship], cache=args.cache, log=lambda _s: None)
+    report = rb.run(
+        args.crystals, [cand, ship], cache=args.cache, log=lambda _s: None, skip=args.skip
+    )
     robust = robustness_means(report, [cand, ship])
     print(f"candidate {cand} against {ship}\n")
     print("| validation set | images | candidate RMS / mean % | shipped RMS / mean % |")

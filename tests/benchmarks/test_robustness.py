@@ -38,6 +38,27 @@ def test_the_test_set_is_fixed_and_disjoint_from_training_seeds(bench) -> None:
     assert min(c.seed for c in crystals) > 3  # the training specs' MD seeds are 1-3
     assert {c.n_ions for c in crystals} <= set(range(30, 351))
     assert all(170 <= c.v_rf <= 300 and 0.24 <= c.eta <= 0.355 for c in crystals)
+    assert bench.test_set(5, skip=120) == crystals[120:125]  # a check on crystals not yet seen
+
+
+def test_a_skipped_set_names_its_crystals_by_their_place_in_the_whole_set(bench) -> None:
+    row = {
+        "mean_abs_percent": 12.0,
+        "rms_percent": 12.0,
+        "bias_percent": 12.0,
+        "worst_percent": 12.0,
+        "refused": 0,
+        "warned": 0,
+        "cover_1sigma": 0.0,
+        "cover_2sigma": 0.0,
+        "silent_over_10": 1,
+        "silent_frames": [1],
+    }
+    crystals = [c.__dict__ for c in bench.test_set(2, skip=120)]
+    report = {"crystals": crystals, "skip": 120, "results": {"m": {"clean": row}}}
+    text = bench.markdown(report)
+    assert "**m** (2 crystals, 121-122 of the set)" in text
+    assert f"crystal 121 ({crystals[1]['n_ions']} ions) in 1 variant" in text
 
 
 def test_run_counts_every_variant_and_resumes_from_its_cache(
