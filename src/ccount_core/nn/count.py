@@ -451,7 +451,7 @@ def count_stack(
         else "uncertain: test-time views disagree by over 10 %"
     )
     imprecise_fix = (
-        "small crystals and noisy frames count less precisely"
+        "the ensemble's models disagree, or the crystal is small or the frame noisy"
         if counter.is_ensemble
         else "the ensemble model counts closer (--model ensemble)"
     )
