@@ -9,8 +9,8 @@
    (``demo_accuracy.py``); the same series made by today's simulator is printed beside it,
    not judged (``demo_accuracy.py --today``).
 3. **Robustness**: every variant of ``robustness.py`` (``--crystals`` crystals, after the set's
-   first ``--skip``): mean |error|
-   per variant and the frames off by more than 10 % without a warning.
+   first ``--skip``): mean |error| per variant and the frames off by more than 10 % without a
+   warning.
 
 The candidate beats the shipped model when its RMS is lower on every validation store, its
 dark-core error is lower, and on the robustness benchmark its mean |error| over the variants
