@@ -323,6 +323,23 @@ def test_a_count_whose_two_sigma_band_passes_ten_percent_is_noted_imprecise():
     assert _warning(100.0, float("nan")) == ""  # no σ known: nothing to say
 
 
+def test_count_stack_notes_a_wide_band_with_the_single_models_fix(sample, tmp_path, write_model):
+    """A card whose validation RMS is 20 % of every count: each row without another warning
+    is noted imprecise, pointing a single model's user to the ensemble."""
+    bins = [{"true_mean": n, "rms": 0.2 * n, "n": 40} for n in (1.0, 1000.0)]
+    path = write_model(
+        tmp_path / "wide.safetensors",
+        preprocess=PRE,
+        card={"metrics": {"ccount_evaluate": {"bins": bins}}},
+    )
+    stack, meta = sample
+    rows = count_stack(stack[:2], path, meta["pixel_size_um"], bf16=False)
+    assert [r["warning"] for r in rows] == [
+        "imprecise: ±2σ is ±40.0 % of the count; the ensemble model counts closer "
+        "(--model ensemble)"
+    ] * 2
+
+
 def test_device_is_chosen_automatically_and_checked(model_dir, sample, monkeypatch):
     from ccount_core.nn.count import pick_device
 
