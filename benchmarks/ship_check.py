@@ -153,7 +153,11 @@ def main() -> None:
     print("| --- | --- | --- |")
     for v, r in robust.items():
         print(f"| {v} | {r[cand][0]:.1f} ({r[cand][1]}) | {r[ship][0]:.1f} ({r[ship][1]}) |")
-    print()
+    missed = {m: len(rb.missing_goal(report["results"][m])) for m in (cand, ship)}
+    print(
+        f"\nvariants missing the issue's goal (not part of the rule): candidate {missed[cand]}, "
+        f"shipped {missed[ship]} of {len(robust)}\n"
+    )
     checks = verdict(val, dark, robust, cand, ship, args.tolerance)
     for measure, ok, why in checks:
         print(f"{'beats' if ok else 'does not beat':14s} {measure}: {why}")

@@ -102,6 +102,7 @@ def test_the_goal_mark_needs_both_3_percent_and_1_point_over_clean(bench) -> Non
     for clean, other, marked in ((2.9, 3.3, True), (2.9, 3.0, False), (1.5, 2.9, True)):
         report = {"crystals": [0], "results": {"m": {"clean": row(clean), "x": row(other)}}}
         assert ("✗" in bench.markdown(report).split("| x |")[1].split("\n")[0]) == marked
+        assert bench.missing_goal(report["results"]["m"]) == (["x"] if marked else [])
 
 
 def _no_md(trap: dict, n_ions: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
