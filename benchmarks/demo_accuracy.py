@@ -66,6 +66,12 @@ def series_errors(
     return rows, truth, 100 * (counts - truth) / truth
 
 
+def dark_core_error(model: str, today: bool = False) -> float:
+    """Mean |relative error| (%) of ``model`` on the series' dark-core frames 1-15
+    (:func:`series_errors`)."""
+    return float(np.abs(series_errors(model, today=today)[2][1:]).mean())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="model files or run directories; 'default'")

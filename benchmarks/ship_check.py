@@ -125,11 +125,8 @@ def main() -> None:
         val = validation([cand, ship], args.val, args.out or Path(tmp), args.limit)
     if args.renders:
         val |= render_validation([cand, ship], args.renders, args.renders_cache)
-    dark = {m: float(np.abs(demo_accuracy.series_errors(m)[2][1:]).mean()) for m in (cand, ship)}
-    today = {
-        m: float(np.abs(demo_accuracy.series_errors(m, today=True)[2][1:]).mean())
-        for m in (cand, ship)
-    }
+    dark = {m: demo_accuracy.dark_core_error(m) for m in (cand, ship)}
+    today = {m: demo_accuracy.dark_core_error(m, today=True) for m in (cand, ship)}
     report = rb.run(
         args.crystals, [cand, ship], cache=args.cache, log=lambda _s: None, skip=args.skip
     )
