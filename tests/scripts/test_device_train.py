@@ -26,7 +26,8 @@ TINY = [
 def _run(*args: str) -> None:
     env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
     cmd = [sys.executable, str(ROOT / "scripts" / "device_train.py"), *TINY, *args]
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True, timeout=1200)
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, f"device_train.py exited {done.returncode}:\n{done.stderr[-3000:]}"
 
 
 def _meta(out: Path) -> dict:
