@@ -25,6 +25,7 @@ CARD_ONLY = {
     "resampling",
     "canonical_turn",
     "symmetry_refine",
+    "fit_footprint",
     "beam_reference",
     "beam_noise",
 }

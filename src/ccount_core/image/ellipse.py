@@ -25,6 +25,13 @@ several crystals or blobs. Then refine on the frame (block-averaged to about 40 
 semi-minor axis, 5-point median): in 36 angular sectors of the coarse ellipse, average the
 intensity in bins of normalised radius and take the outermost bright peak (the outer shell's
 ring), fit an ellipse to those points by least squares (Halir-Flusser direct fit) and drop outliers.
+The profiles are smoothed along the radius by [1, 2, 1] / 4; with ``footprint`` each pixel's
+light and weight are instead spread over a Gaussian of half a pixel in radius (never narrower
+than that), so that coarse pixels, only a few to a sector, leave no empty bins and no jagged
+edge whose outermost spike is taken for the shell. Measured on crystals of 80-300 ions: without
+it the fitted semi-minor axis moves from 4-8 % inside the outermost ions at 0.5-1 µm pixels to
+2-7 % outside at 5 µm; with it, it lies 4-9 % inside at every pixel size from 0.5 to 5 µm (a
+40-ion crystal, two shells: 4-14 % outside, against 3-22 % without).
 
 Accuracy (tests): on synthetic shell crystals with noise SNR 3, hot pixels, gradients, hollow
 cores, dim outer shells, uneven brightness and flattened shapes, centre < 1 px, semi-axes
@@ -43,6 +50,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numba as nb
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage as ndi
 from skimage.morphology import convex_hull_image
 
@@ -62,7 +70,10 @@ __all__ = ["Ellipse", "as_float_frame", "check_dtype", "fit_ellipse", "fit_float
 _SMALL_SIDE = 128  # px: the coarse search works on a frame block-averaged to about this size
 _PART_FRACTION = 0.25  # bright parts at least this share of the largest belong to the crystal
 _N_SECTORS = 36
+_FOOTPRINT_PX = 0.5  # px: the Gaussian (σ) a pixel's light is spread over along the radius
 _RHO_MIN, _RHO_MAX, _N_BINS = 0.55, 1.35, 64  # normalised-radius range and bins of the profiles
+_CLIMB = round(0.15 / ((_RHO_MAX - _RHO_MIN) / _N_BINS))  # bins: a ring's dip lies within
+_MIN_POINTS = 12  # sectors with a ring peak needed for the shell fit
 _MIN_SIDE = 16  # px: smaller frames are refused
 # A coarse crystal thinner than this (px of the block-averaged copy) is looked for again on
 # a crop _ZOOM_WINDOW coarse semi-major axes around it, at a finer scale: a small crystal in
@@ -383,11 +394,13 @@ _SMOOTH_WEIGHTS = gaussian_weights(1.5)  # the coarse search's smoothing, σ = 1
 # -------------------------------------------------------------------------------- fitting
 
 
-def fit_ellipse(frame: np.ndarray) -> Ellipse:
+def fit_ellipse(frame: np.ndarray, footprint: bool = False) -> Ellipse:
     """Find the crystal's outer-shell ellipse in one frame.
 
     Args:
         frame: ``(rows, cols)`` image, any real dtype (counts, arbitrary units).
+        footprint: smooth the shell's radial profiles over each pixel's footprint, so that
+            the outline does not depend on the pixel size (see the module docstring).
 
     Returns:
         :class:`Ellipse` in the frame's pixels; ``quality`` is the fraction of 36 angular
@@ -400,14 +413,14 @@ def fit_ellipse(frame: np.ndarray) -> Ellipse:
             touches the image border.
     """
     img = as_float_frame(frame, "frame")
-    return fit_float_frame(img)
+    return fit_float_frame(img, footprint)
 
 
-def fit_float_frame(img: np.ndarray) -> Ellipse:
+def fit_float_frame(img: np.ndarray, footprint: bool = False) -> Ellipse:
     """:func:`fit_ellipse` on a frame already checked by :func:`as_float_frame` (float32,
     C-contiguous ``(rows, cols)``), so a caller that checked it once does not pay twice."""
     coarse, plane = _zoomed_coarse(img)
-    return _refine(img, coarse, plane)
+    return _refine(img, coarse, plane, footprint)
 
 
 def _zoomed_coarse(img: np.ndarray) -> tuple[Ellipse, np.ndarray]:
@@ -532,8 +545,9 @@ def _separate_blobs(labels: np.ndarray, parts: np.ndarray) -> int:
     return n
 
 
-def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
-    """Fit the outer shell: outermost ring peak in angular sectors, then a direct LSQ fit."""
+def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray, footprint: bool) -> Ellipse:
+    """Fit the outer shell: outermost ring peak in angular sectors, then a direct LSQ fit
+    (``footprint``: profiles smoothed over a pixel, see the module docstring)."""
     h, w = img.shape
     hr, hc = coarse.half_extent()
     r_lo = max(0, int(coarse.center_row - _RHO_MAX * hr) - 1)
@@ -563,15 +577,11 @@ def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
         _RHO_MAX,
         _N_BINS,
     )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prof = sums / counts
-    prof = np.where(counts > 0, prof, 0.0)
-    # Light smoothing along the radius: [1, 2, 1] / 4.
-    prof = np.pad(prof, ((0, 0), (1, 1)), mode="edge")
-    prof = 0.25 * prof[:, :-2] + 0.5 * prof[:, 1:-1] + 0.25 * prof[:, 2:]
-
     bin_w = (_RHO_MAX - _RHO_MIN) / _N_BINS
-    peak_bin = _outer_peaks(prof, 0.25, round(0.15 / bin_w))
+    peak_bin = _outer_peaks(_profile(sums, counts, coarse, k, bin_w, footprint), 0.25, _CLIMB)
+    if footprint and np.isfinite(peak_bin).sum() < _MIN_POINTS:
+        # a crystal only a few pixels across: spread over a pixel, its shells' dips are gone
+        peak_bin = _outer_peaks(_profile(sums, counts, coarse, k, bin_w, False), 0.25, _CLIMB)
     ok = np.isfinite(peak_bin)
     rho_k = _RHO_MIN + (peak_bin[ok] + 0.5) * bin_w
     th = -np.pi + (np.nonzero(ok)[0] + 0.5) * (2 * np.pi / _N_SECTORS)
@@ -579,7 +589,7 @@ def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
     vv = rho_k * np.sin(th) * coarse.semi_minor
     pts_r = coarse.center_row + uu * dr - vv * dc
     pts_c = coarse.center_col + uu * dc + vv * dr
-    if pts_r.size < 12:
+    if pts_r.size < _MIN_POINTS:
         return coarse
     pr, pc = pts_r, pts_c
     keep = np.ones(pr.size, dtype=bool)
@@ -611,6 +621,35 @@ def _refine(img: np.ndarray, coarse: Ellipse, plane: np.ndarray) -> Ellipse:
         float(np.clip(quality, 0.0, 1.0)),
         coarse.notes,
     )
+
+
+def _profile(
+    sums: np.ndarray, counts: np.ndarray, coarse: Ellipse, k: int, bin_w: float, footprint: bool
+) -> np.ndarray:
+    """Mean intensity per (sector, radius bin), ``(sectors, bins)``: smoothed along the radius
+    by [1, 2, 1] / 4, or with ``footprint`` each pixel's sum and weight spread over a Gaussian
+    of ``_FOOTPRINT_PX`` pixels of ``k`` frame pixels (at least that kernel's 0.71 bins)."""
+    if not footprint:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prof = np.where(counts > 0, sums / counts, 0.0)
+        prof = np.pad(prof, ((0, 0), (1, 1)), mode="edge")
+        return 0.25 * prof[:, :-2] + 0.5 * prof[:, 1:-1] + 0.25 * prof[:, 2:]
+    theta = -np.pi + (np.arange(_N_SECTORS) + 0.5) * (2 * np.pi / _N_SECTORS)
+    # px per unit of normalised radius along each sector's centre line
+    radius = np.hypot(coarse.semi_major * np.cos(theta), coarse.semi_minor * np.sin(theta))
+    sigma = np.maximum(0.71, _FOOTPRINT_PX * k / (radius * bin_w))  # bins
+    # one Gaussian per sector, cut at 4σ; its normalisation cancels in the ratio
+    half = int(min(sums.shape[1] - 1, np.ceil(4.0 * sigma.max())))
+    offsets = np.arange(-half, half + 1)
+    kernel = np.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2)  # (sectors, 2 half + 1)
+
+    def spread(a: np.ndarray) -> np.ndarray:
+        windows = sliding_window_view(np.pad(a, ((0, 0), (half, half))), offsets.size, axis=1)
+        return np.einsum("sbo,so->sb", windows, kernel)
+
+    s, n = spread(sums), spread(counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 1e-9, s / n, 0.0)
 
 
 def _check_inside(ell: Ellipse, h: int, w: int) -> None:

@@ -206,6 +206,16 @@ class PreprocessConfig:
             "turn with the camera (off in version 1); set by the model's card, not in the form.",
         },
     )
+    fit_footprint: bool = field(
+        default=False,
+        metadata={
+            "unit": "",
+            "form": False,
+            "help": "smooth the ellipse fit's radial shell profiles over each camera pixel "
+            "(ccount_core.image.ellipse), so the fitted outline does not depend on the pixel "
+            "size (off in version 1); set by the model's card, not in the form.",
+        },
+    )
     beam_reference: tuple[float, float] | None = field(
         default=None,
         metadata={
@@ -342,6 +352,7 @@ class PreprocessConfig:
             "rotate",
             "canonical_turn",
             "symmetry_refine",
+            "fit_footprint",
             "mask",
             "normalize",
             "stretch_to_fit",
@@ -418,6 +429,7 @@ _ADDED_FIELDS = (
     "resampling",
     "canonical_turn",
     "symmetry_refine",
+    "fit_footprint",
     "beam_reference",
     "beam_noise",
 )
@@ -922,7 +934,7 @@ def prepare_frame(
 def _fitted(img: np.ndarray, cfg: PreprocessConfig) -> Ellipse:
     """The ellipse fitted to a checked float32 frame, refined by symmetry when ``cfg`` asks
     (a given ellipse is used as it is)."""
-    ell = fit_float_frame(img)
+    ell = fit_float_frame(img, cfg.fit_footprint)
     return refine_by_symmetry(img, ell, ROUND_RATIO) if cfg.symmetry_refine else ell
 
 

@@ -106,7 +106,9 @@ def test_ensemble_fits_each_frame_once(members, sample, monkeypatch):
     stack, meta = sample
     fits: list[int] = []
     real_fit = pre.fit_float_frame
-    monkeypatch.setattr(pre, "fit_float_frame", lambda img: fits.append(1) or real_fit(img))
+    monkeypatch.setattr(
+        pre, "fit_float_frame", lambda img, fp=False: fits.append(1) or real_fit(img, fp)
+    )
     rows = count_stack(stack, members[2], meta["pixel_size_um"], batch_size=2)
     # two members prepared two ways, one ellipse fit per frame (it is the same for both)
     assert len(fits) == len(stack) == len(rows)
