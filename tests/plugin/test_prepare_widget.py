@@ -135,6 +135,20 @@ def test_fit_edit_preview_and_lazy_prepare(make_napari_viewer, qtbot, errors) ->
     assert errors == []
 
 
+def test_fit_follows_the_preparations_fit_options(make_napari_viewer, qtbot) -> None:
+    """A model card with ``fit_footprint`` gets that fit from the Fit button, as its counts do."""
+    viewer = make_napari_viewer()
+    (image,) = viewer.open_sample("napari-ccount", "single_crystal")
+    widget = PrepareWidget(viewer)
+    widget.base_config = replace(widget.base_config, fit_footprint=True)
+    frame = np.asarray(image.data[0], np.float32)
+    job = widget.fit()
+    qtbot.waitUntil(lambda: job.done, timeout=60_000)
+    assert job.error is None
+    assert widget.fitted.semi_minor == fit_ellipse(frame, footprint=True).semi_minor
+    assert widget.fitted.semi_minor != fit_ellipse(frame).semi_minor
+
+
 def test_config_fields_have_units_and_tooltips(make_napari_viewer) -> None:
     widget = PrepareWidget(make_napari_viewer())
     fields = widget.config_fields

@@ -95,7 +95,9 @@ __all__ = [
     "apply_mask",
     "background_plane",
     "enhance_outer_layer",
+    "fit_crystal",
     "fit_ellipse",
+    "fit_options",
     "frame_transform",
     "mask_and_enhance",
     "median_filter",
@@ -929,6 +931,20 @@ def prepare_frame(
     tf = frame_transform(ell, cfg, camera_pixel_size_um, axis)
     out, note = _render(img, ell, tf, cfg)
     return out, _with_note(ell, note)
+
+
+def fit_crystal(frame: np.ndarray, cfg: PreprocessConfig) -> Ellipse:
+    """The ellipse a preparation with ``cfg`` fits to ``frame`` ``(rows, cols)`` (frame
+    pixels): :func:`fit_ellipse` with the card's fit options, refined by symmetry when it
+    asks."""
+    _check_cfg(cfg)
+    return _fitted(as_float_frame(frame, "frame"), cfg)
+
+
+def fit_options(cfg: PreprocessConfig) -> tuple[bool, bool]:
+    """The options of ``cfg`` that the fitted ellipse depends on (``symmetry_refine``,
+    ``fit_footprint``): preparations that agree on them can share one fit per frame."""
+    return (cfg.symmetry_refine, cfg.fit_footprint)
 
 
 def _fitted(img: np.ndarray, cfg: PreprocessConfig) -> Ellipse:

@@ -424,7 +424,12 @@ def count_stack(
     Row keys: ``counts_file.COLUMNS`` plus ``count_<label>`` and ``uncertainty_<label>`` (ions)
     for every further model output.
     """
-    from ccount_core.image.preprocess import PreprocessConfig, parse_trap_axis, prepare_stack
+    from ccount_core.image.preprocess import (
+        PreprocessConfig,
+        fit_options,
+        parse_trap_axis,
+        prepare_stack,
+    )
 
     _check_stack(stack)
     _check_arguments(batch_size, tta, pixel_size_um, threads)
@@ -481,23 +486,24 @@ def count_stack(
         def count_batch(frames: list[int]) -> list[Row]:
             block = np.asarray(_take(stack, frames))  # its own dtype: saturation is judged by it
             # One preparation per distinct configuration (members may share one). The
-            # ellipse fit, most of a preparation's time, does not depend on the
-            # configuration: the first one's ellipses, with the camera checks' notes, serve
-            # the others.
+            # ellipse fit, most of a preparation's time, depends only on fit_options: the
+            # first such preparation's ellipses, with the camera checks' notes, serve the
+            # others with the same options.
             prepared_by: dict[str, Any] = {}
-            fitted = None
+            fitted: dict[tuple[bool, bool], list[Any]] = {}
             for c in [cfg, *member_cfgs]:
                 if c.to_json() not in prepared_by:
+                    own = fitted.get(fit_options(c))
                     done = prepare_stack(
                         block,
                         c,
-                        ellipses=fitted,
+                        ellipses=own,
                         camera_pixel_size_um=pixel_size_um,
                         trap_axis=axis,
-                        camera_checks=fitted is None,
+                        camera_checks=own is None,
                     )
                     prepared_by[c.to_json()] = done
-                    fitted = done.ellipses
+                    fitted.setdefault(fit_options(c), done.ellipses)
             prepared = prepared_by[cfg.to_json()]
             ellipses = _with_members_notes(prepared.ellipses, list(prepared_by.values()))
             bad = {

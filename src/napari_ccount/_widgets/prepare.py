@@ -74,13 +74,14 @@ def model_preparation(model: str | None) -> Any:
 # --- the core calls, run in workers -----------------------------------------------------------
 
 
-def fit_frame(frame: Any, progress: Any = None) -> Any:
-    """Fit the crystal's ellipse in one frame ``(rows, cols)``; returns an Ellipse."""
-    from ccount_core.image.preprocess import fit_ellipse
+def fit_frame(frame: Any, config: Any, progress: Any = None) -> Any:
+    """Fit the crystal's ellipse in one frame ``(rows, cols)`` as a preparation with
+    ``config`` fits it; returns an Ellipse."""
+    from ccount_core.image.preprocess import fit_crystal
 
     if progress is not None:
         progress(0, 1)
-    ellipse = fit_ellipse(np.asarray(frame))
+    ellipse = fit_crystal(np.asarray(frame), config)
     if progress is not None:
         progress(1, 1)
     return ellipse
@@ -304,6 +305,7 @@ class PrepareWidget(Container):
             return None
         try:
             layer, index, frame = self._current()
+            cfg = self.config()
         except InputError as exc:
             notify_error(exc, "fit ellipse")
             return None
@@ -311,6 +313,7 @@ class PrepareWidget(Container):
         self.job = start_job(
             fit_frame,
             frame,
+            cfg,
             desc="fit ellipse",
             on_done=lambda ell: self._show_ellipse(layer, ell),
             bar=self.progress,

@@ -114,6 +114,34 @@ def test_ensemble_fits_each_frame_once(members, sample, monkeypatch):
     assert len(fits) == len(stack) == len(rows)
 
 
+def test_members_fitted_differently_each_get_their_own_fit(
+    members, sample, write_model, tmp_path, monkeypatch
+):
+    """A member whose card asks for another fit (``fit_footprint``) is not handed the first
+    member's ellipses: two fits per frame, and each member counts as it does alone."""
+    import ccount_core.image.preprocess as pre
+
+    a = members[0]
+    c = write_model(
+        tmp_path / "c.safetensors", ["Ca+"], preprocess=replace(PRE, fit_footprint=True), **MEMBER
+    )
+    both = _write(ensemble_card([a, c], tmp_path / "ac.json", name="mixed"), tmp_path / "ac.json")
+    stack, meta = sample
+    px = meta["pixel_size_um"]
+    alone = [
+        np.array([r["count"] for r in count_stack(stack, load_counter(m), px, bf16=False)])
+        for m in (a, c)
+    ]
+    fits: list[int] = []
+    real_fit = pre.fit_float_frame
+    monkeypatch.setattr(
+        pre, "fit_float_frame", lambda img, fp=False: fits.append(1) or real_fit(img, fp)
+    )
+    rows = count_stack(stack, load_counter(both), px, bf16=False)
+    assert len(fits) == 2 * len(stack)
+    np.testing.assert_allclose([r["count"] for r in rows], (alone[0] + alone[1]) / 2, rtol=1e-4)
+
+
 def test_ensemble_counts_a_file_with_its_name_and_dark_column(members, sample, tmp_path):
     _, _, both = members
     stack, meta = sample
