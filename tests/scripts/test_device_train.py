@@ -89,6 +89,7 @@ def test_draw_counts_a_dark_species_without_an_output_as_ca(load_script) -> None
 def test_fine_tunes_the_shipped_model_through_cameras_in_a_new_preparation(tmp_path: Path) -> None:
     run = tmp_path / "run"
     update = {"resampling": "area", "canonical_turn": True, "symmetry_refine": True}
+    update |= {"fit_footprint": True}
     _run(
         "--out", str(run), "--max-steps", "1", "--init-model", "default", "--freeze-bn",
         "--camera", "camera_v2", "--camera-share", "0.5", "--dark", "ND3+", "--lr", "1e-5",
