@@ -8,9 +8,10 @@ size the median semi-minor and semi-major axis against the outermost ions (%: th
 distance of the outermost ion, the largest |z|), and per crystal how far its fitted axes
 spread over the pixel sizes (max / min - 1, %): median and worst, for crystals of at least
 ``--small`` ions and for the smaller ones. Then the fit's time per 2 µm frame (ms).
-MD runs are cached under ``~/.cache/ccount/fit_pixel_size/``.
+MD runs are cached under ``~/.cache/ccount/fit_pixel_size/`` (``--cache``).
 
     python benchmarks/fit_pixel_size.py [--crystals 40] [--pixels 0.5 1 2 3 4 5] [--small 80]
+        [--cache DIR]
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ def main() -> None:
     ap.add_argument("--crystals", type=int, default=40)
     ap.add_argument("--pixels", type=float, nargs="+", default=[0.5, 1.0, 2.0, 3.0, 4.0, 5.0])
     ap.add_argument("--small", type=int, default=80, help="crystals below this many ions apart")
+    ap.add_argument("--cache", type=Path, default=CACHE, help="where the MD runs are kept")
     args = ap.parse_args()
     crystals = rb.draw_crystals(args.crystals, SET_SEED, MD_SEED0)
-    samples = [rb.md_samples(c, CACHE) for c in crystals]
+    samples = [rb.md_samples(c, args.cache) for c in crystals]
     n_ions = np.array([c.n_ions for c in crystals])
     # axes[footprint] (crystals, pixel sizes, 2): semi-major, semi-minor in µm
     axes = {fp: np.zeros((len(crystals), len(args.pixels), 2)) for fp in (False, True)}
