@@ -69,7 +69,9 @@ def edge_waist(samples: np.ndarray) -> float:
     return half * math.sqrt(2.0 / math.log(1.0 / 0.3))
 
 
-FIT_FAILS = pytest.mark.xfail(strict=True, reason="the fit does not hold yet (issue 27)")
+FIT_FAILS = pytest.mark.xfail(
+    strict=True, reason="the shipped fit moves with the pixel size (fit_footprint holds; issue 27)"
+)
 # The fit holds (centre < 1 %, semi-axes < 2 %), the prepared image differs by 5.7-7.1 %: the
 # EMCCD's pixel noise, which a preparation cannot take out.
 NOISY = pytest.mark.xfail(strict=True, reason="the EMCCD's pixel noise in the prepared image")
