@@ -493,7 +493,8 @@ def count_stack(
             fitted: dict[tuple[bool, bool], list[Any]] = {}
             for c in [cfg, *member_cfgs]:
                 if c.to_json() not in prepared_by:
-                    own = fitted.get(fit_options(c))
+                    key = fit_options(c)
+                    own = fitted.get(key)
                     done = prepare_stack(
                         block,
                         c,
@@ -503,7 +504,7 @@ def count_stack(
                         camera_checks=own is None,
                     )
                     prepared_by[c.to_json()] = done
-                    fitted.setdefault(fit_options(c), done.ellipses)
+                    fitted.setdefault(key, done.ellipses)
             prepared = prepared_by[cfg.to_json()]
             ellipses = _with_members_notes(prepared.ellipses, list(prepared_by.values()))
             bad = {

@@ -100,15 +100,21 @@ def test_ensemble_count_is_the_mean_of_its_members(members, sample):
         assert r["ellipse_semi_major"] == pytest.approx(ra[0]["ellipse_semi_major"], rel=0.5)
 
 
-def test_ensemble_fits_each_frame_once(members, sample, monkeypatch):
+def _record_fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, one entry per ellipse fit a preparation makes."""
     import ccount_core.image.preprocess as pre
 
-    stack, meta = sample
     fits: list[int] = []
     real_fit = pre.fit_float_frame
     monkeypatch.setattr(
         pre, "fit_float_frame", lambda img, fp=False: fits.append(1) or real_fit(img, fp)
     )
+    return fits
+
+
+def test_ensemble_fits_each_frame_once(members, sample, monkeypatch):
+    stack, meta = sample
+    fits = _record_fits(monkeypatch)
     rows = count_stack(stack, members[2], meta["pixel_size_um"], batch_size=2)
     # two members prepared two ways, one ellipse fit per frame (it is the same for both)
     assert len(fits) == len(stack) == len(rows)
@@ -119,8 +125,6 @@ def test_members_fitted_differently_each_get_their_own_fit(
 ):
     """A member whose card asks for another fit (``fit_footprint``) is not handed the first
     member's ellipses: two fits per frame, and each member counts as it does alone."""
-    import ccount_core.image.preprocess as pre
-
     a = members[0]
     c = write_model(
         tmp_path / "c.safetensors", ["Ca+"], preprocess=replace(PRE, fit_footprint=True), **MEMBER
@@ -132,11 +136,7 @@ def test_members_fitted_differently_each_get_their_own_fit(
         np.array([r["count"] for r in count_stack(stack, load_counter(m), px, bf16=False)])
         for m in (a, c)
     ]
-    fits: list[int] = []
-    real_fit = pre.fit_float_frame
-    monkeypatch.setattr(
-        pre, "fit_float_frame", lambda img, fp=False: fits.append(1) or real_fit(img, fp)
-    )
+    fits = _record_fits(monkeypatch)
     rows = count_stack(stack, load_counter(both), px, bf16=False)
     assert len(fits) == 2 * len(stack)
     np.testing.assert_allclose([r["count"] for r in rows], (alone[0] + alone[1]) / 2, rtol=1e-4)
